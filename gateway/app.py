@@ -1,0 +1,105 @@
+"""The aiohttp application: its state, its routes under every prefix, its error envelope."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import aiohttp
+from aiohttp import web
+
+from gateway.config import Config
+from gateway.context import parse_networks
+from gateway.errors import ApiError
+from gateway.info import InfoRoutes, ReadinessCheck, not_found
+from gateway.proxy import MAX_REQUEST_MB, ProxyEndpoint
+from gateway.router import Router
+
+log = logging.getLogger("gateway")
+
+CONFIG = web.AppKey("config", Config)
+ROUTER = web.AppKey("router", Router)
+SESSION = web.AppKey("session", aiohttp.ClientSession)
+READINESS = web.AppKey("readiness", list[ReadinessCheck])
+
+DEFAULT_MAX_REQUEST_MB = 64.0
+PROXIED = ("chat/completions", "completions", "embeddings")
+
+
+def path_prefixes(config: Config) -> list[str]:
+    """The root, then every configured prefix (and LiteLLM's SERVER_ROOT_PATH), as `/a/b`."""
+    found = [""]
+    for raw in [*config.gateway_settings.path_prefixes, os.environ.get("SERVER_ROOT_PATH", "")]:
+        prefix = "/" + raw.strip("/") if raw.strip("/") else ""
+        if prefix not in found:
+            found.append(prefix)
+    return found
+
+
+@web.middleware
+async def openai_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+    """Whatever goes wrong, the client gets the OpenAI envelope and the process goes on."""
+    try:
+        return await handler(request)
+    except ApiError as error:
+        return error.response()
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        if exc.status == 404:
+            return not_found(request).response()
+        if exc.status == 405:
+            return ApiError(405, f"{request.method} is not allowed on {request.path}").response(
+                {"Allow": exc.headers.get("Allow", "")})
+        return ApiError(exc.status, exc.text or exc.reason).response()
+    except (asyncio.CancelledError, ConnectionResetError):
+        raise
+    except Exception:
+        log.exception("unhandled error serving %s %s", request.method, request.path)
+        return ApiError(500, "internal gateway error; the request id in the logs has the details",
+                        "internal_server_error").response()
+
+
+async def build_app(config: Config) -> web.Application:
+    """Called inside the running loop, since the upstream session belongs to it."""
+    max_mb = config.general_settings.max_request_size_mb or DEFAULT_MAX_REQUEST_MB
+    app = web.Application(middlewares=[openai_errors], client_max_size=int(max_mb * 1024 * 1024))
+    router = Router(config)
+    # One pool per process; bytes pass through as the upstream sent them.
+    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
+    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    app[CONFIG] = config
+    app[MAX_REQUEST_MB] = max_mb
+    app[ROUTER] = router
+    app[SESSION] = session
+    app[READINESS] = []
+    app.on_cleanup.append(_close_session)
+    _add_routes(app)
+    return app
+
+
+async def _close_session(app: web.Application) -> None:
+    await app[SESSION].close()
+
+
+def _add_routes(app: web.Application) -> None:
+    config = app[CONFIG]
+    router = app[ROUTER]
+    session = app[SESSION]
+    settings = config.gateway_settings
+    trusted = parse_networks(settings.trusted_proxies)
+    info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,
+                      config.litellm_settings.success_callback)
+    for prefix in path_prefixes(config):
+        for endpoint in PROXIED:
+            handler = ProxyEndpoint(endpoint, router, session, trusted, settings.tracking_header_prefix)
+            app.router.add_post(f"{prefix}/v1/{endpoint}", handler)
+            app.router.add_post(f"{prefix}/{endpoint}", handler)
+        for base in (f"{prefix}/v1", prefix):
+            app.router.add_get(f"{base}/models", info.list_models)
+            app.router.add_get(base + "/models/{model:.+}", info.get_model)
+            app.router.add_get(f"{base}/model/info", info.model_info)
+        app.router.add_get(f"{prefix}/health", info.health)
+        app.router.add_get(f"{prefix}/health/liveliness", info.liveliness)
+        app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
+        app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)

@@ -1,0 +1,211 @@
+"""LiteLLM's config.yaml, parsed into typed structs.
+
+Every section LiteLLM users write is accepted. Keys we know are typed and
+checked; keys we do not know are reported as warnings so an existing config
+starts, while a wrong type, a missing environment variable or an unknown
+provider stops the start with one message that names the field.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+import yaml
+
+ENV_PREFIX = "os.environ/"
+
+RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
+
+
+class ConfigError(Exception):
+    """A config that must not start; the message names the offending field."""
+
+
+class Struct(msgspec.Struct, kw_only=True, omit_defaults=True):
+    pass
+
+
+class LiteLLMParams(Struct):
+    model: str
+    api_base: str | None = None
+    api_key: str | None = None
+    custom_llm_provider: str | None = None
+    rpm: int | None = None
+    tpm: int | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    weight: float | None = None
+    max_retries: int | None = None
+    max_parallel_requests: int | None = None
+    input_cost_per_token: float | None = None
+    output_cost_per_token: float | None = None
+    mock_response: str | None = None
+    organization: str | None = None
+    api_version: str | None = None
+    extra_headers: dict[str, str] | None = None
+
+
+class ModelEntry(Struct):
+    model_name: str
+    litellm_params: LiteLLMParams
+    # Free-form in LiteLLM (id, mode, base_model, descriptions, prices...): kept
+    # as written so /model/info shows it back; the keys we use are checked in
+    # router.py.
+    model_info: dict[str, Any] = {}
+
+
+class AliasTarget(Struct):
+    model: str
+    hidden: bool = False
+
+
+class RouterSettings(Struct):
+    routing_strategy: RoutingStrategy = "simple-shuffle"
+    model_group_alias: dict[str, str | AliasTarget] = {}
+    num_retries: int | None = None
+    timeout: float | None = None
+    stream_timeout: float | None = None
+    retry_after: float | None = None
+    allowed_fails: int | None = None
+    cooldown_time: float | None = None
+    fallbacks: list[dict[str, list[str]]] = []
+    context_window_fallbacks: list[dict[str, list[str]]] = []
+    content_policy_fallbacks: list[dict[str, list[str]]] = []
+    enable_pre_call_checks: bool | None = None
+    redis_host: str | None = None
+    redis_port: int | None = None
+    redis_password: str | None = None
+    redis_url: str | None = None
+
+
+class GeneralSettings(Struct):
+    master_key: str | None = None
+    database_url: str | None = None
+    max_request_size_mb: float | None = None
+    max_response_size_mb: float | None = None
+    litellm_key_header_name: str | None = None
+    use_x_forwarded_for: bool | None = None
+    health_check_interval: float | None = None
+    background_health_checks: bool | None = None
+
+
+class LiteLLMSettings(Struct):
+    drop_params: bool | None = None
+    num_retries: int | None = None
+    request_timeout: float | None = None
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    success_callback: list[str] = []
+    failure_callback: list[str] = []
+    callbacks: list[str] = []
+    set_verbose: bool | None = None
+    json_logs: bool | None = None
+    turn_off_message_logging: bool | None = None
+
+
+class GatewaySettings(Struct):
+    """Settings of ours that LiteLLM has no key for."""
+
+    path_prefixes: list[str] = []
+    trusted_proxies: list[str] = []
+    tracking_header_prefix: str = "x-litellm-"
+    drain_timeout: float = 30.0
+    connect_timeout: float = 10.0
+    health_check_timeout: float = 10.0
+
+
+class Config(Struct):
+    model_list: list[ModelEntry] = []
+    general_settings: GeneralSettings = msgspec.field(default_factory=GeneralSettings)
+    litellm_settings: LiteLLMSettings = msgspec.field(default_factory=LiteLLMSettings)
+    router_settings: RouterSettings = msgspec.field(default_factory=RouterSettings)
+    environment_variables: dict[str, str] = {}
+    gateway_settings: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+
+
+def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
+    """Read, resolve and type-check a config file; unknown keys go to `warn`."""
+    path = Path(path)
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+    return parse_config(raw, warn)
+
+
+def parse_config(raw: object, warn: list[str] | None = None) -> Config:
+    if not isinstance(raw, dict):
+        raise ConfigError("the config must be a mapping at the top level")
+    env = raw.get("environment_variables") or {}
+    if not isinstance(env, dict):
+        raise ConfigError("environment_variables: expected a mapping of NAME: value")
+    for name, value in env.items():
+        os.environ[str(name)] = str(value)
+    resolved = _resolve_env(raw, "")
+    if warn is not None:
+        warn.extend(unknown_keys(Config, resolved, ""))
+    try:
+        return msgspec.convert(resolved, Config, strict=False)
+    except msgspec.ValidationError as exc:
+        raise ConfigError(_readable(str(exc))) from None
+
+
+def _resolve_env(value: Any, where: str) -> Any:
+    if isinstance(value, str) and value.startswith(ENV_PREFIX):
+        name = value[len(ENV_PREFIX):]
+        if name not in os.environ:
+            raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+        return os.environ[name]
+    if isinstance(value, dict):
+        return {k: _resolve_env(v, _join(where, str(k))) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_resolve_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+    return value
+
+
+def unknown_keys(struct_type: type, data: Any, where: str) -> list[str]:
+    """Keys in `data` that `struct_type` does not declare, as dotted paths."""
+    if not isinstance(data, dict):
+        return []
+    info = msgspec.inspect.type_info(struct_type)
+    assert isinstance(info, msgspec.inspect.StructType)
+    fields = {f.encode_name: f.type for f in info.fields}
+    found = []
+    for key, value in data.items():
+        path = _join(where, str(key))
+        if key not in fields:
+            found.append(f"unknown key {path} is ignored")
+            continue
+        found.extend(_unknown_in(fields[key], value, path))
+    return found
+
+
+def _unknown_in(field: msgspec.inspect.Type, value: Any, where: str) -> list[str]:
+    if isinstance(field, msgspec.inspect.StructType):
+        return unknown_keys(field.cls, value, where)
+    if isinstance(field, msgspec.inspect.ListType) and isinstance(value, list):
+        return [w for i, v in enumerate(value) for w in _unknown_in(field.item_type, v, f"{where}[{i}]")]
+    if isinstance(field, msgspec.inspect.DictType) and isinstance(value, dict):
+        return [w for k, v in value.items() for w in _unknown_in(field.value_type, v, _join(where, str(k)))]
+    if isinstance(field, msgspec.inspect.UnionType):
+        structs = [t for t in field.types if isinstance(t, msgspec.inspect.StructType)]
+        if len(structs) == 1 and isinstance(value, dict):
+            return _unknown_in(structs[0], value, where)
+    return []
+
+
+def _join(where: str, key: str) -> str:
+    return f"{where}.{key}" if where else key
+
+
+def _readable(message: str) -> str:
+    """msgspec says `... - at `$.model_list[0].rpm``; lead with the field instead."""
+    text, sep, at = message.rpartition(" - at `")
+    if not sep:
+        return message
+    return f"{at.rstrip('`').removeprefix('$.').removeprefix('$')}: {text}"

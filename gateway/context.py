@@ -1,0 +1,81 @@
+"""What the gateway knows about one request while it is being served."""
+
+from __future__ import annotations
+
+import ipaddress
+import time
+import uuid
+from typing import Any
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+from gateway.router import Deployment
+
+MAX_REQUEST_ID = 128
+IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
+
+
+class Ctx:
+    __slots__ = (
+        "request", "request_id", "endpoint", "body", "requested_model", "model_group",
+        "deployment", "upstream_model", "stream", "status", "error", "started",
+        "upstream_headers_at", "first_byte_at", "ended", "client_ip",
+    )
+
+    def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
+        self.request = request
+        headers = request.headers
+        self.request_id = _request_id(headers.get("X-Request-ID") or headers.get("x-litellm-call-id"))
+        self.endpoint = endpoint
+        self.body: dict[str, Any] | None = None
+        self.requested_model: str | None = None
+        self.model_group: str | None = None
+        self.deployment: Deployment | None = None
+        self.upstream_model: str | None = None
+        self.stream = False
+        self.status = 0
+        self.error: ApiError | None = None
+        self.started = time.perf_counter()
+        self.upstream_headers_at: float | None = None
+        self.first_byte_at: float | None = None
+        self.ended: float | None = None
+        self.client_ip = client_ip(request, trusted)
+
+    def elapsed_ms(self, since: float | None = None) -> float:
+        return ((self.ended or time.perf_counter()) - (since or self.started)) * 1000
+
+
+def _request_id(given: str | None) -> str:
+    if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
+        return given
+    return uuid.uuid4().hex
+
+
+def client_ip(request: web.Request, trusted: tuple[IPNetwork, ...]) -> str:
+    """The peer, or, when the peer is a trusted proxy, the nearest untrusted hop it reports.
+
+    X-Forwarded-For is read right to left so that a client cannot claim an
+    address by sending the header itself: only hops added by trusted proxies
+    are skipped.
+    """
+    peer = request.remote or ""
+    if not trusted or not _is_trusted(peer, trusted):
+        return peer
+    hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")]
+    for hop in reversed([h for h in hops if h]):
+        if not _is_trusted(hop, trusted):
+            return hop
+    return peer
+
+
+def _is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+    try:
+        ip = ipaddress.ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in net for net in trusted)
+
+
+def parse_networks(entries: list[str]) -> tuple[IPNetwork, ...]:
+    return tuple(ipaddress.ip_network(e, strict=False) for e in entries)

@@ -1,0 +1,86 @@
+"""Every error leaves the gateway in OpenAI's envelope.
+
+`{"error": {"message", "type", "param", "code"}}` with `code` as a string,
+the way LiteLLM's proxy writes it, so clients that parse either keep working.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+
+class ApiError(Exception):
+    __slots__ = ("status", "message", "type", "param", "code", "headers")
+
+    def __init__(
+        self,
+        status: int,
+        message: str,
+        type: str = "invalid_request_error",
+        param: str | None = None,
+        code: str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+        self.type = type
+        self.param = param
+        self.code = code if code is not None else str(status)
+        self.headers = headers
+
+    def body(self) -> bytes:
+        return envelope(self.message, self.type, self.param, self.code)
+
+    def response(self, headers: dict[str, str] | None = None) -> web.Response:
+        merged = {**(self.headers or {}), **(headers or {})}
+        return web.Response(
+            status=self.status, body=self.body(), content_type="application/json", headers=merged
+        )
+
+
+def envelope(message: str, type: str, param: str | None, code: str | None) -> bytes:
+    return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
+
+
+def bad_request(message: str, param: str | None = None) -> ApiError:
+    return ApiError(400, message, "invalid_request_error", param)
+
+
+def upstream_error_body(status: int, raw: bytes) -> bytes:
+    """An upstream's own error body, wrapped in the envelope unless it already is one."""
+    try:
+        parsed: Any = orjson.loads(raw)
+    except orjson.JSONDecodeError:
+        parsed = None
+    if isinstance(parsed, dict):
+        inner = parsed.get("error")
+        if isinstance(inner, dict) and isinstance(inner.get("message"), str):
+            return envelope(
+                inner["message"],
+                str(inner.get("type") or _type_for(status)),
+                inner.get("param") if isinstance(inner.get("param"), str) else None,
+                str(inner.get("code") if inner.get("code") is not None else status),
+            )
+        for field in ("message", "detail", "error"):
+            if isinstance(parsed.get(field), str):
+                return envelope(parsed[field], _type_for(status), None, str(status))
+    text = raw.decode("utf-8", "replace").strip()[:2000] or f"upstream answered {status}"
+    return envelope(text, _type_for(status), None, str(status))
+
+
+def _type_for(status: int) -> str:
+    if status == 401:
+        return "authentication_error"
+    if status == 403:
+        return "permission_error"
+    if status == 404:
+        return "not_found_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status < 500:
+        return "invalid_request_error"
+    return "api_error"

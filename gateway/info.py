@@ -1,0 +1,137 @@
+"""Read-only endpoints: model listing, model info, liveness, readiness and deployment health."""
+
+from __future__ import annotations
+
+import asyncio
+from datetime import datetime, timezone
+from typing import Any, Awaitable, Callable
+
+import aiohttp
+import orjson
+from aiohttp import web
+
+from gateway import __version__
+from gateway.errors import ApiError
+from gateway.proxy import model_not_found
+from gateway.router import Deployment, Router
+
+# A readiness check answers (component, ok, detail); stores register theirs.
+ReadinessCheck = Callable[[], Awaitable[tuple[str, bool, str]]]
+
+# LiteLLM's own constant, kept so that clients comparing listings see no churn.
+MODEL_CREATED_AT = 1677610602
+# What /health shows of a deployment: an allow-list, so no secret can slip in.
+HEALTH_FIELDS = ("model", "api_base", "api_version", "custom_llm_provider", "rpm", "tpm")
+
+
+def json_response(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+def _model_card(name: str) -> dict[str, Any]:
+    return {"id": name, "object": "model", "created": MODEL_CREATED_AT, "owned_by": "openai"}
+
+
+class InfoRoutes:
+    def __init__(self, router: Router, session: aiohttp.ClientSession, readiness: list[ReadinessCheck],
+                 health_timeout: float, callbacks: list[str]) -> None:
+        self.router = router
+        self.session = session
+        self.readiness = readiness
+        self.health_timeout = health_timeout
+        self.callbacks = callbacks
+
+    async def list_models(self, request: web.Request) -> web.Response:
+        return json_response({"object": "list", "data": [_model_card(n) for n in self.router.public_names()]})
+
+    async def get_model(self, request: web.Request) -> web.Response:
+        name = request.match_info["model"]
+        if not self.router.knows(name):
+            raise model_not_found(name)
+        return json_response(_model_card(name))
+
+    async def model_info(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("litellm_model_id")
+        data = [
+            {
+                "model_name": d.group,
+                "litellm_params": d.public_params(),
+                "model_info": {**d.entry.model_info, "id": d.id, "mode": d.mode,
+                               "litellm_provider": d.provider.name},
+            }
+            for d in self.router.deployments
+            if wanted is None or d.id == wanted
+        ]
+        return json_response({"data": data})
+
+    async def liveliness(self, request: web.Request) -> web.Response:
+        return json_response("I'm alive!")
+
+    async def readiness_check(self, request: web.Request) -> web.Response:
+        results = await asyncio.gather(*(check() for check in self.readiness))
+        ready = all(ok for _, ok, _ in results)
+        components = {name: ("connected" if ok else f"unreachable: {detail}") for name, ok, detail in results}
+        return json_response(
+            {
+                "status": "healthy" if ready else "unhealthy",
+                "db": components.pop("db", "Not connected"),
+                "cache": components.pop("cache", None),
+                **components,
+                "litellm_version": __version__,
+                "success_callbacks": self.callbacks,
+                "last_updated": datetime.now(timezone.utc).isoformat(),
+            },
+            200 if ready else 503,
+        )
+
+    async def health(self, request: web.Request) -> web.Response:
+        wanted = request.query.get("model")
+        deployments = [d for d in self.router.deployments if wanted is None or d.group == wanted]
+        if wanted is not None and not deployments:
+            raise model_not_found(wanted)
+        results = await asyncio.gather(*(self._probe(d) for d in deployments))
+        healthy = [entry for entry, error in results if error is None]
+        unhealthy = [{**entry, **error} for entry, error in results if error is not None]
+        return json_response({"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
+                              "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)})
+
+    async def _probe(self, deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        params = deployment.public_params()
+        entry = {k: params[k] for k in HEALTH_FIELDS if k in params}
+        entry.update(model_name=deployment.group, model_id=deployment.id, mode=deployment.mode)
+        if deployment.provider.is_mock:
+            return entry, None
+        try:
+            async with self._probe_request(deployment) as response:
+                if response.status >= 400:
+                    text = (await response.text(errors="replace"))[:500]
+                    return entry, {"error": f"upstream answered {response.status}: {text}",
+                                   "exception_status": response.status}
+                await response.read()
+                return entry, None
+        except asyncio.TimeoutError:
+            return entry, {"error": f"no answer within {self.health_timeout}s", "exception_status": 504}
+        except aiohttp.ClientError as exc:
+            return entry, {"error": f"unreachable: {type(exc).__name__}: {exc}", "exception_status": 502}
+
+    def _probe_request(self, deployment: Deployment) -> Any:
+        """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
+        timeout = aiohttp.ClientTimeout(total=self.health_timeout)
+        headers = deployment.headers
+        if deployment.is_wildcard:
+            return self.session.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout)
+        model = deployment.model_template
+        if deployment.mode == "embedding":
+            path, body = "embeddings", {"model": model, "input": "ping"}
+        elif deployment.mode == "completion":
+            path, body = "completions", {"model": model, "prompt": "ping", "max_tokens": 1}
+        else:
+            path, body = "chat/completions", {"model": model, "max_tokens": 1,
+                                              "messages": [{"role": "user", "content": "ping"}]}
+        return self.session.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
+                                 timeout=timeout)
+
+
+def not_found(request: web.Request) -> ApiError:
+    return ApiError(404, f"{request.method} {request.path} is not an endpoint of this gateway",
+                    "invalid_request_error", code="404")

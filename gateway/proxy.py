@@ -1,0 +1,209 @@
+"""The hot path: one OpenAI-style request in, one upstream request out, the answer relayed.
+
+Read top to bottom: parse and check the body, route the model, rewrite
+`model`, send with the deployment's own key, then either relay the SSE
+stream chunk by chunk as it arrives (never decoded) or hand back the JSON
+body as received (never parsed). A client that goes away cancels this
+handler (the server runs with handler cancellation), which closes the
+upstream response and so frees its connection at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+import aiohttp
+import orjson
+from aiohttp import web
+from multidict import CIMultiDictProxy
+
+from gateway import __version__, mock
+from gateway.context import Ctx, IPNetwork
+from gateway.errors import ApiError, bad_request, upstream_error_body
+from gateway.router import Router
+
+log = logging.getLogger("gateway.access")
+
+MAX_REQUEST_MB = web.AppKey("max_request_mb", float)
+
+SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# Hop-by-hop and framing headers belong to each connection; everything else the
+# upstream said is relayed under `llm_provider-`, as LiteLLM does.
+NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
+                         "date", "server", "content-type", "set-cookie", "alt-svc", "via"})
+REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
+
+
+class ProxyEndpoint:
+    __slots__ = ("endpoint", "router", "session", "trusted", "header_prefix")
+
+    def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession,
+                 trusted: tuple[IPNetwork, ...], header_prefix: str) -> None:
+        self.endpoint = endpoint
+        self.router = router
+        self.session = session
+        self.trusted = trusted
+        self.header_prefix = header_prefix
+
+    async def __call__(self, request: web.Request) -> web.StreamResponse:
+        ctx = Ctx(request, self.endpoint, self.trusted)
+        try:
+            response = await self._serve(ctx)
+            ctx.status = response.status
+            return response
+        except ApiError as error:
+            ctx.error = error
+            ctx.status = error.status
+            return error.response(self._headers(ctx))
+        except asyncio.CancelledError:
+            ctx.status = 499
+            raise
+        finally:
+            ctx.ended = time.perf_counter()
+            if log.isEnabledFor(logging.INFO):
+                _log_access(ctx)
+
+    async def _serve(self, ctx: Ctx) -> web.StreamResponse:
+        body = ctx.body = await read_json(ctx.request)
+        check_body(self.endpoint, body)
+        requested = ctx.requested_model = body["model"]
+        route = self.router.resolve(requested)
+        if route is None:
+            raise model_not_found(requested, self.endpoint)
+        deployment = ctx.deployment = route.deployment
+        ctx.model_group = route.group
+        ctx.upstream_model = route.upstream_model
+        stream = ctx.stream = body.get("stream") is True
+        if deployment.provider.is_mock:
+            return await mock.respond(ctx.request, deployment, self.endpoint, body, route.upstream_model,
+                                      self._headers(ctx))
+
+        body["model"] = route.upstream_model
+        url = f"{deployment.base_url}/{self.endpoint}"
+        deployment.in_flight += 1
+        try:
+            async with self.session.post(
+                url, data=orjson.dumps(body), headers=deployment.headers,
+                timeout=deployment.stream_timeout if stream else deployment.timeout,
+            ) as upstream:
+                ctx.upstream_headers_at = time.perf_counter()
+                if upstream.status >= 400:
+                    raw = await upstream.read()
+                    return web.Response(status=upstream.status, body=upstream_error_body(upstream.status, raw),
+                                        content_type="application/json", headers=self._headers(ctx))
+                headers = self._headers(ctx, upstream.headers)
+                if stream or upstream.content_type == "text/event-stream":
+                    return await self._relay_stream(ctx, upstream, headers)
+                payload = await upstream.read()
+                ctx.first_byte_at = time.perf_counter()
+                deployment.record_latency(ctx.first_byte_at - ctx.started)
+                headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
+                return web.Response(status=upstream.status, body=payload, headers=headers)
+        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
+                aiohttp.ClientPayloadError) as exc:
+            raise ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is unreachable: "
+                           f"{type(exc).__name__}", "api_connection_error") from None
+        except asyncio.TimeoutError:
+            raise ApiError(504, f"upstream {deployment.api_base} for model {requested!r} did not answer in time",
+                           "timeout_error") from None
+        finally:
+            deployment.in_flight -= 1
+
+    async def _relay_stream(self, ctx: Ctx, upstream: aiohttp.ClientResponse,
+                            headers: dict[str, str]) -> web.StreamResponse:
+        response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
+        await response.prepare(ctx.request)
+        try:
+            async for chunk in upstream.content.iter_any():
+                if ctx.first_byte_at is None:
+                    ctx.first_byte_at = time.perf_counter()
+                await response.write(chunk)
+        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+            # Headers are gone already: the client learns of the failure as a last SSE event.
+            ctx.error = ApiError(502, f"upstream stream broke off: {type(exc).__name__}", "api_connection_error")
+            await response.write(b"data: " + ctx.error.body() + b"\n\n")
+        if ctx.first_byte_at is not None and ctx.deployment is not None:
+            ctx.deployment.record_latency(ctx.first_byte_at - ctx.started)
+        await response.write_eof()
+        return response
+
+    def _headers(self, ctx: Ctx, upstream: CIMultiDictProxy[str] | None = None) -> dict[str, str]:
+        """Request id and tracking headers; the prefix is configurable (`X-Olla-` behind Olla)."""
+        prefix = self.header_prefix
+        headers = {"X-Request-ID": ctx.request_id, f"{prefix}call-id": ctx.request_id,
+                   f"{prefix}version": __version__}
+        if upstream is not None:
+            for name, value in upstream.items():
+                if name.lower() not in NOT_RELAYED:
+                    headers[f"llm_provider-{name}"] = value
+        deployment = ctx.deployment
+        if deployment is not None:
+            headers[f"{prefix}model-group"] = ctx.model_group or ""
+            headers[f"{prefix}model-id"] = deployment.id
+            if deployment.api_base:
+                headers[f"{prefix}model-api-base"] = deployment.api_base.split("?")[0]
+            headers[f"{prefix}response-duration-ms"] = f"{ctx.elapsed_ms():.3f}"
+        return headers
+
+
+async def read_json(request: web.Request) -> dict[str, Any]:
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge:
+        limit_mb = request.app[MAX_REQUEST_MB]
+        raise ApiError(413, f"Request size is too large. Max size is {limit_mb:g} MB "
+                       "(general_settings.max_request_size_mb)", "invalid_request_error",
+                       "content-length", "request_too_large") from None
+    if not raw:
+        raise bad_request("request body is empty; send a JSON object")
+    try:
+        body = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        raise bad_request(f"Invalid JSON payload: {exc}", "request_body") from None
+    if not isinstance(body, dict):
+        raise bad_request("request body must be a JSON object")
+    return body
+
+
+def check_body(endpoint: str, body: dict[str, Any]) -> None:
+    model = body.get("model")
+    if model is None:
+        raise bad_request("missing required parameter: 'model'", "model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' must be a non-empty string", "model")
+    field = REQUIRED_FIELD[endpoint]
+    value = body.get(field)
+    if value is None:
+        raise bad_request(f"missing required parameter: '{field}'", field)
+    if endpoint == "chat/completions":
+        if not isinstance(value, list) or not value:
+            raise bad_request("'messages' must be a non-empty array", "messages")
+        for i, message in enumerate(value):
+            if not isinstance(message, dict) or not isinstance(message.get("role"), str):
+                raise bad_request(f"messages[{i}] must be an object with a string 'role'", f"messages[{i}]")
+    elif not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
+        raise bad_request(f"'{field}' must be a string or a non-empty array", field)
+    if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
+        raise bad_request("'stream' must be a boolean", "stream")
+    options = body.get("stream_options")
+    if options is not None and not isinstance(options, dict):
+        raise bad_request("'stream_options' must be an object", "stream_options")
+
+
+def model_not_found(model: str, endpoint: str = "models") -> ApiError:
+    # LiteLLM's words; the status is 404, as OpenAI answers for a model it does not have.
+    return ApiError(404, f"/{endpoint}: Invalid model name passed in model={model}. Call `/v1/models` to view "
+                    "available models for your key.", "invalid_request_error", "model", "model_not_found")
+
+
+def _log_access(ctx: Ctx) -> None:
+    deployment = ctx.deployment
+    log.info(
+        "%s %s %s status=%d model=%s group=%s deployment=%s stream=%s ms=%.1f client=%s%s",
+        ctx.request_id, ctx.request.method, ctx.request.path, ctx.status, ctx.requested_model,
+        ctx.model_group, deployment.id[:12] if deployment else None, ctx.stream, ctx.elapsed_ms(),
+        ctx.client_ip, f" error={ctx.error.message!r}" if ctx.error else "",
+    )

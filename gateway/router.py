@@ -1,0 +1,226 @@
+"""Model groups, aliases, wildcards and the choice of a deployment within a group."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import random
+from typing import Callable, Iterable, NamedTuple
+
+import msgspec
+import orjson
+from aiohttp import ClientTimeout
+
+from gateway.config import Config, ConfigError, ModelEntry
+from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
+
+DEFAULT_TIMEOUT = 600.0
+MODES = ("chat", "completion", "embedding")
+LATENCY_SMOOTHING = 0.3
+
+
+class Deployment:
+    """One upstream model behind a group name, with the live numbers routing reads."""
+
+    __slots__ = (
+        "id", "group", "entry", "provider", "model_template", "api_base", "base_url",
+        "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
+    )
+
+    def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
+                 default_stream_timeout: float | None) -> None:
+        params = entry.litellm_params
+        where = f"model_list[{index}]"
+        provider_name, self.model_template = split_model(params.model, params.custom_llm_provider)
+        provider = PROVIDERS.get(provider_name)
+        if provider is None:
+            known = ", ".join(sorted(PROVIDERS))
+            raise ConfigError(
+                f"{where}.litellm_params.model: unknown provider {provider_name!r} in {params.model!r}; "
+                f"write the model as <provider>/<name> with one of: {known}"
+            )
+        self.provider: Provider = provider
+        self.entry = entry
+        self.group = entry.model_name
+        self.id = _deployment_id(entry, where)
+        api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
+                    or provider.default_api_base)
+        if api_base is None and not provider.is_mock:
+            raise ConfigError(f"{where}.litellm_params.api_base: provider {provider_name!r} needs an api_base")
+        if api_base is not None and not api_base.startswith(("http://", "https://")):
+            raise ConfigError(f"{where}.litellm_params.api_base: {api_base!r} is not an http(s) URL")
+        self.api_base = api_base or ""
+        self.base_url = upstream_base(provider, api_base) if api_base else ""
+        self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
+        mode = entry.model_info.get("mode", "chat")
+        if mode not in MODES:
+            raise ConfigError(f"{where}.model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
+        self.mode: str = mode
+        total = params.timeout or default_timeout or DEFAULT_TIMEOUT
+        between_events = params.stream_timeout or default_stream_timeout or total
+        self.timeout = ClientTimeout(total=total, sock_connect=connect_timeout)
+        self.stream_timeout = ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=between_events)
+        self.weight = float(params.weight or params.rpm or params.tpm or 1)
+        if self.weight <= 0:
+            raise ConfigError(f"{where}.litellm_params.weight: must be above 0")
+        self.in_flight = 0
+        self.latency: float | None = None
+
+    @property
+    def is_wildcard(self) -> bool:
+        return "*" in self.group
+
+    def upstream_model(self, requested: str) -> str:
+        if "*" not in self.model_template:
+            return self.model_template
+        captured = _capture(self.group, requested)
+        return self.model_template.replace("*", captured)
+
+    def record_latency(self, seconds: float) -> None:
+        previous = self.latency
+        self.latency = seconds if previous is None else previous + LATENCY_SMOOTHING * (seconds - previous)
+
+    def public_params(self) -> dict[str, object]:
+        """litellm_params as /model/info shows them: never the api_key or extra headers."""
+        params = msgspec.to_builtins(self.entry.litellm_params)
+        params.pop("api_key", None)
+        params.pop("extra_headers", None)
+        return params
+
+
+class Route(NamedTuple):
+    group: str
+    deployment: Deployment
+    upstream_model: str
+
+
+Strategy = Callable[[list[Deployment]], Deployment]
+
+
+def simple_shuffle(deployments: list[Deployment]) -> Deployment:
+    if len(deployments) == 1:
+        return deployments[0]
+    return random.choices(deployments, weights=[d.weight for d in deployments])[0]
+
+
+def least_busy(deployments: list[Deployment]) -> Deployment:
+    fewest = min(d.in_flight for d in deployments)
+    return random.choice([d for d in deployments if d.in_flight == fewest])
+
+
+def lowest_latency(deployments: list[Deployment]) -> Deployment:
+    # An unmeasured deployment goes first so that every one gets a latency.
+    untried = [d for d in deployments if d.latency is None]
+    if untried:
+        return random.choice(untried)
+    return min(deployments, key=lambda d: d.latency or 0.0)
+
+
+STRATEGIES: dict[str, Strategy] = {
+    "simple-shuffle": simple_shuffle,
+    "least-busy": least_busy,
+    "latency-based-routing": lowest_latency,
+}
+
+
+class Router:
+    def __init__(self, config: Config) -> None:
+        settings = config.router_settings
+        gateway = config.gateway_settings
+        self.pick: Strategy = STRATEGIES[settings.routing_strategy]
+        self.deployments: list[Deployment] = []
+        self.groups: dict[str, list[Deployment]] = {}
+        self.wildcards: list[tuple[str, list[Deployment]]] = []
+        seen_ids: dict[str, int] = {}
+        for index, entry in enumerate(config.model_list):
+            deployment = Deployment(
+                entry, index, gateway.connect_timeout,
+                settings.timeout or config.litellm_settings.request_timeout, settings.stream_timeout,
+            )
+            if deployment.id in seen_ids:
+                raise ConfigError(
+                    f"model_list[{index}].model_info.id: {deployment.id!r} is already used by "
+                    f"model_list[{seen_ids[deployment.id]}]"
+                )
+            seen_ids[deployment.id] = index
+            self.deployments.append(deployment)
+            self.groups.setdefault(deployment.group, []).append(deployment)
+        for name in [g for g in self.groups if "*" in g]:
+            self.wildcards.append((name, self.groups.pop(name)))
+        # The most specific pattern wins: `openai/*` before `*`.
+        self.wildcards.sort(key=lambda item: len(item[0].replace("*", "")), reverse=True)
+        self.aliases: dict[str, str] = {}
+        self.hidden_aliases: set[str] = set()
+        for alias, target in settings.model_group_alias.items():
+            name = target if isinstance(target, str) else target.model
+            if name not in self.groups and self._wildcard(name) is None:
+                raise ConfigError(
+                    f"router_settings.model_group_alias.{alias}: {name!r} is not a model_name in model_list"
+                )
+            self.aliases[alias] = name
+            if not isinstance(target, str) and target.hidden:
+                self.hidden_aliases.add(alias)
+
+    def resolve(self, requested: str) -> Route | None:
+        name = self.aliases.get(requested, requested)
+        group = self.groups.get(name)
+        if group is not None:
+            deployment = self.pick(group)
+            return Route(name, deployment, deployment.model_template)
+        wildcard = self._wildcard(name)
+        if wildcard is None:
+            return None
+        deployment = self.pick(wildcard)
+        return Route(name, deployment, deployment.upstream_model(name))
+
+    def _wildcard(self, name: str) -> list[Deployment] | None:
+        for pattern, deployments in self.wildcards:
+            if _matches(pattern, name):
+                return deployments
+        return None
+
+    def public_names(self) -> Iterable[str]:
+        """Model names a client may ask for: groups, then aliases that are not hidden."""
+        yield from self.groups
+        yield from (a for a in self.aliases if a not in self.hidden_aliases and a not in self.groups)
+
+    def knows(self, name: str) -> bool:
+        name = self.aliases.get(name, name)
+        return name in self.groups or self._wildcard(name) is not None
+
+
+def _matches(pattern: str, name: str) -> bool:
+    head, _, tail = pattern.partition("*")
+    return len(name) >= len(head) + len(tail) and name.startswith(head) and name.endswith(tail)
+
+
+def _capture(pattern: str, name: str) -> str:
+    head, _, tail = pattern.partition("*")
+    return name[len(head): len(name) - len(tail)]
+
+
+def _deployment_id(entry: ModelEntry, where: str) -> str:
+    given = entry.model_info.get("id")
+    if given is not None:
+        if not isinstance(given, (str, int)) or isinstance(given, bool):
+            raise ConfigError(f"{where}.model_info.id: expected a string")
+        return str(given)
+    # Stable across restarts and workers, as LiteLLM derives its ids.
+    fingerprint = orjson.dumps(
+        {"model_name": entry.model_name, "litellm_params": msgspec.to_builtins(entry.litellm_params)},
+        option=orjson.OPT_SORT_KEYS,
+    )
+    return hashlib.sha256(fingerprint).hexdigest()
+
+
+def _upstream_headers(provider: Provider, api_key: str | None, organization: str | None,
+                      extra: dict[str, str] | None) -> dict[str, str]:
+    key = api_key or (os.environ.get(provider.api_key_env) if provider.api_key_env else None)
+    headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
+    if key:
+        headers["Authorization"] = f"Bearer {key}"
+    if organization:
+        headers["OpenAI-Organization"] = organization
+    if extra:
+        headers.update(extra)
+    return headers
