@@ -11,6 +11,11 @@ from aiohttp import web
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.errors import ApiError
+from gateway.management import keys
+from gateway.management.common import SERVICES
+from gateway.plugin import Chain
+from gateway.plugin_loader import build_chain
+from gateway.services import Services, open_services
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.proxy import MAX_REQUEST_MB, ProxyEndpoint
 from gateway.router import Router
@@ -21,6 +26,7 @@ CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)
 SESSION = web.AppKey("session", aiohttp.ClientSession)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
+CHAIN = web.AppKey("chain", Chain)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
 PROXIED = ("chat/completions", "completions", "embeddings")
@@ -72,14 +78,35 @@ async def build_app(config: Config) -> web.Application:
     app[MAX_REQUEST_MB] = max_mb
     app[ROUTER] = router
     app[SESSION] = session
-    app[READINESS] = []
-    app.on_cleanup.append(_close_session)
+    services = await open_services(config, router)
+    app[SERVICES] = services
+    try:
+        app[CHAIN] = build_chain(config.gateway_settings.plugins, services)
+    except BaseException:
+        await services.close()
+        await session.close()
+        raise
+    app[READINESS] = [_database_check(services)]
+    app.on_cleanup.append(_close)
     _add_routes(app)
     return app
 
 
-async def _close_session(app: web.Application) -> None:
+async def _close(app: web.Application) -> None:
+    await app[CHAIN].close()
+    await app[SERVICES].close()
     await app[SESSION].close()
+
+
+def _database_check(services: Services) -> ReadinessCheck:
+    async def check() -> tuple[str, bool, str]:
+        try:
+            await asyncio.wait_for(services.store.ping(), 2.0)
+        except Exception as exc:
+            return "db", False, f"{type(exc).__name__}: {exc}"
+        return "db", True, ""
+
+    return check
 
 
 def _add_routes(app: web.Application) -> None:
@@ -92,7 +119,7 @@ def _add_routes(app: web.Application) -> None:
                       config.litellm_settings.success_callback)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
-            handler = ProxyEndpoint(endpoint, router, session, trusted, settings.tracking_header_prefix)
+            handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix)
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler)
             app.router.add_post(f"{prefix}/{endpoint}", handler)
         for base in (f"{prefix}/v1", prefix):
@@ -103,3 +130,4 @@ def _add_routes(app: web.Application) -> None:
         app.router.add_get(f"{prefix}/health/liveliness", info.liveliness)
         app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
         app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)
+        keys.add_routes(app, prefix)

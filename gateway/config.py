@@ -104,10 +104,42 @@ class LiteLLMSettings(Struct):
     set_verbose: bool | None = None
     json_logs: bool | None = None
     turn_off_message_logging: bool | None = None
+    default_key_generate_params: dict[str, Any] = {}
+    upperbound_key_generate_params: dict[str, Any] = {}
+
+
+class PluginSpec(Struct):
+    """A plugin in the chain: a built-in by name, or any class by dotted path (`pkg.mod:Class`)."""
+
+    name: str
+    path: str | None = None
+    enabled: bool = True
+    settings: dict[str, Any] = {}
+
+
+class TeamConfig(Struct):
+    """A team declared in config.yaml; it is written to the store at every start."""
+
+    team_id: str
+    team_alias: str | None = None
+    models: list[str] = []
+    max_budget: float | None = None
+    budget_limit: float | None = None  # the older name operators still write
+    budget_duration: str | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    blocked: bool = False
+    metadata: dict[str, Any] = {}
 
 
 class GatewaySettings(Struct):
     """Settings of ours that LiteLLM has no key for."""
+
+    # None: the default chain. A list: exactly these plugins, in this order.
+    plugins: list[str | PluginSpec] | None = None
+    # The embedded SQLite store, used when no database_url is set; relative to the config file.
+    database_path: str = "gateway.db"
 
     path_prefixes: list[str] = []
     trusted_proxies: list[str] = []
@@ -124,6 +156,7 @@ class Config(Struct):
     router_settings: RouterSettings = msgspec.field(default_factory=RouterSettings)
     environment_variables: dict[str, str] = {}
     gateway_settings: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
+    teams: list[TeamConfig] = []
 
 
 def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
@@ -135,7 +168,11 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
         raise ConfigError(f"{path} is not valid YAML: {exc}") from None
-    return parse_config(raw, warn)
+    config = parse_config(raw, warn)
+    database_path = Path(config.gateway_settings.database_path)
+    if not database_path.is_absolute():
+        config.gateway_settings.database_path = str(path.resolve().parent / database_path)
+    return config
 
 
 def parse_config(raw: object, warn: list[str] | None = None) -> Config:

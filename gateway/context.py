@@ -20,7 +20,7 @@ class Ctx:
     __slots__ = (
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
-        "upstream_headers_at", "first_byte_at", "ended", "client_ip",
+        "upstream_headers_at", "first_byte_at", "ended", "client_ip", "reached", "caller", "state",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
@@ -41,6 +41,9 @@ class Ctx:
         self.first_byte_at: float | None = None
         self.ended: float | None = None
         self.client_ip = client_ip(request, trusted)
+        self.reached = 0
+        self.caller: Any = None  # identity.Caller, once auth has run
+        self.state: dict[str, Any] = {}  # per-request notes plugins leave for their later phases
 
     def elapsed_ms(self, since: float | None = None) -> float:
         return ((self.ended or time.perf_counter()) - (since or self.started)) * 1000

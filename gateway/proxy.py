@@ -23,6 +23,7 @@ from multidict import CIMultiDictProxy
 from gateway import __version__, mock
 from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error_body
+from gateway.plugin import Chain
 from gateway.router import Router
 
 log = logging.getLogger("gateway.access")
@@ -38,13 +39,14 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 
 
 class ProxyEndpoint:
-    __slots__ = ("endpoint", "router", "session", "trusted", "header_prefix")
+    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix")
 
-    def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession,
+    def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str) -> None:
         self.endpoint = endpoint
         self.router = router
         self.session = session
+        self.chain = chain
         self.trusted = trusted
         self.header_prefix = header_prefix
 
@@ -52,24 +54,45 @@ class ProxyEndpoint:
         ctx = Ctx(request, self.endpoint, self.trusted)
         try:
             response = await self._serve(ctx)
-            ctx.status = response.status
-            return response
         except ApiError as error:
             ctx.error = error
-            ctx.status = error.status
-            return error.response(self._headers(ctx))
+            response = error.response(self._headers(ctx))
         except asyncio.CancelledError:
+            ctx.status = 499  # the client left; nginx's word for it
+            self._complete(ctx)
+            raise
+        except Exception:
+            log.exception("unhandled error serving %s", ctx.request_id)
+            ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})", "internal_server_error")
+            response = ctx.error.response(self._headers(ctx))
+        ctx.status = response.status
+        try:
+            if not response.prepared:
+                # Sent here rather than by aiohttp after we return, so that on_complete
+                # runs once the answer is on the wire.
+                await response.prepare(request)
+                await response.write_eof()
+        except (ConnectionResetError, asyncio.CancelledError):
             ctx.status = 499
             raise
         finally:
-            ctx.ended = time.perf_counter()
-            if log.isEnabledFor(logging.INFO):
-                _log_access(ctx)
+            self._complete(ctx)
+        return response
+
+    def _complete(self, ctx: Ctx) -> None:
+        ctx.ended = time.perf_counter()
+        self.chain.on_complete(ctx)
+        if log.isEnabledFor(logging.INFO):
+            _log_access(ctx)
 
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body = await read_json(ctx.request)
         check_body(self.endpoint, body)
-        requested = ctx.requested_model = body["model"]
+        ctx.requested_model = body["model"]
+        answer = await self.chain.on_request(ctx)
+        if answer is not None:
+            return answer
+        requested = ctx.requested_model  # a plugin may have rewritten it (aliases)
         route = self.router.resolve(requested)
         if route is None:
             raise model_not_found(requested, self.endpoint)
@@ -131,7 +154,7 @@ class ProxyEndpoint:
         return response
 
     def _headers(self, ctx: Ctx, upstream: CIMultiDictProxy[str] | None = None) -> dict[str, str]:
-        """Request id and tracking headers; the prefix is configurable (`X-Olla-` behind Olla)."""
+        """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own."""
         prefix = self.header_prefix
         headers = {"X-Request-ID": ctx.request_id, f"{prefix}call-id": ctx.request_id,
                    f"{prefix}version": __version__}
@@ -146,6 +169,7 @@ class ProxyEndpoint:
             if deployment.api_base:
                 headers[f"{prefix}model-api-base"] = deployment.api_base.split("?")[0]
             headers[f"{prefix}response-duration-ms"] = f"{ctx.elapsed_ms():.3f}"
+        self.chain.on_response_headers(ctx, headers)
         return headers
 
 

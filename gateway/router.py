@@ -175,7 +175,7 @@ class Router:
 
     def _wildcard(self, name: str) -> list[Deployment] | None:
         for pattern, deployments in self.wildcards:
-            if _matches(pattern, name):
+            if matches_pattern(pattern, name):
                 return deployments
         return None
 
@@ -189,7 +189,7 @@ class Router:
         return name in self.groups or self._wildcard(name) is not None
 
 
-def _matches(pattern: str, name: str) -> bool:
+def matches_pattern(pattern: str, name: str) -> bool:
     head, _, tail = pattern.partition("*")
     return len(name) >= len(head) + len(tail) and name.startswith(head) and name.endswith(tail)
 

@@ -149,7 +149,7 @@ async def test_liveness_and_readiness(gateway: Gateway, http: aiohttp.ClientSess
     async with http.get(f"{gateway.url}/health/readiness") as r:
         assert r.status == 200
         body = await r.json()
-        assert body["status"] == "healthy" and body["db"] == "Not connected"
+        assert body["status"] == "healthy" and body["db"] == "connected"
 
 
 async def test_health_probes_every_deployment(gateway: Gateway, upstream: FakeUpstream,

@@ -1,0 +1,132 @@
+"""Keys, users and teams as the hot path sees them: from memory, kept fresh by the change log.
+
+A record is read from the store once per instance and then served from
+memory. A background task polls the store's change log and drops changed
+records, so a block, delete or update made on any instance takes effect on
+every instance within one poll interval (well under a second). Concurrent
+misses for one record share a single store read.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import secrets
+import time
+from typing import Any, Awaitable, Callable, Generic, TypeVar
+
+from gateway.store.records import KeyRecord, TeamRecord, UserRecord
+from gateway.store.store import KEYS, TEAMS, USERS, Store
+
+log = logging.getLogger("gateway.accounts")
+
+T = TypeVar("T")
+POLL_INTERVAL = 0.25
+# A missing record is re-read after this long, so a key made on another instance works at once there.
+NEGATIVE_TTL = 0.5
+# Re-read every record at least this often, in case a change log entry was ever missed.
+POSITIVE_TTL = 60.0
+RECENT_WINDOW = 5.0
+
+
+def new_raw_key() -> str:
+    return "sk-" + secrets.token_urlsafe(32)
+
+
+def hash_key(raw: str) -> str:
+    return hashlib.sha256(raw.encode()).hexdigest()
+
+
+def key_name(raw: str) -> str:
+    return f"sk-...{raw[-4:]}"
+
+
+def is_hashed(value: str) -> bool:
+    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+
+
+class RecordCache(Generic[T]):
+    __slots__ = ("load", "entries", "loading", "clock")
+
+    def __init__(self, load: Callable[[str], Awaitable[T | None]], clock: Callable[[], float]) -> None:
+        self.load = load
+        self.clock = clock
+        self.entries: dict[str, tuple[T | None, float]] = {}
+        self.loading: dict[str, asyncio.Future[T | None]] = {}
+
+    async def get(self, ref: str) -> T | None:
+        entry = self.entries.get(ref)
+        if entry is not None:
+            value, at = entry
+            age = self.clock() - at
+            if age < (POSITIVE_TTL if value is not None else NEGATIVE_TTL):
+                return value
+        pending = self.loading.get(ref)
+        if pending is not None:
+            return await asyncio.shield(pending)
+        future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
+        self.loading[ref] = future
+        try:
+            value = await self.load(ref)
+        except BaseException as exc:
+            future.set_exception(exc)
+            future.exception()  # retrieved here, so an unawaited failure is not reported twice
+            raise
+        finally:
+            self.loading.pop(ref, None)
+        self.entries[ref] = (value, self.clock())
+        future.set_result(value)
+        return value
+
+    def put(self, ref: str, value: T | None) -> None:
+        self.entries[ref] = (value, self.clock())
+
+    def drop(self, ref: str) -> None:
+        self.entries.pop(ref, None)
+
+
+class Accounts:
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+        self.store = store
+        self.clock = clock
+        self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic)
+        self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
+        self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)
+        self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams}
+        self._seq = 0
+        self._poller: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        self._seq = await self.store.latest_change()
+        self._poller = asyncio.create_task(self._poll(), name="accounts-change-poller")
+
+    async def close(self) -> None:
+        if self._poller is not None:
+            self._poller.cancel()
+            try:
+                await self._poller
+            except asyncio.CancelledError:
+                pass
+
+    def changed(self, kind: str, ref: str) -> None:
+        cache = self._caches.get(kind)
+        if cache is not None:
+            cache.drop(ref)
+
+    async def _poll(self) -> None:
+        last_prune = time.monotonic()
+        while True:
+            await asyncio.sleep(POLL_INTERVAL)
+            try:
+                self._seq, changes = await self.store.changes_since(self._seq, time.time() - RECENT_WINDOW)
+                for kind, ref in changes:
+                    self.changed(kind, ref)
+                if time.monotonic() - last_prune > 600:
+                    await self.store.prune_changes(time.time() - 3600)
+                    last_prune = time.monotonic()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                # The store is down: keep serving from memory and try again next round.
+                log.warning("change log poll failed: %s: %s", type(exc).__name__, exc)

@@ -1,0 +1,1 @@
+"""LiteLLM's management API: the same paths, fields and response shapes."""

@@ -1,0 +1,118 @@
+"""What every management route needs: the caller, a typed body, the admin check, wire shapes."""
+
+from __future__ import annotations
+
+import math
+import re
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from gateway.config import _readable
+from gateway.durations import DurationError, check, iso
+from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
+from gateway.services import Services
+from gateway.store.records import Record
+
+T = TypeVar("T")
+
+SERVICES = web.AppKey("services", Services)
+
+# Bounds that keep a request from storing something absurd or overflowing a BIGINT column.
+Name = Annotated[str, msgspec.Meta(min_length=1, max_length=256)]
+Count = Annotated[int, msgspec.Meta(ge=0, le=2**53)]
+Money = Annotated[float, msgspec.Meta(ge=0, le=1e12)]
+Names = Annotated[list[Name], msgspec.Meta(max_length=1000)]
+MAX_METADATA_BYTES = 65536
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+async def caller(request: web.Request) -> Caller:
+    return await services(request).authenticator.authenticate(request.headers)
+
+
+async def admin(request: web.Request) -> Caller:
+    """The caller, who must be the master key or a proxy admin."""
+    who = await caller(request)
+    if not who.is_admin:
+        raise ApiError(403, "Authentication Error, Only proxy admin can be used to generate, delete, update info "
+                       f"for new keys/users/teams. Route={request.path}. Your role={who.role}.", "auth_error")
+    return who
+
+
+async def body(request: web.Request, shape: type[T]) -> T:
+    raw = await request.read()
+    if not raw.strip():
+        raw = b"{}"
+    try:
+        value = msgspec.json.decode(raw, type=shape)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"invalid request body: {_readable(str(exc))}", _field_of(str(exc))) from None
+    except msgspec.DecodeError as exc:
+        raise bad_request(f"Invalid JSON payload: {exc}", "request_body") from None
+    metadata = getattr(value, "metadata", None)
+    if isinstance(metadata, dict) and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
+        raise bad_request(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
+    for field in ("duration", "budget_duration", "grace_period"):
+        text = getattr(value, field, None)
+        if isinstance(text, str):
+            try:
+                check(text)
+            except DurationError as exc:
+                raise bad_request(str(exc), field) from None
+    return value
+
+
+def _field_of(message: str) -> str | None:
+    """The field a msgspec validation message is about: its path, or the field it names."""
+    text, sep, at = message.rpartition(" - at `")
+    path = at.rstrip("`").removeprefix("$.").removeprefix("$") if sep else ""
+    named = re.search(r"(?:unknown|required) field `([^`]+)`", text if sep else message)
+    if named:
+        return f"{path}.{named.group(1)}" if path else named.group(1)
+    return path or None
+
+
+def query_int(request: web.Request, name: str, default: int, low: int, high: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise bad_request(f"query parameter {name} must be a whole number", name) from None
+    if not low <= value <= high:
+        raise bad_request(f"query parameter {name} must be between {low} and {high}", name)
+    return value
+
+
+def total_pages(total: int, size: int) -> int:
+    return math.ceil(total / size) if total else 0
+
+
+TIME_FIELDS = ("created_at", "updated_at", "expires", "budget_reset_at")
+
+
+def view(record: Record) -> dict[str, Any]:
+    """A record as LiteLLM shows it: every field, times as ISO 8601."""
+    data: dict[str, Any] = msgspec.to_builtins(record)
+    for field in TIME_FIELDS:
+        if field in data:
+            data[field] = iso(data[field])
+    return data
+
+
+def json(payload: Any, status: int = 200) -> web.Response:
+    return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+def set_fields(request: msgspec.Struct) -> dict[str, Any]:
+    """The fields the client actually sent (UNSET ones left out), as plain values."""
+    return {name: getattr(request, name) for name in request.__struct_fields__
+            if getattr(request, name) is not msgspec.UNSET}

@@ -1,0 +1,1 @@
+"""Persistent state behind one interface: embedded SQLite by default, PostgreSQL for fleets."""

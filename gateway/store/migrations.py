@@ -1,0 +1,72 @@
+"""Versioned schema changes, applied at start under a lock so that instances starting together agree."""
+
+from __future__ import annotations
+
+import logging
+import time
+
+from gateway.store.database import Database
+
+log = logging.getLogger("gateway.store")
+
+# Each entry is applied once, in order; never edit one that has shipped, add the next.
+MIGRATIONS: list[tuple[int, str, list[str]]] = [
+    (1, "keys, users, teams and the change log", [
+        """CREATE TABLE gw_keys (
+            token TEXT PRIMARY KEY, key_name TEXT NOT NULL, key_alias TEXT, user_id TEXT, team_id TEXT,
+            models TEXT NOT NULL, aliases TEXT NOT NULL, max_budget DOUBLE PRECISION,
+            soft_budget DOUBLE PRECISION, budget_duration TEXT, budget_reset_at DOUBLE PRECISION,
+            expires DOUBLE PRECISION, metadata TEXT NOT NULL, tags TEXT NOT NULL, tpm_limit BIGINT,
+            rpm_limit BIGINT, max_parallel_requests BIGINT, model_max_budget TEXT NOT NULL,
+            model_rpm_limit TEXT NOT NULL, model_tpm_limit TEXT NOT NULL, blocked BOOLEAN NOT NULL,
+            spend DOUBLE PRECISION NOT NULL, created_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE UNIQUE INDEX gw_keys_alias ON gw_keys (key_alias)",
+        "CREATE INDEX gw_keys_user ON gw_keys (user_id)",
+        "CREATE INDEX gw_keys_team ON gw_keys (team_id)",
+        """CREATE TABLE gw_users (
+            user_id TEXT PRIMARY KEY, user_alias TEXT, user_email TEXT, user_role TEXT NOT NULL,
+            teams TEXT NOT NULL, models TEXT NOT NULL, max_budget DOUBLE PRECISION, budget_duration TEXT,
+            budget_reset_at DOUBLE PRECISION, tpm_limit BIGINT, rpm_limit BIGINT, max_parallel_requests BIGINT,
+            metadata TEXT NOT NULL, spend DOUBLE PRECISION NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE gw_teams (
+            team_id TEXT PRIMARY KEY, team_alias TEXT, models TEXT NOT NULL, members_with_roles TEXT NOT NULL,
+            max_budget DOUBLE PRECISION, budget_duration TEXT, budget_reset_at DOUBLE PRECISION,
+            tpm_limit BIGINT, rpm_limit BIGINT, max_parallel_requests BIGINT, metadata TEXT NOT NULL,
+            blocked BOOLEAN NOT NULL, spend DOUBLE PRECISION NOT NULL, from_config BOOLEAN NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+        "{changes_table}",
+    ]),
+]
+
+CHANGES_TABLE = {
+    "sqlite": "CREATE TABLE gw_changes (seq INTEGER PRIMARY KEY AUTOINCREMENT, kind TEXT NOT NULL, "
+              "ref TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+    "postgres": "CREATE TABLE gw_changes (seq BIGSERIAL PRIMARY KEY, kind TEXT NOT NULL, "
+                "ref TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
+}
+LOCK_ID = 7_340_112_001  # pg_advisory_xact_lock key for migrations
+
+
+async def migrate(db: Database) -> int:
+    """Bring the schema to the newest version; the version it is at afterwards."""
+    started = time.perf_counter()
+    async with db.transaction() as tx:
+        if db.dialect == "postgres":
+            await tx.execute("SELECT pg_advisory_xact_lock($1)", LOCK_ID)
+        await tx.execute("CREATE TABLE IF NOT EXISTS gw_schema (version INTEGER NOT NULL, "
+                         "description TEXT NOT NULL, applied_at DOUBLE PRECISION NOT NULL)")
+        row = await tx.fetchrow("SELECT MAX(version) AS version FROM gw_schema")
+        current = int(row["version"]) if row and row["version"] is not None else 0
+        for version, description, statements in MIGRATIONS:
+            if version <= current:
+                continue
+            for statement in statements:
+                await tx.execute(statement.format(changes_table=CHANGES_TABLE[db.dialect]))
+            await tx.execute("INSERT INTO gw_schema (version, description, applied_at) VALUES ($1, $2, $3)",
+                             version, description, time.time())
+            log.info("schema: applied migration %d (%s)", version, description)
+            current = version
+    log.debug("schema at version %d after %.0f ms", current, (time.perf_counter() - started) * 1000)
+    return current

@@ -1,0 +1,188 @@
+"""The Store: keys, users and teams on either database backend, with a change log.
+
+Every write records (kind, id) in `gw_changes` in the same transaction, so
+every gateway instance can poll the log and drop what it has cached: a block,
+delete or update reaches all of them within one poll interval.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Generic, TypeVar
+
+import msgspec
+
+from gateway.store.database import Database, Row
+from gateway.store.migrations import migrate
+from gateway.store.records import KeyRecord, Record, TeamRecord, UserRecord
+
+R = TypeVar("R", bound=Record)
+
+
+class Conflict(Exception):
+    """A unique value (an id, a key alias) is taken."""
+
+
+def _is_conflict(exc: BaseException) -> bool:
+    return type(exc).__name__ in ("IntegrityError", "UniqueViolationError")
+
+
+class Table(Generic[R]):
+    def __init__(self, name: str, kind: str, record: type[R], pk: str) -> None:
+        self.name = name
+        self.kind = kind
+        self.record = record
+        self.pk = pk
+        info = msgspec.inspect.type_info(record)
+        assert isinstance(info, msgspec.inspect.StructType)
+        self.columns = [f.name for f in info.fields]
+        self.json_columns = {
+            f.name for f in info.fields
+            if isinstance(f.type, (msgspec.inspect.ListType, msgspec.inspect.DictType))
+        }
+
+    def to_row(self, record: R) -> list[Any]:
+        return [self.encode(c, getattr(record, c)) for c in self.columns]
+
+    def encode(self, column: str, value: Any) -> Any:
+        return msgspec.json.encode(value).decode() if column in self.json_columns else value
+
+    def from_row(self, row: Row) -> R:
+        data = {c: (msgspec.json.decode(row[c]) if c in self.json_columns else row[c]) for c in self.columns}
+        return msgspec.convert(data, self.record, strict=False)
+
+
+KEYS = Table("gw_keys", "key", KeyRecord, "token")
+USERS = Table("gw_users", "user", UserRecord, "user_id")
+TEAMS = Table("gw_teams", "team", TeamRecord, "team_id")
+
+
+class Store:
+    def __init__(self, db: Database) -> None:
+        self.db = db
+
+    async def start(self) -> None:
+        await migrate(self.db)
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def ping(self) -> None:
+        await self.db.fetchrow("SELECT 1 AS ok")
+
+    async def insert(self, table: Table[R], record: R) -> R:
+        now = time.time()
+        record = msgspec.structs.replace(record, created_at=record.created_at or now, updated_at=now)  # type: ignore[type-var]
+        names = ", ".join(table.columns)
+        marks = ", ".join(f"${i + 1}" for i in range(len(table.columns)))
+        try:
+            async with self.db.transaction() as tx:
+                await tx.execute(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", *table.to_row(record))
+                await self._log_change(tx, table, getattr(record, table.pk))
+        except Exception as exc:
+            if _is_conflict(exc):
+                raise Conflict(str(exc)) from None
+            raise
+        return record
+
+    async def get(self, table: Table[R], pk: str) -> R | None:
+        row = await self.db.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1", pk)
+        return table.from_row(row) if row else None
+
+    async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
+                   limit: int | None = None) -> tuple[list[R], int]:
+        """Records whose columns equal `where` (a list value means any of), newest first, and the total."""
+        clauses, args = [], []
+        for column, value in where.items():
+            if column not in table.columns:
+                raise ValueError(f"{table.name} has no column {column}")
+            if isinstance(value, (list, tuple)):
+                if not value:
+                    return [], 0
+                marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(value)))
+                clauses.append(f"{column} IN ({marks})")
+                args.extend(value)
+            else:
+                args.append(value)
+                clauses.append(f"{column} = ${len(args)}")
+        condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        total_row = await self.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table.name}{condition}", *args)
+        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
+        rows = await self.db.fetch(
+            f"SELECT * FROM {table.name}{condition} ORDER BY created_at DESC, {table.pk}{page}", *args)
+        return [table.from_row(r) for r in rows], int(total_row["n"]) if total_row else 0
+
+    async def update(self, table: Table[R], pk: str, changes: dict[str, Any]) -> R | None:
+        changes = {**changes, "updated_at": time.time()}
+        unknown = set(changes) - set(table.columns)
+        if unknown or table.pk in changes:
+            raise ValueError(f"cannot update {sorted(unknown | ({table.pk} & set(changes)))} of {table.name}")
+        sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(changes))
+        try:
+            async with self.db.transaction() as tx:
+                touched = await tx.execute(f"UPDATE {table.name} SET {sets} WHERE {table.pk} = $1", pk,
+                                           *(table.encode(c, v) for c, v in changes.items()))
+                if not touched:
+                    return None
+                await self._log_change(tx, table, pk)
+                row = await tx.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1", pk)
+        except Exception as exc:
+            if _is_conflict(exc):
+                raise Conflict(str(exc)) from None
+            raise
+        return table.from_row(row) if row else None
+
+    async def delete(self, table: Table[R], pks: list[str]) -> list[str]:
+        """Delete these records; the ids that existed."""
+        if not pks:
+            return []
+        marks = ", ".join(f"${i + 1}" for i in range(len(pks)))
+        async with self.db.transaction() as tx:
+            rows = await tx.fetch(f"SELECT {table.pk} AS pk FROM {table.name} WHERE {table.pk} IN ({marks})", *pks)
+            found = [r["pk"] for r in rows]
+            if found:
+                await tx.execute(f"DELETE FROM {table.name} WHERE {table.pk} IN ({marks})", *pks)
+                for pk in found:
+                    await self._log_change(tx, table, pk)
+        return found
+
+    async def replace_key(self, old_token: str, new: KeyRecord, old_expires: float | None) -> KeyRecord | None:
+        """Regeneration: the new key takes the old one's place; the old one goes now, or when its grace ends."""
+        async with self.db.transaction() as tx:
+            if old_expires is None:
+                touched = await tx.execute(f"DELETE FROM {KEYS.name} WHERE token = $1", old_token)
+            else:
+                touched = await tx.execute(
+                    f"UPDATE {KEYS.name} SET expires = $2, key_alias = NULL, updated_at = $3 WHERE token = $1",
+                    old_token, old_expires, time.time())
+            if not touched:
+                return None
+            names = ", ".join(KEYS.columns)
+            marks = ", ".join(f"${i + 1}" for i in range(len(KEYS.columns)))
+            await tx.execute(f"INSERT INTO {KEYS.name} ({names}) VALUES ({marks})", *KEYS.to_row(new))
+            await self._log_change(tx, KEYS, old_token)
+            await self._log_change(tx, KEYS, new.token)
+        return new
+
+    async def _log_change(self, tx: Any, table: Table[Any], pk: str) -> None:
+        await tx.execute("INSERT INTO gw_changes (kind, ref, at) VALUES ($1, $2, $3)", table.kind, pk, time.time())
+
+    async def latest_change(self) -> int:
+        row = await self.db.fetchrow("SELECT MAX(seq) AS seq FROM gw_changes")
+        return int(row["seq"]) if row and row["seq"] is not None else 0
+
+    async def changes_since(self, seq: int, recent: float) -> tuple[int, list[tuple[str, str]]]:
+        """Changes after `seq`, and every change since the time `recent`.
+
+        Sequence numbers are handed out when a transaction writes, not when it
+        commits, so a change can appear later with a lower number than one
+        already seen; re-reading the last few seconds catches it.
+        """
+        rows = await self.db.fetch(
+            "SELECT seq, kind, ref FROM gw_changes WHERE seq > $1 OR at > $2 ORDER BY seq", seq, recent)
+        if not rows:
+            return seq, []
+        return max(seq, int(rows[-1]["seq"])), [(r["kind"], r["ref"]) for r in rows]
+
+    async def prune_changes(self, older_than: float) -> None:
+        await self.db.execute("DELETE FROM gw_changes WHERE at < $1", older_than)
