@@ -13,6 +13,7 @@ from multiprocessing.connection import wait
 from types import FrameType
 
 from gateway.config import Config, ConfigError, load_config
+from gateway.plugin_loader import check_plugins
 from gateway.router import Router
 
 log = logging.getLogger("gateway")
@@ -52,6 +53,7 @@ def checked_config(path: str) -> Config | None:
     try:
         config = load_config(path, warnings)
         Router(config)
+        check_plugins(config.gateway_settings.plugins)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return None

@@ -167,7 +167,10 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
     except OSError as exc:
         raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
     except yaml.YAMLError as exc:
-        raise ConfigError(f"{path} is not valid YAML: {exc}") from None
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
     config = parse_config(raw, warn)
     database_path = Path(config.gateway_settings.database_path)
     if not database_path.is_absolute():
@@ -178,11 +181,16 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
 def parse_config(raw: object, warn: list[str] | None = None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping at the top level")
+    # An empty section (`general_settings:` with everything commented out) is YAML null; LiteLLM reads {}.
+    raw = {k: v for k, v in raw.items() if v is not None}
     env = raw.get("environment_variables") or {}
     if not isinstance(env, dict):
         raise ConfigError("environment_variables: expected a mapping of NAME: value")
     for name, value in env.items():
-        os.environ[str(name)] = str(value)
+        if isinstance(value, (dict, list)):
+            raise ConfigError(f"environment_variables.{name}: expected a plain value")
+        os.environ[str(name)] = str(value).lower() if isinstance(value, bool) else str(value)
+    raw["environment_variables"] = {str(k): os.environ[str(k)] for k in env}
     resolved = _resolve_env(raw, "")
     if warn is not None:
         warn.extend(unknown_keys(Config, resolved, ""))

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
@@ -26,3 +28,40 @@ def upstream_b() -> Iterator[FakeUpstream]:
 async def http() -> AsyncIterator[aiohttp.ClientSession]:
     async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
         yield session
+
+
+POSTGRES_URL = os.environ.get("GATEWAY_TEST_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def server_missing(what: str, reason: str) -> None:
+    """Skip on a developer's machine without the server; under CI its absence is a failure."""
+    if os.environ.get("CI") == "true":
+        pytest.fail(f"{what} is required under CI=true: {reason}")
+    pytest.skip(f"{what} not reachable ({reason}); set GATEWAY_TEST_DATABASE_URL / start it to run this test")
+
+
+@pytest.fixture(scope="session")
+async def postgres_base() -> str:
+    import asyncpg
+
+    try:
+        conn = await asyncpg.connect(POSTGRES_URL, timeout=3)
+        await conn.close()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "not here"
+        server_missing("PostgreSQL", f"{POSTGRES_URL}: {type(exc).__name__}: {exc}")
+    return POSTGRES_URL
+
+
+@pytest.fixture
+async def postgres_url(postgres_base: str) -> AsyncIterator[str]:
+    """A database URL whose `?schema=` is this test's own, dropped afterwards."""
+    import asyncpg
+
+    schema = f"gw_test_{uuid.uuid4().hex[:12]}"
+    separator = "&" if "?" in postgres_base else "?"
+    yield f"{postgres_base}{separator}schema={schema}"
+    conn = await asyncpg.connect(postgres_base)
+    try:
+        await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+    finally:
+        await conn.close()

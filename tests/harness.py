@@ -74,6 +74,8 @@ class Gateway:
     def stop(self, timeout: float = 30.0) -> int:
         if self.process is None:
             return 0
+        if self.process.returncode is not None and self._log.closed:
+            return self.process.returncode
         if self.process.poll() is None:
             self.process.send_signal(signal.SIGTERM)
         try:
@@ -85,7 +87,11 @@ class Gateway:
         return code
 
     def __enter__(self) -> Gateway:
-        return self.start()
+        try:
+            return self.start()
+        except BaseException:
+            self.stop()
+            raise
 
     def __exit__(self, *exc: object) -> None:
         self.stop()

@@ -1,0 +1,319 @@
+"""Virtual keys over HTTP: /key/* and what a key may do on the proxy routes."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import openai
+import pytest
+
+from tests.fakes import FakeUpstream
+from tests.harness import Gateway, deployment
+
+MASTER = "sk-master-key-for-tests"
+ADMIN = {"Authorization": f"Bearer {MASTER}"}
+CHAT = {"messages": [{"role": "user", "content": "hello"}]}
+PATIENCE = 10.0
+
+
+@pytest.fixture(scope="module")
+def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
+    config = {
+        "model_list": [
+            deployment("chat", upstream.base_url),
+            {"model_name": "echo", "litellm_params": {"model": "mock/echo"}},
+            {"model_name": "other", "litellm_params": {"model": "mock/other"}},
+        ],
+        "general_settings": {"master_key": MASTER, "litellm_key_header_name": "X-Litellm-Key"},
+    }
+    with Gateway(config) as gw:
+        yield gw
+
+
+async def call(http: aiohttp.ClientSession, method: str, url: str, payload: Any = None,
+               headers: dict[str, str] | None = None) -> tuple[int, Any]:
+    async with http.request(method, url, json=payload, headers=headers) as r:
+        return r.status, await r.json()
+
+
+async def generate(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> dict[str, Any]:
+    status, body = await call(http, "POST", f"{gw.url}/key/generate", fields, ADMIN)
+    assert status == 200, body
+    return body
+
+
+async def chat(http: aiohttp.ClientSession, gw: Gateway, headers: dict[str, str],
+               model: str = "echo") -> tuple[int, Any]:
+    return await call(http, "POST", f"{gw.url}/v1/chat/completions", {"model": model, **CHAT}, headers)
+
+
+def bearer(raw: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {raw}"}
+
+
+async def test_generated_key_shape(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    body = await generate(http, gateway, key_alias="shape", models=["echo"], max_budget=5, budget_duration="30d",
+                          duration="1h", metadata={"team": "x"}, tags=["a"], tpm_limit=100, rpm_limit=10)
+    raw = body["key"]
+    assert re.fullmatch(r"sk-[A-Za-z0-9_-]{32,}", raw)
+    assert body["key_name"] == f"sk-...{raw[-4:]}"
+    assert re.fullmatch(r"[0-9a-f]{64}", body["token"]) and body["token_id"] == body["token"]
+    assert body["models"] == ["echo"] and body["max_budget"] == 5 and body["tpm_limit"] == 100
+    assert body["expires"] and body["budget_reset_at"] and body["spend"] == 0
+    status, info = await call(http, "GET", f"{gateway.url}/key/info", headers=bearer(raw))
+    assert status == 200 and raw not in str(info)  # shown once, at creation
+    assert info["info"]["key_alias"] == "shape"
+
+
+@pytest.mark.parametrize("header", ["Authorization", "x-api-key", "api-key", "X-Litellm-Key"])
+async def test_every_key_header_works(gateway: Gateway, http: aiohttp.ClientSession, header: str) -> None:
+    raw = (await generate(http, gateway))["key"]
+    value = f"Bearer {raw}" if header == "Authorization" else raw
+    status, body = await chat(http, gateway, {header: value})
+    assert status == 200, body
+
+
+async def test_master_key_and_missing_or_wrong_keys(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    assert (await chat(http, gateway, ADMIN))[0] == 200
+    status, body = await chat(http, gateway, {})
+    assert status == 401 and body["error"]["message"] == "Authentication Error, No api key passed in."
+    assert body["error"]["code"] == "401"
+    status, body = await chat(http, gateway, bearer("sk-not-a-real-key-0000000000000000"))
+    assert status == 401 and body["error"]["type"] == "token_not_found_in_db"
+    assert "sk-not-a-real-key-0000000000000000" not in body["error"]["message"]
+    status, body = await chat(http, gateway, bearer(MASTER + "x"))
+    assert status == 401
+    status, body = await chat(http, gateway, {"Authorization": "Token abc"})
+    assert status == 401 and "Bearer" in body["error"]["message"]
+
+
+async def test_blocked_key_then_unblocked(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway))["key"]
+    status, body = await call(http, "POST", f"{gateway.url}/key/block", {"key": raw}, ADMIN)
+    assert status == 200 and body["blocked"] is True
+    status, body = await chat(http, gateway, bearer(raw))
+    assert status == 401 and "/key/unblock" in body["error"]["message"]
+    status, body = await call(http, "POST", f"{gateway.url}/key/unblock", {"key": raw}, ADMIN)
+    assert status == 200 and body["blocked"] is False
+    assert (await chat(http, gateway, bearer(raw)))[0] == 200
+
+
+async def test_expired_key(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, duration="1s"))["key"]
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while True:
+        status, body = await chat(http, gateway, bearer(raw))
+        if status == 401 or asyncio.get_running_loop().time() > deadline:
+            break
+        await asyncio.sleep(0.1)
+    assert status == 401
+    assert body["error"]["type"] == "expired_key" and "Expired Key. Key Expiry time" in body["error"]["message"]
+
+
+async def test_model_access(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo", "chat"]))["key"]
+    assert (await chat(http, gateway, bearer(raw), "echo"))[0] == 200
+    status, body = await chat(http, gateway, bearer(raw), "other")
+    assert status == 401
+    assert body["error"]["message"] == ("key not allowed to access model. This key can only access "
+                                        "models=['echo', 'chat']. Tried to access other")
+    everything = (await generate(http, gateway, models=[]))["key"]
+    assert (await chat(http, gateway, bearer(everything), "other"))[0] == 200
+
+
+async def test_key_aliases_rewrite_the_model(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo"], aliases={"gpt-4": "echo"}))["key"]
+    async with http.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-4", **CHAT},
+                         headers=bearer(raw)) as r:
+        assert r.status == 200
+        assert r.headers["x-litellm-model-group"] == "echo"
+    status, _ = await chat(http, gateway, ADMIN, "gpt-4")
+    assert status == 404  # the alias belongs to that key only
+
+
+async def test_non_admin_key_on_admin_routes(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway))["key"]
+    for method, path, payload in [("POST", "/key/generate", {}), ("GET", "/key/list", None),
+                                  ("POST", "/key/delete", {"keys": [raw]}), ("POST", "/key/block", {"key": raw})]:
+        status, body = await call(http, method, gateway.url + path, payload, bearer(raw))
+        assert status == 403, (path, body)
+        assert "Only proxy admin" in body["error"]["message"]
+
+
+async def test_key_info_lookup_rules(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    mine = await generate(http, gateway, key_alias="mine")
+    theirs = await generate(http, gateway, key_alias="theirs")
+    for asked in (mine["key"], mine["token"]):
+        status, body = await call(http, "GET", f"{gateway.url}/key/info?key={asked}", headers=ADMIN)
+        assert status == 200 and body["key"] == asked and body["info"]["key_alias"] == "mine"
+    status, body = await call(http, "GET", f"{gateway.url}/key/info?key={theirs['token']}",
+                              headers=bearer(mine["key"]))
+    assert status == 403
+    status, body = await call(http, "GET", f"{gateway.url}/key/info?key=sk-unknown-000000000", headers=ADMIN)
+    assert status == 404 and body["error"]["message"] == "Key not found in database"
+
+
+async def test_update_takes_effect_at_once(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo"]))["key"]
+    assert (await chat(http, gateway, bearer(raw), "other"))[0] == 401
+    status, body = await call(http, "POST", f"{gateway.url}/key/update",
+                              {"key": raw, "models": ["echo", "other"], "key_alias": "updated"}, ADMIN)
+    assert status == 200 and body["models"] == ["echo", "other"] and body["key"] == raw
+    assert (await chat(http, gateway, bearer(raw), "other"))[0] == 200
+    status, body = await call(http, "POST", f"{gateway.url}/key/update", {"key": "sk-nope-00000000"}, ADMIN)
+    assert status == 404
+
+
+async def test_delete_by_key_and_by_alias(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    first = (await generate(http, gateway))["key"]
+    second = (await generate(http, gateway, key_alias="doomed"))["key"]
+    status, body = await call(http, "POST", f"{gateway.url}/key/delete", {"keys": [first]}, ADMIN)
+    assert status == 200 and body == {"deleted_keys": [first]}
+    status, body = await call(http, "POST", f"{gateway.url}/key/delete", {"key_aliases": ["doomed"]}, ADMIN)
+    assert status == 200 and body == {"deleted_keys": ["doomed"]}
+    for raw in (first, second):
+        assert (await chat(http, gateway, bearer(raw)))[0] == 401
+    status, body = await call(http, "POST", f"{gateway.url}/key/delete", {"keys": [first]}, ADMIN)
+    assert status == 404
+    status, body = await call(http, "POST", f"{gateway.url}/key/delete", {}, ADMIN)
+    assert status == 400
+
+
+async def test_duplicate_alias_and_chosen_key(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    await generate(http, gateway, key_alias="unique-one")
+    status, body = await call(http, "POST", f"{gateway.url}/key/generate", {"key_alias": "unique-one"}, ADMIN)
+    assert status == 400 and "already exists" in body["error"]["message"]
+    chosen = "sk-chosen-by-the-admin-1234"
+    assert (await generate(http, gateway, key=chosen))["key"] == chosen
+    assert (await chat(http, gateway, bearer(chosen)))[0] == 200
+    status, _ = await call(http, "POST", f"{gateway.url}/key/generate", {"key": chosen}, ADMIN)
+    assert status == 400
+    status, _ = await call(http, "POST", f"{gateway.url}/key/generate", {"key": "no-prefix-key"}, ADMIN)
+    assert status == 400
+
+
+@pytest.mark.parametrize("path_form", [False, True])
+async def test_regenerate(gateway: Gateway, http: aiohttp.ClientSession, path_form: bool) -> None:
+    old = await generate(http, gateway, key_alias=f"rotate-{path_form}", models=["echo"])
+    url = f"{gateway.url}/key/{old['key']}/regenerate" if path_form else f"{gateway.url}/key/regenerate"
+    payload = {} if path_form else {"key": old["key"]}
+    status, new = await call(http, "POST", url, payload, ADMIN)
+    assert status == 200 and new["key"] != old["key"] and new["key_alias"] == f"rotate-{path_form}"
+    assert new["models"] == ["echo"]
+    assert (await chat(http, gateway, bearer(new["key"])))[0] == 200
+    assert (await chat(http, gateway, bearer(old["key"])))[0] == 401
+
+
+async def test_regenerate_with_grace_period(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    old = (await generate(http, gateway))["key"]
+    status, new = await call(http, "POST", f"{gateway.url}/key/regenerate",
+                             {"key": old, "grace_period": "1h"}, ADMIN)
+    assert status == 200
+    assert (await chat(http, gateway, bearer(new["key"])))[0] == 200
+    assert (await chat(http, gateway, bearer(old)))[0] == 200  # still inside its grace period
+
+
+async def test_list_pages(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    made = [await generate(http, gateway, user_id="lister") for _ in range(5)]
+    status, body = await call(http, "GET", f"{gateway.url}/key/list?user_id=lister&size=2&page=3", headers=ADMIN)
+    assert status == 200
+    assert body["total_count"] == 5 and body["total_pages"] == 3 and body["current_page"] == 3
+    assert len(body["keys"]) == 1 and body["keys"][0] in {m["token"] for m in made}
+    status, body = await call(http, "GET", f"{gateway.url}/key/list?user_id=lister&return_full_object=true",
+                              headers=ADMIN)
+    assert {k["user_id"] for k in body["keys"]} == {"lister"}
+    status, _ = await call(http, "GET", f"{gateway.url}/key/list?size=1000", headers=ADMIN)
+    assert status == 400
+
+
+@pytest.mark.parametrize(("path", "payload"), [
+    ("/key/generate", {"models": "echo"}),
+    ("/key/generate", {"max_budget": -1}),
+    ("/key/generate", {"max_budget": "lots"}),
+    ("/key/generate", {"tpm_limit": 10**30}),
+    ("/key/generate", {"key_alias": "x" * 10_000}),
+    ("/key/generate", {"duration": "5 parsecs"}),
+    ("/key/generate", {"budget_duration": "forever"}),
+    ("/key/generate", {"unknown_field": 1}),
+    ("/key/generate", {"metadata": {"blob": "x" * 100_000}}),
+    ("/key/generate", {"aliases": ["not", "a", "map"]}),
+    ("/key/generate", [1, 2, 3]),
+    ("/key/update", {"models": ["echo"]}),
+    ("/key/update", {"key": 12}),
+    ("/key/delete", {"keys": "sk-one"}),
+    ("/key/block", {}),
+    ("/key/unblock", {"key": None}),
+    ("/key/regenerate", {}),
+    ("/key/regenerate", {"key": "sk-whatever-0000", "grace_period": "soon"}),
+])
+async def test_bad_input_is_400(gateway: Gateway, http: aiohttp.ClientSession, path: str, payload: Any) -> None:
+    status, body = await call(http, "POST", gateway.url + path, payload, ADMIN)
+    assert status == 400, body
+    assert set(body["error"]) == {"message", "type", "param", "code"}
+
+
+async def test_malformed_json_to_management_is_400(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{gateway.url}/key/generate", data=b"{nope", headers=ADMIN) as r:
+        assert r.status == 400
+        assert (await r.json())["error"]["param"] == "request_body"
+
+
+async def test_hundred_keys_in_parallel_are_distinct_and_usable(gateway: Gateway,
+                                                                http: aiohttp.ClientSession) -> None:
+    made = await asyncio.gather(*(generate(http, gateway, models=["echo"]) for _ in range(100)))
+    raws = {m["key"] for m in made}
+    assert len(raws) == 100 and len({m["token"] for m in made}) == 100
+    results = await asyncio.gather(*(chat(http, gateway, bearer(raw)) for raw in raws))
+    assert [status for status, _ in results] == [200] * 100
+
+
+async def test_openai_sdk_with_a_virtual_key(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["chat"]))["key"]
+    client = openai.AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=raw, max_retries=0)
+    answer = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}])
+    assert answer.choices[0].message.content == "alpha says hi"
+    stream = await client.chat.completions.create(model="chat", messages=[{"role": "user", "content": "hi"}],
+                                                  stream=True)
+    pieces = [chunk.choices[0].delta.content async for chunk in stream if chunk.choices]
+    assert "".join(p or "" for p in pieces).startswith("alpha says hi 0")
+    with pytest.raises(openai.AuthenticationError):
+        await client.chat.completions.create(model="echo", messages=[{"role": "user", "content": "hi"}])
+    await client.close()
+
+
+async def test_no_raw_key_reaches_the_log(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo"]))["key"]
+    await chat(http, gateway, bearer(raw), "other")  # a denied call, logged with its error
+    await call(http, "POST", f"{gateway.url}/key/block", {"key": raw}, ADMIN)
+    await chat(http, gateway, bearer(raw))
+    log = gateway.log()
+    assert raw not in log and MASTER not in log
+    assert raw[3:20] not in log
+
+
+async def test_key_policy_from_config(http: aiohttp.ClientSession) -> None:
+    config = {
+        "model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+        "general_settings": {"master_key": MASTER},
+        "litellm_settings": {"default_key_generate_params": {"models": ["echo"]},
+                             "upperbound_key_generate_params": {"max_budget": 10, "duration": "7d"}},
+    }
+    with Gateway(config) as gw:
+        made = await generate(http, gw, max_budget=5)
+        assert made["models"] == ["echo"] and made["max_budget"] == 5 and made["expires"]
+        assert (await generate(http, gw))["max_budget"] == 10
+        status, body = await call(http, "POST", f"{gw.url}/key/generate", {"max_budget": 11}, ADMIN)
+        assert status == 400 and "max_budget is over max limit" in body["error"]["message"]
+        status, _ = await call(http, "POST", f"{gw.url}/key/generate", {"duration": "30d"}, ADMIN)
+        assert status == 400
+
+
+async def test_open_proxy_warns_and_serves_without_a_key(http: aiohttp.ClientSession) -> None:
+    config = {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}]}
+    with Gateway(config) as gw:
+        assert (await chat(http, gw, {}))[0] == 200
+        assert "no master_key is configured" in gw.log()
