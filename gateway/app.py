@@ -8,10 +8,11 @@ import os
 import aiohttp
 from aiohttp import web
 
+from gateway.access_log import AccessLog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.errors import ApiError
-from gateway.management import keys
+from gateway.management import keys, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
@@ -98,6 +99,10 @@ async def _close(app: web.Application) -> None:
     await app[SESSION].close()
 
 
+async def _close_access_log(access_log: AccessLog) -> None:
+    access_log.close()
+
+
 def _database_check(services: Services) -> ReadinessCheck:
     async def check() -> tuple[str, bool, str]:
         try:
@@ -115,11 +120,15 @@ def _add_routes(app: web.Application) -> None:
     session = app[SESSION]
     settings = config.gateway_settings
     trusted = parse_networks(settings.trusted_proxies)
+    access_log = AccessLog() if AccessLog.enabled() else None
+    if access_log is not None:
+        app.on_cleanup.append(lambda _: _close_access_log(access_log))
     info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,
-                      config.litellm_settings.success_callback)
+                      config.litellm_settings.success_callback, app[SERVICES].authenticator)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
-            handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix)
+            handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix,
+                                    access_log)
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler)
             app.router.add_post(f"{prefix}/{endpoint}", handler)
         for base in (f"{prefix}/v1", prefix):
@@ -131,3 +140,5 @@ def _add_routes(app: web.Application) -> None:
         app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
         app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)
         keys.add_routes(app, prefix)
+        users.add_routes(app, prefix)
+        teams.add_routes(app, prefix)

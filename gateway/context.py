@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
+import itertools
+import os
 import time
-import uuid
 from typing import Any
 
 from aiohttp import web
@@ -20,7 +21,7 @@ class Ctx:
     __slots__ = (
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
-        "upstream_headers_at", "first_byte_at", "ended", "client_ip", "reached", "caller", "state",
+        "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller", "state",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
@@ -40,19 +41,31 @@ class Ctx:
         self.upstream_headers_at: float | None = None
         self.first_byte_at: float | None = None
         self.ended: float | None = None
-        self.client_ip = client_ip(request, trusted)
+        self.trusted = trusted
+        self._client_ip: str | None = None
         self.reached = 0
         self.caller: Any = None  # identity.Caller, once auth has run
         self.state: dict[str, Any] = {}  # per-request notes plugins leave for their later phases
+
+    @property
+    def client_ip(self) -> str:
+        if self._client_ip is None:
+            self._client_ip = client_ip(self.request, self.trusted)
+        return self._client_ip
 
     def elapsed_ms(self, since: float | None = None) -> float:
         return ((self.ended or time.perf_counter()) - (since or self.started)) * 1000
 
 
+# Unique without a syscall per request: a random per-process prefix and a counter.
+_ID_PREFIX = os.urandom(8).hex()
+_ID_COUNTER = itertools.count()
+
+
 def _request_id(given: str | None) -> str:
     if given and len(given) <= MAX_REQUEST_ID and given.isprintable():
         return given
-    return uuid.uuid4().hex
+    return f"{_ID_PREFIX}{next(_ID_COUNTER):016x}"
 
 
 def client_ip(request: web.Request, trusted: tuple[IPNetwork, ...]) -> str:

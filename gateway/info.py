@@ -11,7 +11,9 @@ import orjson
 from aiohttp import web
 
 from gateway import __version__
+from gateway.access import may_use
 from gateway.errors import ApiError
+from gateway.identity import Authenticator
 from gateway.proxy import model_not_found
 from gateway.router import Deployment, Router
 
@@ -33,8 +35,11 @@ def _model_card(name: str) -> dict[str, Any]:
 
 
 class InfoRoutes:
+    """/v1/models lists what the caller's key may use; /model/info and /health need a valid key too."""
+
     def __init__(self, router: Router, session: aiohttp.ClientSession, readiness: list[ReadinessCheck],
-                 health_timeout: float, callbacks: list[str]) -> None:
+                 health_timeout: float, callbacks: list[str], authenticator: Authenticator) -> None:
+        self.authenticator = authenticator
         self.router = router
         self.session = session
         self.readiness = readiness
@@ -42,15 +47,19 @@ class InfoRoutes:
         self.callbacks = callbacks
 
     async def list_models(self, request: web.Request) -> web.Response:
-        return json_response({"object": "list", "data": [_model_card(n) for n in self.router.public_names()]})
+        caller = await self.authenticator.authenticate(request.headers)
+        names = [n for n in self.router.public_names() if may_use(caller, n)]
+        return json_response({"object": "list", "data": [_model_card(n) for n in names]})
 
     async def get_model(self, request: web.Request) -> web.Response:
+        caller = await self.authenticator.authenticate(request.headers)
         name = request.match_info["model"]
-        if not self.router.knows(name):
+        if not self.router.knows(name) or not may_use(caller, name):
             raise model_not_found(name)
         return json_response(_model_card(name))
 
     async def model_info(self, request: web.Request) -> web.Response:
+        caller = await self.authenticator.authenticate(request.headers)
         wanted = request.query.get("litellm_model_id")
         data = [
             {
@@ -60,7 +69,7 @@ class InfoRoutes:
                                "litellm_provider": d.provider.name},
             }
             for d in self.router.deployments
-            if wanted is None or d.id == wanted
+            if (wanted is None or d.id == wanted) and may_use(caller, d.group)
         ]
         return json_response({"data": data})
 
@@ -85,6 +94,9 @@ class InfoRoutes:
         )
 
     async def health(self, request: web.Request) -> web.Response:
+        caller = await self.authenticator.authenticate(request.headers)
+        if not caller.is_admin:
+            raise ApiError(403, "/health probes every deployment and is for proxy admins", "auth_error")
         wanted = request.query.get("model")
         deployments = [d for d in self.router.deployments if wanted is None or d.group == wanted]
         if wanted is not None and not deployments:

@@ -21,12 +21,13 @@ from aiohttp import web
 from multidict import CIMultiDictProxy
 
 from gateway import __version__, mock
+from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error_body
 from gateway.plugin import Chain
 from gateway.router import Router
 
-log = logging.getLogger("gateway.access")
+log = logging.getLogger("gateway")
 
 MAX_REQUEST_MB = web.AppKey("max_request_mb", float)
 
@@ -39,10 +40,11 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 
 
 class ProxyEndpoint:
-    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix")
+    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log")
 
     def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession, chain: Chain,
-                 trusted: tuple[IPNetwork, ...], header_prefix: str) -> None:
+                 trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None) -> None:
+        self.access_log = access_log
         self.endpoint = endpoint
         self.router = router
         self.session = session
@@ -82,8 +84,8 @@ class ProxyEndpoint:
     def _complete(self, ctx: Ctx) -> None:
         ctx.ended = time.perf_counter()
         self.chain.on_complete(ctx)
-        if log.isEnabledFor(logging.INFO):
-            _log_access(ctx)
+        if self.access_log is not None:
+            self.access_log.record(ctx)
 
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body = await read_json(ctx.request)
@@ -221,13 +223,3 @@ def model_not_found(model: str, endpoint: str = "models") -> ApiError:
     # LiteLLM's words; the status is 404, as OpenAI answers for a model it does not have.
     return ApiError(404, f"/{endpoint}: Invalid model name passed in model={model}. Call `/v1/models` to view "
                     "available models for your key.", "invalid_request_error", "model", "model_not_found")
-
-
-def _log_access(ctx: Ctx) -> None:
-    deployment = ctx.deployment
-    log.info(
-        "%s %s %s status=%d model=%s group=%s deployment=%s stream=%s ms=%.1f client=%s%s",
-        ctx.request_id, ctx.request.method, ctx.request.path, ctx.status, ctx.requested_model,
-        ctx.model_group, deployment.id[:12] if deployment else None, ctx.stream, ctx.elapsed_ms(),
-        ctx.client_ip, f" error={ctx.error.message!r}" if ctx.error else "",
-    )

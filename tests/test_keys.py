@@ -317,3 +317,20 @@ async def test_open_proxy_warns_and_serves_without_a_key(http: aiohttp.ClientSes
     with Gateway(config) as gw:
         assert (await chat(http, gw, {}))[0] == 200
         assert "no master_key is configured" in gw.log()
+
+
+async def test_info_routes_follow_the_key(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo"]))["key"]
+    status, body = await call(http, "GET", f"{gateway.url}/v1/models", headers=bearer(raw))
+    assert status == 200 and [m["id"] for m in body["data"]] == ["echo"]
+    status, body = await call(http, "GET", f"{gateway.url}/v1/models", headers=ADMIN)
+    assert [m["id"] for m in body["data"]] == ["chat", "echo", "other"]
+    assert (await call(http, "GET", f"{gateway.url}/v1/models/other", headers=bearer(raw)))[0] == 404
+    status, body = await call(http, "GET", f"{gateway.url}/model/info", headers=bearer(raw))
+    assert [d["model_name"] for d in body["data"]] == ["echo"]
+    assert (await call(http, "GET", f"{gateway.url}/v1/models"))[0] == 401
+    assert (await call(http, "GET", f"{gateway.url}/health", headers=bearer(raw)))[0] == 403
+    status, body = await call(http, "GET", f"{gateway.url}/health", headers=ADMIN)
+    assert status == 200 and body["healthy_count"] == 3
+    assert (await call(http, "GET", f"{gateway.url}/health/liveliness"))[0] == 200
+    assert (await call(http, "GET", f"{gateway.url}/health/readiness"))[0] == 200

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -43,6 +44,14 @@ def trace(path: Path, request_id: str) -> list[str]:
     return [" ".join(line.split()[1:]) for line in path.read_text().splitlines() if line.startswith(request_id)]
 
 
+async def settled(path: Path, request_id: str, lines: int) -> list[str]:
+    """on_complete runs after the answer is on the wire, so the client may read it first: wait for the trace."""
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while len(found := trace(path, request_id)) < lines and asyncio.get_running_loop().time() < deadline:
+        await asyncio.sleep(0.01)
+    return found
+
+
 async def send(http: aiohttp.ClientSession, gw: Gateway, **extra: Any) -> tuple[str, aiohttp.ClientResponse, bytes]:
     request_id = uuid.uuid4().hex
     body = {"model": "chat", "messages": [{"role": "user", "content": "hi"}], **extra}
@@ -55,8 +64,8 @@ async def test_request_in_order_response_and_complete_in_reverse(gateway: Gatewa
     request_id, response, _ = await send(http, gateway)
     assert response.status == 200
     assert response.headers["x-trace"] == "C B A"
-    assert trace(trace_file, request_id) == ["A request 0", "B request 0", "C request 0",
-                                             "C complete 200", "B complete 200", "A complete 200"]
+    assert await settled(trace_file, request_id, 6) == ["A request 0", "B request 0", "C request 0",
+                                                        "C complete 200", "B complete 200", "A complete 200"]
 
 
 async def test_short_circuit_completes_only_the_plugins_reached(gateway: Gateway, trace_file: Path,
@@ -65,7 +74,8 @@ async def test_short_circuit_completes_only_the_plugins_reached(gateway: Gateway
     before = len(upstream.seen)
     request_id, response, body = await send(http, gateway, user="answer:B")
     assert response.status == 418 and b"answered_by" in body
-    assert trace(trace_file, request_id) == ["A request 0", "B request 0", "B complete 418", "A complete 418"]
+    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B complete 418",
+                                                        "A complete 418"]
     assert len(upstream.seen) == before
 
 
@@ -74,14 +84,16 @@ async def test_a_plugin_error_still_completes_those_reached(gateway: Gateway, tr
     request_id, response, body = await send(http, gateway, user="fail:B")
     assert response.status == 403 and b"B says no" in body
     assert response.headers["x-trace"] == "B A"
-    assert trace(trace_file, request_id) == ["A request 0", "B request 0", "B complete 403", "A complete 403"]
+    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B complete 403",
+                                                        "A complete 403"]
 
 
 async def test_upstream_error_completes_every_plugin(gateway: Gateway, trace_file: Path,
                                                      http: aiohttp.ClientSession) -> None:
     request_id, response, _ = await send(http, gateway, fake={"status": 500, "body": "boom"})
     assert response.status == 500
-    assert trace(trace_file, request_id)[-3:] == ["C complete 500", "B complete 500", "A complete 500"]
+    assert (await settled(trace_file, request_id, 6))[-3:] == ["C complete 500", "B complete 500",
+                                                               "A complete 500"]
 
 
 async def test_client_leaving_mid_stream_completes_every_plugin(gateway: Gateway, trace_file: Path,
@@ -96,8 +108,7 @@ async def test_client_leaving_mid_stream_completes_every_plugin(gateway: Gateway
     response.close()
     seen = upstream.seen[-1]
     await upstream.until(lambda: seen.outcome == "cancelled", PATIENCE)
-    await upstream.until(lambda: len(trace(trace_file, request_id)) == 6, PATIENCE)
-    assert trace(trace_file, request_id)[3:] == ["C complete 499", "B complete 499", "A complete 499"]
+    assert (await settled(trace_file, request_id, 6))[3:] == ["C complete 499", "B complete 499", "A complete 499"]
 
 
 def test_idle_phases_are_left_out_of_the_chain(tmp_path: Path) -> None:

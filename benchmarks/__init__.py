@@ -1,0 +1,1 @@
+"""Benchmark harness: fake upstream, pass-through floor, load generator, runner."""

@@ -1,0 +1,41 @@
+"""Which models a caller may use: its key's `models`, narrowed by its team's, as LiteLLM decides it."""
+
+from __future__ import annotations
+
+from gateway.errors import ApiError
+from gateway.identity import Caller
+from gateway.router import matches_pattern
+
+ALL_TEAM_MODELS = "all-team-models"
+EVERY_MODEL = frozenset({"*", "all-proxy-models"})
+
+
+def allows(models: list[str], model: str) -> bool:
+    """An empty list, `*` or `all-proxy-models` allows every model; `openai/*` patterns match."""
+    return (not models or any(m == model or m in EVERY_MODEL or ("*" in m and matches_pattern(m, model))
+                              for m in models))
+
+
+def denial(kind: str, models: list[str], model: str) -> ApiError:
+    return ApiError(401, f"{kind} not allowed to access model. This {kind} can only access models={models!r}. "
+                    f"Tried to access {model}", f"{kind}_model_access_denied", "model")
+
+
+def check_model_access(caller: Caller, model: str) -> None:
+    key = caller.key
+    if key is None or model in key.aliases:
+        return  # the master key, an open proxy, or an alias the admin put on this very key
+    team_models = caller.team.models if caller.team is not None else []
+    key_models = team_models if ALL_TEAM_MODELS in key.models else key.models
+    if not allows(key_models, model):
+        raise denial("key", key_models, model)
+    if caller.team is not None and not allows(team_models, model):
+        raise denial("team", team_models, model)
+
+
+def may_use(caller: Caller, model: str) -> bool:
+    try:
+        check_model_access(caller, model)
+    except ApiError:
+        return False
+    return True

@@ -1,0 +1,357 @@
+"""/team/*: new, info, update, delete, list, member_add, member_delete, block, unblock.
+
+A membership is written twice, as LiteLLM keeps it: in the team's
+`members_with_roles` and in the user's `teams`. The helpers here keep the two
+in step; /user/* uses them too.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any, Literal
+
+import msgspec
+from aiohttp import web
+from msgspec import UNSET, UnsetType
+
+from gateway import durations
+from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
+from gateway.management.common import (Count, Money, Name, Names, admin, body, caller, json, services,
+                                       set_fields, view)
+from gateway.services import Services
+from gateway.store.records import TeamMember, TeamRecord, UserRecord
+from gateway.store.store import KEYS, TEAMS, USERS, Conflict
+
+MAX_MEMBERS = 1000
+
+
+class Member(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    role: Literal["admin", "user"] = "user"
+    user_id: Name | None = None
+    user_email: Name | None = None
+
+
+Members = Annotated[list[Member], msgspec.Meta(max_length=MAX_MEMBERS)]
+TeamIds = Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+class TeamFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    team_alias: Name | None | UnsetType = UNSET
+    models: Names | UnsetType = UNSET
+    max_budget: Money | None | UnsetType = UNSET
+    budget_duration: Name | None | UnsetType = UNSET
+    tpm_limit: Count | None | UnsetType = UNSET
+    rpm_limit: Count | None | UnsetType = UNSET
+    max_parallel_requests: Count | None | UnsetType = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET
+    blocked: bool | None | UnsetType = UNSET
+
+
+class NewTeam(TeamFields):
+    team_id: Name | UnsetType = UNSET
+    members_with_roles: Members | UnsetType = UNSET
+
+
+class UpdateTeam(TeamFields):
+    team_id: Name
+
+
+class TeamRef(msgspec.Struct, forbid_unknown_fields=True):
+    team_id: Name
+
+
+class DeleteTeams(msgspec.Struct, forbid_unknown_fields=True):
+    team_ids: TeamIds
+
+
+class AddMembers(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    team_id: Name
+    member: Member | Members
+
+
+class RemoveMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    team_id: Name
+    user_id: Name | None = None
+    user_email: Name | None = None
+
+
+def member_view(member: TeamMember) -> dict[str, Any]:
+    # TeamMember omits its defaults when stored; LiteLLM always shows all three fields.
+    return {"role": member.role, "user_id": member.user_id, "user_email": member.user_email}
+
+
+def team_view(record: TeamRecord) -> dict[str, Any]:
+    data = view(record)
+    data["members_with_roles"] = [member_view(m) for m in record.members_with_roles]
+    return data
+
+
+def not_found(team_id: str) -> ApiError:
+    return ApiError(404, f"Team not found, passed team_id={team_id}", "not_found_error", "team_id")
+
+
+def team_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
+    """Request fields to record columns: a budget duration also sets when the budget next resets."""
+    changes = {k: v for k, v in fields.items() if k not in ("team_id", "members_with_roles")}
+    if "budget_duration" in fields:
+        budget = fields["budget_duration"]
+        changes["budget_reset_at"] = durations.add(now, budget) if budget else None
+    if "blocked" in changes and changes["blocked"] is None:
+        changes["blocked"] = False
+    return changes
+
+
+async def existing(svc: Services, team_id: str) -> TeamRecord:
+    team = await svc.store.get(TEAMS, team_id)
+    if team is None:
+        raise not_found(team_id)
+    return team
+
+
+async def find_user(svc: Services, user_id: str | None, user_email: str | None) -> UserRecord | None:
+    """The user a member names: by id when it has one, else by email."""
+    if user_id is not None:
+        return await svc.store.get(USERS, user_id)
+    if user_email is not None:
+        found, _ = await svc.store.find(USERS, {"user_email": user_email}, limit=1)
+        return found[0] if found else None
+    return None
+
+
+def is_member(team: TeamRecord, user_id: str | None, user_email: str | None) -> bool:
+    return any((user_id is not None and m.user_id == user_id)
+               or (user_id is None and user_email is not None and m.user_email == user_email)
+               for m in team.members_with_roles)
+
+
+async def enrol(svc: Services, team_id: str, member: Member, user: UserRecord | None) -> UserRecord:
+    """The member's user, created when missing, with `team_id` among its teams."""
+    if user is None:
+        fresh = UserRecord(user_id=member.user_id or uuid.uuid4().hex, user_email=member.user_email,
+                           teams=[team_id])
+        try:
+            user = await svc.store.insert(USERS, fresh)
+        except Conflict:
+            # Created by someone else since we looked: join that one instead.
+            user = await svc.store.get(USERS, fresh.user_id)
+            if user is None:
+                raise bad_request(f"user {fresh.user_id} could not be created; try again", "member") from None
+    if team_id not in user.teams:
+        user = await svc.store.update(USERS, user.user_id, {"teams": [*user.teams, team_id]}) or user
+    svc.accounts.changed("user", user.user_id)
+    return user
+
+
+async def leave(svc: Services, user_id: str, team_ids: list[str]) -> None:
+    """Take a user out of these teams' members; the caller sees to the user's own `teams`."""
+    for team_id in team_ids:
+        team = await svc.store.get(TEAMS, team_id)
+        if team is None:
+            continue
+        kept = [m for m in team.members_with_roles if m.user_id != user_id]
+        if len(kept) != len(team.members_with_roles):
+            await svc.store.update(TEAMS, team_id, {"members_with_roles": kept})
+            svc.accounts.changed("team", team_id)
+
+
+async def join(svc: Services, team_id: str, user: UserRecord, role: str = "user") -> None:
+    """Put a user among an existing team's members, unless already there; the caller sees to `teams`."""
+    team = await svc.store.get(TEAMS, team_id)
+    if team is not None and not is_member(team, user.user_id, None):
+        member = TeamMember(role=role, user_id=user.user_id, user_email=user.user_email)
+        await svc.store.update(TEAMS, team_id, {"members_with_roles": [*team.members_with_roles, member]})
+        svc.accounts.changed("team", team_id)
+
+
+def _admitted(who: Caller, members: list[Member]) -> list[Member]:
+    """As in LiteLLM, whoever makes a team is its admin, when they are a user at all."""
+    if who.user_id is None or any(m.user_id == who.user_id for m in members):
+        return members
+    return [*members, Member(role="admin", user_id=who.user_id)]
+
+
+def _check_members(members: list[Member]) -> None:
+    seen: set[tuple[str, str]] = set()
+    for member in members:
+        if member.user_id is None and member.user_email is None:
+            raise bad_request("a team member needs a user_id or a user_email", "member")
+        ref = ("id", member.user_id) if member.user_id is not None else ("email", member.user_email or "")
+        if ref in seen:
+            raise bad_request(f"user {ref[1]} is listed more than once", "member")
+        seen.add(ref)
+
+
+async def new_team(request: web.Request) -> web.Response:
+    who = await admin(request)
+    svc = services(request)
+    asked = await body(request, NewTeam)
+    fields = set_fields(asked)
+    team_id = fields.get("team_id") or uuid.uuid4().hex
+    members = _admitted(who, list(fields.get("members_with_roles", [])))
+    _check_members(members)
+    taken = ApiError(400, f"Team id = {team_id} already exists. Please use a different team id.",
+                     "bad_request_error", "team_id")
+    if await svc.store.get(TEAMS, team_id) is not None:
+        raise taken
+    users = [await find_user(svc, m.user_id, m.user_email) for m in members]
+    try:
+        team = await svc.store.insert(TEAMS, TeamRecord(team_id=team_id, **team_changes(fields, svc.clock())))
+    except Conflict:
+        raise taken from None
+    enrolled = [await enrol(svc, team_id, m, u) for m, u in zip(members, users)]
+    if enrolled:
+        roster = [TeamMember(role=m.role, user_id=u.user_id, user_email=m.user_email or u.user_email)
+                  for m, u in zip(members, enrolled)]
+        team = await svc.store.update(TEAMS, team_id, {"members_with_roles": roster}) or team
+    svc.accounts.changed("team", team_id)
+    return json(team_view(team))
+
+
+async def info(request: web.Request) -> web.Response:
+    who = await caller(request)
+    svc = services(request)
+    own = who.key.team_id if who.key is not None else None
+    team_id = request.query.get("team_id") or own
+    if not team_id:
+        raise bad_request("Malformed request. No team id passed in.", "team_id")
+    if not who.is_admin and team_id != own:
+        raise ApiError(403, f"User={who.user_id or who.label} not authorized to access this team={team_id}",
+                       "auth_error", "team_id")
+    team = await existing(svc, team_id)
+    keys, _ = await svc.store.find(KEYS, {"team_id": team_id})
+    return json({"team_id": team_id, "team_info": team_view(team), "keys": [view(k) for k in keys],
+                 "team_memberships": []})
+
+
+async def update(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    fields = set_fields(await body(request, UpdateTeam))
+    team_id = fields["team_id"]
+    team = await svc.store.update(TEAMS, team_id, team_changes(fields, svc.clock()))
+    if team is None:
+        raise not_found(team_id)
+    svc.accounts.changed("team", team_id)
+    return json({"team_id": team_id, "data": team_view(team)})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    team_ids = list(dict.fromkeys((await body(request, DeleteTeams)).team_ids))
+    teams, _ = await svc.store.find(TEAMS, {"team_id": team_ids})
+    missing = [t for t in team_ids if t not in {team.team_id for team in teams}]
+    if missing:
+        raise not_found(missing[0])
+    keys, _ = await svc.store.find(KEYS, {"team_id": team_ids})
+    for token in await svc.store.delete(KEYS, [k.token for k in keys]):
+        svc.accounts.changed("key", token)
+    member_ids = {m.user_id for team in teams for m in team.members_with_roles if m.user_id is not None}
+    users, _ = await svc.store.find(USERS, {"user_id": sorted(member_ids)})
+    for user in users:
+        kept = [t for t in user.teams if t not in team_ids]
+        if kept != user.teams:
+            await svc.store.update(USERS, user.user_id, {"teams": kept})
+            svc.accounts.changed("user", user.user_id)
+    for team_id in await svc.store.delete(TEAMS, team_ids):
+        svc.accounts.changed("team", team_id)
+    return json({"deleted_teams": team_ids})
+
+
+async def list_teams(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    user_id = request.query.get("user_id")
+    if user_id is None:
+        teams, _ = await svc.store.find(TEAMS, {})
+    else:
+        user = await svc.store.get(USERS, user_id)
+        teams = (await svc.store.find(TEAMS, {"team_id": user.teams}))[0] if user is not None else []
+    teams.sort(key=lambda t: (t.team_alias is None, t.team_alias or "", t.team_id))
+    return json([team_view(t) for t in teams])
+
+
+async def member_add(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    asked = await body(request, AddMembers)
+    members = asked.member if isinstance(asked.member, list) else [asked.member]
+    if not members:
+        raise bad_request("No member/members passed in", "member")
+    _check_members(members)
+    team = await svc.store.get(TEAMS, asked.team_id)
+    if team is None:
+        raise ApiError(404, f"Team not found for team_id={asked.team_id}", "not_found_error", "team_id")
+    users = []
+    for member in members:
+        user = await find_user(svc, member.user_id, member.user_email)
+        if is_member(team, user.user_id if user else member.user_id, member.user_email):
+            existing_ids = [m.user_id or m.user_email for m in team.members_with_roles]
+            raise ApiError(400, f"User={member.user_id or member.user_email} already in team. "
+                           f"Existing members={existing_ids}", "team_member_already_in_team", "member")
+        users.append(user)
+    enrolled = [await enrol(svc, team.team_id, m, u) for m, u in zip(members, users)]
+    added = [TeamMember(role=m.role, user_id=u.user_id, user_email=m.user_email or u.user_email)
+             for m, u in zip(members, enrolled)]
+    # Re-read just before writing so a member added meanwhile is not lost.
+    current = await existing(svc, team.team_id)
+    team = await svc.store.update(TEAMS, team.team_id,
+                                  {"members_with_roles": [*current.members_with_roles, *added]}) or current
+    svc.accounts.changed("team", team.team_id)
+    return json({**team_view(team), "updated_users": [view(u) for u in enrolled],
+                 "updated_team_memberships": []})
+
+
+async def member_delete(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    asked = await body(request, RemoveMember)
+    if asked.user_id is None and asked.user_email is None:
+        raise bad_request("Either user_id or user_email needs to be passed in", "user_id")
+    team = await existing(svc, asked.team_id)
+    gone = [m for m in team.members_with_roles
+            if (asked.user_id is not None and m.user_id == asked.user_id)
+            or (asked.user_id is None and m.user_email == asked.user_email)]
+    if not gone:
+        raise bad_request("User not found in team", "user_id")
+    kept = [m for m in team.members_with_roles if m not in gone]
+    team = await svc.store.update(TEAMS, team.team_id, {"members_with_roles": kept}) or team
+    svc.accounts.changed("team", team.team_id)
+    for member in gone:
+        user = await find_user(svc, member.user_id, member.user_email)
+        if user is not None and team.team_id in user.teams:
+            await svc.store.update(USERS, user.user_id, {"teams": [t for t in user.teams if t != team.team_id]})
+            svc.accounts.changed("user", user.user_id)
+    return json(team_view(team))
+
+
+async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    ref = await body(request, TeamRef)
+    team = await svc.store.update(TEAMS, ref.team_id, {"blocked": blocked})
+    if team is None:
+        raise not_found(ref.team_id)
+    svc.accounts.changed("team", ref.team_id)
+    return json(team_view(team))
+
+
+async def block(request: web.Request) -> web.Response:
+    return await _set_blocked(request, True)
+
+
+async def unblock(request: web.Request) -> web.Response:
+    return await _set_blocked(request, False)
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_post(f"{prefix}/team/new", new_team)
+    app.router.add_get(f"{prefix}/team/info", info)
+    app.router.add_post(f"{prefix}/team/update", update)
+    app.router.add_post(f"{prefix}/team/delete", delete)
+    app.router.add_get(f"{prefix}/team/list", list_teams)
+    app.router.add_post(f"{prefix}/team/member_add", member_add)
+    app.router.add_post(f"{prefix}/team/member_delete", member_delete)
+    app.router.add_post(f"{prefix}/team/block", block)
+    app.router.add_post(f"{prefix}/team/unblock", unblock)

@@ -1,0 +1,242 @@
+"""/user/*: new, info, update, delete, list."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated, Any
+
+import msgspec
+from aiohttp import web
+from msgspec import UNSET, UnsetType
+
+from gateway import durations
+from gateway.accounts import hash_key, key_name, new_raw_key
+from gateway.errors import ApiError, bad_request
+from gateway.management.common import (Count, Money, Name, Names, admin, body, caller, json, query_int,
+                                       services, set_fields, total_pages, view)
+from gateway.management.keys import alias_taken, record_changes
+from gateway.management.teams import join, leave, team_view
+from gateway.services import Services
+from gateway.store.records import KeyRecord, UserRecord
+from gateway.store.store import KEYS, TEAMS, USERS, Conflict
+
+ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
+# What the key made along with a user takes from the user, as LiteLLM's /user/new does; budgets stay the user's.
+KEY_INHERITS = ("models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata")
+
+
+class UserFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    user_alias: Name | None | UnsetType = UNSET
+    user_email: Name | None | UnsetType = UNSET
+    user_role: Name | UnsetType = UNSET
+    teams: Names | UnsetType = UNSET
+    models: Names | UnsetType = UNSET
+    max_budget: Money | None | UnsetType = UNSET
+    budget_duration: Name | None | UnsetType = UNSET
+    tpm_limit: Count | None | UnsetType = UNSET
+    rpm_limit: Count | None | UnsetType = UNSET
+    max_parallel_requests: Count | None | UnsetType = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET
+
+
+class NewUser(UserFields):
+    user_id: Name | UnsetType = UNSET
+    auto_create_key: bool = True
+    key_alias: Name | None | UnsetType = UNSET  # for the key made with the user
+    duration: Name | None | UnsetType = UNSET  # likewise
+    # Accepted so LiteLLM's UI can post its form; there is no mail to send.
+    send_invite_email: bool | None | UnsetType = UNSET
+
+
+class UpdateUser(UserFields):
+    user_id: Name | UnsetType = UNSET
+
+
+class DeleteUsers(msgspec.Struct, forbid_unknown_fields=True):
+    user_ids: Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
+
+
+def not_found(user_id: str) -> ApiError:
+    return ApiError(404, f"User not found, passed user_id={user_id}", "not_found_error", "user_id")
+
+
+def check_role(role: str | None) -> None:
+    if role is not None and role not in ROLES:
+        raise bad_request(f"user_role must be one of {', '.join(ROLES)}; got {role!r}", "user_role")
+
+
+def user_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
+    """Request fields to record columns: a budget duration also sets when the budget next resets."""
+    changes = {k: v for k, v in fields.items() if k in UserFields.__struct_fields__}
+    if "budget_duration" in fields:
+        budget = fields["budget_duration"]
+        changes["budget_reset_at"] = durations.add(now, budget) if budget else None
+    if "teams" in changes:
+        changes["teams"] = list(dict.fromkeys(changes["teams"]))
+    return changes
+
+
+async def check_teams(svc: Services, team_ids: list[str]) -> None:
+    found, _ = await svc.store.find(TEAMS, {"team_id": team_ids})
+    known = {t.team_id for t in found}
+    for team_id in team_ids:
+        if team_id not in known:
+            raise bad_request(f"Team not found, passed team_id={team_id}", "teams")
+
+
+async def check_email(svc: Services, email: str | None, user_id: str | None = None) -> None:
+    """An email names one user: /team/member_add finds users by it."""
+    if email is None:
+        return
+    found, _ = await svc.store.find(USERS, {"user_email": email}, limit=2)
+    if any(u.user_id != user_id for u in found):
+        raise ApiError(409, f"User with email {email} already exists", "conflict_error", "user_email")
+
+
+async def new_user(request: web.Request) -> web.Response:
+    who = await admin(request)
+    svc = services(request)
+    fields = set_fields(await body(request, NewUser))
+    make_key = fields.pop("auto_create_key")
+    key_fields: dict[str, Any] = {k: fields.pop(k) for k in ("key_alias", "duration") if k in fields}
+    fields.pop("send_invite_email", None)
+    user_id = fields.pop("user_id", None) or uuid.uuid4().hex
+    check_role(fields.get("user_role"))
+    now = svc.clock()
+    changes = user_changes(fields, now)
+    await check_teams(svc, changes.get("teams", []))
+    taken = ApiError(409, f"User with id {user_id} already exists", "conflict_error", "user_id")
+    if await svc.store.get(USERS, user_id) is not None:
+        raise taken
+    await check_email(svc, changes.get("user_email"))
+    alias = key_fields.get("key_alias")
+    if make_key and alias is not None and (await svc.store.find(KEYS, {"key_alias": alias}, limit=1))[1]:
+        raise alias_taken(alias)
+    try:
+        user = await svc.store.insert(USERS, UserRecord(user_id=user_id, **changes))
+    except Conflict:
+        raise taken from None
+    svc.accounts.changed("user", user_id)
+    for team_id in user.teams:
+        await join(svc, team_id, user)
+    if not make_key:
+        return json({**view(user), "key": ""})
+    raw = new_raw_key()
+    inherited = {k: getattr(user, k) for k in KEY_INHERITS}
+    record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id,
+                       created_by=who.user_id or "master", **inherited, **record_changes(key_fields, now))
+    try:
+        record = await svc.store.insert(KEYS, record)
+    except Conflict:
+        # The alias was taken since we looked: undo the user rather than leave it half made.
+        await leave(svc, user_id, user.teams)
+        await svc.store.delete(USERS, [user_id])
+        svc.accounts.changed("user", user_id)
+        raise alias_taken(alias) from None
+    svc.accounts.changed("key", record.token)
+    key = view(record)
+    key.pop("token", None)
+    return json({**key, **view(user), "key": raw})
+
+
+async def info(request: web.Request) -> web.Response:
+    who = await caller(request)
+    svc = services(request)
+    user_id = request.query.get("user_id") or who.user_id
+    if not user_id:
+        raise bad_request("pass ?user_id= to look up a user; this key belongs to no user", "user_id")
+    if not who.is_admin and user_id != who.user_id:
+        raise ApiError(403, f"You are not allowed to access this user's info. Your role={who.role}", "auth_error",
+                       "user_id")
+    user = await svc.store.get(USERS, user_id)
+    if user is None:
+        raise ApiError(404, f"User {user_id} not found", "not_found_error", "user_id")
+    keys, _ = await svc.store.find(KEYS, {"user_id": user_id})
+    teams, _ = await svc.store.find(TEAMS, {"team_id": user.teams})
+    teams.sort(key=lambda t: (t.team_alias is None, t.team_alias or "", t.team_id))
+    return json({"user_id": user_id, "user_info": view(user), "keys": [view(k) for k in keys],
+                 "teams": [team_view(t) for t in teams]})
+
+
+async def update(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    fields = set_fields(await body(request, UpdateUser))
+    user_id = fields.pop("user_id", None)
+    if user_id is None:
+        email = fields.get("user_email")
+        if email is None:
+            raise bad_request("Either user_id or user_email must be provided", "user_id")
+        found, _ = await svc.store.find(USERS, {"user_email": email}, limit=1)
+        if not found:
+            raise ApiError(404, f"User not found, passed user_email={email}", "not_found_error", "user_email")
+        user_id = found[0].user_id
+    check_role(fields.get("user_role"))
+    changes = user_changes(fields, svc.clock())
+    before = await svc.store.get(USERS, user_id)
+    if before is None:
+        raise not_found(user_id)
+    if "teams" in changes:
+        await check_teams(svc, changes["teams"])
+    if changes.get("user_email") not in (None, before.user_email):
+        await check_email(svc, changes["user_email"], user_id)
+    user = await svc.store.update(USERS, user_id, changes)
+    if user is None:
+        raise not_found(user_id)
+    svc.accounts.changed("user", user_id)
+    if "teams" in changes:
+        await leave(svc, user_id, [t for t in before.teams if t not in user.teams])
+        for team_id in user.teams:
+            if team_id not in before.teams:
+                await join(svc, team_id, user)
+    return json({"user_id": user_id, "data": view(user)})
+
+
+async def delete(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    user_ids = list(dict.fromkeys((await body(request, DeleteUsers)).user_ids))
+    users, _ = await svc.store.find(USERS, {"user_id": user_ids})
+    known = {u.user_id for u in users}
+    for user_id in user_ids:
+        if user_id not in known:
+            raise not_found(user_id)
+    # Keys first: whatever happens after, a deleted user's keys must stop working.
+    keys, _ = await svc.store.find(KEYS, {"user_id": user_ids})
+    for token in await svc.store.delete(KEYS, [k.token for k in keys]):
+        svc.accounts.changed("key", token)
+    for user in users:
+        await leave(svc, user.user_id, user.teams)
+    deleted = await svc.store.delete(USERS, user_ids)
+    for user_id in deleted:
+        svc.accounts.changed("user", user_id)
+    return json(len(deleted))
+
+
+async def list_users(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    size = query_int(request, "page_size", 25, 1, 100)
+    where: dict[str, Any] = {}
+    role = request.query.get("role")
+    if role is not None:
+        check_role(role)
+        where["user_role"] = role
+    if request.query.get("user_ids"):
+        where["user_id"] = [u for u in request.query["user_ids"].split(",") if u][:1000]
+    users, total = await svc.store.find(USERS, where, offset=(page - 1) * size, limit=size)
+    keys, _ = await svc.store.find(KEYS, {"user_id": [u.user_id for u in users]})
+    counts: dict[str, int] = {}
+    for key in keys:
+        counts[key.user_id or ""] = counts.get(key.user_id or "", 0) + 1
+    return json({"users": [{**view(u), "key_count": counts.get(u.user_id, 0)} for u in users], "total": total,
+                 "page": page, "page_size": size, "total_pages": total_pages(total, size)})
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_post(f"{prefix}/user/new", new_user)
+    app.router.add_get(f"{prefix}/user/info", info)
+    app.router.add_post(f"{prefix}/user/update", update)
+    app.router.add_post(f"{prefix}/user/delete", delete)
+    app.router.add_get(f"{prefix}/user/list", list_users)
