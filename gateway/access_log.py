@@ -22,9 +22,10 @@ LOGGER = logging.getLogger("gateway.access")
 
 
 class AccessLog:
-    __slots__ = ("stream", "lines", "timer", "stamp_second", "stamp")
+    __slots__ = ("source", "stream", "lines", "timer", "stamp_second", "stamp")
 
-    def __init__(self, stream: TextIO | None = None) -> None:
+    def __init__(self, source: str = "gateway.access", stream: TextIO | None = None) -> None:
+        self.source = source
         self.stream = stream or sys.stderr
         self.lines: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
@@ -43,7 +44,7 @@ class AccessLog:
             self.stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         deployment = ctx.deployment
         caller = ctx.caller
-        line = (f"{self.stamp},{int(now % 1 * 1000):03d} INFO gateway.access: {ctx.request_id} "
+        line = (f"{self.stamp},{int(now % 1 * 1000):03d} INFO {self.source}: {ctx.request_id} "
                 f"{ctx.request.method} {ctx.request.path} status={ctx.status} model={ctx.requested_model} "
                 f"group={ctx.model_group} deployment={deployment.id[:12] if deployment else None} "
                 f"stream={ctx.stream} ms={ctx.elapsed_ms():.1f} client={ctx.client_ip} "

@@ -67,7 +67,7 @@ async def openai_errors(request: web.Request, handler: web.Handler) -> web.Strea
                         "internal_server_error").response()
 
 
-async def build_app(config: Config) -> web.Application:
+async def build_app(config: Config, access_source: str = "gateway.access") -> web.Application:
     """Called inside the running loop, since the upstream session belongs to it."""
     max_mb = config.general_settings.max_request_size_mb or DEFAULT_MAX_REQUEST_MB
     app = web.Application(middlewares=[openai_errors], client_max_size=int(max_mb * 1024 * 1024))
@@ -89,7 +89,7 @@ async def build_app(config: Config) -> web.Application:
         raise
     app[READINESS] = [_database_check(services)]
     app.on_cleanup.append(_close)
-    _add_routes(app)
+    _add_routes(app, access_source)
     return app
 
 
@@ -114,13 +114,13 @@ def _database_check(services: Services) -> ReadinessCheck:
     return check
 
 
-def _add_routes(app: web.Application) -> None:
+def _add_routes(app: web.Application, access_source: str) -> None:
     config = app[CONFIG]
     router = app[ROUTER]
     session = app[SESSION]
     settings = config.gateway_settings
     trusted = parse_networks(settings.trusted_proxies)
-    access_log = AccessLog() if AccessLog.enabled() else None
+    access_log = AccessLog(access_source) if AccessLog.enabled() else None
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,

@@ -68,7 +68,7 @@ def _worker(args: argparse.Namespace) -> None:
     from gateway.server import run
 
     # The config was checked by the parent; workers load it again rather than unpickle it.
-    run(load_config(args.config), args.host, args.port, reuse_port=True)
+    run(load_config(args.config), args.host, args.port, reuse_port=True, worker=True)
 
 
 def supervise(args: argparse.Namespace) -> int:

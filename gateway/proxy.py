@@ -18,6 +18,8 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDictProxy
 
 from gateway import __version__, mock
@@ -178,6 +180,9 @@ class ProxyEndpoint:
 async def read_json(request: web.Request) -> dict[str, Any]:
     try:
         raw = await request.read()
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # A body that does not match its Content-Encoding, or a broken chunked body.
+        raise bad_request(f"request body could not be read: {exc}", "request_body") from None
     except web.HTTPRequestEntityTooLarge:
         limit_mb = request.app[MAX_REQUEST_MB]
         raise ApiError(413, f"Request size is too large. Max size is {limit_mb:g} MB "

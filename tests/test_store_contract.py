@@ -150,3 +150,26 @@ async def test_migration_of_an_empty_database_is_quick(tmp_path: Path) -> None:
     db = SQLiteDatabase(str(tmp_path / "fresh.db"))
     assert await asyncio.wait_for(migrate(db), timeout=30) == NEWEST
     await db.close()
+
+
+async def test_concurrent_modifies_lose_nothing(store: Store) -> None:
+    await store.insert(TEAMS, TeamRecord(team_id="crowded"))
+
+    def add(user_id: str) -> object:
+        return lambda team: {"members_with_roles": [*team.members_with_roles, TeamMember(user_id=user_id)]}
+
+    await asyncio.gather(*(store.modify(TEAMS, "crowded", add(f"u{i}")) for i in range(20)))
+    team = await store.get(TEAMS, "crowded")
+    assert team is not None and sorted(m.user_id or "" for m in team.members_with_roles) == sorted(
+        f"u{i}" for i in range(20))
+    assert await store.modify(TEAMS, "absent", add("x")) is None
+    assert await store.modify(TEAMS, "crowded", lambda team: None) == team
+
+
+async def test_delete_where_handles_more_ids_than_one_statement_takes(store: Store) -> None:
+    for i in range(30):
+        await store.insert(KEYS, key(f"{i:064x}", team_id="bulk"))
+    doomed = [f"{i:064x}" for i in range(30)] + [f"{i:064x}" for i in range(1000, 3000)]
+    assert sorted(await store.delete(KEYS, doomed)) == [f"{i:064x}" for i in range(30)]
+    await store.insert(KEYS, key("f" * 64, team_id="bulk"))
+    assert await store.delete_where(KEYS, "team_id", ["bulk", "other"]) == ["f" * 64]

@@ -9,6 +9,8 @@ from typing import Annotated, Any, TypeVar
 import msgspec
 import orjson
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
+from aiohttp.web_protocol import RequestPayloadError
 
 from gateway.config import _readable
 from gateway.durations import DurationError, check, iso
@@ -47,7 +49,11 @@ async def admin(request: web.Request) -> Caller:
 
 
 async def body(request: web.Request, shape: type[T]) -> T:
-    raw = await request.read()
+    try:
+        raw = await request.read()
+    except (HttpProcessingError, RequestPayloadError) as exc:
+        # A body that does not match its Content-Encoding, or a broken chunked body.
+        raise bad_request(f"request body could not be read: {exc}", "request_body") from None
     if not raw.strip():
         raw = b"{}"
     try:

@@ -138,30 +138,29 @@ async def enrol(svc: Services, team_id: str, member: Member, user: UserRecord | 
             if user is None:
                 raise bad_request(f"user {fresh.user_id} could not be created; try again", "member") from None
     if team_id not in user.teams:
-        user = await svc.store.update(USERS, user.user_id, {"teams": [*user.teams, team_id]}) or user
+        user = await svc.store.modify(
+            USERS, user.user_id, lambda u: None if team_id in u.teams else {"teams": [*u.teams, team_id]}) or user
     svc.accounts.changed("user", user.user_id)
     return user
 
 
 async def leave(svc: Services, user_id: str, team_ids: list[str]) -> None:
     """Take a user out of these teams' members; the caller sees to the user's own `teams`."""
-    for team_id in team_ids:
-        team = await svc.store.get(TEAMS, team_id)
-        if team is None:
-            continue
+    def without(team: TeamRecord) -> dict[str, Any] | None:
         kept = [m for m in team.members_with_roles if m.user_id != user_id]
-        if len(kept) != len(team.members_with_roles):
-            await svc.store.update(TEAMS, team_id, {"members_with_roles": kept})
-            svc.accounts.changed("team", team_id)
+        return {"members_with_roles": kept} if len(kept) != len(team.members_with_roles) else None
+
+    for team_id in team_ids:
+        await svc.store.modify(TEAMS, team_id, without)
+        svc.accounts.changed("team", team_id)
 
 
 async def join(svc: Services, team_id: str, user: UserRecord, role: str = "user") -> None:
     """Put a user among an existing team's members, unless already there; the caller sees to `teams`."""
-    team = await svc.store.get(TEAMS, team_id)
-    if team is not None and not is_member(team, user.user_id, None):
-        member = TeamMember(role=role, user_id=user.user_id, user_email=user.user_email)
-        await svc.store.update(TEAMS, team_id, {"members_with_roles": [*team.members_with_roles, member]})
-        svc.accounts.changed("team", team_id)
+    member = TeamMember(role=role, user_id=user.user_id, user_email=user.user_email)
+    await svc.store.modify(TEAMS, team_id, lambda team: None if is_member(team, user.user_id, None)
+                           else {"members_with_roles": [*team.members_with_roles, member]})
+    svc.accounts.changed("team", team_id)
 
 
 def _admitted(who: Caller, members: list[Member]) -> list[Member]:
@@ -244,8 +243,7 @@ async def delete(request: web.Request) -> web.Response:
     missing = [t for t in team_ids if t not in {team.team_id for team in teams}]
     if missing:
         raise not_found(missing[0])
-    keys, _ = await svc.store.find(KEYS, {"team_id": team_ids})
-    for token in await svc.store.delete(KEYS, [k.token for k in keys]):
+    for token in await svc.store.delete_where(KEYS, "team_id", team_ids):
         svc.accounts.changed("key", token)
     member_ids = {m.user_id for team in teams for m in team.members_with_roles if m.user_id is not None}
     users, _ = await svc.store.find(USERS, {"user_id": sorted(member_ids)})
@@ -294,10 +292,11 @@ async def member_add(request: web.Request) -> web.Response:
     enrolled = [await enrol(svc, team.team_id, m, u) for m, u in zip(members, users)]
     added = [TeamMember(role=m.role, user_id=u.user_id, user_email=m.user_email or u.user_email)
              for m, u in zip(members, enrolled)]
-    # Re-read just before writing so a member added meanwhile is not lost.
-    current = await existing(svc, team.team_id)
-    team = await svc.store.update(TEAMS, team.team_id,
-                                  {"members_with_roles": [*current.members_with_roles, *added]}) or current
+    def with_added(current: TeamRecord) -> dict[str, Any]:
+        fresh = [m for m in added if not is_member(current, m.user_id, m.user_email)]
+        return {"members_with_roles": [*current.members_with_roles, *fresh]}
+
+    team = await svc.store.modify(TEAMS, team.team_id, with_added) or team
     svc.accounts.changed("team", team.team_id)
     return json({**team_view(team), "updated_users": [view(u) for u in enrolled],
                  "updated_team_memberships": []})
@@ -315,13 +314,15 @@ async def member_delete(request: web.Request) -> web.Response:
             or (asked.user_id is None and m.user_email == asked.user_email)]
     if not gone:
         raise bad_request("User not found in team", "user_id")
-    kept = [m for m in team.members_with_roles if m not in gone]
-    team = await svc.store.update(TEAMS, team.team_id, {"members_with_roles": kept}) or team
+    team = await svc.store.modify(
+        TEAMS, team.team_id, lambda t: {"members_with_roles": [m for m in t.members_with_roles if m not in gone]}
+    ) or team
     svc.accounts.changed("team", team.team_id)
     for member in gone:
         user = await find_user(svc, member.user_id, member.user_email)
         if user is not None and team.team_id in user.teams:
-            await svc.store.update(USERS, user.user_id, {"teams": [t for t in user.teams if t != team.team_id]})
+            await svc.store.modify(USERS, user.user_id,
+                                   lambda u: {"teams": [t for t in u.teams if t != team.team_id]})
             svc.accounts.changed("user", user.user_id)
     return json(team_view(team))
 

@@ -202,8 +202,7 @@ async def delete(request: web.Request) -> web.Response:
         if user_id not in known:
             raise not_found(user_id)
     # Keys first: whatever happens after, a deleted user's keys must stop working.
-    keys, _ = await svc.store.find(KEYS, {"user_id": user_ids})
-    for token in await svc.store.delete(KEYS, [k.token for k in keys]):
+    for token in await svc.store.delete_where(KEYS, "user_id", user_ids):
         svc.accounts.changed("key", token)
     for user in users:
         await leave(svc, user.user_id, user.teams)

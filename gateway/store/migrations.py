@@ -38,6 +38,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
             created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
         "{changes_table}",
     ]),
+    (2, "look-ups by email, and the change log by time", [
+        "CREATE INDEX gw_users_email ON gw_users (user_email)",
+        "CREATE INDEX gw_changes_at ON gw_changes (at)",
+    ]),
 ]
 
 CHANGES_TABLE = {

@@ -58,7 +58,7 @@ class UserRecord(Record):
     spend: float = 0.0
 
 
-class TeamMember(msgspec.Struct, kw_only=True, omit_defaults=True):
+class TeamMember(msgspec.Struct, kw_only=True):
     role: str = "user"
     user_id: str | None = None
     user_email: str | None = None

@@ -8,7 +8,7 @@ delete or update reaches all of them within one poll interval.
 from __future__ import annotations
 
 import time
-from typing import Any, Generic, TypeVar
+from typing import Any, Callable, Generic, TypeVar
 
 import msgspec
 
@@ -17,6 +17,8 @@ from gateway.store.migrations import migrate
 from gateway.store.records import KeyRecord, Record, TeamRecord, UserRecord
 
 R = TypeVar("R", bound=Record)
+# Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
+CHUNK = 500
 
 
 class Conflict(Exception):
@@ -132,19 +134,49 @@ class Store:
             raise
         return table.from_row(row) if row else None
 
+    async def modify(self, table: Table[R], pk: str,
+                     change: Callable[[R], dict[str, Any] | None]) -> R | None:
+        """Read, change and write one record as one step: `change` sees the stored record and
+        returns the columns to set (None for nothing). Concurrent modifiers of the same record
+        queue up (a row lock on PostgreSQL, the write lock on SQLite), so none is lost."""
+        lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+        async with self.db.transaction() as tx:
+            row = await tx.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1{lock}", pk)
+            if row is None:
+                return None
+            current = table.from_row(row)
+            changes = change(current)
+            if not changes:
+                return current
+            changes = {**changes, "updated_at": time.time()}
+            sets = ", ".join(f"{c} = ${i + 2}" for i, c in enumerate(changes))
+            await tx.execute(f"UPDATE {table.name} SET {sets} WHERE {table.pk} = $1", pk,
+                             *(table.encode(c, v) for c, v in changes.items()))
+            await self._log_change(tx, table, pk)
+            updated = await tx.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1", pk)
+        return table.from_row(updated) if updated else None
+
+    async def delete_where(self, table: Table[R], column: str, values: list[str]) -> list[str]:
+        """Delete every record whose `column` is one of `values`; the ids deleted."""
+        if column not in table.columns:
+            raise ValueError(f"{table.name} has no column {column}")
+        deleted: list[str] = []
+        for start in range(0, len(values), CHUNK):
+            part = values[start:start + CHUNK]
+            marks = ", ".join(f"${i + 1}" for i in range(len(part)))
+            async with self.db.transaction() as tx:
+                rows = await tx.fetch(f"SELECT {table.pk} AS pk FROM {table.name} WHERE {column} IN ({marks})", *part)
+                found = [r["pk"] for r in rows]
+                if found:
+                    await tx.execute(f"DELETE FROM {table.name} WHERE {column} IN ({marks})", *part)
+                    for pk in found:
+                        await self._log_change(tx, table, pk)
+            deleted.extend(found)
+        return deleted
+
     async def delete(self, table: Table[R], pks: list[str]) -> list[str]:
         """Delete these records; the ids that existed."""
-        if not pks:
-            return []
-        marks = ", ".join(f"${i + 1}" for i in range(len(pks)))
-        async with self.db.transaction() as tx:
-            rows = await tx.fetch(f"SELECT {table.pk} AS pk FROM {table.name} WHERE {table.pk} IN ({marks})", *pks)
-            found = [r["pk"] for r in rows]
-            if found:
-                await tx.execute(f"DELETE FROM {table.name} WHERE {table.pk} IN ({marks})", *pks)
-                for pk in found:
-                    await self._log_change(tx, table, pk)
-        return found
+        return await self.delete_where(table, table.pk, pks)
 
     async def replace_key(self, old_token: str, new: KeyRecord, old_expires: float | None) -> KeyRecord | None:
         """Regeneration: the new key takes the old one's place; the old one goes now, or when its grace ends."""
