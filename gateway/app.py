@@ -129,8 +129,10 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix,
                                     access_log)
-            app.router.add_post(f"{prefix}/v1/{endpoint}", handler)
-            app.router.add_post(f"{prefix}/{endpoint}", handler)
+            # A bound coroutine method, so aiohttp calls it directly rather than through its
+            # wrapper for plain callables.
+            app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
+            app.router.add_post(f"{prefix}/{endpoint}", handler.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)
             app.router.add_get(base + "/models/{model:.+}", info.get_model)

@@ -54,7 +54,7 @@ class ProxyEndpoint:
         self.trusted = trusted
         self.header_prefix = header_prefix
 
-    async def __call__(self, request: web.Request) -> web.StreamResponse:
+    async def handle(self, request: web.Request) -> web.StreamResponse:
         ctx = Ctx(request, self.endpoint, self.trusted)
         try:
             response = await self._serve(ctx)

@@ -85,7 +85,9 @@ async def serve(config: Config, host: str, port: int, reuse_port: bool, worker: 
         await runner.cleanup()
         raise SystemExit(f"gateway: cannot listen on {host}:{port}: {exc.strerror}") from None
     prefixes = ", ".join(p or "/" for p in path_prefixes(config))
-    log.info("serving %d deployments on http://%s:%d under %s", len(config.model_list), host, port, prefixes)
+    loop_name = type(asyncio.get_running_loop()).__module__.split(".")[0]
+    log.info("serving %d deployments on http://%s:%d under %s (event loop: %s)", len(config.model_list), host,
+             port, prefixes, loop_name)
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
     for signum in (signal.SIGTERM, signal.SIGINT):

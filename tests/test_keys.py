@@ -334,3 +334,11 @@ async def test_info_routes_follow_the_key(gateway: Gateway, http: aiohttp.Client
     assert status == 200 and body["healthy_count"] == 3
     assert (await call(http, "GET", f"{gateway.url}/health/liveliness"))[0] == 200
     assert (await call(http, "GET", f"{gateway.url}/health/readiness"))[0] == 200
+
+
+async def test_master_key_from_the_environment(http: aiohttp.ClientSession) -> None:
+    config = {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}]}
+    with Gateway(config, env={"LITELLM_MASTER_KEY": "sk-from-env-1234"}) as gw:
+        assert (await chat(http, gw, {}))[0] == 401
+        assert (await chat(http, gw, bearer("sk-from-env-1234")))[0] == 200
+        assert "no master_key is configured" not in gw.log()

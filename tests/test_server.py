@@ -474,3 +474,12 @@ async def test_malformed_http_gets_a_4xx_envelope_and_serving_goes_on(target: Ga
     assert 400 <= status < 500, answer
     assert re.search(rb"(?im)^content-type:\s*application/json", head), answer
     envelope(orjson.loads(body))
+
+
+def test_uvloop_is_used_when_installed() -> None:
+    import importlib.util
+
+    if importlib.util.find_spec("uvloop") is None:
+        pytest.skip("uvloop is not installed")
+    with Gateway({"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}]}) as gw:
+        assert "(event loop: uvloop)" in gw.log()
