@@ -125,12 +125,28 @@ class _Unlocked:
         return rows[0] if rows else None
 
 
-class PostgresDatabase:
+class _PgQueries:
+    """Queries on whatever runs them: the pool, or one connection inside a transaction."""
+
     dialect = "postgres"
 
-    def __init__(self, pool: Any) -> None:
-        self.pool = pool
+    def __init__(self, target: Any) -> None:
+        self.target = target
 
+    async def execute(self, sql: str, *args: Any) -> int:
+        status = await self.target.execute(sql, *args)
+        tail = status.rsplit(" ", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    async def fetch(self, sql: str, *args: Any) -> list[Row]:
+        return [dict(r) for r in await self.target.fetch(sql, *args)]
+
+    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
+        row = await self.target.fetchrow(sql, *args)
+        return dict(row) if row is not None else None
+
+
+class PostgresDatabase(_PgQueries):
     @classmethod
     async def connect(cls, url: str, min_size: int = 1, max_size: int = 10) -> PostgresDatabase:
         import asyncpg
@@ -146,45 +162,14 @@ class PostgresDatabase:
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings)
         return cls(pool)
 
-    async def execute(self, sql: str, *args: Any) -> int:
-        status = await self.pool.execute(sql, *args)
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return [dict(r) for r in await self.pool.fetch(sql, *args)]
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        row = await self.pool.fetchrow(sql, *args)
-        return dict(row) if row is not None else None
-
     @asynccontextmanager
-    async def transaction(self) -> AsyncIterator[_PgTx]:
-        async with self.pool.acquire() as conn:
+    async def transaction(self) -> AsyncIterator[_PgQueries]:
+        async with self.target.acquire() as conn:
             async with conn.transaction():
-                yield _PgTx(conn)
+                yield _PgQueries(conn)
 
     async def close(self) -> None:
-        await self.pool.close()
-
-
-class _PgTx:
-    dialect = "postgres"
-
-    def __init__(self, conn: Any) -> None:
-        self.conn = conn
-
-    async def execute(self, sql: str, *args: Any) -> int:
-        status = await self.conn.execute(sql, *args)
-        tail = status.rsplit(" ", 1)[-1]
-        return int(tail) if tail.isdigit() else 0
-
-    async def fetch(self, sql: str, *args: Any) -> list[Row]:
-        return [dict(r) for r in await self.conn.fetch(sql, *args)]
-
-    async def fetchrow(self, sql: str, *args: Any) -> Row | None:
-        row = await self.conn.fetchrow(sql, *args)
-        return dict(row) if row is not None else None
+        await self.target.close()
 
 
 def split_schema(url: str) -> tuple[str, str | None]:
