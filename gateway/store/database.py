@@ -10,6 +10,7 @@ import asyncio
 import re
 import sqlite3
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,6 +37,23 @@ class Database(Protocol):
     async def close(self) -> None: ...
 
 
+BUSY_WAIT = 10.0
+
+
+def _switch_to_wal(conn: sqlite3.Connection) -> None:
+    """Switching the journal needs the file to itself, and SQLite does not wait for that switch
+    however long busy_timeout is; workers opening a new file together take turns here."""
+    deadline = time.monotonic() + BUSY_WAIT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 class SQLiteDatabase:
     """One connection on one thread: SQLite serialises writers anyway, and a
     single thread keeps every call off the event loop without locking games.
@@ -54,10 +72,9 @@ class SQLiteDatabase:
     def _connection(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None:
-            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=BUSY_WAIT)
             conn.row_factory = sqlite3.Row
-            conn.execute("PRAGMA journal_mode=WAL")
-            conn.execute("PRAGMA busy_timeout=10000")
+            _switch_to_wal(conn)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._local.conn = conn
         return conn
