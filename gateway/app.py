@@ -12,9 +12,10 @@ from gateway.access_log import AccessLog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.errors import ApiError
-from gateway.management import keys, teams, users
+from gateway.management import keys, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
+from gateway.pricing import Pricing
 from gateway.plugin_loader import build_chain
 from gateway.services import Services, open_services
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
@@ -121,6 +122,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     settings = config.gateway_settings
     trusted = parse_networks(settings.trusted_proxies)
     access_log = AccessLog(access_source) if AccessLog.enabled() else None
+    pricing = Pricing()
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,
@@ -128,7 +130,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix,
-                                    access_log)
+                                    access_log, pricing)
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
@@ -144,3 +146,4 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         keys.add_routes(app, prefix)
         users.add_routes(app, prefix)
         teams.add_routes(app, prefix)
+        spend.add_routes(app, prefix)

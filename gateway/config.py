@@ -140,6 +140,8 @@ class GatewaySettings(Struct):
     plugins: list[str | PluginSpec] | None = None
     # The embedded SQLite store, used when no database_url is set; relative to the config file.
     database_path: str = "gateway.db"
+    # Spend records wait here until the store has them; relative to the config file.
+    spool_dir: str = "spool"
 
     path_prefixes: list[str] = []
     trusted_proxies: list[str] = []
@@ -172,9 +174,9 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
         problem = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
     config = parse_config(raw, warn)
-    database_path = Path(config.gateway_settings.database_path)
-    if not database_path.is_absolute():
-        config.gateway_settings.database_path = str(path.resolve().parent / database_path)
+    settings = config.gateway_settings
+    settings.database_path = str(path.resolve().parent / settings.database_path)
+    settings.spool_dir = str(path.resolve().parent / settings.spool_dir)
     return config
 
 

@@ -12,6 +12,7 @@ from aiohttp import web
 
 from gateway.errors import ApiError
 from gateway.router import Deployment
+from gateway.usage import Usage
 
 MAX_REQUEST_ID = 128
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
@@ -21,7 +22,7 @@ class Ctx:
     __slots__ = (
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
-        "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller", "state",
+        "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller", "state", "usage", "cost", "started_wall",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
@@ -38,6 +39,7 @@ class Ctx:
         self.status = 0
         self.error: ApiError | None = None
         self.started = time.perf_counter()
+        self.started_wall = time.time()
         self.upstream_headers_at: float | None = None
         self.first_byte_at: float | None = None
         self.ended: float | None = None
@@ -46,6 +48,8 @@ class Ctx:
         self.reached = 0
         self.caller: Any = None  # identity.Caller, once auth has run
         self.state: dict[str, Any] = {}  # per-request notes plugins leave for their later phases
+        self.usage: Usage | None = None
+        self.cost = 0.0
 
     @property
     def client_ip(self) -> str:

@@ -50,8 +50,8 @@ def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, "invalid_request_error", param)
 
 
-def upstream_error_body(status: int, raw: bytes) -> bytes:
-    """An upstream's own error body, wrapped in the envelope unless it already is one."""
+def upstream_error(status: int, raw: bytes) -> ApiError:
+    """An upstream's own error, in the envelope: its fields kept when it already used one."""
     try:
         parsed: Any = orjson.loads(raw)
     except orjson.JSONDecodeError:
@@ -59,17 +59,14 @@ def upstream_error_body(status: int, raw: bytes) -> bytes:
     if isinstance(parsed, dict):
         inner = parsed.get("error")
         if isinstance(inner, dict) and isinstance(inner.get("message"), str):
-            return envelope(
-                inner["message"],
-                str(inner.get("type") or _type_for(status)),
-                inner.get("param") if isinstance(inner.get("param"), str) else None,
-                str(inner.get("code") if inner.get("code") is not None else status),
-            )
+            return ApiError(status, inner["message"], str(inner.get("type") or _type_for(status)),
+                            inner.get("param") if isinstance(inner.get("param"), str) else None,
+                            str(inner.get("code") if inner.get("code") is not None else status))
         for field in ("message", "detail", "error"):
             if isinstance(parsed.get(field), str):
-                return envelope(parsed[field], _type_for(status), None, str(status))
+                return ApiError(status, parsed[field], _type_for(status))
     text = raw.decode("utf-8", "replace").strip()[:2000] or f"upstream answered {status}"
-    return envelope(text, _type_for(status), None, str(status))
+    return ApiError(status, text, _type_for(status))
 
 
 def _type_for(status: int) -> str:

@@ -11,12 +11,13 @@ import hashlib
 import struct
 import time
 import uuid
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 from aiohttp import web
 
 from gateway.router import Deployment
+from gateway.usage import Usage
 
 EMBEDDING_DIMENSIONS = 16
 
@@ -52,21 +53,27 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 
 async def respond(request: web.Request, deployment: Deployment, endpoint: str, body: dict[str, Any],
-                  model: str, headers: dict[str, str]) -> web.StreamResponse:
+                  model: str, finish: Callable[[Usage], None],
+                  headers: Callable[[], dict[str, str]]) -> web.StreamResponse:
+    """`finish` gets the usage before the answer's last bytes; `headers` is asked for after that."""
     if endpoint == "embeddings":
-        return _json(_embeddings(body, model), headers)
+        payload = _embeddings(body, model)
+        finish(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]))
+        return _json(payload, headers())
     text = answer_text(deployment, body)
     usage = _usage(prompt_tokens(body), tokens(text) if text else 0)
     chat = endpoint == "chat/completions"
     if not body.get("stream"):
-        return _json(_chat(text, model, usage) if chat else _completion(text, model, usage), headers)
+        finish(Usage(**usage))
+        return _json(_chat(text, model, usage) if chat else _completion(text, model, usage), headers())
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    response = web.StreamResponse(headers={**headers, "Content-Type": "text/event-stream",
+    response = web.StreamResponse(headers={**headers(), "Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
     for event in _events(text, model, usage, chat, include_usage):
         await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+    finish(Usage(**usage))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response

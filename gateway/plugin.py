@@ -2,7 +2,9 @@
 
 Order, written down once and tested: `on_request` runs in chain order and may
 answer at once (return a response, or raise `ApiError`); `on_response_headers`
-runs in reverse order just before the headers go out; `on_complete` runs in
+runs in reverse order just before the headers go out; `on_finish` runs in
+reverse order once the answer is complete, before its last bytes go out (so
+what it records exists before the client has the answer); `on_complete` runs in
 reverse order after the last byte is on the wire (or after a short circuit,
 an upstream error or a client that left) for every plugin whose
 `on_request` was reached, the one that short-circuited included.
@@ -28,6 +30,9 @@ class Plugin:
     """Defaults pass through. Subclasses override only the phases they need."""
 
     name: ClassVar[str] = "plugin"
+    # True when the plugin reads ctx.usage / ctx.cost: only then does the gateway read usage
+    # from answers (and ask streaming upstreams for it).
+    needs_usage: ClassVar[bool] = False
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         """Return a response (or raise ApiError) to answer now; None to continue."""
@@ -35,6 +40,10 @@ class Plugin:
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         """Add or change headers of the response the client is about to get."""
+
+    def on_finish(self, ctx: Ctx) -> None:
+        """The answer is complete (ctx.usage and ctx.cost are known) and its last bytes are about
+        to go out: for records that must exist before the client has the whole answer."""
 
     def on_complete(self, ctx: Ctx) -> None:
         """Account for the request. Never blocks: hand I/O to a queue or task of your own."""
@@ -48,13 +57,15 @@ def _overrides(plugin: Plugin, phase: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("plugins", "requesting", "heading", "completing", "positions")
+    __slots__ = ("plugins", "requesting", "heading", "finishing", "completing", "positions", "needs_usage")
 
     def __init__(self, plugins: list[Plugin]) -> None:
         self.plugins = plugins
         self.positions = {id(p): i for i, p in enumerate(plugins)}
         self.requesting = [p for p in plugins if _overrides(p, "on_request")]
         self.heading = [p for p in reversed(plugins) if _overrides(p, "on_response_headers")]
+        self.finishing = [p for p in reversed(plugins) if _overrides(p, "on_finish")]
+        self.needs_usage = any(p.needs_usage for p in plugins)
         self.completing = [p for p in reversed(plugins) if _overrides(p, "on_complete")]
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
@@ -76,6 +87,11 @@ class Chain:
             if self.positions[id(plugin)] < ctx.reached:
                 plugin.on_response_headers(ctx, headers)
 
+    def on_finish(self, ctx: Ctx) -> None:
+        for plugin in self.finishing:
+            if self.positions[id(plugin)] < ctx.reached:
+                plugin.on_finish(ctx)
+
     def on_complete(self, ctx: Ctx) -> None:
         for plugin in self.completing:
             if self.positions[id(plugin)] < ctx.reached:
@@ -96,5 +112,6 @@ def describe(chain: Chain) -> dict[str, Any]:
         "order": [p.name for p in chain.plugins],
         "on_request": [p.name for p in chain.requesting],
         "on_response_headers": [p.name for p in chain.heading],
+        "on_finish": [p.name for p in chain.finishing],
         "on_complete": [p.name for p in chain.completing],
     }

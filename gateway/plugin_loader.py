@@ -9,8 +9,9 @@ from gateway.config import ConfigError, PluginSpec
 from gateway.plugin import Chain, Plugin
 from gateway.services import Services
 
-# The order requests meet them in: who is calling, may they use this model, which model they mean.
-DEFAULT_PLUGINS = ("auth", "model_access", "model_alias")
+# The order requests meet them in: who is calling, what it cost (reached by every authenticated
+# request, so failures are recorded too), may they use this model, which model they mean.
+DEFAULT_PLUGINS = ("auth", "spend", "model_access", "model_alias")
 
 
 def plugin_class(spec: PluginSpec, where: str) -> type[Plugin]:

@@ -25,9 +25,11 @@ from multidict import CIMultiDictProxy
 from gateway import __version__, mock
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
-from gateway.errors import ApiError, bad_request, upstream_error_body
+from gateway.errors import ApiError, bad_request, upstream_error
 from gateway.plugin import Chain
+from gateway.pricing import Pricing
 from gateway.router import Router
+from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body
 
 log = logging.getLogger("gateway")
 
@@ -42,11 +44,13 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 
 
 class ProxyEndpoint:
-    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log")
+    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log", "pricing")
 
     def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession, chain: Chain,
-                 trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None) -> None:
+                 trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
+                 pricing: Pricing) -> None:
         self.access_log = access_log
+        self.pricing = pricing
         self.endpoint = endpoint
         self.router = router
         self.session = session
@@ -106,9 +110,12 @@ class ProxyEndpoint:
         stream = ctx.stream = body.get("stream") is True
         if deployment.provider.is_mock:
             return await mock.respond(ctx.request, deployment, self.endpoint, body, route.upstream_model,
-                                      self._headers(ctx))
+                                      lambda usage: self._finish(ctx, usage), lambda: self._headers(ctx))
 
         body["model"] = route.upstream_model
+        strip_usage = stream and self.chain.needs_usage and not _asked_for_usage(body)
+        if strip_usage:
+            body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         url = f"{deployment.base_url}/{self.endpoint}"
         deployment.in_flight += 1
         try:
@@ -118,15 +125,16 @@ class ProxyEndpoint:
             ) as upstream:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
-                    raw = await upstream.read()
-                    return web.Response(status=upstream.status, body=upstream_error_body(upstream.status, raw),
-                                        content_type="application/json", headers=self._headers(ctx))
-                headers = self._headers(ctx, upstream.headers)
+                    ctx.error = upstream_error(upstream.status, await upstream.read())
+                    return ctx.error.response(self._headers(ctx))
                 if stream or upstream.content_type == "text/event-stream":
-                    return await self._relay_stream(ctx, upstream, headers)
+                    return await self._relay_stream(ctx, upstream, strip_usage)
                 payload = await upstream.read()
                 ctx.first_byte_at = time.perf_counter()
                 deployment.record_latency(ctx.first_byte_at - ctx.started)
+                if self.chain.needs_usage:
+                    self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)))
+                headers = self._headers(ctx, upstream.headers)
                 headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
                 return web.Response(status=upstream.status, body=payload, headers=headers)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
@@ -140,22 +148,49 @@ class ProxyEndpoint:
             deployment.in_flight -= 1
 
     async def _relay_stream(self, ctx: Ctx, upstream: aiohttp.ClientResponse,
-                            headers: dict[str, str]) -> web.StreamResponse:
+                            strip_usage: bool) -> web.StreamResponse:
+        headers = self._headers(ctx, upstream.headers)
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(ctx.request)
+        # Usage is read at the end from what these keep, never by decoding each event.
+        tail = Tail() if self.chain.needs_usage and not strip_usage else None
+        stripper = UsageStripper() if strip_usage else None
+        streamed = 0
         try:
             async for chunk in upstream.content.iter_any():
                 if ctx.first_byte_at is None:
                     ctx.first_byte_at = time.perf_counter()
+                streamed += len(chunk)
+                if stripper is not None:
+                    chunk = stripper.feed(chunk)
+                    if not chunk:
+                        continue
+                elif tail is not None:
+                    tail.feed(chunk)
                 await response.write(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # Headers are gone already: the client learns of the failure as a last SSE event.
             ctx.error = ApiError(502, f"upstream stream broke off: {type(exc).__name__}", "api_connection_error")
+            if stripper is not None and stripper.pending:
+                await response.write(stripper.flush())
             await response.write(b"data: " + ctx.error.body() + b"\n\n")
+        if stripper is not None and stripper.pending:
+            await response.write(stripper.flush())
         if ctx.first_byte_at is not None and ctx.deployment is not None:
             ctx.deployment.record_latency(ctx.first_byte_at - ctx.started)
+        if self.chain.needs_usage:
+            usage = stripper.usage if stripper is not None else tail.usage() if tail is not None else None
+            self._finish(ctx, usage or estimate(ctx.body or {}, streamed))
         await response.write_eof()
         return response
+
+    def _finish(self, ctx: Ctx, usage: Usage) -> None:
+        """Usage and cost are known and the last bytes not yet sent: plugins record what must not be lost."""
+        deployment = ctx.deployment
+        if deployment is not None:
+            ctx.usage = usage
+            ctx.cost = self.pricing.price(deployment, ctx.upstream_model or "").cost(usage)
+        self.chain.on_finish(ctx)
 
     def _headers(self, ctx: Ctx, upstream: CIMultiDictProxy[str] | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own."""
@@ -222,6 +257,11 @@ def check_body(endpoint: str, body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
+
+
+def _asked_for_usage(body: dict[str, Any]) -> bool:
+    options = body.get("stream_options")
+    return isinstance(options, dict) and options.get("include_usage") is True
 
 
 def model_not_found(model: str, endpoint: str = "models") -> ApiError:

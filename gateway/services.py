@@ -12,6 +12,8 @@ from gateway.accounts import Accounts
 from gateway.config import Config
 from gateway.identity import Authenticator
 from gateway.router import Router
+from gateway.spend.spool import Spool
+from gateway.spend.writer import SpendWriter
 from gateway.store.database import open_database
 from gateway.store.records import TeamRecord
 from gateway.store.store import TEAMS, Store
@@ -20,10 +22,13 @@ log = logging.getLogger("gateway")
 
 
 class Services:
-    __slots__ = ("config", "router", "store", "accounts", "authenticator", "clock")
+    __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
-                 authenticator: Authenticator, clock: Callable[[], float] = time.time) -> None:
+                 authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.spool = spool
+        self.spend_writer = spend_writer
         self.config = config
         self.router = router
         self.store = store
@@ -32,6 +37,7 @@ class Services:
         self.clock = clock
 
     async def close(self) -> None:
+        await self.spend_writer.close()
         await self.accounts.close()
         await self.store.close()
 
@@ -58,7 +64,10 @@ async def open_services(config: Config, router: Router) -> Services:
                     "the proxy is open to anyone who can reach it")
     log.info("store: %s", "postgresql" if db.dialect == "postgres" else f"sqlite {config.gateway_settings.database_path}")
     authenticator = Authenticator(accounts, master, config.general_settings.litellm_key_header_name)
-    return Services(config, router, store, accounts, authenticator)
+    spool = Spool(config.gateway_settings.spool_dir)
+    writer = SpendWriter(spool, store)
+    writer.start()
+    return Services(config, router, store, accounts, authenticator, spool, writer)
 
 
 async def sync_config_teams(config: Config, store: Store) -> None:

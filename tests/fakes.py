@@ -2,7 +2,9 @@
 
 Tests steer it through a `fake` object in the request body, which the gateway
 must forward untouched like any other field:
-`{"status": 500, "body": "...", "hang": 5, "chunks": 3, "delay": 0.1, "drop_after": 2, "gate": "name"}`.
+`{"status": 500, "body": "...", "hang": 5, "chunks": 3, "delay": 0.1, "drop_after": 2, "gate": "name",
+"no_usage": true, "usage_null": true}` (`usage_null`: like OpenAI, put `"usage":null` in every
+chunk when usage was asked for).
 It records every request it receives and how each stream ended.
 """
 
@@ -122,11 +124,14 @@ class FakeUpstream:
         if body.get("stream"):
             return await self._stream(request, seen, fake, text)
         seen.outcome = "completed"
-        return web.json_response({
+        answer: dict[str, Any] = {
             "id": f"chatcmpl-{self.name}", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
             "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
-        })
+        }
+        if fake.get("no_usage"):
+            del answer["usage"]
+        return web.json_response(answer)
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         seen, fake = await self._record(request)
@@ -172,6 +177,9 @@ class FakeUpstream:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
         chunks = int(fake.get("chunks", 3))
+        options = seen.body.get("stream_options") or {}
+        include_usage = bool(options.get("include_usage")) and not fake.get("no_usage")
+        usage_null = include_usage and fake.get("usage_null")
         try:
             for i in range(chunks):
                 if i == fake.get("drop_after"):
@@ -182,13 +190,14 @@ class FakeUpstream:
                 event = {"id": f"chatcmpl-{self.name}", "object": "chat.completion.chunk", "created": 1,
                          "model": seen.body["model"],
                          "choices": [{"index": 0, "delta": {"content": f"{text} {i}"}, "finish_reason": None}]}
+                if usage_null:
+                    event["usage"] = None
                 await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
                 if i == 0 and "gate" in fake:
                     await self._gate(fake["gate"]).wait()
                 if fake.get("delay"):
                     await asyncio.sleep(fake["delay"])
-            options = seen.body.get("stream_options") or {}
-            if options.get("include_usage"):
+            if include_usage:
                 usage = {"prompt_tokens": 5, "completion_tokens": chunks, "total_tokens": 5 + chunks}
                 await response.write(b"data: " + orjson.dumps({"id": f"chatcmpl-{self.name}", "choices": [],
                                                                  "usage": usage}) + b"\n\n")

@@ -162,6 +162,9 @@ class _PgQueries:
         row = await self.target.fetchrow(sql, *args)
         return dict(row) if row is not None else None
 
+    async def copy_records(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
+        await self.target.copy_records_to_table(table, records=rows, columns=list(columns))
+
 
 class PostgresDatabase(_PgQueries):
     @classmethod

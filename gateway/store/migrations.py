@@ -42,6 +42,20 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX gw_users_email ON gw_users (user_email)",
         "CREATE INDEX gw_changes_at ON gw_changes (at)",
     ]),
+    (3, "spend logs", [
+        """CREATE TABLE gw_spend_logs (
+            request_id TEXT PRIMARY KEY, api_key TEXT, key_alias TEXT, user_id TEXT, team_id TEXT, model TEXT,
+            model_group TEXT, model_id TEXT, upstream_model TEXT, provider TEXT, api_base TEXT,
+            call_type TEXT NOT NULL, stream BOOLEAN NOT NULL, prompt_tokens BIGINT NOT NULL,
+            completion_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL, usage_estimated BOOLEAN NOT NULL,
+            spend DOUBLE PRECISION NOT NULL, start_time DOUBLE PRECISION NOT NULL,
+            end_time DOUBLE PRECISION NOT NULL, ttft_ms DOUBLE PRECISION, status TEXT NOT NULL,
+            status_code BIGINT NOT NULL, error TEXT, tags TEXT NOT NULL, client_ip TEXT)""",
+        "CREATE INDEX gw_spend_key ON gw_spend_logs (api_key, start_time)",
+        "CREATE INDEX gw_spend_user ON gw_spend_logs (user_id, start_time)",
+        "CREATE INDEX gw_spend_team ON gw_spend_logs (team_id, start_time)",
+        "CREATE INDEX gw_spend_time ON gw_spend_logs (start_time)",
+    ]),
 ]
 
 CHANGES_TABLE = {

@@ -12,6 +12,9 @@ from typing import Any, Callable, Generic, TypeVar
 
 import msgspec
 
+from gateway.spend.record import COLUMNS as SPEND_COLUMNS
+from gateway.spend.record import SpendRecord, spend_record
+from gateway.spend.record import row_values as spend_row
 from gateway.store.database import Database, Row
 from gateway.store.migrations import migrate
 from gateway.store.records import KeyRecord, Record, TeamRecord, UserRecord
@@ -196,6 +199,70 @@ class Store:
             await self._log_change(tx, KEYS, new.token)
         return new
 
+    async def write_spend(self, records: list[SpendRecord]) -> int:
+        """Insert spend records once each (a known request id is skipped) and add the new ones'
+        cost to their key, user and team totals in the same transaction; how many were new."""
+        if not records:
+            return 0
+        names = ", ".join(SPEND_COLUMNS)
+        async with self.db.transaction() as tx:
+            if self.db.dialect == "postgres":
+                new = await _insert_spend_copy(tx, records, names)
+            else:
+                new = []
+                marks = ", ".join(f"${i + 1}" for i in range(len(SPEND_COLUMNS)))
+                for record in records:
+                    touched = await tx.execute(
+                        f"INSERT INTO gw_spend_logs ({names}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING",
+                        *spend_row(record))
+                    if touched:
+                        new.append(record)
+            totals: dict[tuple[str, str, str], float] = {}
+            for record in new:
+                for table, column, ref in ((KEYS, "token", record.api_key), (USERS, "user_id", record.user_id),
+                                           (TEAMS, "team_id", record.team_id)):
+                    if ref is not None and record.spend:
+                        totals[(table.name, column, ref)] = totals.get((table.name, column, ref), 0.0) + record.spend
+            for (table_name, column, ref), amount in sorted(totals.items()):
+                await tx.execute(f"UPDATE {table_name} SET spend = spend + $1 WHERE {column} = $2", amount, ref)
+        return len(new)
+
+    async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None,
+                         limit: int) -> list[SpendRecord]:
+        clauses, args = self._spend_filter(where, start, end)
+        rows = await self.db.fetch(
+            f"SELECT * FROM gw_spend_logs{clauses} ORDER BY start_time DESC, request_id LIMIT {int(limit)}", *args)
+        return [spend_record(r) for r in rows]
+
+    async def spend_by_day(self, where: dict[str, Any], start: float | None, end: float | None,
+                           group: str) -> list[Row]:
+        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column)."""
+        if group not in SPEND_COLUMNS:
+            raise ValueError(f"cannot group spend by {group}")
+        day = ("date(start_time, 'unixepoch')" if self.db.dialect == "sqlite"
+               else "to_char(to_timestamp(start_time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+        clauses, args = self._spend_filter(where, start, end)
+        return await self.db.fetch(
+            f"SELECT {day} AS day, {group} AS grp, model_group, SUM(spend) AS spend, "
+            f"SUM(total_tokens) AS total_tokens, COUNT(*) AS requests FROM gw_spend_logs{clauses} "
+            f"GROUP BY {day}, {group}, model_group ORDER BY day, grp, model_group", *args)
+
+    @staticmethod
+    def _spend_filter(where: dict[str, Any], start: float | None, end: float | None) -> tuple[str, list[Any]]:
+        clauses, args = [], []
+        for column, value in where.items():
+            if column not in SPEND_COLUMNS:
+                raise ValueError(f"gw_spend_logs has no column {column}")
+            args.append(value)
+            clauses.append(f"{column} = ${len(args)}")
+        if start is not None:
+            args.append(start)
+            clauses.append(f"start_time >= ${len(args)}")
+        if end is not None:
+            args.append(end)
+            clauses.append(f"start_time < ${len(args)}")
+        return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
     async def _log_change(self, tx: Any, table: Table[Any], pk: str) -> None:
         await tx.execute("INSERT INTO gw_changes (kind, ref, at) VALUES ($1, $2, $3)", table.kind, pk, time.time())
 
@@ -218,3 +285,19 @@ class Store:
 
     async def prune_changes(self, older_than: float) -> None:
         await self.db.execute("DELETE FROM gw_changes WHERE at < $1", older_than)
+
+
+async def _insert_spend_copy(tx: Any, records: list[SpendRecord], names: str) -> list[SpendRecord]:
+    """PostgreSQL: COPY the batch into a scratch table, then keep the rows whose id is new."""
+    await tx.execute("CREATE TEMP TABLE IF NOT EXISTS gw_spend_in (LIKE gw_spend_logs) ON COMMIT DELETE ROWS")
+    await tx.copy_records("gw_spend_in", SPEND_COLUMNS, [spend_row(r) for r in records])
+    rows = await tx.fetch(f"INSERT INTO gw_spend_logs ({names}) SELECT DISTINCT ON (request_id) {names} "
+                          "FROM gw_spend_in ON CONFLICT (request_id) DO NOTHING RETURNING request_id")
+    fresh = {r["request_id"] for r in rows}
+    seen: set[str] = set()
+    new = []
+    for record in records:
+        if record.request_id in fresh and record.request_id not in seen:
+            seen.add(record.request_id)
+            new.append(record)
+    return new

@@ -1,0 +1,112 @@
+"""/spend/logs and /global/spend/report, in LiteLLM's shapes."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+from typing import Any
+
+from aiohttp import web
+
+from gateway.durations import iso
+from gateway.errors import ApiError, bad_request
+from gateway.management.common import admin, caller, json, query_int, services
+from gateway.management.keys import token_of
+from gateway.spend.record import SpendRecord
+
+GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "user_id", "model": "model_group"}
+
+
+def log_view(record: SpendRecord) -> dict[str, Any]:
+    """A record under LiteLLM's LiteLLM_SpendLogs names."""
+    return {
+        "request_id": record.request_id, "call_type": record.call_type, "api_key": record.api_key,
+        "spend": record.spend, "total_tokens": record.total_tokens, "prompt_tokens": record.prompt_tokens,
+        "completion_tokens": record.completion_tokens, "startTime": iso(record.start_time),
+        "endTime": iso(record.end_time),
+        "completionStartTime": iso(record.start_time + record.ttft_ms / 1000) if record.ttft_ms is not None
+        else None,
+        "model": record.upstream_model or record.model, "model_id": record.model_id,
+        "model_group": record.model_group, "custom_llm_provider": record.provider, "api_base": record.api_base,
+        "user": record.user_id, "team_id": record.team_id, "request_tags": record.tags,
+        "requester_ip_address": record.client_ip, "status": record.status,
+        "metadata": {"key_alias": record.key_alias, "status_code": record.status_code, "error": record.error,
+                     "usage_estimated": record.usage_estimated, "stream": record.stream,
+                     "time_to_first_token_ms": record.ttft_ms, "requested_model": record.model},
+    }
+
+
+def _day(request: web.Request, name: str, end: bool = False) -> float | None:
+    raw = request.query.get(name)
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw)
+    except ValueError:
+        raise bad_request(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time", name) from None
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=timezone.utc)
+    if end and len(raw) == 10:
+        moment += timedelta(days=1)  # an end date includes that whole day, as LiteLLM reads it
+    return moment.timestamp()
+
+
+async def logs(request: web.Request) -> web.Response:
+    who = await caller(request)
+    svc = services(request)
+    where: dict[str, Any] = {}
+    if "api_key" in request.query:
+        where["api_key"] = token_of(request.query["api_key"])
+    for name, column in (("user_id", "user_id"), ("team_id", "team_id"), ("request_id", "request_id")):
+        if name in request.query:
+            where[column] = request.query[name]
+    if not who.is_admin:
+        if who.token is None or where.get("api_key", who.token) != who.token:
+            raise ApiError(403, "a key may read only its own spend logs", "auth_error", "api_key")
+        where["api_key"] = who.token
+    start, end = _day(request, "start_date"), _day(request, "end_date", end=True)
+    summarize = request.query.get("summarize", "true").lower() != "false"
+    if start is not None and end is not None and summarize:
+        rows = await svc.store.spend_by_day(where, start, end, "user_id")
+        days: dict[str, dict[str, Any]] = {}
+        for row in rows:
+            day = days.setdefault(row["day"], {"startTime": row["day"], "spend": 0.0, "models": {}, "users": {}})
+            day["spend"] += row["spend"]
+            model = row["model_group"] or "unknown"
+            day["models"][model] = day["models"].get(model, 0.0) + row["spend"]
+            user = row["grp"] or "unknown"
+            day["users"][user] = day["users"].get(user, 0.0) + row["spend"]
+        return json(list(days.values()))
+    limit = query_int(request, "limit", 1000, 1, 10_000)
+    records = await svc.store.spend_logs(where, start, end, limit)
+    return json([log_view(r) for r in records])
+
+
+async def report(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    group_by = request.query.get("group_by", "team")
+    if group_by not in GROUPS:
+        raise bad_request(f"group_by must be one of {', '.join(GROUPS)}", "group_by")
+    start, end = _day(request, "start_date"), _day(request, "end_date", end=True)
+    where = {"api_key": token_of(request.query["api_key"])} if "api_key" in request.query else {}
+    rows = await svc.store.spend_by_day(where, start, end, GROUPS[group_by])
+    label = {"team": "team_name", "api_key": "api_key", "user": "user", "customer": "customer",
+             "model": "model"}[group_by]
+    days: dict[str, dict[str, dict[str, Any]]] = {}
+    for row in rows:
+        entries = days.setdefault(row["day"], {})
+        name = row["grp"] or "Unassigned"
+        entry = entries.setdefault(name, {label: name, "total_spend": 0.0, "total_tokens": 0, "requests": 0,
+                                          "metadata": []})
+        entry["total_spend"] += row["spend"]
+        entry["total_tokens"] += int(row["total_tokens"])
+        entry["requests"] += int(row["requests"])
+        entry["metadata"].append({"model": row["model_group"], "spend": row["spend"],
+                                  "total_tokens": int(row["total_tokens"])})
+    plural = {"team": "teams", "api_key": "api_keys", "user": "users", "customer": "customers", "model": "models"}
+    return json([{"group_by_day": day, plural[group_by]: list(entries.values())} for day, entries in days.items()])
+
+
+def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/spend/logs", logs)
+    app.router.add_get(f"{prefix}/global/spend/report", report)

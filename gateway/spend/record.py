@@ -1,0 +1,51 @@
+"""One request's spend record, as it goes to the spool and the store."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import msgspec
+
+
+class SpendRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
+    request_id: str
+    api_key: str | None = None  # the key's hash, never the key
+    key_alias: str | None = None
+    user_id: str | None = None
+    team_id: str | None = None
+    model: str | None = None  # as the client asked for it
+    model_group: str | None = None
+    model_id: str | None = None  # the deployment
+    upstream_model: str | None = None
+    provider: str | None = None
+    api_base: str | None = None
+    call_type: str = "chat/completions"
+    stream: bool = False
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    usage_estimated: bool = False
+    spend: float = 0.0
+    start_time: float = 0.0  # epoch seconds
+    end_time: float = 0.0
+    ttft_ms: float | None = None
+    status: str = "success"  # success | failure | cancelled
+    status_code: int = 200
+    error: str | None = None
+    tags: list[str] = []
+    client_ip: str | None = None
+
+
+COLUMNS: tuple[str, ...] = tuple(SpendRecord.__struct_fields__)
+ENCODER = msgspec.json.Encoder()
+DECODER = msgspec.json.Decoder(SpendRecord)
+
+
+def row_values(record: SpendRecord) -> list[Any]:
+    return [ENCODER.encode(record.tags).decode() if c == "tags" else getattr(record, c) for c in COLUMNS]
+
+
+def spend_record(row: dict[str, Any]) -> SpendRecord:
+    data = {c: row[c] for c in COLUMNS}
+    data["tags"] = msgspec.json.decode(row["tags"]) if row["tags"] else []
+    return msgspec.convert(data, SpendRecord, strict=False)

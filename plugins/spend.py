@@ -1,0 +1,87 @@
+"""One spend record per request (failed and cancelled ones too), spooled before the answer completes."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+from gateway.context import Ctx
+from gateway.plugin import Plugin
+from gateway.services import Services
+from gateway.spend.record import SpendRecord
+
+CANCELLED = 499
+
+
+def request_tags(ctx: Ctx) -> list[str]:
+    tags: list[str] = []
+    caller = ctx.caller
+    if caller is not None and caller.key is not None:
+        tags.extend(caller.key.tags)
+    metadata = (ctx.body or {}).get("metadata")
+    if isinstance(metadata, dict) and isinstance(metadata.get("tags"), list):
+        tags.extend(t for t in metadata["tags"] if isinstance(t, str) and len(t) <= 256)
+    return tags[:64]
+
+
+def record_of(ctx: Ctx, status: str) -> SpendRecord:
+    caller = ctx.caller
+    key = caller.key if caller is not None else None
+    deployment = ctx.deployment
+    usage = ctx.usage
+    now = time.time()
+    return SpendRecord(
+        request_id=ctx.request_id,
+        api_key=caller.token if caller is not None else None,
+        key_alias=key.key_alias if key is not None else None,
+        user_id=key.user_id if key is not None else None,
+        team_id=key.team_id if key is not None else None,
+        model=ctx.requested_model,
+        model_group=ctx.model_group,
+        model_id=deployment.id if deployment is not None else None,
+        upstream_model=ctx.upstream_model,
+        provider=deployment.provider.name if deployment is not None else None,
+        api_base=deployment.api_base or None if deployment is not None else None,
+        call_type=ctx.endpoint,
+        stream=ctx.stream,
+        prompt_tokens=usage.prompt_tokens if usage else 0,
+        completion_tokens=usage.completion_tokens if usage else 0,
+        total_tokens=usage.total_tokens if usage else 0,
+        usage_estimated=usage.estimated if usage else False,
+        spend=ctx.cost,
+        start_time=ctx.started_wall,
+        end_time=now,
+        ttft_ms=(ctx.first_byte_at - ctx.started) * 1000 if ctx.first_byte_at is not None else None,
+        status=status,
+        status_code=ctx.status or (ctx.error.status if ctx.error is not None else 200),
+        error=ctx.error.message[:2000] if ctx.error is not None else None,
+        tags=request_tags(ctx),
+        client_ip=ctx.client_ip,
+    )
+
+
+class Spend(Plugin):
+    name = "spend"
+    needs_usage = True
+
+    def __init__(self, services: Services, settings: dict[str, Any]) -> None:
+        if settings:
+            raise ValueError(f"spend takes no settings, got {sorted(settings)}")
+        self.spool = services.spool
+        self.cost_header = f"{services.config.gateway_settings.tracking_header_prefix}response-cost"
+
+    def on_finish(self, ctx: Ctx) -> None:
+        # Spooled before the last bytes go out: a client that has its whole answer has its record.
+        ctx.state["spend_recorded"] = True
+        self.spool.append(record_of(ctx, "success" if ctx.error is None else "failure"))
+
+    def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
+        if ctx.usage is not None:
+            headers[self.cost_header] = repr(ctx.cost)
+
+    def on_complete(self, ctx: Ctx) -> None:
+        if not ctx.state.get("spend_recorded"):
+            self.spool.append(record_of(ctx, "cancelled" if ctx.status == CANCELLED else "failure"))
+
+
+PLUGIN = Spend
