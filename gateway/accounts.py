@@ -28,6 +28,8 @@ NEGATIVE_TTL = 0.5
 # Re-read every record at least this often, in case a change log entry was ever missed.
 POSITIVE_TTL = 60.0
 RECENT_WINDOW = 5.0
+# Budgets are enforced per period by the ledger at once; the store's spend columns follow within this.
+BUDGET_RESET_INTERVAL = 10.0
 
 
 def new_raw_key() -> str:
@@ -115,13 +117,17 @@ class Accounts:
             cache.drop(ref)
 
     async def _poll(self) -> None:
-        last_prune = time.monotonic()
+        last_prune = last_reset = time.monotonic()
         while True:
             await asyncio.sleep(POLL_INTERVAL)
             try:
                 self._seq, changes = await self.store.changes_since(self._seq, time.time() - RECENT_WINDOW)
                 for kind, ref in changes:
                     self.changed(kind, ref)
+                if time.monotonic() - last_reset > BUDGET_RESET_INTERVAL:
+                    last_reset = time.monotonic()
+                    if reset := await self.store.reset_due_budgets(self.clock()):
+                        log.info("budgets: %d keys, users or teams started a new budget period", reset)
                 if time.monotonic() - last_prune > 600:
                     await self.store.prune_changes(time.time() - 3600)
                     last_prune = time.monotonic()

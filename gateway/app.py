@@ -15,7 +15,6 @@ from gateway.errors import ApiError
 from gateway.management import keys, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
-from gateway.pricing import Pricing
 from gateway.plugin_loader import build_chain
 from gateway.services import Services, open_services
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
@@ -122,7 +121,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     settings = config.gateway_settings
     trusted = parse_networks(settings.trusted_proxies)
     access_log = AccessLog(access_source) if AccessLog.enabled() else None
-    pricing = Pricing()
+    pricing = app[SERVICES].pricing
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,

@@ -142,6 +142,12 @@ class GatewaySettings(Struct):
     database_path: str = "gateway.db"
     # Spend records wait here until the store has them; relative to the config file.
     spool_dir: str = "spool"
+    # LiteLLM has answered an exceeded budget with 400, 422 and 429 over the years.
+    budget_exceeded_status: int = 429
+    # Output tokens reserved against budgets when a request gives no max_tokens.
+    reserve_output_tokens: int = 1024
+    # Prefix of every Redis key this gateway writes, so several gateways can share one Redis.
+    redis_key_prefix: str = "llmgw"
 
     path_prefixes: list[str] = []
     trusted_proxies: list[str] = []

@@ -173,6 +173,14 @@ class Router:
         deployment = self.pick(wildcard)
         return Route(name, deployment, deployment.upstream_model(name))
 
+    def candidates(self, requested: str) -> list[tuple[Deployment, str]]:
+        """Every deployment a request for this name could go to, with the model it would be sent."""
+        name = self.aliases.get(requested, requested)
+        group = self.groups.get(name)
+        if group is not None:
+            return [(d, d.model_template) for d in group]
+        return [(d, d.upstream_model(name)) for d in self._wildcard(name) or []]
+
     def _wildcard(self, name: str) -> list[Deployment] | None:
         for pattern, deployments in self.wildcards:
             if matches_pattern(pattern, name):

@@ -5,12 +5,15 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Callable
+from typing import Any, Callable
+from urllib.parse import quote
 
 from gateway import durations
 from gateway.accounts import Accounts
+from gateway.budget.ledger import Ledger, LocalLedger, RedisLedger
 from gateway.config import Config
 from gateway.identity import Authenticator
+from gateway.pricing import Pricing
 from gateway.router import Router
 from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
@@ -20,13 +23,19 @@ from gateway.store.store import TEAMS, Store
 
 log = logging.getLogger("gateway")
 
+REDIS_CONNECTIONS = 64
+
 
 class Services:
-    __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock")
+    __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
+                 "pricing", "ledger", "redis")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
-                 authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter,
-                 clock: Callable[[], float] = time.time) -> None:
+                 authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
+                 ledger: Ledger, redis: Any = None, clock: Callable[[], float] = time.time) -> None:
+        self.pricing = pricing
+        self.ledger = ledger
+        self.redis = redis
         self.spool = spool
         self.spend_writer = spend_writer
         self.config = config
@@ -38,6 +47,9 @@ class Services:
 
     async def close(self) -> None:
         await self.spend_writer.close()
+        await self.ledger.close()
+        if self.redis is not None:
+            await self.redis.aclose()
         await self.accounts.close()
         await self.store.close()
 
@@ -67,7 +79,41 @@ async def open_services(config: Config, router: Router) -> Services:
     spool = Spool(config.gateway_settings.spool_dir)
     writer = SpendWriter(spool, store)
     writer.start()
-    return Services(config, router, store, accounts, authenticator, spool, writer)
+    redis = open_redis(config)
+    ledger: Ledger
+    if redis is not None:
+        ledger = RedisLedger(redis, config.gateway_settings.redis_key_prefix)
+        log.info("budgets: shared through Redis")
+    else:
+        ledger = LocalLedger()
+    return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, redis)
+
+
+def redis_url(config: Config) -> str | None:
+    """LiteLLM's ways of naming a Redis: router_settings, then REDIS_URL / REDIS_HOST in the environment."""
+    settings = config.router_settings
+    if settings.redis_url:
+        return settings.redis_url
+    host = settings.redis_host or os.environ.get("REDIS_HOST")
+    if host:
+        port = settings.redis_port or int(os.environ.get("REDIS_PORT", "6379"))
+        password = settings.redis_password or os.environ.get("REDIS_PASSWORD")
+        auth = f":{quote(password, safe='')}@" if password else ""
+        return f"redis://{auth}{host}:{port}/0"
+    return os.environ.get("REDIS_URL") or None
+
+
+def open_redis(config: Config) -> Any:
+    url = redis_url(config)
+    if url is None:
+        return None
+    import redis.asyncio
+
+    # A bounded pool that makes callers wait for a free connection rather than fail under a burst.
+    pool = redis.asyncio.BlockingConnectionPool.from_url(
+        url, max_connections=REDIS_CONNECTIONS, timeout=2, socket_connect_timeout=2, socket_timeout=2,
+        health_check_interval=10)
+    return redis.asyncio.Redis.from_pool(pool)
 
 
 async def sync_config_teams(config: Config, store: Store) -> None:

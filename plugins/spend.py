@@ -68,7 +68,9 @@ class Spend(Plugin):
         if settings:
             raise ValueError(f"spend takes no settings, got {sorted(settings)}")
         self.spool = services.spool
-        self.cost_header = f"{services.config.gateway_settings.tracking_header_prefix}response-cost"
+        prefix = services.config.gateway_settings.tracking_header_prefix
+        self.cost_header = f"{prefix}response-cost"
+        self.key_spend_header = f"{prefix}key-spend"
 
     def on_finish(self, ctx: Ctx) -> None:
         # Spooled before the last bytes go out: a client that has its whole answer has its record.
@@ -78,6 +80,11 @@ class Spend(Plugin):
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         if ctx.usage is not None:
             headers[self.cost_header] = repr(ctx.cost)
+        caller = ctx.caller
+        if caller is not None and caller.key is not None and self.key_spend_header not in headers:
+            # Keys with a budget get the ledger's live figure from the budget plugin; others the
+            # store's total as last read, which trails by the spend writer's batch.
+            headers[self.key_spend_header] = repr(caller.key.spend + ctx.cost)
 
     def on_complete(self, ctx: Ctx) -> None:
         if not ctx.state.get("spend_recorded"):

@@ -65,3 +65,35 @@ async def postgres_url(postgres_base: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
+
+
+@pytest.fixture(scope="session")
+async def redis_base() -> str:
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(REDIS_URL, socket_connect_timeout=2)
+    try:
+        await client.ping()
+    except Exception as exc:  # noqa: BLE001 - any failure to connect means "not here"
+        server_missing("Redis", f"{REDIS_URL}: {type(exc).__name__}: {exc}")
+    finally:
+        await client.aclose()
+    return REDIS_URL
+
+
+@pytest.fixture
+async def redis_prefix(redis_base: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    import redis.asyncio
+
+    prefix = f"gwtest-{uuid.uuid4().hex[:12]}"
+    yield prefix
+    client = redis.asyncio.Redis.from_url(redis_base)
+    try:
+        async for key in client.scan_iter(match=f"{prefix}:*", count=500):
+            await client.delete(key)
+    finally:
+        await client.aclose()

@@ -71,6 +71,7 @@ async def test_non_streaming_cost_is_exact(gateway: Gateway, http: aiohttp.Clien
     assert status == 200
     expected = 5 * PRICE_IN + 3 * PRICE_OUT
     assert float(headers["x-litellm-response-cost"]) == pytest.approx(expected)
+    assert float(headers["x-litellm-key-spend"]) == pytest.approx(expected)
     log = await record(http, gateway, request_id)
     assert log["spend"] == pytest.approx(expected)
     assert (log["prompt_tokens"], log["completion_tokens"], log["total_tokens"]) == (5, 3, 8)

@@ -12,6 +12,7 @@ from typing import Any, Callable, Generic, TypeVar
 
 import msgspec
 
+from gateway import durations
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, spend_record
 from gateway.spend.record import row_values as spend_row
@@ -198,6 +199,30 @@ class Store:
             await self._log_change(tx, KEYS, old_token)
             await self._log_change(tx, KEYS, new.token)
         return new
+
+    async def reset_due_budgets(self, now: float) -> int:
+        """Start a new budget period for every key, user and team whose reset time has come:
+        spend back to 0 and the next reset time set. Safe to run on every instance at once: a
+        record is reset only while its stored reset time is still the one read."""
+        count = 0
+        for table in (KEYS, USERS, TEAMS):
+            rows = await self.db.fetch(
+                f"SELECT {table.pk} AS pk, budget_reset_at, budget_duration FROM {table.name} "
+                "WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 AND budget_duration IS NOT NULL",
+                now)
+            for row in rows:
+                following = row["budget_reset_at"]
+                while following <= now:
+                    following = durations.add(following, row["budget_duration"])
+                async with self.db.transaction() as tx:
+                    touched = await tx.execute(
+                        f"UPDATE {table.name} SET spend = 0, budget_reset_at = $1, updated_at = $2 "
+                        f"WHERE {table.pk} = $3 AND budget_reset_at = $4",
+                        following, now, row["pk"], row["budget_reset_at"])
+                    if touched:
+                        await self._log_change(tx, table, row["pk"])
+                        count += touched
+        return count
 
     async def write_spend(self, records: list[SpendRecord]) -> int:
         """Insert spend records once each (a known request id is skipped) and add the new ones'

@@ -1,0 +1,81 @@
+"""Which budgets a request falls under, as ledger counters named for their period."""
+
+from __future__ import annotations
+
+import math
+from datetime import datetime, timezone
+from typing import Any
+
+from gateway import durations
+from gateway.budget.ledger import Counter
+from gateway.identity import Caller
+
+
+def current_period(reset_at: float | None, duration: str | None, now: float) -> tuple[float | None, bool]:
+    """The end of the budget period `now` falls in, and whether it is the one the store's spend is for.
+
+    A record whose reset time has passed is in a later period that started from
+    zero, whether or not the reset job has caught up with it yet.
+    """
+    if reset_at is None or not duration:
+        return None, True
+    end, rolled = reset_at, False
+    while end <= now:
+        end, rolled = durations.add(end, duration), True
+    return end, not rolled
+
+
+def aligned_period(duration: str | None, now: float) -> float | None:
+    """For budgets with no stored reset time: calendar months, or fixed windows since the epoch."""
+    if not duration:
+        return None
+    if duration.strip().endswith("mo"):
+        moment = datetime.fromtimestamp(now, timezone.utc)
+        start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
+        return durations.add(start, duration)
+    length = durations.add(0, duration)
+    return (math.floor(now / length) + 1) * length
+
+
+def _record_counter(kind: str, ref: str, limit: float | None, spend: float, reset_at: float | None,
+                    duration: str | None, now: float) -> Counter | None:
+    if limit is None:
+        return None
+    end, same_period = current_period(reset_at, duration, now)
+    return Counter(f"{kind}:{ref}:{end or 'all'}", limit, spend if same_period else 0.0, end)
+
+
+def model_budget(raw: Any) -> tuple[float, str | None] | None:
+    """`model_max_budget` entries: a number, or LiteLLM's {budget_limit, time_period}."""
+    if isinstance(raw, (int, float)) and not isinstance(raw, bool):
+        return float(raw), None
+    if isinstance(raw, dict) and isinstance(raw.get("budget_limit"), (int, float)):
+        period = raw.get("time_period")
+        return float(raw["budget_limit"]), period if isinstance(period, str) else None
+    return None
+
+
+def counters_for(caller: Caller | None, model: str, proxy_budget: float | None, proxy_duration: str | None,
+                 now: float) -> list[Counter]:
+    found: list[Counter | None] = []
+    if proxy_budget is not None:
+        end = aligned_period(proxy_duration, now)
+        found.append(Counter(f"proxy:{end or 'all'}", proxy_budget, 0.0, end))
+    if caller is not None and caller.key is not None:
+        key = caller.key
+        found.append(_record_counter("key", key.token, key.max_budget, key.spend, key.budget_reset_at,
+                                     key.budget_duration, now))
+        per_model = model_budget(key.model_max_budget.get(model)) if key.model_max_budget else None
+        if per_model is not None:
+            limit, period = per_model
+            end = aligned_period(period, now)
+            found.append(Counter(f"keymodel:{key.token}:{model}:{end or 'all'}", limit, 0.0, end))
+    if caller is not None and caller.team is not None:
+        team = caller.team
+        found.append(_record_counter("team", team.team_id, team.max_budget, team.spend, team.budget_reset_at,
+                                     team.budget_duration, now))
+    if caller is not None and caller.user is not None:
+        user = caller.user
+        found.append(_record_counter("user", user.user_id, user.max_budget, user.spend, user.budget_reset_at,
+                                     user.budget_duration, now))
+    return [c for c in found if c is not None]

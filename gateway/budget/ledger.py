@@ -1,0 +1,162 @@
+"""Spend counters that admit a request only if its estimate still fits every budget it falls under.
+
+Each counter holds `spent` and `reserved`. `reserve` checks every counter and
+then adds the estimate to each one's `reserved`, as one atomic step;
+`settle` moves a request's reservation into `spent` at its real cost.
+`LocalLedger` keeps the counters in this process (one event loop, so each
+call is atomic by construction); `RedisLedger` keeps them in Redis, one Lua
+script per call, so that every instance sharing the Redis shares the budgets.
+A counter starts from the spend the store knew when it was first used.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple, Protocol
+
+
+class Counter(NamedTuple):
+    name: str  # unique per budget and period, e.g. "key:<hash>:<period end>"
+    limit: float
+    baseline: float  # what the store says was spent in this period when the counter is created
+    expires_at: float | None  # when the counter can be forgotten (its period is over), epoch seconds
+
+
+class Denied(NamedTuple):
+    counter: Counter
+    spent: float
+
+
+class Ledger(Protocol):
+    async def reserve(self, counters: list[Counter], amount: float) -> Denied | list[float]:
+        """Denied, or what each counter had spent before this request."""
+
+    async def settle(self, names: list[str], reserved: float, actual: float) -> None: ...
+
+    async def spent(self, name: str) -> float: ...
+
+    async def close(self) -> None: ...
+
+
+# Sums of float costs drift in the last bits; a request that fits to within this still fits.
+TOLERANCE = 1e-9
+
+
+def _over(limit: float, spent: float, reserved: float, amount: float) -> bool:
+    # A budget of 0 admits nothing at all, not even a free request: LiteLLM's kill switch.
+    return limit <= 0 or spent + reserved + amount > limit * (1 + TOLERANCE)
+
+
+class LocalLedger:
+    def __init__(self, clock: Any = time.time) -> None:
+        self.counters: dict[str, list[float]] = {}  # name -> [spent, reserved, expires_at or inf]
+        self.clock = clock
+        self.last_sweep = 0.0
+
+    def _get(self, counter: Counter) -> list[float]:
+        found = self.counters.get(counter.name)
+        if found is None:
+            found = [counter.baseline, 0.0, counter.expires_at or float("inf")]
+            self.counters[counter.name] = found
+        return found
+
+    async def reserve(self, counters: list[Counter], amount: float) -> Denied | list[float]:
+        self._sweep()
+        state = [self._get(c) for c in counters]
+        for counter, (spent, reserved, _) in zip(counters, state):
+            if _over(counter.limit, spent, reserved, amount):
+                return Denied(counter, spent)
+        for entry in state:
+            entry[1] += amount
+        return [entry[0] for entry in state]
+
+    async def settle(self, names: list[str], reserved: float, actual: float) -> None:
+        for name in names:
+            entry = self.counters.get(name)
+            if entry is not None:
+                entry[0] += actual
+                entry[1] = max(0.0, entry[1] - reserved)
+
+    async def spent(self, name: str) -> float:
+        entry = self.counters.get(name)
+        return entry[0] if entry is not None else 0.0
+
+    def _sweep(self) -> None:
+        now = self.clock()
+        if now - self.last_sweep < 60:
+            return
+        self.last_sweep = now
+        for name in [n for n, e in self.counters.items() if e[2] < now and e[1] <= 0]:
+            del self.counters[name]
+
+    async def close(self) -> None:
+        pass
+
+
+RESERVE = """
+local amount = tonumber(ARGV[1])
+local now = tonumber(ARGV[2])
+for i, key in ipairs(KEYS) do
+  local limit = tonumber(ARGV[3 * i])
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'spent', ARGV[3 * i + 1], 'reserved', 0)
+    local expires = tonumber(ARGV[3 * i + 2])
+    if expires > 0 then redis.call('EXPIREAT', key, math.ceil(expires) + 3600) end
+  end
+  local spent = tonumber(redis.call('HGET', key, 'spent'))
+  local reserved = tonumber(redis.call('HGET', key, 'reserved'))
+  if limit <= 0 or spent + reserved + amount > limit * (1 + 1e-9) then
+    return {i, tostring(spent)}
+  end
+end
+local spent = {0}
+for _, key in ipairs(KEYS) do
+  redis.call('HINCRBYFLOAT', key, 'reserved', amount)
+  table.insert(spent, redis.call('HGET', key, 'spent'))
+end
+return spent
+"""
+
+SETTLE = """
+for _, key in ipairs(KEYS) do
+  if redis.call('EXISTS', key) == 1 then
+    redis.call('HINCRBYFLOAT', key, 'spent', ARGV[2])
+    local left = redis.call('HINCRBYFLOAT', key, 'reserved', -tonumber(ARGV[1]))
+    if tonumber(left) < 0 then redis.call('HSET', key, 'reserved', 0) end
+  end
+end
+return 1
+"""
+
+
+class RedisLedger:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._reserve = redis.register_script(RESERVE)
+        self._settle = redis.register_script(SETTLE)
+
+    def _key(self, name: str) -> str:
+        return f"{self.prefix}:budget:{name}"
+
+    async def reserve(self, counters: list[Counter], amount: float) -> Denied | list[float]:
+        if not counters:
+            return []
+        args: list[Any] = [repr(amount), repr(time.time())]
+        for counter in counters:
+            args += [repr(counter.limit), repr(counter.baseline), repr(counter.expires_at or 0)]
+        answer = await self._reserve(keys=[self._key(c.name) for c in counters], args=args)
+        if int(answer[0]) != 0:
+            return Denied(counters[int(answer[0]) - 1], float(answer[1]))
+        return [float(v) for v in answer[1:]]
+
+    async def settle(self, names: list[str], reserved: float, actual: float) -> None:
+        if names:
+            await self._settle(keys=[self._key(n) for n in names], args=[repr(reserved), repr(actual)])
+
+    async def spent(self, name: str) -> float:
+        value = await self.redis.hget(self._key(name), "spent")
+        return float(value) if value is not None else 0.0
+
+    async def close(self) -> None:
+        pass

@@ -1,0 +1,147 @@
+"""Budgets: a request is admitted only if its estimated cost fits every budget it falls under.
+
+The estimate is reserved at admission and replaced by the real cost when the
+answer is complete, atomically, in the ledger (Redis when configured, else
+this process), so concurrent requests cannot together spend past a budget.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+from aiohttp import web
+
+from gateway.budget.counters import counters_for
+from gateway.budget.ledger import Counter, Denied
+from gateway.context import Ctx
+from gateway.errors import ApiError
+from gateway.plugin import Plugin
+from gateway.services import Services
+from gateway.usage import CHARS_PER_TOKEN
+
+log = logging.getLogger("gateway.budget")
+
+
+class Reservation:
+    __slots__ = ("names", "amount", "spent_before", "settled", "counters")
+
+    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float]) -> None:
+        self.counters = counters
+        self.names = [c.name for c in counters]
+        self.amount = amount
+        self.spent_before = spent_before
+        self.settled = False
+
+
+class Budget(Plugin):
+    name = "budget"
+    needs_usage = True
+
+    def __init__(self, services: Services, settings: dict[str, Any]) -> None:
+        if settings:
+            raise ValueError(f"budget takes no settings, got {sorted(settings)}")
+        self.ledger = services.ledger
+        self.router = services.router
+        self.pricing = services.pricing
+        self.clock = services.clock
+        litellm = services.config.litellm_settings
+        gateway = services.config.gateway_settings
+        self.proxy_budget = litellm.max_budget
+        self.proxy_duration = litellm.budget_duration
+        self.status = gateway.budget_exceeded_status
+        self.reserve_output_tokens = gateway.reserve_output_tokens
+        prefix = gateway.tracking_header_prefix
+        self.spend_header = f"{prefix}key-spend"
+        self.budget_header = f"{prefix}key-max-budget"
+        self.soft_header = f"{prefix}soft-budget-exceeded"
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
+        model = ctx.requested_model or ""
+        counters = counters_for(ctx.caller, model, self.proxy_budget, self.proxy_duration, self.clock())
+        if not counters:
+            return None
+        amount = self.estimate(ctx, model)
+        try:
+            outcome = await self.ledger.reserve(counters, amount)
+        except Exception as exc:
+            log.warning("budget ledger unreachable: %s: %s", type(exc).__name__, exc)
+            raise ApiError(503, "budgets cannot be checked right now (the budget store is unreachable); "
+                           "retry shortly", "service_unavailable", headers={"retry-after": "1"}) from None
+        if isinstance(outcome, Denied):
+            raise self.exceeded(ctx, outcome)
+        ctx.state["budget"] = Reservation(counters, amount, outcome)
+        return None
+
+    def estimate(self, ctx: Ctx, model: str) -> float:
+        """An upper bound on what the answer may cost: the priciest deployment it may go to, the
+        prompt at four bytes a token, and the answer's max_tokens (or the configured default)."""
+        body = ctx.body or {}
+        prompt = body.get("messages") or body.get("prompt") or body.get("input") or ""
+        prompt_tokens = len(orjson.dumps(prompt)) // CHARS_PER_TOKEN + 1
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        highest = 0.0
+        for deployment, upstream_model in self.router.candidates(model):
+            price = self.pricing.price(deployment, upstream_model)
+            limit = deployment.entry.model_info.get("max_output_tokens")
+            output = asked if isinstance(asked, int) and asked > 0 else (
+                limit if isinstance(limit, int) and limit > 0 else self.reserve_output_tokens)
+            if ctx.endpoint == "embeddings":
+                output = 0
+            highest = max(highest, prompt_tokens * price.input_cost_per_token
+                          + output * price.output_cost_per_token)
+        return highest
+
+    def exceeded(self, ctx: Ctx, denied: Denied) -> ApiError:
+        kind = denied.counter.name.split(":", 1)[0]
+        caller = ctx.caller
+        who = {
+            "key": f"Key={caller.label} " if caller is not None else "",
+            "keymodel": f"Key={caller.label} Model={ctx.requested_model} " if caller is not None else "",
+            "team": f"Team={caller.team.team_id} " if caller is not None and caller.team else "",
+            "user": f"User={caller.user.user_id} " if caller is not None and caller.user else "",
+            "proxy": "Proxy ",
+        }[kind]
+        return ApiError(self.status, f"Budget has been exceeded! {who}Current cost: {denied.spent}, "
+                        f"Max budget: {denied.counter.limit}", "budget_exceeded", None, str(self.status))
+
+    def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
+        reservation: Reservation | None = ctx.state.get("budget")
+        caller = ctx.caller
+        if reservation is None or caller is None or caller.key is None:
+            return
+        for counter, spent in zip(reservation.counters, reservation.spent_before):
+            if counter.name.startswith("key:"):
+                headers[self.spend_header] = repr(spent + ctx.cost)
+                headers[self.budget_header] = repr(counter.limit)
+                soft = caller.key.soft_budget
+                if soft is not None and spent + ctx.cost >= soft:
+                    headers[self.soft_header] = "true"
+
+    def on_finish(self, ctx: Ctx) -> None:
+        self._settle(ctx)
+
+    def on_complete(self, ctx: Ctx) -> None:
+        self._settle(ctx)
+
+    def _settle(self, ctx: Ctx) -> None:
+        reservation: Reservation | None = ctx.state.get("budget")
+        if reservation is None or reservation.settled:
+            return
+        reservation.settled = True
+        task = asyncio.ensure_future(self._settle_now(reservation, ctx.cost))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _settle_now(self, reservation: Reservation, actual: float) -> None:
+        try:
+            await self.ledger.settle(reservation.names, reservation.amount, actual)
+        except Exception as exc:
+            log.error("could not settle %s in the budget ledger: %s: %s", reservation.names, type(exc).__name__,
+                      exc)
+
+
+PLUGIN = Budget

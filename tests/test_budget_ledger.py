@@ -1,0 +1,139 @@
+"""The budget ledger's contract on both backends, and budget periods with an injected clock."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from gateway import durations
+from gateway.budget.counters import aligned_period, counters_for, current_period
+from gateway.budget.ledger import Counter, Denied, LocalLedger, RedisLedger
+from gateway.identity import Caller
+from gateway.store.database import open_database
+from gateway.store.records import KeyRecord, TeamRecord
+from gateway.store.store import KEYS, TEAMS, Store
+
+
+@pytest.fixture(params=["local", "redis"])
+def backend(request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    if request.param == "local":
+        return None
+    return str(request.getfixturevalue("redis_base")), str(request.getfixturevalue("redis_prefix"))
+
+
+@pytest.fixture
+async def ledger(backend: tuple[str, str] | None) -> AsyncIterator[Any]:
+    if backend is None:
+        yield LocalLedger()
+        return
+    import redis.asyncio
+
+    url, prefix = backend
+    client = redis.asyncio.Redis.from_pool(redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=16))
+    yield RedisLedger(client, prefix)
+    await client.aclose()
+
+
+def counter(name: str, limit: float, baseline: float = 0.0) -> Counter:
+    return Counter(name, limit, baseline, None)
+
+
+async def test_reserve_until_full_then_deny(ledger: Any) -> None:
+    budget = counter("key:a:all", 1.0)
+    assert await ledger.reserve([budget], 0.4) == [0.0]
+    assert await ledger.reserve([budget], 0.4) == [0.0]
+    denied = await ledger.reserve([budget], 0.4)
+    assert isinstance(denied, Denied) and denied.counter == budget
+    await ledger.settle([budget.name], 0.4, 0.1)  # the first one cost less than reserved
+    assert await ledger.reserve([budget], 0.4) == [pytest.approx(0.1)]
+    assert await ledger.spent(budget.name) == pytest.approx(0.1)
+
+
+async def test_every_counter_must_fit_and_none_is_touched_when_one_does_not(ledger: Any) -> None:
+    roomy, tight = counter("key:b:all", 10.0), counter("team:t:all", 1.0, baseline=0.9)
+    denied = await ledger.reserve([roomy, tight], 0.5)
+    assert isinstance(denied, Denied) and denied.counter == tight and denied.spent == pytest.approx(0.9)
+    assert await ledger.reserve([roomy], 9.5) == [0.0]  # nothing was reserved on `roomy` by the denial
+
+
+async def test_zero_budget_admits_nothing(ledger: Any) -> None:
+    assert isinstance(await ledger.reserve([counter("proxy:all", 0.0)], 0.0), Denied)
+
+
+async def test_baseline_is_taken_once(ledger: Any) -> None:
+    first = counter("user:u:all", 5.0, baseline=4.0)
+    assert await ledger.reserve([first], 0.5) == [4.0]
+    # A later baseline (a stale cached record) does not reset a counter already in use.
+    assert await ledger.reserve([counter("user:u:all", 5.0, baseline=0.0)], 0.5) == [4.0]
+    assert isinstance(await ledger.reserve([first], 0.5), Denied)
+
+
+async def test_concurrent_reservations_never_overshoot(ledger: Any) -> None:
+    budget = counter("key:c:all", 1.0)
+    outcomes = await asyncio.gather(*(ledger.reserve([budget], 0.1) for _ in range(200)))
+    assert sum(1 for o in outcomes if not isinstance(o, Denied)) == 10
+
+
+def test_current_period_rolls_with_the_clock() -> None:
+    reset_at = datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
+    assert current_period(reset_at, "1d", reset_at - 5) == (reset_at, True)
+    end, same = current_period(reset_at, "1d", reset_at + 1)
+    assert end == reset_at + 86400 and same is False
+    end, _ = current_period(reset_at, "1mo", reset_at + 1)
+    assert datetime.fromtimestamp(end, timezone.utc) == datetime(2026, 2, 28, tzinfo=timezone.utc)
+    assert current_period(None, "1d", 0) == (None, True)
+    assert aligned_period("1h", 7200.5) == 10800
+    march = datetime(2026, 3, 15, 12, tzinfo=timezone.utc).timestamp()
+    assert aligned_period("1mo", march) == datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp()
+
+
+def test_counters_follow_the_caller_and_the_clock() -> None:
+    now = 1_000_000.0
+    key = KeyRecord(token="t", key_name="sk-...t", max_budget=5.0, spend=2.0, budget_duration="1d",
+                    budget_reset_at=now + 10, model_max_budget={"gpt-4o": {"budget_limit": 1.0, "time_period": "1d"}})
+    team = TeamRecord(team_id="team-1", max_budget=50.0, spend=7.0)
+    caller = Caller(key=key, token="t", team=team)
+    found = counters_for(caller, "gpt-4o", 100.0, "30d", now)
+    assert [c.name.split(":")[0] for c in found] == ["proxy", "key", "keymodel", "team"]
+    assert found[1].baseline == 2.0 and found[3].baseline == 7.0
+    later = counters_for(caller, "gpt-4o", None, None, now + 11)  # the key's period has ended
+    assert later[0].baseline == 0.0 and later[0].name != found[1].name
+    assert counters_for(Caller(is_master=True), "gpt-4o", None, None, now) == []
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'b.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    url = database_url
+    opened = Store(await open_database(url, str(tmp_path / "unused.db")))
+    await opened.start()
+    yield opened
+    await opened.close()
+
+
+async def test_reset_job_starts_new_periods_with_an_injected_clock(store: Store) -> None:
+    start = 1_700_000_000.0
+    await store.insert(KEYS, KeyRecord(token="k" * 64, key_name="sk-...kkkk", max_budget=1.0, spend=0.8,
+                                       budget_duration="1d", budget_reset_at=start + 86400))
+    await store.insert(TEAMS, TeamRecord(team_id="t1", max_budget=9.0, spend=3.0, budget_duration="1h",
+                                         budget_reset_at=start + 3600))
+    assert await store.reset_due_budgets(start + 100) == 0
+    assert await store.reset_due_budgets(start + 3600) == 1  # the team's hour is over, the key's day is not
+    team = await store.get(TEAMS, "t1")
+    assert team is not None and team.spend == 0 and team.budget_reset_at == start + 7200
+    clock = start + 86400 * 3 + 5  # three days later: periods skipped while nothing ran are skipped over
+    assert await store.reset_due_budgets(clock) == 2
+    key = await store.get(KEYS, "k" * 64)
+    assert key is not None and key.spend == 0 and key.budget_reset_at == durations.add(start, "1d") + 3 * 86400
+    assert await asyncio.gather(store.reset_due_budgets(clock), store.reset_due_budgets(clock)) == [0, 0]
