@@ -65,8 +65,19 @@ def _object_at(data: bytes, start: int) -> bytes | None:
 
 
 def from_json_body(body: bytes) -> Usage | None:
-    """Usage from a JSON answer; OpenAI-style bodies end with it, so look there first."""
+    """Usage from a JSON answer. OpenAI-style bodies end with it, so first try the text from its
+    `{` to the body's closing brace: one C-speed parse of a few dozen bytes; else find it by hand."""
     at = body.rfind(b'"usage"')
+    if at >= 0:
+        brace = body.find(b"{", at + 7, at + 32)
+        end = body.rstrip().rfind(b"}")
+        if 0 <= brace < end:
+            try:
+                found = _from_object(orjson.loads(body[brace:end]))
+            except orjson.JSONDecodeError:
+                found = None
+            if found is not None:
+                return found
     while at >= 0:
         brace = body.find(b"{", at + 7, at + 32)
         if brace >= 0:

@@ -18,6 +18,16 @@ import yaml
 ROOT = Path(__file__).resolve().parent.parent
 
 
+# Variables the gateway reads on its own; a test that wants one passes it explicitly, so a
+# developer's shell (or CI's) cannot point test gateways at a real database or Redis.
+GATEWAY_VARIABLES = ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
+                     "LITELLM_MASTER_KEY", "SERVER_ROOT_PATH", "CONFIG_FILE_PATH", "PORT", "LOG_LEVEL")
+
+
+def clean_environment() -> dict[str, str]:
+    return {k: v for k, v in os.environ.items() if k not in GATEWAY_VARIABLES}
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -32,7 +42,7 @@ class Gateway:
         self.port = free_port()
         self.log_path = self.dir / "gateway.log"
         self.args = args
-        self.env = {**os.environ, **(env or {})}
+        self.env = {**clean_environment(), **(env or {})}
         self.process: subprocess.Popen[bytes] | None = None
 
     @property

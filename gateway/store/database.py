@@ -85,6 +85,9 @@ class SQLiteDatabase:
     def _execute(self, sql: str, args: tuple[Any, ...]) -> int:
         return self._connection().execute(PLACEHOLDER.sub(r"?\1", sql), args).rowcount
 
+    def _executemany(self, sql: str, rows: list[Any]) -> None:
+        self._connection().executemany(PLACEHOLDER.sub(r"?\1", sql), rows)
+
     def _fetch(self, sql: str, args: tuple[Any, ...]) -> list[Row]:
         cursor = self._connection().execute(PLACEHOLDER.sub(r"?\1", sql), args)
         return [dict(r) for r in cursor.fetchall()]
@@ -131,6 +134,9 @@ class _Unlocked:
         self.db = db
         self.dialect = db.dialect
 
+    async def executemany(self, sql: str, rows: list[Any]) -> None:
+        await self.db._run(self.db._executemany, sql, rows)
+
     async def execute(self, sql: str, *args: Any) -> int:
         return int(await self.db._run(self.db._execute, sql, args))
 
@@ -161,6 +167,9 @@ class _PgQueries:
     async def fetchrow(self, sql: str, *args: Any) -> Row | None:
         row = await self.target.fetchrow(sql, *args)
         return dict(row) if row is not None else None
+
+    async def executemany(self, sql: str, rows: list[Any]) -> None:
+        await self.target.executemany(sql, rows)
 
     async def copy_records(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
         await self.target.copy_records_to_table(table, records=rows, columns=list(columns))

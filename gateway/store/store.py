@@ -234,14 +234,7 @@ class Store:
             if self.db.dialect == "postgres":
                 new = await _insert_spend_copy(tx, records, names)
             else:
-                new = []
-                marks = ", ".join(f"${i + 1}" for i in range(len(SPEND_COLUMNS)))
-                for record in records:
-                    touched = await tx.execute(
-                        f"INSERT INTO gw_spend_logs ({names}) VALUES ({marks}) ON CONFLICT (request_id) DO NOTHING",
-                        *spend_row(record))
-                    if touched:
-                        new.append(record)
+                new = await _insert_spend_sqlite(tx, records, names)
             totals: dict[tuple[str, str, str], float] = {}
             for record in new:
                 for table, column, ref in ((KEYS, "token", record.api_key), (USERS, "user_id", record.user_id),
@@ -324,5 +317,24 @@ async def _insert_spend_copy(tx: Any, records: list[SpendRecord], names: str) ->
     for record in records:
         if record.request_id in fresh and record.request_id not in seen:
             seen.add(record.request_id)
+            new.append(record)
+    return new
+
+
+async def _insert_spend_sqlite(tx: Any, records: list[SpendRecord], names: str) -> list[SpendRecord]:
+    """SQLite: the batch goes into a scratch table in one executemany; which ids are new is then
+    one query, and the copy into the log one statement, so no Python runs per row after binding."""
+    marks = ", ".join(f"${i + 1}" for i in range(len(SPEND_COLUMNS)))
+    await tx.execute("CREATE TEMP TABLE IF NOT EXISTS gw_spend_in AS SELECT * FROM gw_spend_logs WHERE 0")
+    await tx.execute("DELETE FROM gw_spend_in")
+    await tx.executemany(f"INSERT INTO gw_spend_in ({names}) VALUES ({marks})", [spend_row(r) for r in records])
+    rows = await tx.fetch("SELECT DISTINCT request_id FROM gw_spend_in WHERE request_id NOT IN "
+                          "(SELECT request_id FROM gw_spend_logs)")
+    await tx.execute(f"INSERT OR IGNORE INTO gw_spend_logs ({names}) SELECT {names} FROM gw_spend_in")
+    fresh = {r["request_id"] for r in rows}
+    new = []
+    for record in records:
+        if record.request_id in fresh:
+            fresh.discard(record.request_id)
             new.append(record)
     return new
