@@ -173,3 +173,23 @@ async def test_delete_where_handles_more_ids_than_one_statement_takes(store: Sto
     assert sorted(await store.delete(KEYS, doomed)) == [f"{i:064x}" for i in range(30)]
     await store.insert(KEYS, key("f" * 64, team_id="bulk"))
     assert await store.delete_where(KEYS, "team_id", ["bulk", "other"]) == ["f" * 64]
+
+
+async def test_spend_is_written_once_and_totals_follow(store: Store) -> None:
+    from gateway.spend.record import SpendRecord
+
+    await store.insert(KEYS, key("5a" * 32, user_id="u-s", team_id="t-s"))
+    await store.insert(USERS, UserRecord(user_id="u-s"))
+    await store.insert(TEAMS, TeamRecord(team_id="t-s"))
+    batch = [SpendRecord(request_id=f"r{i}", api_key="5a" * 32, user_id="u-s", team_id="t-s", spend=0.25,
+                         start_time=time.time(), tags=["x"]) for i in range(4)]
+    assert await store.write_spend(batch + batch[:1]) == 4  # a request id twice in one batch counts once
+    assert await store.write_spend(batch) == 0  # a segment read again after a crash
+    assert await store.write_spend([*batch, SpendRecord(request_id="r9", api_key="5a" * 32, spend=1.0)]) == 1
+    stored_key = await store.get(KEYS, "5a" * 32)
+    stored_user, stored_team = await store.get(USERS, "u-s"), await store.get(TEAMS, "t-s")
+    assert stored_key is not None and stored_key.spend == pytest.approx(2.0)
+    assert stored_user is not None and stored_user.spend == pytest.approx(1.0)
+    assert stored_team is not None and stored_team.spend == pytest.approx(1.0)
+    logs = await store.spend_logs({"api_key": "5a" * 32}, None, None, 100)
+    assert sorted(r.request_id for r in logs) == ["r0", "r1", "r2", "r3", "r9"] and logs[-1].tags in (["x"], [])

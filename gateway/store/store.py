@@ -231,10 +231,9 @@ class Store:
             return 0
         names = ", ".join(SPEND_COLUMNS)
         async with self.db.transaction() as tx:
-            if self.db.dialect == "postgres":
-                new = await _insert_spend_copy(tx, records, names)
-            else:
-                new = await _insert_spend_sqlite(tx, records, names)
+            if self.db.dialect == "sqlite":
+                return await _insert_spend_sqlite(tx, records, names)
+            new = await _insert_spend_copy(tx, records, names)
             totals: dict[tuple[str, str, str], float] = {}
             for record in new:
                 for table, column, ref in ((KEYS, "token", record.api_key), (USERS, "user_id", record.user_id),
@@ -321,20 +320,20 @@ async def _insert_spend_copy(tx: Any, records: list[SpendRecord], names: str) ->
     return new
 
 
-async def _insert_spend_sqlite(tx: Any, records: list[SpendRecord], names: str) -> list[SpendRecord]:
-    """SQLite: the batch goes into a scratch table in one executemany; which ids are new is then
-    one query, and the copy into the log one statement, so no Python runs per row after binding."""
+async def _insert_spend_sqlite(tx: Any, records: list[SpendRecord], names: str) -> int:
+    """SQLite: one executemany straight into the log, skipping known request ids. Inside this
+    (exclusive) transaction every row it adds gets a rowid above the largest one before, so
+    the totals are summed over that range by SQLite itself, with no Python per row."""
     marks = ", ".join(f"${i + 1}" for i in range(len(SPEND_COLUMNS)))
-    await tx.execute("CREATE TEMP TABLE IF NOT EXISTS gw_spend_in AS SELECT * FROM gw_spend_logs WHERE 0")
-    await tx.execute("DELETE FROM gw_spend_in")
-    await tx.executemany(f"INSERT INTO gw_spend_in ({names}) VALUES ({marks})", [spend_row(r) for r in records])
-    rows = await tx.fetch("SELECT DISTINCT request_id FROM gw_spend_in WHERE request_id NOT IN "
-                          "(SELECT request_id FROM gw_spend_logs)")
-    await tx.execute(f"INSERT OR IGNORE INTO gw_spend_logs ({names}) SELECT {names} FROM gw_spend_in")
-    fresh = {r["request_id"] for r in rows}
-    new = []
-    for record in records:
-        if record.request_id in fresh:
-            fresh.discard(record.request_id)
-            new.append(record)
-    return new
+    row = await tx.fetchrow("SELECT COALESCE(MAX(rowid), 0) AS top FROM gw_spend_logs")
+    top = int(row["top"]) if row else 0
+    await tx.executemany(f"INSERT OR IGNORE INTO gw_spend_logs ({names}) VALUES ({marks})",
+                         [spend_row(r) for r in records])
+    for table, column, ref in (("gw_keys", "token", "api_key"), ("gw_users", "user_id", "user_id"),
+                               ("gw_teams", "team_id", "team_id")):
+        await tx.execute(
+            f"UPDATE {table} SET spend = spend + (SELECT SUM(l.spend) FROM gw_spend_logs l "
+            f"WHERE l.rowid > $1 AND l.{ref} = {table}.{column}) "
+            f"WHERE {column} IN (SELECT {ref} FROM gw_spend_logs WHERE rowid > $1)", top)
+    counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
+    return int(counted["n"]) if counted else 0
