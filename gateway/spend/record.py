@@ -38,11 +38,31 @@ class SpendRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 COLUMNS: tuple[str, ...] = tuple(SpendRecord.__struct_fields__)
 ENCODER = msgspec.json.Encoder()
-DECODER = msgspec.json.Decoder(SpendRecord)
+# A spool line is a JSON array: this version, then the columns in COLUMNS order. The store can
+# then load a whole segment without Python touching each record (see Store.write_spend_lines).
+SPOOL_VERSION = 1
+LINE_DECODER = msgspec.json.Decoder(list[Any])
 
 
 def row_values(record: SpendRecord) -> list[Any]:
     return [ENCODER.encode(record.tags).decode() if c == "tags" else getattr(record, c) for c in COLUMNS]
+
+
+def spool_line(record: SpendRecord) -> bytes:
+    return ENCODER.encode([SPOOL_VERSION, *row_values(record)]) + b"\n"
+
+
+def rows_of(lines: bytes) -> list[list[Any]]:
+    """The rows in spool lines, one at a time: a line that is not whole (a crash mid-write) is skipped."""
+    rows = []
+    for line in lines.splitlines():
+        try:
+            values = LINE_DECODER.decode(line)
+        except msgspec.DecodeError:
+            continue
+        if len(values) == len(COLUMNS) + 1 and values[0] == SPOOL_VERSION:
+            rows.append(values[1:])
+    return rows
 
 
 def spend_record(row: dict[str, Any]) -> SpendRecord:

@@ -18,9 +18,7 @@ import os
 import time
 from pathlib import Path
 
-import msgspec
-
-from gateway.spend.record import DECODER, ENCODER, SpendRecord
+from gateway.spend.record import SpendRecord, spool_line
 
 log = logging.getLogger("gateway.spend")
 
@@ -39,7 +37,7 @@ class Spool:
         self.sequence = 0
 
     def append(self, record: SpendRecord) -> None:
-        line = ENCODER.encode(record) + b"\n"
+        line = spool_line(record)
         if self.fd < 0 or self.size > MAX_SEGMENT_BYTES:
             self.rotate()
             self._open()
@@ -101,13 +99,10 @@ def _orphaned(path: Path) -> bool:
     return True
 
 
-def read_segment(path: Path) -> list[SpendRecord]:
-    """Every whole record in a segment; a line cut short by a crash is skipped."""
-    records = []
-    with path.open("rb") as handle:
-        for number, line in enumerate(handle, 1):
-            try:
-                records.append(DECODER.decode(line))
-            except msgspec.DecodeError:
-                log.warning("spool: %s line %d is not a whole record; skipped", path.name, number)
-    return records
+def read_segment(path: Path) -> bytes:
+    """A segment's whole lines; a last line cut short by a crash is left out."""
+    data = path.read_bytes()
+    if data and not data.endswith(b"\n"):
+        log.warning("spool: %s ends in a partial record; it is skipped", path.name)
+        data = data[:data.rfind(b"\n") + 1]
+    return data

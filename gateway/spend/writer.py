@@ -47,15 +47,14 @@ class SpendWriter:
             delay = self.interval
 
     async def flush(self) -> int:
-        """Write every ready segment to the store; the number of records read."""
+        """Write every ready segment to the store; the number of records that were new."""
         self.spool.rotate()
         written = 0
         for path in self.spool.pending():
-            records = await asyncio.to_thread(read_segment, path)
-            if records:
-                await self.store.write_spend(records)
+            lines = await asyncio.to_thread(read_segment, path)
+            if lines:
+                written += await self.store.write_spend_lines(lines)
             path.unlink(missing_ok=True)
-            written += len(records)
         return written
 
     async def close(self, timeout: float = 5.0) -> None:
