@@ -52,6 +52,12 @@ class Plugin:
         """Release what the plugin holds; called once at shutdown."""
 
 
+def takes_no_settings(name: str, settings: dict[str, Any]) -> None:
+    """For built-ins without settings: a typo in the config is an error at start, not ignored."""
+    if settings:
+        raise ValueError(f"{name} takes no settings, got {sorted(settings)}")
+
+
 def _overrides(plugin: Plugin, phase: str) -> bool:
     return getattr(type(plugin), phase) is not getattr(Plugin, phase)
 

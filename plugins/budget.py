@@ -18,7 +18,7 @@ from gateway.budget.counters import counters_for
 from gateway.budget.ledger import Counter, Denied
 from gateway.context import Ctx
 from gateway.errors import ApiError
-from gateway.plugin import Plugin
+from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 from gateway.usage import CHARS_PER_TOKEN
 
@@ -41,8 +41,7 @@ class Budget(Plugin):
     needs_usage = True
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
-        if settings:
-            raise ValueError(f"budget takes no settings, got {sorted(settings)}")
+        takes_no_settings("budget", settings)
         self.ledger = services.ledger
         self.router = services.router
         self.pricing = services.pricing

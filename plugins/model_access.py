@@ -8,7 +8,7 @@ from aiohttp import web
 
 from gateway.access import check_model_access
 from gateway.context import Ctx
-from gateway.plugin import Plugin
+from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 
 
@@ -16,8 +16,7 @@ class ModelAccess(Plugin):
     name = "model_access"
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
-        if settings:
-            raise ValueError(f"model_access takes no settings, got {sorted(settings)}")
+        takes_no_settings("model_access", settings)
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         if ctx.caller is not None and ctx.requested_model is not None:

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.context import Ctx
-from gateway.plugin import Plugin
+from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 
 
@@ -15,8 +15,7 @@ class ModelAlias(Plugin):
     name = "model_alias"
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
-        if settings:
-            raise ValueError(f"model_alias takes no settings, got {sorted(settings)}")
+        takes_no_settings("model_alias", settings)
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         caller = ctx.caller

@@ -6,7 +6,7 @@ import time
 from typing import Any
 
 from gateway.context import Ctx
-from gateway.plugin import Plugin
+from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 from gateway.spend.record import SpendRecord
 
@@ -65,8 +65,7 @@ class Spend(Plugin):
     needs_usage = True
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
-        if settings:
-            raise ValueError(f"spend takes no settings, got {sorted(settings)}")
+        takes_no_settings("spend", settings)
         self.spool = services.spool
         prefix = services.config.gateway_settings.tracking_header_prefix
         self.cost_header = f"{prefix}response-cost"

@@ -2,11 +2,14 @@ from __future__ import annotations
 
 import os
 import uuid
+from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 
 import aiohttp
 import pytest
 
+from gateway.store.database import open_database
+from gateway.store.store import Store
 from tests.fakes import FakeUpstream
 
 
@@ -97,3 +100,19 @@ async def redis_prefix(redis_base: str) -> AsyncIterator[str]:
             await client.delete(key)
     finally:
         await client.aclose()
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Each store test runs on both backends: a fresh SQLite file, and a schema of its own."""
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'store.db'}"
+    return str(request.getfixturevalue("postgres_url"))
+
+
+@pytest.fixture
+async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
+    opened = Store(await open_database(database_url, str(tmp_path / "unused.db")))
+    await opened.start()
+    yield opened
+    await opened.close()

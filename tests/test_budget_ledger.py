@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from datetime import datetime, timezone
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +13,6 @@ from gateway import durations
 from gateway.budget.counters import aligned_period, counters_for, current_period
 from gateway.budget.ledger import Counter, Denied, LocalLedger, RedisLedger
 from gateway.identity import Caller
-from gateway.store.database import open_database
 from gateway.store.records import KeyRecord, TeamRecord
 from gateway.store.store import KEYS, TEAMS, Store
 
@@ -104,22 +102,6 @@ def test_counters_follow_the_caller_and_the_clock() -> None:
     later = counters_for(caller, "gpt-4o", None, None, now + 11)  # the key's period has ended
     assert later[0].baseline == 0.0 and later[0].name != found[1].name
     assert counters_for(Caller(is_master=True), "gpt-4o", None, None, now) == []
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'b.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
-    url = database_url
-    opened = Store(await open_database(url, str(tmp_path / "unused.db")))
-    await opened.start()
-    yield opened
-    await opened.close()
 
 
 async def test_reset_job_starts_new_periods_with_an_injected_clock(store: Store) -> None:

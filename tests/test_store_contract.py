@@ -4,33 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
-from gateway.store.database import SQLiteDatabase, open_database
+from gateway.store.database import SQLiteDatabase
 from gateway.store.migrations import MIGRATIONS, migrate
 from gateway.store.records import KeyRecord, TeamMember, TeamRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Conflict, Store
 
 NEWEST = MIGRATIONS[-1][0]
-
-
-@pytest.fixture(params=["sqlite", "postgres"])
-def database_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    if request.param == "sqlite":
-        return f"sqlite:///{tmp_path / 'store.db'}"
-    return str(request.getfixturevalue("postgres_url"))
-
-
-@pytest.fixture
-async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
-    url = database_url
-    opened = Store(await open_database(url, str(tmp_path / "unused.db")))
-    await opened.start()
-    yield opened
-    await opened.close()
 
 
 def key(token: str, **fields: object) -> KeyRecord:
