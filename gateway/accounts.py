@@ -89,9 +89,18 @@ class RecordCache(Generic[T]):
 
 
 class Accounts:
-    def __init__(self, store: Store, clock: Callable[[], float] = time.time) -> None:
+    """With Redis, a change is also published on a channel that every instance listens to, so it
+    lands everywhere at once; the change log poll stays as the backstop (and the only way without Redis)."""
+
+    def __init__(self, store: Store, clock: Callable[[], float] = time.time, poll_interval: float = POLL_INTERVAL,
+                 redis: Any = None, channel: str = "llmgw:changes") -> None:
         self.store = store
         self.clock = clock
+        self.poll_interval = poll_interval
+        self.redis = redis
+        self.channel = channel
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._listener: asyncio.Task[None] | None = None
         self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic)
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
         self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)
@@ -102,28 +111,64 @@ class Accounts:
     async def start(self) -> None:
         self._seq = await self.store.latest_change()
         self._poller = asyncio.create_task(self._poll(), name="accounts-change-poller")
+        if self.redis is not None:
+            self._listener = asyncio.create_task(self._listen(), name="accounts-change-listener")
 
     async def close(self) -> None:
-        if self._poller is not None:
-            self._poller.cancel()
-            try:
-                await self._poller
-            except asyncio.CancelledError:
-                pass
+        tasks = [t for t in (self._poller, self._listener, *self._tasks) if t is not None]
+        for task in tasks:
+            task.cancel()
+        if tasks:
+            await asyncio.wait(tasks, timeout=5)
 
     def changed(self, kind: str, ref: str) -> None:
+        """This instance changed a record: forget it here, and tell the others."""
+        self._drop(kind, ref)
+        if self.redis is not None:
+            task = asyncio.ensure_future(self._publish(f"{kind}:{ref}"))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    def _drop(self, kind: str, ref: str) -> None:
         cache = self._caches.get(kind)
         if cache is not None:
             cache.drop(ref)
 
+    async def _publish(self, message: str) -> None:
+        try:
+            await self.redis.publish(self.channel, message)
+        except Exception as exc:
+            log.warning("could not publish a change (the change log will carry it): %s: %s",
+                        type(exc).__name__, exc)
+
+    async def _listen(self) -> None:
+        while True:
+            try:
+                async with self.redis.pubsub() as pubsub:
+                    await pubsub.subscribe(self.channel)
+                    async for message in pubsub.listen():
+                        if message.get("type") == "message":
+                            kind, _, ref = message["data"].decode().partition(":")
+                            self._drop(kind, ref)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                task = asyncio.current_task()
+                if task is not None and task.cancelling():
+                    # Closing the subscription while being cancelled can raise a connection
+                    # error in place of the cancellation: the cancellation wins.
+                    raise asyncio.CancelledError from exc
+                log.warning("change channel lost (%s: %s); the change log poll carries on", type(exc).__name__, exc)
+                await asyncio.sleep(1.0)
+
     async def _poll(self) -> None:
         last_prune = last_reset = time.monotonic()
         while True:
-            await asyncio.sleep(POLL_INTERVAL)
+            await asyncio.sleep(self.poll_interval)
             try:
                 self._seq, changes = await self.store.changes_since(self._seq, time.time() - RECENT_WINDOW)
                 for kind, ref in changes:
-                    self.changed(kind, ref)
+                    self._drop(kind, ref)
                 if time.monotonic() - last_reset > BUDGET_RESET_INTERVAL:
                     last_reset = time.monotonic()
                     if reset := await self.store.reset_due_budgets(self.clock()):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 import logging
 import os
 import aiohttp
@@ -88,6 +89,8 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
         await session.close()
         raise
     app[READINESS] = [_database_check(services)]
+    if services.redis is not None:
+        app[READINESS].append(_redis_check(services.redis))
     app.on_cleanup.append(_close)
     _add_routes(app, access_source)
     return app
@@ -101,6 +104,17 @@ async def _close(app: web.Application) -> None:
 
 async def _close_access_log(access_log: AccessLog) -> None:
     access_log.close()
+
+
+def _redis_check(redis: Any) -> ReadinessCheck:
+    async def check() -> tuple[str, bool, str]:
+        try:
+            await asyncio.wait_for(redis.ping(), 2.0)
+        except Exception as exc:
+            return "cache", False, f"{type(exc).__name__}: {exc}"
+        return "cache", True, ""
+
+    return check
 
 
 def _database_check(services: Services) -> ReadinessCheck:

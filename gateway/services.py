@@ -68,7 +68,10 @@ async def open_services(config: Config, router: Router) -> Services:
     store = Store(db)
     await store.start()
     await sync_config_teams(config, store)
-    accounts = Accounts(store)
+    redis = open_redis(config)
+    settings = config.gateway_settings
+    accounts = Accounts(store, poll_interval=settings.change_poll_interval, redis=redis,
+                        channel=f"{settings.redis_key_prefix}:changes")
     await accounts.start()
     master = master_key(config)
     if master is None:
@@ -79,7 +82,6 @@ async def open_services(config: Config, router: Router) -> Services:
     spool = Spool(config.gateway_settings.spool_dir)
     writer = SpendWriter(spool, store)
     writer.start()
-    redis = open_redis(config)
     ledger: Ledger
     if redis is not None:
         ledger = RedisLedger(redis, config.gateway_settings.redis_key_prefix)

@@ -98,3 +98,18 @@ async def test_workers_share_one_sqlite_file(tmp_path: Path, http: aiohttp.Clien
         while set(statuses := await asyncio.gather(*(status_of(http, gw, raw) for _ in range(40)))) != {401}:
             assert loop.time() < deadline, f"a worker still accepts the blocked key: {statuses}"
             await asyncio.sleep(0.05)
+
+
+async def test_with_redis_a_change_lands_everywhere_at_once(postgres_url: str, redis_base: str, redis_prefix: str,
+                                                            http: aiohttp.ClientSession) -> None:
+    """The change log is polled only every 60 s here, so only the Redis channel can carry the block."""
+    config = {**fleet_config(postgres_url),
+              "router_settings": {"redis_url": redis_base},
+              "gateway_settings": {"redis_key_prefix": redis_prefix, "change_poll_interval": 60}}
+    with Gateway(config) as first, Gateway(config) as second:
+        raw = (await admin_post(http, first, "/key/generate", {}))["key"]
+        assert await status_of(http, second, raw) == 200  # now cached on the second instance
+        await admin_post(http, first, "/key/block", {"key": raw})
+        await eventually(http, second, raw, 401)
+        await admin_post(http, second, "/key/unblock", {"key": raw})
+        await eventually(http, first, raw, 200)

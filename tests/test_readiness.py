@@ -48,3 +48,22 @@ async def test_readiness_tracks_the_database(postgres_url: str, http: aiohttp.Cl
             await until_status(http, gw, 200)
     finally:
         relay.stop()
+
+
+async def test_readiness_tracks_redis(redis_base: str, redis_prefix: str, http: aiohttp.ClientSession) -> None:
+    parts = urlsplit(redis_base)
+    relay = TcpRelay(parts.hostname or "127.0.0.1", parts.port or 6379).start()
+    config = {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+              "router_settings": {"redis_url": f"redis://127.0.0.1:{relay.port}/0"},
+              "gateway_settings": {"redis_key_prefix": redis_prefix}}
+    try:
+        with Gateway(config) as gw:
+            status, body = await readiness(http, gw)
+            assert status == 200 and body["cache"] == "connected"
+            relay.cut()
+            body = await until_status(http, gw, 503)
+            assert str(body["cache"]).startswith("unreachable") and body["db"] == "connected"
+            relay.restore()
+            await until_status(http, gw, 200)
+    finally:
+        relay.stop()
