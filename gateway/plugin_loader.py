@@ -10,9 +10,9 @@ from gateway.plugin import Chain, Plugin
 from gateway.services import Services
 
 # The order requests meet them in: who is calling, what it cost (reached by every authenticated
-# request, so failures are recorded too), may they use this model, which model they mean, and
-# does its cost fit their budgets.
-DEFAULT_PLUGINS = ("auth", "spend", "model_access", "model_alias", "budget")
+# request, so failures are recorded too), may they use this model, which model they mean, are
+# they within their rate limits, and does its cost fit their budgets.
+DEFAULT_PLUGINS = ("auth", "spend", "model_access", "model_alias", "rate_limit", "budget")
 
 
 def plugin_class(spec: PluginSpec, where: str) -> type[Plugin]:

@@ -11,6 +11,7 @@ from urllib.parse import quote
 from gateway import durations
 from gateway.accounts import Accounts
 from gateway.budget.ledger import Ledger, LocalLedger, RedisLedger
+from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
 from gateway.config import Config
 from gateway.identity import Authenticator
 from gateway.pricing import Pricing
@@ -28,11 +29,13 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis")
+                 "pricing", "ledger", "redis", "limiter")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
-                 ledger: Ledger, redis: Any = None, clock: Callable[[], float] = time.time) -> None:
+                 ledger: Ledger, limiter: Limiter, redis: Any = None,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.limiter = limiter
         self.pricing = pricing
         self.ledger = ledger
         self.redis = redis
@@ -83,12 +86,16 @@ async def open_services(config: Config, router: Router) -> Services:
     writer = SpendWriter(spool, store)
     writer.start()
     ledger: Ledger
+    limiter: Limiter
     if redis is not None:
-        ledger = RedisLedger(redis, config.gateway_settings.redis_key_prefix)
+        ledger = RedisLedger(redis, settings.redis_key_prefix)
+        limiter = RedisLimiter(redis, settings.redis_key_prefix)
         log.info("budgets: shared through Redis")
     else:
         ledger = LocalLedger()
-    return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, redis)
+        limiter = LocalLimiter()
+    return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, limiter,
+                    redis)
 
 
 def redis_url(config: Config) -> str | None:

@@ -1,0 +1,182 @@
+"""Token buckets and parallel slots, in this process or in Redis, with the same behaviour.
+
+A bucket of `capacity` refills at capacity/60 a second (rpm and tpm are per
+minute). `take` checks every bucket and takes `amount` from each, as one
+atomic step, or takes nothing and says which bucket was short and when it
+will have enough. `give` puts tokens back, or takes more (a negative
+amount), when a request's real token count is known. A slot set counts
+requests in flight; each slot has an expiry so that none can leak.
+
+The Redis version runs one Lua script per call and reads Redis's own clock,
+so that instances with skewed clocks still share one limit.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, NamedTuple, Protocol
+
+SLOT_TTL = 600.0  # a request holding a slot longer than this is presumed gone
+
+
+class Bucket(NamedTuple):
+    name: str
+    capacity: float  # per minute
+
+
+class Short(NamedTuple):
+    bucket: Bucket
+    remaining: float
+    retry_after: float  # seconds until the bucket holds what was asked for
+
+
+class Limiter(Protocol):
+    async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
+        """Short, or what each bucket holds after taking."""
+
+    async def give(self, buckets: list[Bucket], amount: float) -> None: ...
+
+    async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
+        """Take a slot in each set (name, limit) for `token`; the full set, if one is full."""
+
+    async def release(self, names: list[str], token: str) -> None: ...
+
+
+def _refill(level: float, stamp: float, capacity: float, now: float) -> float:
+    return min(capacity, level + (now - stamp) * capacity / 60.0)
+
+
+class LocalLimiter:
+    def __init__(self, clock: Any = time.monotonic) -> None:
+        self.clock = clock
+        self.buckets: dict[str, tuple[float, float]] = {}  # name -> (level, when)
+        self.slots: dict[str, dict[str, float]] = {}  # name -> token -> expiry
+
+    def _level(self, bucket: Bucket, now: float) -> float:
+        level, stamp = self.buckets.get(bucket.name, (bucket.capacity, now))
+        return _refill(level, stamp, bucket.capacity, now)
+
+    async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
+        now = self.clock()
+        levels = [self._level(b, now) for b in buckets]
+        for bucket, level in zip(buckets, levels):
+            if level < amount:
+                wait = (amount - level) * 60.0 / bucket.capacity if bucket.capacity > 0 else 60.0
+                return Short(bucket, max(level, 0.0), wait)
+        for bucket, level in zip(buckets, levels):
+            self.buckets[bucket.name] = (level - amount, now)
+        return [level - amount for level in levels]
+
+    async def give(self, buckets: list[Bucket], amount: float) -> None:
+        now = self.clock()
+        for bucket in buckets:
+            level = self._level(bucket, now) + amount
+            self.buckets[bucket.name] = (min(level, bucket.capacity), now)
+
+    async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
+        now = self.clock()
+        for name, limit in slots:
+            held = self.slots.setdefault(name, {})
+            for stale in [t for t, expiry in held.items() if expiry <= now]:
+                del held[stale]
+            if len(held) >= limit:
+                return name, limit
+        for name, _ in slots:
+            self.slots[name][token] = now + SLOT_TTL
+        return None
+
+    async def release(self, names: list[str], token: str) -> None:
+        for name in names:
+            self.slots.get(name, {}).pop(token, None)
+
+
+TAKE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local amount = tonumber(ARGV[1])
+local levels = {}
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[i + 1])
+  local state = redis.call('HMGET', key, 'level', 'at')
+  local level = capacity
+  if state[1] then
+    level = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * capacity / 60)
+  end
+  if level < amount then
+    local wait = 60
+    if capacity > 0 then wait = (amount - level) * 60 / capacity end
+    return {i, tostring(level), tostring(wait)}
+  end
+  levels[i] = level
+end
+for i, key in ipairs(KEYS) do
+  redis.call('HSET', key, 'level', tostring(levels[i] - amount), 'at', tostring(now))
+  redis.call('EXPIRE', key, 120)
+end
+local left = {0}
+for i = 1, #KEYS do table.insert(left, tostring(levels[i] - amount)) end
+return left
+"""
+
+GIVE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local amount = tonumber(ARGV[1])
+for i, key in ipairs(KEYS) do
+  local capacity = tonumber(ARGV[i + 1])
+  local state = redis.call('HMGET', key, 'level', 'at')
+  local level = capacity
+  if state[1] then
+    level = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * capacity / 60)
+  end
+  redis.call('HSET', key, 'level', tostring(math.min(capacity, level + amount)), 'at', tostring(now))
+  redis.call('EXPIRE', key, 120)
+end
+return 1
+"""
+
+ACQUIRE = """
+local t = redis.call('TIME')
+local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for i, key in ipairs(KEYS) do
+  redis.call('ZREMRANGEBYSCORE', key, '-inf', now)
+  if redis.call('ZCARD', key) >= tonumber(ARGV[i + 2]) then return i end
+end
+for _, key in ipairs(KEYS) do
+  redis.call('ZADD', key, now + tonumber(ARGV[2]), ARGV[1])
+  redis.call('EXPIRE', key, math.ceil(tonumber(ARGV[2])) + 60)
+end
+return 0
+"""
+
+
+class RedisLimiter:
+    def __init__(self, redis: Any, prefix: str) -> None:
+        self.redis = redis
+        self.prefix = prefix
+        self._take = redis.register_script(TAKE)
+        self._give = redis.register_script(GIVE)
+        self._acquire = redis.register_script(ACQUIRE)
+
+    def _key(self, kind: str, name: str) -> str:
+        return f"{self.prefix}:{kind}:{name}"
+
+    async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
+        answer = await self._take(keys=[self._key("bucket", b.name) for b in buckets],
+                                  args=[repr(amount), *(repr(b.capacity) for b in buckets)])
+        if int(answer[0]) != 0:
+            return Short(buckets[int(answer[0]) - 1], max(float(answer[1]), 0.0), float(answer[2]))
+        return [float(v) for v in answer[1:]]
+
+    async def give(self, buckets: list[Bucket], amount: float) -> None:
+        await self._give(keys=[self._key("bucket", b.name) for b in buckets],
+                         args=[repr(amount), *(repr(b.capacity) for b in buckets)])
+
+    async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
+        full = await self._acquire(keys=[self._key("slots", name) for name, _ in slots],
+                                   args=[token, repr(SLOT_TTL), *(str(limit) for _, limit in slots)])
+        return slots[int(full) - 1] if int(full) else None
+
+    async def release(self, names: list[str], token: str) -> None:
+        for name in names:
+            await self.redis.zrem(self._key("slots", name), token)

@@ -1,0 +1,188 @@
+"""Rate limits: rpm and tpm token buckets and parallel-request slots for keys, users and teams,
+and rpm/tpm per model for a key. Checked when a request arrives; tokens settled when it ends.
+
+With Redis the buckets are shared by every instance (one Lua script per check); without it each
+instance keeps its own. If Redis fails, `fail_open: true` (the default) falls back to this
+instance's own buckets and says so in the log; `fail_open: false` answers 503.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from typing import Any
+
+import msgspec
+import orjson
+from aiohttp import web
+
+from gateway.context import Ctx
+from gateway.errors import ApiError
+from gateway.limits.buckets import Bucket, LocalLimiter, Short
+from gateway.plugin import Plugin
+from gateway.services import Services
+from gateway.usage import CHARS_PER_TOKEN
+
+log = logging.getLogger("gateway.rate_limit")
+
+
+class Settings(msgspec.Struct, forbid_unknown_fields=True):
+    fail_open: bool = True
+
+
+class Held:
+    __slots__ = ("token_buckets", "estimate", "slots", "limiter", "settled")
+
+    def __init__(self, token_buckets: list[Bucket], estimate: float, slots: list[str], limiter: Any) -> None:
+        self.token_buckets = token_buckets
+        self.estimate = estimate
+        self.slots = slots
+        self.limiter = limiter
+        self.settled = False
+
+
+def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int]]]:
+    """The request, token and parallel limits that apply to this caller and model."""
+    requests: list[Bucket] = []
+    tokens: list[Bucket] = []
+    slots: list[tuple[str, int]] = []
+    caller = ctx.caller
+    if caller is None:
+        return requests, tokens, slots
+    model = ctx.requested_model or ""
+    owners = []
+    if caller.key is not None:
+        owners.append(("key", caller.key.token, caller.key))
+    if caller.user is not None:
+        owners.append(("user", caller.user.user_id, caller.user))
+    if caller.team is not None:
+        owners.append(("team", caller.team.team_id, caller.team))
+    for kind, ref, record in owners:
+        if record.rpm_limit is not None:
+            requests.append(Bucket(f"rpm:{kind}:{ref}", float(record.rpm_limit)))
+        if record.tpm_limit is not None:
+            tokens.append(Bucket(f"tpm:{kind}:{ref}", float(record.tpm_limit)))
+        if record.max_parallel_requests is not None:
+            slots.append((f"par:{kind}:{ref}", record.max_parallel_requests))
+    key = caller.key
+    if key is not None:
+        if model in key.model_rpm_limit:
+            requests.append(Bucket(f"rpm:keymodel:{key.token}:{model}", float(key.model_rpm_limit[model])))
+        if model in key.model_tpm_limit:
+            tokens.append(Bucket(f"tpm:keymodel:{key.token}:{model}", float(key.model_tpm_limit[model])))
+    return requests, tokens, slots
+
+
+class RateLimit(Plugin):
+    name = "rate_limit"
+    needs_usage = True
+
+    def __init__(self, services: Services, settings: dict[str, Any]) -> None:
+        self.settings = msgspec.convert(settings, Settings)
+        self.limiter = services.limiter
+        self.local = LocalLimiter()
+        self.shared = services.redis is not None
+        self.pending: set[asyncio.Task[None]] = set()
+
+    async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
+        requests, tokens, slots = limits_of(ctx)
+        if not (requests or tokens or slots):
+            return None
+        estimate = self.estimate(ctx) if tokens else 0.0
+        limiter = self.limiter
+        try:
+            outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
+        except ApiError:
+            raise
+        except Exception as exc:
+            if not self.settings.fail_open:
+                raise ApiError(503, "rate limits cannot be checked right now (Redis is unreachable); retry "
+                               "shortly", "service_unavailable", headers={"retry-after": "1"}) from None
+            log.warning("rate limits fall back to this instance's own buckets: %s: %s", type(exc).__name__, exc)
+            limiter = self.local
+            outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
+        ctx.state["rate_limit"] = Held(tokens, estimate, [name for name, _ in slots], limiter)
+        ctx.state["rate_limit_headers"] = outcome
+        return None
+
+    async def _check(self, limiter: Any, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
+                     slots: list[tuple[str, int]], estimate: float) -> dict[str, str]:
+        headers: dict[str, str] = {}
+        if requests:
+            taken = await limiter.take(requests, 1.0)
+            if isinstance(taken, Short):
+                raise self.limited(taken, "requests")
+            headers["x-ratelimit-limit-requests"] = str(int(min(b.capacity for b in requests)))
+            headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, min(taken))))
+        if tokens:
+            taken = await limiter.take(tokens, estimate)
+            if isinstance(taken, Short):
+                if requests:
+                    await limiter.give(requests, 1.0)
+                raise self.limited(taken, "tokens")
+            headers["x-ratelimit-limit-tokens"] = str(int(min(b.capacity for b in tokens)))
+            headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, min(taken))))
+        if slots:
+            full = await limiter.acquire(slots, ctx.request_id)
+            if full is not None:
+                if requests:
+                    await limiter.give(requests, 1.0)
+                if tokens:
+                    await limiter.give(tokens, estimate)
+                raise ApiError(429, f"Max parallel request limit reached: {full[1]} in flight for "
+                               f"{full[0].split(':')[1]}", "rate_limit_error", None, "429",
+                               headers={"retry-after": "1"})
+        return headers
+
+    @staticmethod
+    def limited(short: Short, what: str) -> ApiError:
+        kind = short.bucket.name.split(":")[1]
+        wait = max(1, math.ceil(short.retry_after))
+        return ApiError(429, f"Rate limit reached for {kind}: {int(short.bucket.capacity)} {what} per minute. "
+                        f"Retry after {wait}s.", "rate_limit_error", None, "429",
+                        headers={"retry-after": str(wait),
+                                 f"x-ratelimit-limit-{what}": str(int(short.bucket.capacity)),
+                                 f"x-ratelimit-remaining-{what}": str(int(short.remaining))})
+
+    @staticmethod
+    def estimate(ctx: Ctx) -> float:
+        body = ctx.body or {}
+        prompt = body.get("messages") or body.get("prompt") or body.get("input") or ""
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        return float(len(orjson.dumps(prompt)) // CHARS_PER_TOKEN + 1 + (asked if isinstance(asked, int) else 0))
+
+    def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
+        extra = ctx.state.get("rate_limit_headers")
+        if extra:
+            headers.update(extra)
+
+    def on_finish(self, ctx: Ctx) -> None:
+        self._settle(ctx)
+
+    def on_complete(self, ctx: Ctx) -> None:
+        self._settle(ctx)
+
+    def _settle(self, ctx: Ctx) -> None:
+        held: Held | None = ctx.state.get("rate_limit")
+        if held is None or held.settled:
+            return
+        held.settled = True
+        used = float(ctx.usage.total_tokens) if ctx.usage is not None else 0.0
+        task = asyncio.ensure_future(self._settle_now(held, used, ctx.request_id))
+        self.pending.add(task)
+        task.add_done_callback(self.pending.discard)
+
+    async def _settle_now(self, held: Held, used: float, request_id: str) -> None:
+        try:
+            if held.slots:
+                await held.limiter.release(held.slots, request_id)
+            if held.token_buckets and used != held.estimate:
+                # Admitted on an estimate: give back what was not used, or take what was used beyond it.
+                await held.limiter.give(held.token_buckets, held.estimate - used)
+        except Exception as exc:
+            log.warning("could not settle rate limits (slots expire by themselves): %s: %s",
+                        type(exc).__name__, exc)
+
+
+PLUGIN = RateLimit
