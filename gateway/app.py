@@ -19,7 +19,7 @@ from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
 from gateway.services import Services, open_services
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
-from gateway.proxy import MAX_REQUEST_MB, ProxyEndpoint
+from gateway.proxy import MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
 
 log = logging.getLogger("gateway")
@@ -136,6 +136,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     trusted = parse_networks(settings.trusted_proxies)
     access_log = AccessLog(access_source) if AccessLog.enabled() else None
     pricing = app[SERVICES].pricing
+    in_flight = InFlight(settings.max_in_flight)
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,
@@ -143,7 +144,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix,
-                                    access_log, pricing)
+                                    access_log, pricing, in_flight)
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)

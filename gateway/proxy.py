@@ -43,12 +43,28 @@ NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
 
 
+class InFlight:
+    """Requests being served by this process, shared by every endpoint; `limit` None for no cap."""
+
+    __slots__ = ("count", "limit")
+
+    def __init__(self, limit: int | None) -> None:
+        self.count = 0
+        self.limit = limit
+
+
+OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_unavailable", None, "503",
+                      headers={"retry-after": "1"})
+
+
 class ProxyEndpoint:
-    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log", "pricing")
+    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log", "pricing",
+                 "in_flight")
 
     def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
-                 pricing: Pricing) -> None:
+                 pricing: Pricing, in_flight: InFlight) -> None:
+        self.in_flight = in_flight
         self.access_log = access_log
         self.pricing = pricing
         self.endpoint = endpoint
@@ -59,6 +75,17 @@ class ProxyEndpoint:
         self.header_prefix = header_prefix
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        in_flight = self.in_flight
+        if in_flight.limit is not None and in_flight.count >= in_flight.limit:
+            # Shed load before doing any work for it: the process stays responsive for the rest.
+            return OVERLOADED.response()
+        in_flight.count += 1
+        try:
+            return await self._handle(request)
+        finally:
+            in_flight.count -= 1
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
         ctx = Ctx(request, self.endpoint, self.trusted)
         try:
             response = await self._serve(ctx)

@@ -201,3 +201,25 @@ async def test_redis_down_follows_the_failure_policy(upstream: FakeUpstream, red
             relay.restore()
     finally:
         relay.stop()
+
+
+async def test_overload_sheds_with_503(upstream: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    settings = {**config(upstream), "gateway_settings": {"max_in_flight": 2}}
+    gate = uuid.uuid4().hex
+    with Gateway(settings) as gw:
+        body = {"model": "chat", "messages": MESSAGES, "stream": True, "fake": {"chunks": 2, "gate": gate}}
+        held = []
+        for _ in range(2):
+            response = await http.post(f"{gw.url}/v1/chat/completions", json=body, headers=ADMIN)
+            await response.content.readuntil(b"\n\n")
+            held.append(response)
+        status, answer, headers = await chat(http, gw, MASTER)
+        assert status == 503 and answer["error"]["message"] == "Proxy overloaded — retry with backoff"
+        assert headers["retry-after"] == "1"
+        async with http.get(f"{gw.url}/health/liveliness") as r:
+            assert r.status == 200  # only the proxied routes shed
+        upstream.open_gate(gate)
+        for response in held:
+            await response.read()
+            response.close()
+        assert (await chat(http, gw, MASTER))[0] == 200
