@@ -148,6 +148,8 @@ class GatewaySettings(Struct):
     reserve_output_tokens: int = 1024
     # Prefix of every Redis key this gateway writes, so several gateways can share one Redis.
     redis_key_prefix: str = "llmgw"
+    # When every deployment of a group is cooling down: 503, or 429 as LiteLLM answers.
+    cooldown_status: int = 503
     # Beyond this many requests in flight in one process, new ones get 503 at once (None: no cap).
     max_in_flight: int | None = None
     # How often the store's change log is read for changes made on other instances.

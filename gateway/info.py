@@ -111,6 +111,8 @@ class InfoRoutes:
         params = deployment.public_params()
         entry = {k: params[k] for k in HEALTH_FIELDS if k in params}
         entry.update(model_name=deployment.group, model_id=deployment.id, mode=deployment.mode)
+        cooling = deployment.cooldown_until - self.router.clock()
+        entry["cooldown_remaining_s"] = round(cooling, 1) if cooling > 0 else 0
         if deployment.provider.is_mock:
             return entry, None
         try:

@@ -12,7 +12,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
+from collections import deque
 from typing import Any
 
 import aiohttp
@@ -28,7 +30,7 @@ from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
-from gateway.router import Router
+from gateway.router import CoolingDown, Route, Router
 from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body
 
 log = logging.getLogger("gateway")
@@ -128,7 +130,14 @@ class ProxyEndpoint:
         if answer is not None:
             return answer
         requested = ctx.requested_model  # a plugin may have rewritten it (aliases)
-        route = self.router.resolve(requested)
+        try:
+            route = self.router.resolve(requested)
+        except CoolingDown as exc:
+            wait = max(1, math.ceil(exc.retry_after))
+            raise ApiError(self.router.cooldown_status, f"No deployments available for model {exc.group!r}: "
+                           f"all are cooling down after failures. Retry after {wait}s.",
+                           "rate_limit_error" if self.router.cooldown_status == 429 else "service_unavailable",
+                           headers={"retry-after": str(wait)}) from None
         if route is None:
             raise model_not_found(requested, self.endpoint)
         deployment = ctx.deployment = route.deployment
@@ -139,10 +148,69 @@ class ProxyEndpoint:
             return await mock.respond(ctx.request, deployment, self.endpoint, body, route.upstream_model,
                                       lambda usage: self._finish(ctx, usage), lambda: self._headers(ctx))
 
-        body["model"] = route.upstream_model
         strip_usage = stream and self.chain.needs_usage and not _asked_for_usage(body)
         if strip_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
+        return await self._forward_with_retries(ctx, route, body, stream, strip_usage)
+
+    async def _forward_with_retries(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
+                                    strip_usage: bool) -> web.StreamResponse:
+        """Retries within the group, then its fallbacks, while nothing has reached the client."""
+        router = self.router
+        tried: set[str] = set()
+        plan = deque([route.group])
+        fallen_back = False
+        failure: UpstreamFailure | None = None
+        current: Route | None = route
+        while plan:
+            group = plan.popleft()
+            for attempt in range(router.num_retries + 1):
+                if current is None:
+                    try:
+                        current = router.resolve(group, tried)
+                    except CoolingDown:
+                        current = None
+                    if current is None:
+                        break
+                if attempt:
+                    await asyncio.sleep(min(router.retry_after or 0.05 * 2 ** attempt, 2.0))
+                ctx.deployment, ctx.model_group, ctx.upstream_model = current.deployment, current.group, \
+                    current.upstream_model
+                tried.add(current.deployment.id)
+                try:
+                    response = await self._forward(ctx, current, body, stream, strip_usage)
+                except UpstreamFailure as exc:
+                    failure = exc
+                    router.record_failure(current.deployment, exc.retry_after)
+                    current = None
+                    if exc.kind is not None or not exc.retryable:
+                        break
+                    continue
+                router.record_success(current.deployment)
+                return response
+            if failure is not None and not fallen_back:
+                special = {"context_window": router.context_window_fallbacks,
+                           "content_policy": router.content_policy_fallbacks}.get(failure.kind or "", {})
+                targets = special.get(group) if failure.kind else None
+                if targets is None and failure.retryable:
+                    targets = router.fallbacks.get(group)
+                if targets:
+                    plan.extend(targets)
+                    fallen_back = True
+                    ctx.state["fallbacks"] = len(targets)
+            if failure is not None and not failure.retryable and not plan:
+                break
+        assert failure is not None
+        ctx.error = failure.error
+        return failure.error.response(self._headers(ctx))
+
+    async def _forward(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
+                       strip_usage: bool) -> web.StreamResponse:
+        """One attempt at one deployment. Until the upstream answers well, a failure is raised as
+        UpstreamFailure so that another attempt can be made; after that, the answer is the client's."""
+        deployment = route.deployment
+        requested = ctx.requested_model
+        body["model"] = route.upstream_model
         url = f"{deployment.base_url}/{self.endpoint}"
         deployment.in_flight += 1
         try:
@@ -152,8 +220,11 @@ class ProxyEndpoint:
             ) as upstream:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
-                    ctx.error = upstream_error(upstream.status, await upstream.read())
-                    return ctx.error.response(self._headers(ctx))
+                    error = upstream_error(upstream.status, await upstream.read())
+                    wait = _retry_after(upstream.headers.get("retry-after"))
+                    if upstream.status == 429 and wait is None:
+                        wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
+                    raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
                 if stream or upstream.content_type == "text/event-stream":
                     return await self._relay_stream(ctx, upstream, strip_usage)
                 payload = await upstream.read()
@@ -166,11 +237,12 @@ class ProxyEndpoint:
                 return web.Response(status=upstream.status, body=payload, headers=headers)
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
                 aiohttp.ClientPayloadError) as exc:
-            raise ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is unreachable: "
-                           f"{type(exc).__name__}", "api_connection_error") from None
+            raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is "
+                                           f"unreachable: {type(exc).__name__}", "api_connection_error"),
+                                  True, None) from None
         except asyncio.TimeoutError:
-            raise ApiError(504, f"upstream {deployment.api_base} for model {requested!r} did not answer in time",
-                           "timeout_error") from None
+            raise UpstreamFailure(ApiError(504, f"upstream {deployment.api_base} for model {requested!r} did not "
+                                           "answer in time", "timeout_error"), True, None) from None
         finally:
             deployment.in_flight -= 1
 
@@ -284,6 +356,40 @@ def check_body(endpoint: str, body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
+
+
+class UpstreamFailure(Exception):
+    """An attempt that failed before anything reached the client."""
+
+    def __init__(self, error: ApiError, retryable: bool, retry_after: float | None) -> None:
+        super().__init__(error.message)
+        self.error = error
+        self.retryable = retryable
+        self.retry_after = retry_after
+        self.kind = _failure_kind(error)
+
+
+CONTEXT_WINDOW_WORDS = ("context_length_exceeded", "context length", "maximum context", "context window",
+                        "too many tokens")
+CONTENT_POLICY_WORDS = ("content_policy", "content_filter", "content policy", "safety system")
+
+
+def _failure_kind(error: ApiError) -> str | None:
+    if error.status != 400:
+        return None
+    text = f"{error.message} {error.code} {error.type}".lower()
+    if any(w in text for w in CONTEXT_WINDOW_WORDS):
+        return "context_window"
+    if any(w in text for w in CONTENT_POLICY_WORDS):
+        return "content_policy"
+    return None
+
+
+def _retry_after(value: str | None) -> float | None:
+    try:
+        return max(0.0, float(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _asked_for_usage(body: dict[str, Any]) -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import os
 import random
+import time
 from typing import Callable, Iterable, NamedTuple
 
 import msgspec
@@ -25,6 +26,7 @@ class Deployment:
     __slots__ = (
         "id", "group", "entry", "provider", "model_template", "api_base", "base_url",
         "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
+        "failures", "failures_since", "cooldown_until", "alone",
     )
 
     def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
@@ -64,6 +66,10 @@ class Deployment:
         if self.weight <= 0:
             raise ConfigError(f"{where}.litellm_params.weight: must be above 0")
         self.in_flight = 0
+        self.failures = 0
+        self.failures_since = 0.0
+        self.cooldown_until = 0.0
+        self.alone = True
         self.latency: float | None = None
 
     @property
@@ -86,6 +92,18 @@ class Deployment:
         params.pop("api_key", None)
         params.pop("extra_headers", None)
         return params
+
+
+class CoolingDown(Exception):
+    """Every deployment of the group is cooling down; `retry_after` is when the first one is back."""
+
+    def __init__(self, group: str, retry_after: float) -> None:
+        super().__init__(group)
+        self.group = group
+        self.retry_after = retry_after
+
+
+FAILURE_WINDOW = 60.0
 
 
 class Route(NamedTuple):
@@ -128,6 +146,16 @@ class Router:
         settings = config.router_settings
         gateway = config.gateway_settings
         self.pick: Strategy = STRATEGIES[settings.routing_strategy]
+        self.clock = time.monotonic
+        self.allowed_fails = settings.allowed_fails if settings.allowed_fails is not None else 3
+        self.cooldown_time = settings.cooldown_time if settings.cooldown_time is not None else 5.0
+        self.num_retries = (settings.num_retries if settings.num_retries is not None
+                            else config.litellm_settings.num_retries or 0)
+        self.retry_after = settings.retry_after or 0.0
+        self.cooldown_status = config.gateway_settings.cooldown_status
+        self.fallbacks = _fallback_map(settings.fallbacks)
+        self.context_window_fallbacks = _fallback_map(settings.context_window_fallbacks)
+        self.content_policy_fallbacks = _fallback_map(settings.content_policy_fallbacks)
         self.deployments: list[Deployment] = []
         self.groups: dict[str, list[Deployment]] = {}
         self.wildcards: list[tuple[str, list[Deployment]]] = []
@@ -145,10 +173,21 @@ class Router:
             seen_ids[deployment.id] = index
             self.deployments.append(deployment)
             self.groups.setdefault(deployment.group, []).append(deployment)
+        for members in self.groups.values():
+            for deployment in members:
+                deployment.alone = len(members) == 1
         for name in [g for g in self.groups if "*" in g]:
             self.wildcards.append((name, self.groups.pop(name)))
         # The most specific pattern wins: `openai/*` before `*`.
         self.wildcards.sort(key=lambda item: len(item[0].replace("*", "")), reverse=True)
+        for setting, mapping in (("fallbacks", self.fallbacks),
+                                 ("context_window_fallbacks", self.context_window_fallbacks),
+                                 ("content_policy_fallbacks", self.content_policy_fallbacks)):
+            for source, targets in mapping.items():
+                for target in targets:
+                    if target not in self.groups and self._wildcard(target) is None:
+                        raise ConfigError(f"router_settings.{setting}.{source}: {target!r} is not a model_name "
+                                          "in model_list")
         self.aliases: dict[str, str] = {}
         self.hidden_aliases: set[str] = set()
         for alias, target in settings.model_group_alias.items():
@@ -161,17 +200,41 @@ class Router:
             if not isinstance(target, str) and target.hidden:
                 self.hidden_aliases.add(alias)
 
-    def resolve(self, requested: str) -> Route | None:
+    def resolve(self, requested: str, exclude: frozenset[str] | set[str] = frozenset()) -> Route | None:
+        """A deployment for this name, leaving out those cooling down and, while others remain, those
+        in `exclude` (already tried). None for an unknown name; CoolingDown when none is available."""
         name = self.aliases.get(requested, requested)
         group = self.groups.get(name)
-        if group is not None:
-            deployment = self.pick(group)
-            return Route(name, deployment, deployment.model_template)
-        wildcard = self._wildcard(name)
-        if wildcard is None:
+        wildcard = None if group is not None else self._wildcard(name)
+        candidates = group if group is not None else wildcard
+        if candidates is None:
             return None
-        deployment = self.pick(wildcard)
+        now = self.clock()
+        ready = [d for d in candidates if d.cooldown_until <= now]
+        if not ready:
+            raise CoolingDown(name, min(d.cooldown_until for d in candidates) - now)
+        untried = [d for d in ready if d.id not in exclude] or ready
+        deployment = self.pick(untried)
+        if group is not None:
+            return Route(name, deployment, deployment.model_template)
         return Route(name, deployment, deployment.upstream_model(name))
+
+    def record_failure(self, deployment: Deployment, retry_after: float | None) -> None:
+        """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down."""
+        if deployment.alone:
+            return  # as in LiteLLM: cooling the only deployment of a group would only turn errors into 503s
+        now = self.clock()
+        if now - deployment.failures_since > FAILURE_WINDOW:
+            deployment.failures, deployment.failures_since = 0, now
+        deployment.failures += 1
+        if retry_after is not None:
+            deployment.cooldown_until = max(deployment.cooldown_until, now + retry_after)
+        elif deployment.failures > self.allowed_fails:
+            deployment.cooldown_until = now + self.cooldown_time
+            deployment.failures = 0
+
+    def record_success(self, deployment: Deployment) -> None:
+        deployment.failures = 0
 
     def candidates(self, requested: str) -> list[tuple[Deployment, str]]:
         """Every deployment a request for this name could go to, with the model it would be sent."""
@@ -195,6 +258,15 @@ class Router:
     def knows(self, name: str) -> bool:
         name = self.aliases.get(name, name)
         return name in self.groups or self._wildcard(name) is not None
+
+
+def _fallback_map(entries: list[dict[str, list[str]]]) -> dict[str, list[str]]:
+    """LiteLLM writes fallbacks as a list of one-key maps: [{"gpt-4o": ["claude", "qwen"]}]."""
+    found: dict[str, list[str]] = {}
+    for entry in entries:
+        for group, targets in entry.items():
+            found.setdefault(group, []).extend(targets)
+    return found
 
 
 def matches_pattern(pattern: str, name: str) -> bool:
