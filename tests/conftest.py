@@ -116,3 +116,24 @@ async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
     await opened.start()
     yield opened
     await opened.close()
+
+
+@pytest.fixture(params=["local", "redis"])
+def shared_state(request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    """For contracts that hold in this process and in Redis alike: None, or Redis's (url, key prefix)."""
+    if request.param == "local":
+        return None
+    return str(request.getfixturevalue("redis_base")), str(request.getfixturevalue("redis_prefix"))
+
+
+@pytest.fixture
+async def redis_client(shared_state: tuple[str, str] | None) -> AsyncIterator[object | None]:
+    if shared_state is None:
+        yield None
+        return
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_pool(
+        redis.asyncio.BlockingConnectionPool.from_url(shared_state[0], max_connections=16))
+    yield client
+    await client.aclose()

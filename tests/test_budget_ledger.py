@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
 from datetime import datetime, timezone
 from typing import Any
 
@@ -17,24 +16,9 @@ from gateway.store.records import KeyRecord, TeamRecord
 from gateway.store.store import KEYS, TEAMS, Store
 
 
-@pytest.fixture(params=["local", "redis"])
-def backend(request: pytest.FixtureRequest) -> tuple[str, str] | None:
-    if request.param == "local":
-        return None
-    return str(request.getfixturevalue("redis_base")), str(request.getfixturevalue("redis_prefix"))
-
-
 @pytest.fixture
-async def ledger(backend: tuple[str, str] | None) -> AsyncIterator[Any]:
-    if backend is None:
-        yield LocalLedger()
-        return
-    import redis.asyncio
-
-    url, prefix = backend
-    client = redis.asyncio.Redis.from_pool(redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=16))
-    yield RedisLedger(client, prefix)
-    await client.aclose()
+def ledger(redis_client: Any, shared_state: tuple[str, str] | None) -> Any:
+    return LocalLedger() if shared_state is None else RedisLedger(redis_client, shared_state[1])
 
 
 def counter(name: str, limit: float, baseline: float = 0.0) -> Counter:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -29,24 +29,9 @@ class Clock:
         return self.now
 
 
-@pytest.fixture(params=["local", "redis"])
-def limiter_backend(request: pytest.FixtureRequest) -> tuple[str, str] | None:
-    if request.param == "local":
-        return None
-    return str(request.getfixturevalue("redis_base")), str(request.getfixturevalue("redis_prefix"))
-
-
 @pytest.fixture
-async def limiter(limiter_backend: tuple[str, str] | None) -> AsyncIterator[Any]:
-    if limiter_backend is None:
-        yield LocalLimiter()
-        return
-    import redis.asyncio
-
-    url, prefix = limiter_backend
-    client = redis.asyncio.Redis.from_pool(redis.asyncio.BlockingConnectionPool.from_url(url, max_connections=8))
-    yield RedisLimiter(client, prefix)
-    await client.aclose()
+def limiter(redis_client: Any, shared_state: tuple[str, str] | None) -> Any:
+    return LocalLimiter() if shared_state is None else RedisLimiter(redis_client, shared_state[1])
 
 
 async def test_a_bucket_empties_and_says_when_it_will_refill(limiter: Any) -> None:

@@ -90,18 +90,23 @@ class LocalLimiter:
             self.slots.get(name, {}).pop(token, None)
 
 
-TAKE = """
+# Shared by the bucket scripts: Redis's clock, and a bucket's level refilled up to now.
+LEVEL = """
 local t = redis.call('TIME')
 local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+local function level_of(key, capacity)
+  local state = redis.call('HMGET', key, 'level', 'at')
+  if not state[1] then return capacity end
+  return math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * capacity / 60)
+end
+"""
+
+TAKE = LEVEL + """
 local amount = tonumber(ARGV[1])
 local levels = {}
 for i, key in ipairs(KEYS) do
   local capacity = tonumber(ARGV[i + 1])
-  local state = redis.call('HMGET', key, 'level', 'at')
-  local level = capacity
-  if state[1] then
-    level = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * capacity / 60)
-  end
+  local level = level_of(key, capacity)
   if level < amount then
     local wait = 60
     if capacity > 0 then wait = (amount - level) * 60 / capacity end
@@ -118,17 +123,11 @@ for i = 1, #KEYS do table.insert(left, tostring(levels[i] - amount)) end
 return left
 """
 
-GIVE = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) + tonumber(t[2]) / 1000000
+GIVE = LEVEL + """
 local amount = tonumber(ARGV[1])
 for i, key in ipairs(KEYS) do
   local capacity = tonumber(ARGV[i + 1])
-  local state = redis.call('HMGET', key, 'level', 'at')
-  local level = capacity
-  if state[1] then
-    level = math.min(capacity, tonumber(state[1]) + (now - tonumber(state[2])) * capacity / 60)
-  end
+  local level = level_of(key, capacity)
   redis.call('HSET', key, 'level', tostring(math.min(capacity, level + amount)), 'at', tostring(now))
   redis.call('EXPIRE', key, 120)
 end
