@@ -175,6 +175,19 @@ class UsageStripper:
         return rest
 
 
+def reserved_tokens(body: dict[str, Any], state: dict[str, Any]) -> tuple[int, int]:
+    """Prompt tokens at four bytes a token rounded up, and the answer's max_tokens (0 if unset): what
+    limits and budgets reserve before the answer is known. Kept in `state` so it is worked out once."""
+    found: tuple[int, int] | None = state.get("reserved_tokens")
+    if found is None:
+        source = body.get("messages") or body.get("prompt") or body.get("input") or ""
+        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        found = (len(orjson.dumps(source)) // CHARS_PER_TOKEN + 1,
+                 asked if isinstance(asked, int) and asked > 0 else 0)
+        state["reserved_tokens"] = found
+    return found
+
+
 def estimate(body: dict[str, Any], completion_chars: int) -> Usage:
     """About four characters a token, when the upstream says nothing."""
     source = body.get("messages") or body.get("prompt") or body.get("input") or ""

@@ -11,7 +11,6 @@ import asyncio
 import logging
 from typing import Any
 
-import orjson
 from aiohttp import web
 
 from gateway.budget.counters import counters_for
@@ -20,7 +19,7 @@ from gateway.context import Ctx
 from gateway.errors import ApiError
 from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
-from gateway.usage import CHARS_PER_TOKEN
+from gateway.usage import reserved_tokens
 
 log = logging.getLogger("gateway.budget")
 
@@ -78,15 +77,12 @@ class Budget(Plugin):
     def estimate(self, ctx: Ctx, model: str) -> float:
         """An upper bound on what the answer may cost: the priciest deployment it may go to, the
         prompt at four bytes a token, and the answer's max_tokens (or the configured default)."""
-        body = ctx.body or {}
-        prompt = body.get("messages") or body.get("prompt") or body.get("input") or ""
-        prompt_tokens = len(orjson.dumps(prompt)) // CHARS_PER_TOKEN + 1
-        asked = body.get("max_completion_tokens") or body.get("max_tokens")
+        prompt_tokens, asked = reserved_tokens(ctx.body or {}, ctx.state)
         highest = 0.0
         for deployment, upstream_model in self.router.candidates(model):
             price = self.pricing.price(deployment, upstream_model)
             limit = deployment.entry.model_info.get("max_output_tokens")
-            output = asked if isinstance(asked, int) and asked > 0 else (
+            output = asked or (
                 limit if isinstance(limit, int) and limit > 0 else self.reserve_output_tokens)
             if ctx.endpoint == "embeddings":
                 output = 0

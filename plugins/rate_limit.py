@@ -14,7 +14,6 @@ import math
 from typing import Any
 
 import msgspec
-import orjson
 from aiohttp import web
 
 from gateway.context import Ctx
@@ -22,7 +21,7 @@ from gateway.errors import ApiError
 from gateway.limits.buckets import Bucket, LocalLimiter, Short
 from gateway.plugin import Plugin
 from gateway.services import Services
-from gateway.usage import CHARS_PER_TOKEN
+from gateway.usage import reserved_tokens
 
 log = logging.getLogger("gateway.rate_limit")
 
@@ -147,10 +146,8 @@ class RateLimit(Plugin):
 
     @staticmethod
     def estimate(ctx: Ctx) -> float:
-        body = ctx.body or {}
-        prompt = body.get("messages") or body.get("prompt") or body.get("input") or ""
-        asked = body.get("max_completion_tokens") or body.get("max_tokens")
-        return float(len(orjson.dumps(prompt)) // CHARS_PER_TOKEN + 1 + (asked if isinstance(asked, int) else 0))
+        prompt_tokens, asked = reserved_tokens(ctx.body or {}, ctx.state)
+        return float(prompt_tokens + asked)
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         extra = ctx.state.get("rate_limit_headers")

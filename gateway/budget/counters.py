@@ -70,12 +70,10 @@ def counters_for(caller: Caller | None, model: str, proxy_budget: float | None, 
             limit, period = per_model
             end = aligned_period(period, now)
             found.append(Counter(f"keymodel:{key.token}:{model}:{end or 'all'}", limit, 0.0, end))
-    if caller is not None and caller.team is not None:
-        team = caller.team
-        found.append(_record_counter("team", team.team_id, team.max_budget, team.spend, team.budget_reset_at,
-                                     team.budget_duration, now))
-    if caller is not None and caller.user is not None:
-        user = caller.user
-        found.append(_record_counter("user", user.user_id, user.max_budget, user.spend, user.budget_reset_at,
-                                     user.budget_duration, now))
+    if caller is not None:
+        for kind, ref, record in (("team", caller.team.team_id if caller.team else "", caller.team),
+                                  ("user", caller.user.user_id if caller.user else "", caller.user)):
+            if record is not None:
+                found.append(_record_counter(kind, ref, record.max_budget, record.spend, record.budget_reset_at,
+                                             record.budget_duration, now))
     return [c for c in found if c is not None]

@@ -15,7 +15,20 @@ class Record(msgspec.Struct, kw_only=True):
     updated_at: float = 0.0
 
 
-class KeyRecord(Record):
+class Limited(Record, kw_only=True):
+    """Budget and rate limits, which keys, users and teams all carry."""
+
+    max_budget: float | None = None
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    max_parallel_requests: int | None = None
+    metadata: dict[str, Any] = {}
+    spend: float = 0.0
+
+
+class KeyRecord(Limited, kw_only=True):
     token: str  # SHA-256 of the raw key, hex; the raw key is never stored
     key_name: str  # "sk-...abcd": enough to recognise a key, not to use it
     key_alias: str | None = None
@@ -23,39 +36,23 @@ class KeyRecord(Record):
     team_id: str | None = None
     models: list[str] = []
     aliases: dict[str, str] = {}
-    max_budget: float | None = None
     soft_budget: float | None = None
-    budget_duration: str | None = None
-    budget_reset_at: float | None = None
     expires: float | None = None
-    metadata: dict[str, Any] = {}
     tags: list[str] = []
-    tpm_limit: int | None = None
-    rpm_limit: int | None = None
-    max_parallel_requests: int | None = None
     model_max_budget: dict[str, Any] = {}
     model_rpm_limit: dict[str, int] = {}
     model_tpm_limit: dict[str, int] = {}
     blocked: bool = False
-    spend: float = 0.0
     created_by: str | None = None
 
 
-class UserRecord(Record):
+class UserRecord(Limited, kw_only=True):
     user_id: str
     user_alias: str | None = None
     user_email: str | None = None
     user_role: str = "internal_user"
     teams: list[str] = []
     models: list[str] = []
-    max_budget: float | None = None
-    budget_duration: str | None = None
-    budget_reset_at: float | None = None
-    tpm_limit: int | None = None
-    rpm_limit: int | None = None
-    max_parallel_requests: int | None = None
-    metadata: dict[str, Any] = {}
-    spend: float = 0.0
 
 
 class TeamMember(msgspec.Struct, kw_only=True):
@@ -64,18 +61,10 @@ class TeamMember(msgspec.Struct, kw_only=True):
     user_email: str | None = None
 
 
-class TeamRecord(Record):
+class TeamRecord(Limited, kw_only=True):
     team_id: str
     team_alias: str | None = None
     models: list[str] = []
     members_with_roles: list[TeamMember] = []
-    max_budget: float | None = None
-    budget_duration: str | None = None
-    budget_reset_at: float | None = None
-    tpm_limit: int | None = None
-    rpm_limit: int | None = None
-    max_parallel_requests: int | None = None
-    metadata: dict[str, Any] = {}
     blocked: bool = False
-    spend: float = 0.0
     from_config: bool = False  # declared under `teams:` in config.yaml; the file wins at each start
