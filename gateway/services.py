@@ -20,7 +20,7 @@ from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
 from gateway.store.database import open_database
 from gateway.store.records import TeamRecord
-from gateway.store.store import TEAMS, Store
+from gateway.store.store import TEAMS, Conflict, Store
 
 log = logging.getLogger("gateway")
 
@@ -139,6 +139,10 @@ async def sync_config_teams(config: Config, store: Store) -> None:
         existing = await store.get(TEAMS, team.team_id)
         if existing is None:
             reset = durations.add(now, team.budget_duration) if team.budget_duration else None
-            await store.insert(TEAMS, TeamRecord(team_id=team.team_id, budget_reset_at=reset, **fields))
-        elif any(getattr(existing, k) != v for k, v in fields.items()):
+            try:
+                await store.insert(TEAMS, TeamRecord(team_id=team.team_id, budget_reset_at=reset, **fields))
+                continue
+            except Conflict:  # another worker or instance starting with the same file made it first
+                existing = await store.get(TEAMS, team.team_id)
+        if existing is not None and any(getattr(existing, k) != v for k, v in fields.items()):
             await store.update(TEAMS, team.team_id, fields)

@@ -4,13 +4,20 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import json
+import urllib.request
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
 
+from gateway.config import parse_config
+from gateway.services import sync_config_teams
+from gateway.store.database import open_database
+from gateway.store.store import TEAMS, Store
 from tests.harness import Gateway
 
 MASTER = "sk-master-users-teams"
@@ -670,3 +677,42 @@ async def test_bad_queries_are_400(api: Api) -> None:
     error(status, body, 400)
     status, body = await api.get("/user/info", user_id=HUGE)
     error(status, body, 404)
+
+
+# --- several processes starting on one fresh store ---------------------------------------------------------
+
+CONFIG_TEAMS = [{"team_id": f"start-{i}", "team_alias": f"Start {i}", "max_budget": i + 1} for i in range(3)]
+
+
+async def test_instances_starting_together_each_write_the_config_teams(database_url: str, tmp_path: Path) -> None:
+    """Every instance reads, misses and inserts the config's teams at start; the loser of that race must
+    take the winner's row rather than die on the unique id."""
+    config = parse_config({"model_list": [], "teams": CONFIG_TEAMS})
+    stores = [Store(await open_database(database_url, str(tmp_path / "unused.db"))) for _ in range(4)]
+    for store in stores:
+        await store.start()
+    try:
+        await asyncio.gather(*(sync_config_teams(config, store) for store in stores))
+        teams, total = await stores[0].find(TEAMS, {})
+        assert total == 3
+        assert {(t.team_id, t.max_budget, t.from_config) for t in teams} == {
+            ("start-0", 1, True), ("start-1", 2, True), ("start-2", 3, True)}
+    finally:
+        for store in stores:
+            await store.close()
+
+
+def test_workers_on_a_fresh_file_all_start_and_list_each_team_once() -> None:
+    config = copy.deepcopy(CONFIG)
+    config["teams"] = CONFIG_TEAMS
+    for attempt in range(3):  # a new file each time: the race is at the very first start
+        gw = Gateway(config, "--workers", "4", env={"DATABASE_URL": "", "LITELLM_MASTER_KEY": ""})
+        try:
+            gw.start()
+            request = urllib.request.Request(f"{gw.url}/team/list", headers={"Authorization": f"Bearer {MASTER}"})
+            with urllib.request.urlopen(request, timeout=5) as response:
+                listed = json.loads(response.read())
+            assert sorted(t["team_id"] for t in listed if t["team_id"].startswith("start-")) == [
+                "start-0", "start-1", "start-2"], attempt
+        finally:
+            assert gw.stop() == 0, gw.log()
