@@ -13,6 +13,8 @@ import sys
 import time
 from typing import TYPE_CHECKING, TextIO
 
+import orjson
+
 if TYPE_CHECKING:
     from gateway.context import Ctx
 
@@ -22,10 +24,11 @@ LOGGER = logging.getLogger("gateway.access")
 
 
 class AccessLog:
-    __slots__ = ("source", "stream", "lines", "timer", "stamp_second", "stamp")
+    __slots__ = ("source", "stream", "lines", "timer", "stamp_second", "stamp", "json")
 
-    def __init__(self, source: str = "gateway.access", stream: TextIO | None = None) -> None:
+    def __init__(self, source: str = "gateway.access", stream: TextIO | None = None, json: bool = False) -> None:
         self.source = source
+        self.json = json
         self.stream = stream or sys.stderr
         self.lines: list[str] = []
         self.timer: asyncio.TimerHandle | None = None
@@ -37,6 +40,11 @@ class AccessLog:
         return LOGGER.isEnabledFor(logging.INFO)
 
     def record(self, ctx: Ctx) -> None:
+        if self.json:
+            self.lines.append(self._json_line(ctx))
+            if self.timer is None:
+                self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+            return
         now = time.time()
         second = int(now)
         if second != self.stamp_second:
@@ -54,6 +62,35 @@ class AccessLog:
         self.lines.append(line + "\n")
         if self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
+    def _json_line(self, ctx: Ctx) -> str:
+        now = time.time()
+        deployment = ctx.deployment
+        caller = ctx.caller
+        key = caller.key if caller is not None else None
+        usage = ctx.usage
+        entry = {
+            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "level": "INFO", "logger": self.source, "message": "request",
+            "request_id": ctx.request_id, "method": ctx.request.method, "path": ctx.request.path,
+            "status": ctx.status, "model": ctx.requested_model, "model_group": ctx.model_group,
+            "deployment": deployment.id if deployment is not None else None,
+            "api_base": deployment.api_base.split("?")[0] or None if deployment is not None else None,
+            "stream": ctx.stream,
+            "latency_ms": round(ctx.elapsed_ms(), 3),
+            "ttft_ms": round((ctx.first_byte_at - ctx.started) * 1000, 3) if ctx.first_byte_at is not None else None,
+            "prompt_tokens": usage.prompt_tokens if usage is not None else None,
+            "completion_tokens": usage.completion_tokens if usage is not None else None,
+            "total_tokens": usage.total_tokens if usage is not None else None,
+            "cost": ctx.cost,
+            "client_ip": ctx.client_ip,
+            "key": caller.label if caller is not None else None,
+            "key_alias": key.key_alias if key is not None else None,
+            "user": key.user_id if key is not None else None,
+            "team": key.team_id if key is not None else None,
+            "error": ctx.error.message if ctx.error is not None else None,
+        }
+        return orjson.dumps(entry).decode() + "\n"
 
     def flush(self) -> None:
         self.timer = None

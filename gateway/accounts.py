@@ -16,6 +16,7 @@ import secrets
 import time
 from typing import Any, Awaitable, Callable, Generic, TypeVar
 
+from gateway.background import Background
 from gateway.store.records import KeyRecord, TeamRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Store
 
@@ -99,7 +100,7 @@ class Accounts:
         self.poll_interval = poll_interval
         self.redis = redis
         self.channel = channel
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._publishing = Background()
         self._listener: asyncio.Task[None] | None = None
         self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic)
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
@@ -115,7 +116,7 @@ class Accounts:
             self._listener = asyncio.create_task(self._listen(), name="accounts-change-listener")
 
     async def close(self) -> None:
-        tasks = [t for t in (self._poller, self._listener, *self._tasks) if t is not None]
+        tasks = [t for t in (self._poller, self._listener, *self._publishing.tasks) if t is not None]
         for task in tasks:
             task.cancel()
         if tasks:
@@ -125,9 +126,7 @@ class Accounts:
         """This instance changed a record: forget it here, and tell the others."""
         self._drop(kind, ref)
         if self.redis is not None:
-            task = asyncio.ensure_future(self._publish(f"{kind}:{ref}"))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._publishing.spawn(self._publish(f"{kind}:{ref}"))
 
     def _drop(self, kind: str, ref: str) -> None:
         cache = self._caches.get(kind)

@@ -6,7 +6,6 @@ import asyncio
 from typing import Any
 import logging
 import os
-import aiohttp
 from aiohttp import web
 
 from gateway.access_log import AccessLog
@@ -19,14 +18,16 @@ from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
 from gateway.services import Services, open_services
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
-from gateway.proxy import MAX_REQUEST_MB, InFlight, ProxyEndpoint
+from gateway.limits.deployments import DeploymentLimits
+from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
+from gateway.upstreams import Pools
 
 log = logging.getLogger("gateway")
 
 CONFIG = web.AppKey("config", Config)
 ROUTER = web.AppKey("router", Router)
-SESSION = web.AppKey("session", aiohttp.ClientSession)
+POOLS = web.AppKey("pools", Pools)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
 CHAIN = web.AppKey("chain", Chain)
 
@@ -69,24 +70,22 @@ async def openai_errors(request: web.Request, handler: web.Handler) -> web.Strea
 
 
 async def build_app(config: Config, access_source: str = "gateway.access") -> web.Application:
-    """Called inside the running loop, since the upstream session belongs to it."""
+    """Called inside the running loop, since the upstream sessions belong to it."""
     max_mb = config.general_settings.max_request_size_mb or DEFAULT_MAX_REQUEST_MB
     app = web.Application(middlewares=[openai_errors], client_max_size=int(max_mb * 1024 * 1024))
     router = Router(config)
-    # One pool per process; bytes pass through as the upstream sent them.
-    connector = aiohttp.TCPConnector(limit=0, ttl_dns_cache=300, enable_cleanup_closed=True)
-    session = aiohttp.ClientSession(connector=connector, auto_decompress=False)
+    pools = Pools(config, router)
     app[CONFIG] = config
     app[MAX_REQUEST_MB] = max_mb
     app[ROUTER] = router
-    app[SESSION] = session
+    app[POOLS] = pools
     services = await open_services(config, router)
     app[SERVICES] = services
     try:
-        app[CHAIN] = build_chain(config.gateway_settings.plugins, services)
+        app[CHAIN] = build_chain(config, services)
     except BaseException:
         await services.close()
-        await session.close()
+        await pools.close()
         raise
     app[READINESS] = [_database_check(services)]
     if services.redis is not None:
@@ -99,7 +98,7 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
 async def _close(app: web.Application) -> None:
     await app[CHAIN].close()
     await app[SERVICES].close()
-    await app[SESSION].close()
+    await app[POOLS].close()
 
 
 async def _close_access_log(access_log: AccessLog) -> None:
@@ -131,20 +130,21 @@ def _database_check(services: Services) -> ReadinessCheck:
 def _add_routes(app: web.Application, access_source: str) -> None:
     config = app[CONFIG]
     router = app[ROUTER]
-    session = app[SESSION]
     settings = config.gateway_settings
     trusted = parse_networks(settings.trusted_proxies)
-    access_log = AccessLog(access_source) if AccessLog.enabled() else None
+    access_log = AccessLog(access_source, json=bool(config.litellm_settings.json_logs)) \
+        if AccessLog.enabled() else None
     pricing = app[SERVICES].pricing
-    in_flight = InFlight(settings.max_in_flight)
+    in_flight = app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
-    info = InfoRoutes(router, session, app[READINESS], settings.health_check_timeout,
+    deployment_limits = DeploymentLimits(app[SERVICES].limiter, router)
+    info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
                       config.litellm_settings.success_callback, app[SERVICES].authenticator)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
-            handler = ProxyEndpoint(endpoint, router, session, app[CHAIN], trusted, settings.tracking_header_prefix,
-                                    access_log, pricing, in_flight)
+            handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
+                                    settings.tracking_header_prefix, access_log, pricing, in_flight)
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
@@ -161,3 +161,5 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         users.add_routes(app, prefix)
         teams.add_routes(app, prefix)
         spend.add_routes(app, prefix)
+        for plugin in app[CHAIN].plugins:
+            plugin.add_routes(app, prefix)

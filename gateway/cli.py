@@ -6,19 +6,25 @@ import argparse
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import sys
+import tempfile
 import time
 from multiprocessing.connection import wait
 from types import FrameType
 
+from gateway import logs
 from gateway.config import Config, ConfigError, load_config
+from gateway.logs import json_logs_from_environment
+from gateway.metrics.shared import DIRECTORY_VARIABLE
 from gateway.plugin_loader import check_plugins
 from gateway.router import Router
 
 log = logging.getLogger("gateway")
 
 RESPAWN_WINDOW = 5.0
+CONFIG_ERROR = 2  # the exit code of a start refused for its config
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -30,19 +36,30 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, default=1, help="processes sharing the port (SO_REUSEPORT)")
     parser.add_argument("--log-level", default=os.environ.get("LOG_LEVEL", "info"),
                         choices=["debug", "info", "warning", "error"])
+    parser.add_argument("--json-logs", action="store_true", default=json_logs_from_environment(),
+                        help="one JSON object per log line, access log included (also $JSON_LOGS, or "
+                             "litellm_settings.json_logs)")
     return parser.parse_args(argv)
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logs.setup(args.log_level, args.json_logs)
     config = checked_config(args.config)
     if config is None:
-        return 2
+        return CONFIG_ERROR
+    if config.litellm_settings.json_logs and not args.json_logs:
+        args.json_logs = True
+        logs.setup(args.log_level, json=True)
+    config.litellm_settings.json_logs = args.json_logs
     if args.workers <= 1:
         from gateway.server import run
 
-        run(config, args.host, args.port, reuse_port=False)
+        try:
+            run(config, args.host, args.port, reuse_port=False)
+        except ConfigError as exc:  # found only once built, e.g. a plugin's settings or its environment
+            print(f"gateway: config error: {exc}", file=sys.stderr)
+            return CONFIG_ERROR
         return 0
     return supervise(args)
 
@@ -53,7 +70,7 @@ def checked_config(path: str) -> Config | None:
     try:
         config = load_config(path, warnings)
         Router(config)
-        check_plugins(config.gateway_settings.plugins)
+        check_plugins(config, warnings)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return None
@@ -63,12 +80,17 @@ def checked_config(path: str) -> Config | None:
 
 
 def _worker(args: argparse.Namespace) -> None:
-    logging.basicConfig(level=args.log_level.upper(),
-                        format=f"%(asctime)s %(levelname)s %(name)s[{os.getpid()}]: %(message)s")
+    logs.setup(args.log_level, args.json_logs, pid=True)
     from gateway.server import run
 
     # The config was checked by the parent; workers load it again rather than unpickle it.
-    run(load_config(args.config), args.host, args.port, reuse_port=True, worker=True)
+    config = load_config(args.config)
+    config.litellm_settings.json_logs = args.json_logs
+    try:
+        run(config, args.host, args.port, reuse_port=True, worker=True)
+    except ConfigError as exc:  # found only once built, e.g. a plugin's settings or its environment
+        print(f"gateway: config error: {exc}", file=sys.stderr)
+        sys.exit(CONFIG_ERROR)
 
 
 def supervise(args: argparse.Namespace) -> int:
@@ -90,6 +112,10 @@ def supervise(args: argparse.Namespace) -> int:
         return process
 
     started: dict[int, float] = {}
+    own_metrics_dir = None
+    if not os.environ.get(DIRECTORY_VARIABLE):
+        # Where workers leave their metrics for whichever of them answers /metrics.
+        own_metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="gateway-metrics-")
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     workers = [start() for _ in range(args.workers)]
@@ -101,6 +127,10 @@ def supervise(args: argparse.Namespace) -> int:
             lived = time.monotonic() - started.pop(process.sentinel, 0.0)
             if stopping:
                 continue
+            if process.exitcode == CONFIG_ERROR:
+                exit_code = CONFIG_ERROR  # it said why; the others will say the same
+                on_signal(signal.SIGTERM, None)
+                continue
             if process.exitcode != 0 and lived < RESPAWN_WINDOW:
                 log.error("worker %s exited with %s right after start; stopping", process.pid, process.exitcode)
                 exit_code = 1
@@ -108,4 +138,6 @@ def supervise(args: argparse.Namespace) -> int:
                 continue
             log.warning("worker %s exited with %s; starting a new one", process.pid, process.exitcode)
             workers.append(start())
+    if own_metrics_dir is not None:
+        shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return exit_code

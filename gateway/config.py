@@ -40,6 +40,7 @@ class LiteLLMParams(Struct):
     weight: float | None = None
     max_retries: int | None = None
     max_parallel_requests: int | None = None
+    ssl_verify: bool | str | None = None
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     mock_response: str | None = None
@@ -75,6 +76,7 @@ class RouterSettings(Struct):
     context_window_fallbacks: list[dict[str, list[str]]] = []
     content_policy_fallbacks: list[dict[str, list[str]]] = []
     enable_pre_call_checks: bool | None = None
+    default_max_parallel_requests: int | None = None
     redis_host: str | None = None
     redis_port: int | None = None
     redis_password: str | None = None
@@ -104,6 +106,8 @@ class LiteLLMSettings(Struct):
     set_verbose: bool | None = None
     json_logs: bool | None = None
     turn_off_message_logging: bool | None = None
+    ssl_verify: bool | str | None = None
+    require_auth_for_metrics_endpoint: bool | None = None
     default_key_generate_params: dict[str, Any] = {}
     upperbound_key_generate_params: dict[str, Any] = {}
 
@@ -160,6 +164,8 @@ class GatewaySettings(Struct):
     tracking_header_prefix: str = "x-litellm-"
     drain_timeout: float = 30.0
     connect_timeout: float = 10.0
+    # How long an idle upstream connection is kept for the next request.
+    upstream_keepalive_timeout: float = 15.0
     health_check_timeout: float = 10.0
 
 

@@ -23,6 +23,7 @@ class Ctx:
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller", "state", "usage", "cost", "started_wall",
+        "output", "sent_at",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
@@ -40,6 +41,7 @@ class Ctx:
         self.error: ApiError | None = None
         self.started = time.perf_counter()
         self.started_wall = time.time()
+        self.sent_at: float | None = None  # the last attempt's request left for the upstream
         self.upstream_headers_at: float | None = None
         self.first_byte_at: float | None = None
         self.ended: float | None = None
@@ -50,6 +52,7 @@ class Ctx:
         self.state: dict[str, Any] = {}  # per-request notes plugins leave for their later phases
         self.usage: Usage | None = None
         self.cost = 0.0
+        self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
 
     @property
     def client_ip(self) -> str:

@@ -37,11 +37,10 @@ def _model_card(name: str) -> dict[str, Any]:
 class InfoRoutes:
     """/v1/models lists what the caller's key may use; /model/info and /health need a valid key too."""
 
-    def __init__(self, router: Router, session: aiohttp.ClientSession, readiness: list[ReadinessCheck],
-                 health_timeout: float, callbacks: list[str], authenticator: Authenticator) -> None:
+    def __init__(self, router: Router, readiness: list[ReadinessCheck], health_timeout: float,
+                 callbacks: list[str], authenticator: Authenticator) -> None:
         self.authenticator = authenticator
         self.router = router
-        self.session = session
         self.readiness = readiness
         self.health_timeout = health_timeout
         self.callbacks = callbacks
@@ -133,7 +132,7 @@ class InfoRoutes:
         timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         headers = deployment.headers
         if deployment.is_wildcard:
-            return self.session.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout)
+            return deployment.session.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout)
         model = deployment.model_template
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
@@ -142,7 +141,7 @@ class InfoRoutes:
         else:
             path, body = "chat/completions", {"model": model, "max_tokens": 1,
                                               "messages": [{"role": "user", "content": "ping"}]}
-        return self.session.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
+        return deployment.session.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
                                  timeout=timeout)
 
 

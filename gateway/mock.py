@@ -53,34 +53,38 @@ def prompt_tokens(body: dict[str, Any]) -> int:
 
 
 async def respond(request: web.Request, deployment: Deployment, endpoint: str, body: dict[str, Any],
-                  model: str, finish: Callable[[Usage], None],
+                  model: str, finish: Callable[[Usage, bytes], None],
                   headers: Callable[[], dict[str, str]]) -> web.StreamResponse:
-    """`finish` gets the usage before the answer's last bytes; `headers` is asked for after that."""
+    """`finish` gets the usage and the answer before its last bytes; `headers` is asked for after that."""
     if endpoint == "embeddings":
         payload = _embeddings(body, model)
-        finish(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]))
-        return _json(payload, headers())
+        encoded = orjson.dumps(payload)
+        finish(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]), encoded)
+        return _json(encoded, headers())
     text = answer_text(deployment, body)
     usage = _usage(prompt_tokens(body), tokens(text) if text else 0)
     chat = endpoint == "chat/completions"
     if not body.get("stream"):
-        finish(Usage(**usage))
-        return _json(_chat(text, model, usage) if chat else _completion(text, model, usage), headers())
+        encoded = orjson.dumps(_chat(text, model, usage) if chat else _completion(text, model, usage))
+        finish(Usage(**usage), encoded)
+        return _json(encoded, headers())
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
     response = web.StreamResponse(headers={**headers(), "Content-Type": "text/event-stream",
                                            "Cache-Control": "no-cache"})
     await response.prepare(request)
+    sent = []
     for event in _events(text, model, usage, chat, include_usage):
-        await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
-    finish(Usage(**usage))
+        sent.append(b"data: " + orjson.dumps(event) + b"\n\n")
+        await response.write(sent[-1])
+    finish(Usage(**usage), b"".join(sent))
     await response.write(b"data: [DONE]\n\n")
     await response.write_eof()
     return response
 
 
-def _json(payload: dict[str, Any], headers: dict[str, str]) -> web.Response:
-    return web.Response(body=orjson.dumps(payload), content_type="application/json", headers=headers)
+def _json(encoded: bytes, headers: dict[str, str]) -> web.Response:
+    return web.Response(body=encoded, content_type="application/json", headers=headers)
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -33,6 +33,9 @@ class Plugin:
     # True when the plugin reads ctx.usage / ctx.cost: only then does the gateway read usage
     # from answers (and ask streaming upstreams for it).
     needs_usage: ClassVar[bool] = False
+    # True when the plugin reads ctx.output: only then does the gateway keep a copy of the answer
+    # (the JSON body, or the stream's bytes up to MAX_OUTPUT_BYTES).
+    needs_output: ClassVar[bool] = False
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         """Return a response (or raise ApiError) to answer now; None to continue."""
@@ -47,6 +50,9 @@ class Plugin:
 
     def on_complete(self, ctx: Ctx) -> None:
         """Account for the request. Never blocks: hand I/O to a queue or task of your own."""
+
+    def add_routes(self, app: web.Application, prefix: str) -> None:
+        """Serve routes of the plugin's own (e.g. /metrics); called once per path prefix."""
 
     async def close(self) -> None:
         """Release what the plugin holds; called once at shutdown."""
@@ -63,7 +69,8 @@ def _overrides(plugin: Plugin, phase: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("plugins", "requesting", "heading", "finishing", "completing", "positions", "needs_usage")
+    __slots__ = ("plugins", "requesting", "heading", "finishing", "completing", "positions", "needs_usage",
+                 "needs_output")
 
     def __init__(self, plugins: list[Plugin]) -> None:
         self.plugins = plugins
@@ -72,6 +79,7 @@ class Chain:
         self.heading = [p for p in reversed(plugins) if _overrides(p, "on_response_headers")]
         self.finishing = [p for p in reversed(plugins) if _overrides(p, "on_finish")]
         self.needs_usage = any(p.needs_usage for p in plugins)
+        self.needs_output = any(p.needs_output for p in plugins)
         self.completing = [p for p in reversed(plugins) if _overrides(p, "on_complete")]
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:

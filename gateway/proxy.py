@@ -24,14 +24,15 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 from multidict import CIMultiDictProxy
 
-from gateway import __version__, mock
+from gateway import __version__, mock, timeouts
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error
+from gateway.limits.deployments import Admission, DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
-from gateway.router import CoolingDown, Route, Router
-from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body
+from gateway.router import MIN_LIMITED, CoolingDown, Route, Router
+from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body, reserved_tokens
 
 log = logging.getLogger("gateway")
 
@@ -42,7 +43,10 @@ SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache",
 # upstream said is relayed under `llm_provider-`, as LiteLLM does.
 NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
                          "date", "server", "content-type", "set-cookie", "alt-svc", "via"})
+# What a plugin that needs_output gets of a long stream: enough for any chat answer a log would keep.
+MAX_OUTPUT_BYTES = 1 << 20
 REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
+ADMISSION = "deployment_admission"  # ctx.state: what the request holds of a deployment's rpm/tpm
 
 
 class InFlight:
@@ -55,15 +59,17 @@ class InFlight:
         self.limit = limit
 
 
+IN_FLIGHT = web.AppKey("in_flight", InFlight)
+
 OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_unavailable", None, "503",
                       headers={"retry-after": "1"})
 
 
 class ProxyEndpoint:
-    __slots__ = ("endpoint", "router", "session", "chain", "trusted", "header_prefix", "access_log", "pricing",
-                 "in_flight")
+    __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
+                 "in_flight", "needs_usage")
 
-    def __init__(self, endpoint: str, router: Router, session: aiohttp.ClientSession, chain: Chain,
+    def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
                  pricing: Pricing, in_flight: InFlight) -> None:
         self.in_flight = in_flight
@@ -71,8 +77,10 @@ class ProxyEndpoint:
         self.pricing = pricing
         self.endpoint = endpoint
         self.router = router
-        self.session = session
+        self.limits = limits
         self.chain = chain
+        # A deployment's tpm is settled with real usage, so usage is read for it as for the plugins.
+        self.needs_usage = chain.needs_usage or any(d.tpm is not None for d in router.deployments)
         self.trusted = trusted
         self.header_prefix = header_prefix
 
@@ -118,6 +126,9 @@ class ProxyEndpoint:
 
     def _complete(self, ctx: Ctx) -> None:
         ctx.ended = time.perf_counter()
+        if ctx.deployment is not None and ctx.deployment.limits is not None:
+            # Usage unknown (the client left mid-answer): the estimate stands.
+            self._settle(ctx, float(ctx.usage.total_tokens) if ctx.usage is not None else None)
         self.chain.on_complete(ctx)
         if self.access_log is not None:
             self.access_log.record(ctx)
@@ -125,36 +136,90 @@ class ProxyEndpoint:
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body = await read_json(ctx.request)
         check_body(self.endpoint, body)
+        asked = timeouts.asked(ctx.request.headers, body)
         ctx.requested_model = body["model"]
         answer = await self.chain.on_request(ctx)
         if answer is not None:
             return answer
-        requested = ctx.requested_model  # a plugin may have rewritten it (aliases)
-        try:
-            route = self.router.resolve(requested)
-        except CoolingDown as exc:
-            wait = max(1, math.ceil(exc.retry_after))
-            raise ApiError(self.router.cooldown_status, f"No deployments available for model {exc.group!r}: "
-                           f"all are cooling down after failures. Retry after {wait}s.",
-                           "rate_limit_error" if self.router.cooldown_status == 429 else "service_unavailable",
-                           headers={"retry-after": str(wait)}) from None
-        if route is None:
-            raise model_not_found(requested, self.endpoint)
+        route = await self._first_route(ctx, ctx.requested_model)  # a plugin may have rewritten the model
         deployment = ctx.deployment = route.deployment
         ctx.model_group = route.group
         ctx.upstream_model = route.upstream_model
         stream = ctx.stream = body.get("stream") is True
         if deployment.provider.is_mock:
             return await mock.respond(ctx.request, deployment, self.endpoint, body, route.upstream_model,
-                                      lambda usage: self._finish(ctx, usage), lambda: self._headers(ctx))
+                                      lambda usage, output: self._finish(ctx, usage, output),
+                                      lambda: self._headers(ctx))
 
-        strip_usage = stream and self.chain.needs_usage and not _asked_for_usage(body)
+        strip_usage = stream and self.needs_usage and not _asked_for_usage(body)
         if strip_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return await self._forward_with_retries(ctx, route, body, stream, strip_usage)
+        return await self._forward_with_retries(ctx, route, body, stream, strip_usage, asked)
+
+    async def _first_route(self, ctx: Ctx, requested: str) -> Route:
+        """A deployment of the group; when none is available, one of the group's fallbacks."""
+        try:
+            route = await self._route(ctx, requested)
+        except CoolingDown as exc:
+            for target in self.router.fallbacks.get(exc.group, ()):
+                try:
+                    route = await self._route(ctx, target)
+                except CoolingDown:
+                    continue
+                if route is not None:
+                    return route
+            raise self._unavailable(exc) from None
+        if route is None:
+            raise model_not_found(requested, self.endpoint)
+        return route
+
+    async def _route(self, ctx: Ctx, group: str, tried: set[str] | frozenset[str] = frozenset()) -> Route | None:
+        """router.resolve, and, for a deployment with rpm/tpm, its share taken: one that is full is
+        passed over (the router learns it) for the next. Costs nothing for deployments without."""
+        router = self.router
+        for _ in range(len(router.deployments) + 1):
+            route = router.resolve(group, tried)
+            if route is None or route.deployment.limits is None:
+                return route
+            prompt_tokens, max_tokens = reserved_tokens(ctx.body or {}, ctx.state)
+            admission = await self.limits.admit(route.deployment, float(prompt_tokens + max_tokens))
+            if admission is not None:
+                ctx.state[ADMISSION] = admission
+                return route
+        # Each full deployment is left out for a while; only a very slow limiter gets here.
+        raise CoolingDown(group, MIN_LIMITED, at_limit=True)
+
+    def _settle(self, ctx: Ctx, used: float | None) -> None:
+        admission: Admission | None = ctx.state.pop(ADMISSION, None)
+        if admission is not None:
+            self.limits.settle(admission, admission.tokens if used is None else used)
+
+    def _unavailable(self, exc: CoolingDown) -> ApiError:
+        wait = max(1, math.ceil(exc.retry_after))
+        if exc.at_limit:
+            # LiteLLM's words for a group whose deployments are all at their rpm/tpm.
+            return ApiError(429, f"No deployments available for selected model, Try again in {wait} seconds. "
+                            f"Passed model={exc.group}. Every deployment is at its rpm/tpm limit.",
+                            "rate_limit_error", None, "429",
+                            headers={"retry-after": str(wait), **self._group_limits(exc.group)})
+        status = self.router.cooldown_status
+        return ApiError(status, f"No deployments available for model {exc.group!r}: all are cooling down after "
+                        f"failures. Retry after {wait}s.",
+                        "rate_limit_error" if status == 429 else "service_unavailable",
+                        headers={"retry-after": str(wait)})
+
+    def _group_limits(self, group: str) -> dict[str, str]:
+        """What the whole group admits a minute, none of it left."""
+        headers = {}
+        members = self.router.groups.get(group, [])
+        for what, per_deployment in (("requests", [d.rpm for d in members]), ("tokens", [d.tpm for d in members])):
+            if all(limit is not None for limit in per_deployment):
+                headers[f"x-ratelimit-limit-{what}"] = str(sum(limit or 0 for limit in per_deployment))
+                headers[f"x-ratelimit-remaining-{what}"] = "0"
+        return headers
 
     async def _forward_with_retries(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
-                                    strip_usage: bool) -> web.StreamResponse:
+                                    strip_usage: bool, asked: timeouts.Asked | None) -> web.StreamResponse:
         """Retries within the group, then its fallbacks, while nothing has reached the client."""
         router = self.router
         tried: set[str] = set()
@@ -167,7 +232,7 @@ class ProxyEndpoint:
             for attempt in range(router.num_retries + 1):
                 if current is None:
                     try:
-                        current = router.resolve(group, tried)
+                        current = await self._route(ctx, group, tried)
                     except CoolingDown:
                         current = None
                     if current is None:
@@ -178,9 +243,11 @@ class ProxyEndpoint:
                     current.upstream_model
                 tried.add(current.deployment.id)
                 try:
-                    response = await self._forward(ctx, current, body, stream, strip_usage)
+                    response = await self._forward(ctx, current, body, stream, strip_usage, asked)
                 except UpstreamFailure as exc:
                     failure = exc
+                    if current.deployment.limits is not None:
+                        self._settle(ctx, 0.0)  # the request counts; it used no tokens there
                     router.record_failure(current.deployment, exc.retry_after)
                     current = None
                     if exc.kind is not None or not exc.retryable:
@@ -205,7 +272,7 @@ class ProxyEndpoint:
         return failure.error.response(self._headers(ctx))
 
     async def _forward(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
-                       strip_usage: bool) -> web.StreamResponse:
+                       strip_usage: bool, asked: timeouts.Asked | None) -> web.StreamResponse:
         """One attempt at one deployment. Until the upstream answers well, a failure is raised as
         UpstreamFailure so that another attempt can be made; after that, the answer is the client's."""
         deployment = route.deployment
@@ -213,10 +280,11 @@ class ProxyEndpoint:
         body["model"] = route.upstream_model
         url = f"{deployment.base_url}/{self.endpoint}"
         deployment.in_flight += 1
+        ctx.sent_at = time.perf_counter()
         try:
-            async with self.session.post(
+            async with deployment.session.post(
                 url, data=orjson.dumps(body), headers=deployment.headers,
-                timeout=deployment.stream_timeout if stream else deployment.timeout,
+                timeout=timeouts.for_attempt(deployment, stream, asked),
             ) as upstream:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
@@ -230,11 +298,19 @@ class ProxyEndpoint:
                 payload = await upstream.read()
                 ctx.first_byte_at = time.perf_counter()
                 deployment.record_latency(ctx.first_byte_at - ctx.started)
-                if self.chain.needs_usage:
-                    self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)))
+                if self.needs_usage:
+                    self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)), payload)
+                else:
+                    ctx.output = payload
                 headers = self._headers(ctx, upstream.headers)
                 headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
                 return web.Response(status=upstream.status, body=payload, headers=headers)
+        except aiohttp.ClientConnectorCertificateError as exc:
+            raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented "
+                                           f"a TLS certificate that could not be verified ({exc.certificate_error}); "
+                                           "trust its CA with `ssl_verify: <ca bundle path>`, or turn verification "
+                                           "off with `ssl_verify: false`", "api_connection_error"),
+                                  True, None) from None
         except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
                 aiohttp.ClientPayloadError) as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is "
@@ -252,8 +328,9 @@ class ProxyEndpoint:
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(ctx.request)
         # Usage is read at the end from what these keep, never by decoding each event.
-        tail = Tail() if self.chain.needs_usage and not strip_usage else None
+        tail = Tail() if self.needs_usage and not strip_usage else None
         stripper = UsageStripper() if strip_usage else None
+        kept: list[bytes] | None = [] if self.chain.needs_output else None
         streamed = 0
         try:
             async for chunk in upstream.content.iter_any():
@@ -266,6 +343,8 @@ class ProxyEndpoint:
                         continue
                 elif tail is not None:
                     tail.feed(chunk)
+                if kept is not None and streamed <= MAX_OUTPUT_BYTES:
+                    kept.append(chunk)
                 await response.write(chunk)
         except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
             # Headers are gone already: the client learns of the failure as a last SSE event.
@@ -277,14 +356,18 @@ class ProxyEndpoint:
             await response.write(stripper.flush())
         if ctx.first_byte_at is not None and ctx.deployment is not None:
             ctx.deployment.record_latency(ctx.first_byte_at - ctx.started)
-        if self.chain.needs_usage:
+        output = b"".join(kept) if kept is not None else None
+        if self.needs_usage:
             usage = stripper.usage if stripper is not None else tail.usage() if tail is not None else None
-            self._finish(ctx, usage or estimate(ctx.body or {}, streamed))
+            self._finish(ctx, usage or estimate(ctx.body or {}, streamed), output)
+        else:
+            ctx.output = output
         await response.write_eof()
         return response
 
-    def _finish(self, ctx: Ctx, usage: Usage) -> None:
+    def _finish(self, ctx: Ctx, usage: Usage, output: bytes | None) -> None:
         """Usage and cost are known and the last bytes not yet sent: plugins record what must not be lost."""
+        ctx.output = output
         deployment = ctx.deployment
         if deployment is not None:
             ctx.usage = usage
@@ -292,16 +375,25 @@ class ProxyEndpoint:
         self.chain.on_finish(ctx)
 
     def _headers(self, ctx: Ctx, upstream: CIMultiDictProxy[str] | None = None) -> dict[str, str]:
-        """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own."""
+        """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
+        x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
+        caller's limits (the rate_limit plugin's)."""
         prefix = self.header_prefix
         headers = {"X-Request-ID": ctx.request_id, f"{prefix}call-id": ctx.request_id,
                    f"{prefix}version": __version__}
         if upstream is not None:
             for name, value in upstream.items():
-                if name.lower() not in NOT_RELAYED:
+                lower = name.lower()
+                if lower not in NOT_RELAYED:
                     headers[f"llm_provider-{name}"] = value
+                    if lower.startswith("x-ratelimit-"):
+                        headers[lower] = value
         deployment = ctx.deployment
         if deployment is not None:
+            if deployment.limits is not None:
+                admission: Admission | None = ctx.state.get(ADMISSION)
+                if admission is not None:
+                    headers.update(admission.headers)
             headers[f"{prefix}model-group"] = ctx.model_group or ""
             headers[f"{prefix}model-id"] = deployment.id
             if deployment.api_base:

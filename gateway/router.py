@@ -8,11 +8,13 @@ import random
 import time
 from typing import Callable, Iterable, NamedTuple
 
+import aiohttp
 import msgspec
 import orjson
 from aiohttp import ClientTimeout
 
 from gateway.config import Config, ConfigError, ModelEntry
+from gateway.limits.buckets import Bucket
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
 
 DEFAULT_TIMEOUT = 600.0
@@ -26,11 +28,14 @@ class Deployment:
     __slots__ = (
         "id", "group", "entry", "provider", "model_template", "api_base", "base_url",
         "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
-        "failures", "failures_since", "cooldown_until", "alone",
+        "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
+        "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until", "session",
+        "pool_size", "ssl_verify",
     )
 
     def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
-                 default_stream_timeout: float | None) -> None:
+                 default_stream_timeout: float | None, default_parallel: int | None = None,
+                 default_ssl_verify: bool | str = True) -> None:
         params = entry.litellm_params
         where = f"model_list[{index}]"
         provider_name, self.model_template = split_model(params.model, params.custom_llm_provider)
@@ -58,10 +63,29 @@ class Deployment:
         if mode not in MODES:
             raise ConfigError(f"{where}.model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
         self.mode: str = mode
-        total = params.timeout or default_timeout or DEFAULT_TIMEOUT
-        between_events = params.stream_timeout or default_stream_timeout or total
+        total = self.total_seconds = params.timeout or default_timeout or DEFAULT_TIMEOUT
+        self.stream_seconds = params.stream_timeout or default_stream_timeout  # None: `total` applies
+        self.connect_seconds = connect_timeout
         self.timeout = ClientTimeout(total=total, sock_connect=connect_timeout)
-        self.stream_timeout = ClientTimeout(total=None, sock_connect=connect_timeout, sock_read=between_events)
+        # `connect` bounds the wait for a free connection when the deployment's pool is full.
+        self.stream_timeout = ClientTimeout(total=None, connect=total, sock_connect=connect_timeout,
+                                            sock_read=self.stream_seconds or total)
+        self.rpm = params.rpm
+        self.tpm = params.tpm
+        for name, value in (("rpm", params.rpm), ("tpm", params.tpm)):
+            if value is not None and value <= 0:
+                raise ConfigError(f"{where}.litellm_params.{name}: must be above 0")
+        # Requests first, then tokens; None when the config sets neither, so routing pays nothing.
+        self.limits: list[Bucket] | None = [
+            Bucket(f"{kind}:deployment:{self.id}", float(value))
+            for kind, value in (("rpm", params.rpm), ("tpm", params.tpm)) if value is not None] or None
+        self.limited_until = 0.0  # full for its rpm/tpm until then, as far as this instance knows
+        self.pool_size = _pool_size(params.max_parallel_requests, params.rpm, params.tpm, default_parallel)
+        if self.pool_size is not None and self.pool_size <= 0:
+            raise ConfigError(f"{where}.litellm_params.max_parallel_requests: must be above 0")
+        self.ssl_verify = (ssl_verify_setting(params.ssl_verify, f"{where}.litellm_params.ssl_verify")
+                           if params.ssl_verify is not None else default_ssl_verify)
+        self.session: aiohttp.ClientSession  # its connection pool, set by upstreams.Pools at start
         self.weight = float(params.weight or params.rpm or params.tpm or 1)
         if self.weight <= 0:
             raise ConfigError(f"{where}.litellm_params.weight: must be above 0")
@@ -69,6 +93,7 @@ class Deployment:
         self.failures = 0
         self.failures_since = 0.0
         self.cooldown_until = 0.0
+        self.cooldowns = 0  # times it was put to rest, for metrics
         self.alone = True
         self.latency: float | None = None
 
@@ -95,15 +120,19 @@ class Deployment:
 
 
 class CoolingDown(Exception):
-    """Every deployment of the group is cooling down; `retry_after` is when the first one is back."""
+    """No deployment of the group is available; `retry_after` is when the first one is back.
+    `at_limit`: some are only at their rpm/tpm, rather than all resting after failures."""
 
-    def __init__(self, group: str, retry_after: float) -> None:
+    def __init__(self, group: str, retry_after: float, at_limit: bool = False) -> None:
         super().__init__(group)
         self.group = group
         self.retry_after = retry_after
+        self.at_limit = at_limit
 
 
 FAILURE_WINDOW = 60.0
+# A deployment found full is left out at least this long, so a refill due any moment cannot spin routing.
+MIN_LIMITED = 0.05
 
 
 class Route(NamedTuple):
@@ -158,12 +187,16 @@ class Router:
         self.content_policy_fallbacks = _fallback_map(settings.content_policy_fallbacks)
         self.deployments: list[Deployment] = []
         self.groups: dict[str, list[Deployment]] = {}
+        ssl_verify = default_ssl_verify(config)
+        if settings.default_max_parallel_requests is not None and settings.default_max_parallel_requests <= 0:
+            raise ConfigError("router_settings.default_max_parallel_requests: must be above 0")
         self.wildcards: list[tuple[str, list[Deployment]]] = []
         seen_ids: dict[str, int] = {}
         for index, entry in enumerate(config.model_list):
             deployment = Deployment(
                 entry, index, gateway.connect_timeout,
                 settings.timeout or config.litellm_settings.request_timeout, settings.stream_timeout,
+                settings.default_max_parallel_requests, ssl_verify,
             )
             if deployment.id in seen_ids:
                 raise ConfigError(
@@ -202,7 +235,8 @@ class Router:
 
     def resolve(self, requested: str, exclude: frozenset[str] | set[str] = frozenset()) -> Route | None:
         """A deployment for this name, leaving out those cooling down and, while others remain, those
-        in `exclude` (already tried). None for an unknown name; CoolingDown when none is available."""
+        in `exclude` (already tried). None for an unknown name; CoolingDown when none is available.
+        Deployments at their rpm/tpm are left out like those cooling down."""
         name = self.aliases.get(requested, requested)
         group = self.groups.get(name)
         wildcard = None if group is not None else self._wildcard(name)
@@ -210,9 +244,10 @@ class Router:
         if candidates is None:
             return None
         now = self.clock()
-        ready = [d for d in candidates if d.cooldown_until <= now]
+        ready = [d for d in candidates if d.cooldown_until <= now and d.limited_until <= now]
         if not ready:
-            raise CoolingDown(name, min(d.cooldown_until for d in candidates) - now)
+            raise CoolingDown(name, min(max(d.cooldown_until, d.limited_until) for d in candidates) - now,
+                              any(d.limited_until > now for d in candidates))
         untried = [d for d in ready if d.id not in exclude] or ready
         deployment = self.pick(untried)
         if group is not None:
@@ -228,13 +263,21 @@ class Router:
             deployment.failures, deployment.failures_since = 0, now
         deployment.failures += 1
         if retry_after is not None:
+            if deployment.cooldown_until <= now:
+                deployment.cooldowns += 1
             deployment.cooldown_until = max(deployment.cooldown_until, now + retry_after)
         elif deployment.failures > self.allowed_fails:
+            if deployment.cooldown_until <= now:
+                deployment.cooldowns += 1
             deployment.cooldown_until = now + self.cooldown_time
             deployment.failures = 0
 
     def record_success(self, deployment: Deployment) -> None:
         deployment.failures = 0
+
+    def record_at_limit(self, deployment: Deployment, retry_after: float) -> None:
+        """Its rpm/tpm is used up: routing passes it over until it has refilled."""
+        deployment.limited_until = self.clock() + max(retry_after, MIN_LIMITED)
 
     def candidates(self, requested: str) -> list[tuple[Deployment, str]]:
         """Every deployment a request for this name could go to, with the model it would be sent."""
@@ -291,6 +334,44 @@ def _deployment_id(entry: ModelEntry, where: str) -> str:
         option=orjson.OPT_SORT_KEYS,
     )
     return hashlib.sha256(fingerprint).hexdigest()
+
+
+def _pool_size(given: int | None, rpm: int | None, tpm: int | None, default: int | None) -> int | None:
+    """LiteLLM's max_parallel_requests for a deployment: its own, else its rpm, else tpm/1000*6, else
+    router_settings.default_max_parallel_requests; None for no bound."""
+    if given is not None:
+        return given
+    if rpm is not None:
+        return rpm
+    if tpm is not None:
+        return max(1, int(tpm / 1000 * 6))
+    return default
+
+
+FALSE_WORDS = ("false", "0", "no", "off")
+TRUE_WORDS = ("true", "1", "yes", "on")
+
+
+def ssl_verify_setting(value: bool | str, where: str) -> bool | str:
+    """True, False, or the path of a CA bundle to verify against (LiteLLM's three forms)."""
+    if isinstance(value, bool):
+        return value
+    if value.strip().lower() in FALSE_WORDS:
+        return False
+    if value.strip().lower() in TRUE_WORDS:
+        return True
+    if not os.path.isfile(value):
+        raise ConfigError(f"{where}: {value!r} is neither true, false nor a CA bundle file")
+    return value
+
+
+def default_ssl_verify(config: Config) -> bool | str:
+    """SSL_VERIFY in the environment (it wins, as in LiteLLM), else litellm_settings.ssl_verify, else on."""
+    from_env = os.environ.get("SSL_VERIFY")
+    if from_env:
+        return ssl_verify_setting(from_env, "SSL_VERIFY")
+    setting = config.litellm_settings.ssl_verify
+    return ssl_verify_setting(setting, "litellm_settings.ssl_verify") if setting is not None else True
 
 
 def _upstream_headers(provider: Provider, api_key: str | None, organization: str | None,

@@ -12,6 +12,8 @@ from gateway import durations
 from gateway.accounts import Accounts
 from gateway.budget.ledger import Ledger, LocalLedger, RedisLedger
 from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
+from gateway.metrics.redis_timing import TimedRedis
+from gateway.metrics.tallies import Tallies
 from gateway.config import Config
 from gateway.identity import Authenticator
 from gateway.pricing import Pricing
@@ -29,12 +31,13 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "limiter")
+                 "pricing", "ledger", "redis", "limiter", "tallies")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
-                 ledger: Ledger, limiter: Limiter, redis: Any = None,
+                 ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
                  clock: Callable[[], float] = time.time) -> None:
+        self.tallies = tallies
         self.limiter = limiter
         self.pricing = pricing
         self.ledger = ledger
@@ -87,15 +90,16 @@ async def open_services(config: Config, router: Router) -> Services:
     writer.start()
     ledger: Ledger
     limiter: Limiter
+    tallies = Tallies()
     if redis is not None:
-        ledger = RedisLedger(redis, settings.redis_key_prefix)
-        limiter = RedisLimiter(redis, settings.redis_key_prefix)
+        ledger = RedisLedger(TimedRedis(redis, tallies, "budget"), settings.redis_key_prefix)
+        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit"), settings.redis_key_prefix)
         log.info("budgets: shared through Redis")
     else:
         ledger = LocalLedger()
         limiter = LocalLimiter()
     return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, limiter,
-                    redis)
+                    tallies, redis)
 
 
 def redis_url(config: Config) -> str | None:
@@ -117,11 +121,16 @@ def open_redis(config: Config) -> Any:
     if url is None:
         return None
     import redis.asyncio
+    from redis.asyncio.retry import Retry
+    from redis.backoff import NoBackoff
+    from redis.exceptions import ConnectionError as RedisConnectionError
 
     # A bounded pool that makes callers wait for a free connection rather than fail under a burst.
+    # A command on a connection the server closed (it restarted) is sent once more on a new one;
+    # a connection that times out is not retried, so an unreachable Redis costs one timeout.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         url, max_connections=REDIS_CONNECTIONS, timeout=2, socket_connect_timeout=2, socket_timeout=2,
-        health_check_interval=10)
+        health_check_interval=10, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return redis.asyncio.Redis.from_pool(pool)
 
 

@@ -7,12 +7,12 @@ this process), so concurrent requests cannot together spend past a budget.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 from typing import Any
 
 from aiohttp import web
 
+from gateway.background import Background
 from gateway.budget.counters import counters_for
 from gateway.budget.ledger import Counter, Denied
 from gateway.context import Ctx
@@ -55,7 +55,7 @@ class Budget(Plugin):
         self.spend_header = f"{prefix}key-spend"
         self.budget_header = f"{prefix}key-max-budget"
         self.soft_header = f"{prefix}soft-budget-exceeded"
-        self.pending: set[asyncio.Task[None]] = set()
+        self.background = Background()
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         model = ctx.requested_model or ""
@@ -127,9 +127,7 @@ class Budget(Plugin):
         if reservation is None or reservation.settled:
             return
         reservation.settled = True
-        task = asyncio.ensure_future(self._settle_now(reservation, ctx.cost))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        self.background.spawn(self._settle_now(reservation, ctx.cost))
 
     async def _settle_now(self, reservation: Reservation, actual: float) -> None:
         try:

@@ -8,7 +8,6 @@ instance's own buckets and says so in the log; `fail_open: false` answers 503.
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import math
 from typing import Any
@@ -16,6 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway.background import Background
 from gateway.context import Ctx
 from gateway.errors import ApiError
 from gateway.limits.buckets import Bucket, LocalLimiter, Short
@@ -82,7 +82,7 @@ class RateLimit(Plugin):
         self.limiter = services.limiter
         self.local = LocalLimiter()
         self.shared = services.redis is not None
-        self.pending: set[asyncio.Task[None]] = set()
+        self.background = Background()
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         requests, tokens, slots = limits_of(ctx)
@@ -96,6 +96,8 @@ class RateLimit(Plugin):
             raise
         except Exception as exc:
             if not self.settings.fail_open:
+                log.warning("rate limits cannot be checked, answering 503 (fail_open: false): %s: %s",
+                            type(exc).__name__, exc)
                 raise ApiError(503, "rate limits cannot be checked right now (Redis is unreachable); retry "
                                "shortly", "service_unavailable", headers={"retry-after": "1"}) from None
             log.warning("rate limits fall back to this instance's own buckets: %s: %s", type(exc).__name__, exc)
@@ -108,20 +110,16 @@ class RateLimit(Plugin):
     async def _check(self, limiter: Any, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
                      slots: list[tuple[str, int]], estimate: float) -> dict[str, str]:
         headers: dict[str, str] = {}
-        if requests:
-            taken = await limiter.take(requests, 1.0)
+        if requests or tokens:
+            # Requests and tokens in one step: one Lua script on Redis.
+            taken = await limiter.take_each(requests + tokens, [1.0] * len(requests) + [estimate] * len(tokens))
             if isinstance(taken, Short):
-                raise self.limited(taken, "requests")
-            headers["x-ratelimit-limit-requests"] = str(int(min(b.capacity for b in requests)))
-            headers["x-ratelimit-remaining-requests"] = str(int(max(0.0, min(taken))))
-        if tokens:
-            taken = await limiter.take(tokens, estimate)
-            if isinstance(taken, Short):
-                if requests:
-                    await limiter.give(requests, 1.0)
-                raise self.limited(taken, "tokens")
-            headers["x-ratelimit-limit-tokens"] = str(int(min(b.capacity for b in tokens)))
-            headers["x-ratelimit-remaining-tokens"] = str(int(max(0.0, min(taken))))
+                raise self.limited(taken, "requests" if taken.bucket.name.startswith("rpm:") else "tokens")
+            for what, buckets, left in (("requests", requests, taken[:len(requests)]),
+                                        ("tokens", tokens, taken[len(requests):])):
+                if buckets:
+                    headers[f"x-ratelimit-limit-{what}"] = str(int(min(b.capacity for b in buckets)))
+                    headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, min(left))))
         if slots:
             full = await limiter.acquire(slots, ctx.request_id)
             if full is not None:
@@ -166,9 +164,7 @@ class RateLimit(Plugin):
             return
         held.settled = True
         used = float(ctx.usage.total_tokens) if ctx.usage is not None else 0.0
-        task = asyncio.ensure_future(self._settle_now(held, used, ctx.request_id))
-        self.pending.add(task)
-        task.add_done_callback(self.pending.discard)
+        self.background.spawn(self._settle_now(held, used, ctx.request_id))
 
     async def _settle_now(self, held: Held, used: float, request_id: str) -> None:
         try:

@@ -4,6 +4,7 @@ import os
 import uuid
 from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 
 import aiohttp
 import pytest
@@ -55,12 +56,12 @@ async def postgres_base() -> str:
     return POSTGRES_URL
 
 
-@pytest.fixture
-async def postgres_url(postgres_base: str) -> AsyncIterator[str]:
-    """A database URL whose `?schema=` is this test's own, dropped afterwards."""
+@asynccontextmanager
+async def scratch_schema(postgres_base: str, label: str = "test") -> AsyncIterator[str]:
+    """A database URL whose `?schema=` is new, dropped when the block ends."""
     import asyncpg
 
-    schema = f"gw_test_{uuid.uuid4().hex[:12]}"
+    schema = f"gw_{label}_{uuid.uuid4().hex[:12]}"
     separator = "&" if "?" in postgres_base else "?"
     yield f"{postgres_base}{separator}schema={schema}"
     conn = await asyncpg.connect(postgres_base)
@@ -68,6 +69,13 @@ async def postgres_url(postgres_base: str) -> AsyncIterator[str]:
         await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
     finally:
         await conn.close()
+
+
+@pytest.fixture
+async def postgres_url(postgres_base: str) -> AsyncIterator[str]:
+    """A database URL whose `?schema=` is this test's own, dropped afterwards."""
+    async with scratch_schema(postgres_base) as url:
+        yield url
 
 
 REDIS_URL = os.environ.get("GATEWAY_TEST_REDIS_URL", "redis://127.0.0.1:6379/0")
@@ -87,9 +95,9 @@ async def redis_base() -> str:
     return REDIS_URL
 
 
-@pytest.fixture
-async def redis_prefix(redis_base: str) -> AsyncIterator[str]:
-    """A key prefix of this test's own; every key under it is deleted afterwards."""
+@asynccontextmanager
+async def scratch_prefix(redis_base: str) -> AsyncIterator[str]:
+    """A new Redis key prefix; every key under it is deleted when the block ends."""
     import redis.asyncio
 
     prefix = f"gwtest-{uuid.uuid4().hex[:12]}"
@@ -100,6 +108,13 @@ async def redis_prefix(redis_base: str) -> AsyncIterator[str]:
             await client.delete(key)
     finally:
         await client.aclose()
+
+
+@pytest.fixture
+async def redis_prefix(redis_base: str) -> AsyncIterator[str]:
+    """A key prefix of this test's own; every key under it is deleted afterwards."""
+    async with scratch_prefix(redis_base) as prefix:
+        yield prefix
 
 
 @pytest.fixture(params=["sqlite", "postgres"])

@@ -3,7 +3,7 @@
 Tests steer it through a `fake` object in the request body, which the gateway
 must forward untouched like any other field:
 `{"status": 500, "body": "...", "hang": 5, "chunks": 3, "delay": 0.1, "drop_after": 2, "gate": "name",
-"no_usage": true, "usage_null": true}` (`usage_null`: like OpenAI, put `"usage":null` in every
+"no_usage": true, "usage_null": true, "headers": {...}}` (`usage_null`: like OpenAI, put `"usage":null` in every
 chunk when usage was asked for).
 It records every request it receives and how each stream ended.
 """
@@ -131,7 +131,7 @@ class FakeUpstream:
         }
         if fake.get("no_usage"):
             del answer["usage"]
-        return web.json_response(answer)
+        return web.json_response(answer, headers=fake.get("headers"))
 
     async def _completions(self, request: web.Request) -> web.StreamResponse:
         seen, fake = await self._record(request)
@@ -174,7 +174,7 @@ class FakeUpstream:
         return None
 
     async def _stream(self, request: web.Request, seen: Seen, fake: dict[str, Any], text: str) -> web.StreamResponse:
-        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **fake.get("headers", {})})
         await response.prepare(request)
         chunks = int(fake.get("chunks", 3))
         options = seen.body.get("stream_options") or {}

@@ -21,7 +21,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # Variables the gateway reads on its own; a test that wants one passes it explicitly, so a
 # developer's shell (or CI's) cannot point test gateways at a real database or Redis.
 GATEWAY_VARIABLES = ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
-                     "LITELLM_MASTER_KEY", "SERVER_ROOT_PATH", "CONFIG_FILE_PATH", "PORT", "LOG_LEVEL")
+                     "LITELLM_MASTER_KEY", "SERVER_ROOT_PATH", "CONFIG_FILE_PATH", "PORT", "LOG_LEVEL",
+                     "SSL_VERIFY")
 
 
 def clean_environment() -> dict[str, str]:

@@ -50,6 +50,16 @@ async def test_every_bucket_must_hold_enough_and_none_is_touched_otherwise(limit
     assert await limiter.take([roomy], 100.0) == [pytest.approx(0.0, abs=0.01)]
 
 
+async def test_take_each_takes_its_own_amount_from_each_bucket(limiter: Any) -> None:
+    requests, tokens = Bucket(f"rpm:{uuid.uuid4().hex}", 10.0), Bucket(f"tpm:{uuid.uuid4().hex}", 100.0)
+    assert await limiter.take_each([requests, tokens], [1.0, 60.0]) == [pytest.approx(9.0, abs=0.01),
+                                                                        pytest.approx(40.0, abs=0.01)]
+    short = await limiter.take_each([requests, tokens], [1.0, 60.0])
+    assert isinstance(short, Short) and short.bucket == tokens
+    # Refused as a whole: the request bucket was not touched either.
+    assert await limiter.take_each([requests], [9.0]) == [pytest.approx(0.0, abs=0.01)]
+
+
 async def test_tokens_used_beyond_the_estimate_are_owed(limiter: Any) -> None:
     bucket = Bucket(f"tpm:{uuid.uuid4().hex}", 100.0)
     assert not isinstance(await limiter.take([bucket], 50.0), Short)

@@ -1,9 +1,9 @@
 """Token buckets and parallel slots, in this process or in Redis, with the same behaviour.
 
 A bucket of `capacity` refills at capacity/60 a second (rpm and tpm are per
-minute). `take` checks every bucket and takes `amount` from each, as one
-atomic step, or takes nothing and says which bucket was short and when it
-will have enough. `give` puts tokens back, or takes more (a negative
+minute). `take` checks every bucket and takes `amount` from each (`take_each`:
+an amount of its own from each), as one atomic step, or takes nothing and says
+which bucket was short and when it will have enough. `give` puts tokens back, or takes more (a negative
 amount), when a request's real token count is known. A slot set counts
 requests in flight; each slot has an expiry so that none can leak.
 
@@ -34,6 +34,9 @@ class Limiter(Protocol):
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
         """Short, or what each bucket holds after taking."""
 
+    async def take_each(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
+        """`take` with one amount per bucket: requests and tokens in one step."""
+
     async def give(self, buckets: list[Bucket], amount: float) -> None: ...
 
     async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
@@ -57,15 +60,18 @@ class LocalLimiter:
         return _refill(level, stamp, bucket.capacity, now)
 
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
+        return await self.take_each(buckets, [amount] * len(buckets))
+
+    async def take_each(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
         now = self.clock()
         levels = [self._level(b, now) for b in buckets]
-        for bucket, level in zip(buckets, levels):
+        for bucket, level, amount in zip(buckets, levels, amounts):
             if level < amount:
                 wait = (amount - level) * 60.0 / bucket.capacity if bucket.capacity > 0 else 60.0
                 return Short(bucket, max(level, 0.0), wait)
-        for bucket, level in zip(buckets, levels):
+        for bucket, level, amount in zip(buckets, levels, amounts):
             self.buckets[bucket.name] = (level - amount, now)
-        return [level - amount for level in levels]
+        return [level - amount for level, amount in zip(levels, amounts)]
 
     async def give(self, buckets: list[Bucket], amount: float) -> None:
         now = self.clock()
@@ -101,11 +107,12 @@ local function level_of(key, capacity)
 end
 """
 
+# ARGV: an amount and a capacity for each key, in turn.
 TAKE = LEVEL + """
-local amount = tonumber(ARGV[1])
 local levels = {}
 for i, key in ipairs(KEYS) do
-  local capacity = tonumber(ARGV[i + 1])
+  local amount = tonumber(ARGV[2 * i - 1])
+  local capacity = tonumber(ARGV[2 * i])
   local level = level_of(key, capacity)
   if level < amount then
     local wait = 60
@@ -114,12 +121,13 @@ for i, key in ipairs(KEYS) do
   end
   levels[i] = level
 end
-for i, key in ipairs(KEYS) do
-  redis.call('HSET', key, 'level', tostring(levels[i] - amount), 'at', tostring(now))
-  redis.call('EXPIRE', key, 120)
-end
 local left = {0}
-for i = 1, #KEYS do table.insert(left, tostring(levels[i] - amount)) end
+for i, key in ipairs(KEYS) do
+  levels[i] = levels[i] - tonumber(ARGV[2 * i - 1])
+  redis.call('HSET', key, 'level', tostring(levels[i]), 'at', tostring(now))
+  redis.call('EXPIRE', key, 120)
+  table.insert(left, tostring(levels[i]))
+end
 return left
 """
 
@@ -161,8 +169,13 @@ class RedisLimiter:
         return f"{self.prefix}:{kind}:{name}"
 
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
-        answer = await self._take(keys=[self._key("bucket", b.name) for b in buckets],
-                                  args=[repr(amount), *(repr(b.capacity) for b in buckets)])
+        return await self.take_each(buckets, [amount] * len(buckets))
+
+    async def take_each(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
+        args: list[str] = []
+        for bucket, amount in zip(buckets, amounts):
+            args += (repr(amount), repr(bucket.capacity))
+        answer = await self._take(keys=[self._key("bucket", b.name) for b in buckets], args=args)
         if int(answer[0]) != 0:
             return Short(buckets[int(answer[0]) - 1], max(float(answer[1]), 0.0), float(answer[2]))
         return [float(v) for v in answer[1:]]

@@ -1,0 +1,115 @@
+"""What the model answered, read back from the bytes the client got (`ctx.output`), for loggers.
+
+Only ever called off the request path: a stream is decoded here event by event,
+which the relay itself never does.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+Json = Any
+
+
+def answer_of(endpoint: str, stream: bool, output: bytes | None) -> Json:
+    """Chat: the assistant message; completions: the text; embeddings: how many vectors and their size."""
+    if not output:
+        return None
+    if stream:
+        return _streamed(endpoint, output)
+    try:
+        body = orjson.loads(output)
+    except orjson.JSONDecodeError:
+        return None
+    if not isinstance(body, dict):
+        return None
+    if endpoint == "embeddings":
+        return _embeddings(body)
+    choice = _first_choice(body)
+    if choice is None:
+        return None
+    if endpoint == "completions":
+        return choice.get("text")
+    return choice.get("message")
+
+
+def _first_choice(body: dict[str, Any]) -> dict[str, Any] | None:
+    choices = body.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return choices[0]
+    return None
+
+
+def _embeddings(body: dict[str, Any]) -> Json:
+    data = body.get("data")
+    if not isinstance(data, list):
+        return None
+    first = data[0].get("embedding") if data and isinstance(data[0], dict) else None
+    # The vectors themselves say nothing a reader of the log wants.
+    return {"embeddings": len(data), "dimensions": len(first) if isinstance(first, list) else None}
+
+
+def events(output: bytes) -> list[dict[str, Any]]:
+    """The JSON events of an SSE stream, `[DONE]` and anything unreadable left out."""
+    found = []
+    for line in output.split(b"\n"):
+        if not line.startswith(b"data:"):
+            continue
+        payload = line[5:].strip()
+        if not payload or payload == b"[DONE]":
+            continue
+        try:
+            event = orjson.loads(payload)
+        except orjson.JSONDecodeError:
+            continue  # cut off at the size limit, or not JSON
+        if isinstance(event, dict):
+            found.append(event)
+    return found
+
+
+def _streamed(endpoint: str, output: bytes) -> Json:
+    texts: list[str] = []
+    role = "assistant"
+    calls: dict[int, dict[str, Any]] = {}
+    for event in events(output):
+        choice = _first_choice(event)
+        if choice is None or choice.get("index", 0) != 0:
+            continue
+        if endpoint == "completions":
+            if isinstance(choice.get("text"), str):
+                texts.append(choice["text"])
+            continue
+        delta = choice.get("delta")
+        if not isinstance(delta, dict):
+            continue
+        if isinstance(delta.get("role"), str):
+            role = delta["role"]
+        if isinstance(delta.get("content"), str):
+            texts.append(delta["content"])
+        for call in delta.get("tool_calls") or ():
+            if isinstance(call, dict):
+                _merge_tool_call(calls, call)
+    if endpoint == "completions":
+        return "".join(texts)
+    message: dict[str, Any] = {"role": role, "content": "".join(texts) if texts or not calls else None}
+    if calls:
+        message["tool_calls"] = [calls[i] for i in sorted(calls)]
+    return message
+
+
+def _merge_tool_call(calls: dict[int, dict[str, Any]], part: dict[str, Any]) -> None:
+    """A streamed tool call arrives in pieces sharing an index: the id and name once, the arguments in bits."""
+    index = part.get("index", 0)
+    if not isinstance(index, int):
+        return
+    call = calls.setdefault(index, {"id": None, "type": "function", "function": {"name": "", "arguments": ""}})
+    if isinstance(part.get("id"), str):
+        call["id"] = part["id"]
+    function = part.get("function")
+    if isinstance(function, dict):
+        if isinstance(function.get("name"), str):
+            call["function"]["name"] += function["name"]
+        if isinstance(function.get("arguments"), str):
+            call["function"]["arguments"] += function["arguments"]

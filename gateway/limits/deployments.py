@@ -1,0 +1,81 @@
+"""A deployment's `rpm` / `tpm` from the config: what the gateway may send it a minute.
+
+Checked once a deployment is picked, in one step on the limiter the rate-limit plugin uses (one
+Lua script on Redis, so every instance sharing the Redis shares the count); tokens are taken on
+the request's estimate and settled with its real usage once it ends. A deployment found full is
+passed over by routing until it has refilled (`Router.record_at_limit`), so later requests do
+not ask again. If Redis fails, this instance's own buckets count and the log says so: a
+deployment's limit protects the upstream's quota, which its own 429s protect too.
+"""
+
+from __future__ import annotations
+
+import logging
+
+from gateway.background import Background
+from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
+from gateway.router import Deployment, Router
+
+log = logging.getLogger("gateway.rate_limit")
+
+TOKENS_RECHECK = 1.0  # seconds a deployment short of tokens is passed over before it is asked again
+
+
+class Admission:
+    """What one request holds of one deployment's buckets, and the headers that report it."""
+
+    __slots__ = ("deployment", "tokens", "limiter", "headers")
+
+    def __init__(self, deployment: Deployment, tokens: float, limiter: Limiter, headers: dict[str, str]) -> None:
+        self.deployment = deployment
+        self.tokens = tokens
+        self.limiter = limiter
+        self.headers = headers
+
+
+class DeploymentLimits:
+    def __init__(self, limiter: Limiter, router: Router) -> None:
+        self.limiter = limiter
+        self.local = LocalLimiter()
+        self.router = router
+        self.background = Background()
+
+    async def admit(self, deployment: Deployment, tokens: float) -> Admission | None:
+        """Take one request and `tokens` from the deployment; None (and routing told) when it is full."""
+        buckets = deployment.limits
+        assert buckets is not None
+        amounts = [1.0 if bucket.name.startswith("rpm") else tokens for bucket in buckets]
+        limiter: Limiter = self.limiter
+        try:
+            taken = await limiter.take_each(buckets, amounts)
+        except Exception as exc:
+            log.warning("deployment limits fall back to this instance's own buckets: %s: %s",
+                        type(exc).__name__, exc)
+            limiter = self.local
+            taken = await limiter.take_each(buckets, amounts)
+        if isinstance(taken, Short):
+            # Every request needs the same one from rpm, so its wait holds for all; a smaller request
+            # than this one may fit in tpm sooner, so it is looked at again soon.
+            rpm_short = taken.bucket.name.startswith("rpm")
+            self.router.record_at_limit(deployment, taken.retry_after if rpm_short
+                                        else min(taken.retry_after, TOKENS_RECHECK))
+            return None
+        headers = {}
+        for bucket, left in zip(buckets, taken):
+            what = "requests" if bucket.name.startswith("rpm") else "tokens"
+            headers[f"x-ratelimit-limit-{what}"] = str(int(bucket.capacity))
+            headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, left)))
+        return Admission(deployment, tokens, limiter, headers)
+
+    def settle(self, admission: Admission, used: float) -> None:
+        """The request is over and used `used` tokens: the estimate's difference goes back (or is owed)."""
+        limits = admission.deployment.limits
+        if limits is None or admission.deployment.tpm is None or used == admission.tokens:
+            return
+        self.background.spawn(self._give(admission.limiter, limits[-1], admission.tokens - used))
+
+    async def _give(self, limiter: Limiter, bucket: Bucket, amount: float) -> None:
+        try:
+            await limiter.give([bucket], amount)
+        except Exception as exc:
+            log.warning("could not settle a deployment's tokens: %s: %s", type(exc).__name__, exc)

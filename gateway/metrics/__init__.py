@@ -1,0 +1,1 @@
+"""Prometheus metrics: tallied in-process, shared between workers through files, formatted on scrape."""
