@@ -133,5 +133,10 @@ async def test_two_instances_without_redis_each_hold_their_own(tmp_path: Path,
     config = base_config(gateway_settings={"database_path": str(tmp_path / "shared.db")})
     with Gateway(config) as first, Gateway(config) as second:
         key = await new_key(http, first, max_budget=ROOM_FOR_TEN)
+        for gw in (first, second):
+            # Each counter starts from the spend stored when it is first read; read both before either
+            # instance has spent, with a request whose reservation alone is over the budget.
+            status, body, _ = await chat(http, gw, key["key"], max_tokens=100_000)
+            assert status == 429 and body["error"]["type"] == "budget_exceeded", body
         results = await asyncio.gather(*(chat(http, (first, second)[i % 2], key["key"]) for i in range(200)))
         assert [s for s, _, _ in results].count(200) == 20
