@@ -17,12 +17,11 @@ import time
 from collections import deque
 from typing import Any
 
-import aiohttp
 import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from multidict import CIMultiDictProxy
+from multidict import CIMultiDict
 
 from gateway import __version__, mock, timeouts
 from gateway.access_log import AccessLog
@@ -32,6 +31,7 @@ from gateway.limits.deployments import Admission, DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
 from gateway.router import MIN_LIMITED, CoolingDown, Route, Router
+from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
 from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body, reserved_tokens
 
 log = logging.getLogger("gateway")
@@ -282,10 +282,9 @@ class ProxyEndpoint:
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
-            async with deployment.session.post(
-                url, data=orjson.dumps(body), headers=deployment.headers,
-                timeout=timeouts.for_attempt(deployment, stream, asked),
-            ) as upstream:
+            upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body),
+                                                  timeouts.for_attempt(deployment, stream, asked))
+            try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
                     error = upstream_error(upstream.status, await upstream.read())
@@ -293,37 +292,38 @@ class ProxyEndpoint:
                     if upstream.status == 429 and wait is None:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
-                if stream or upstream.content_type == "text/event-stream":
+                content_type = upstream.content_type
+                if stream or content_type == "text/event-stream":
                     return await self._relay_stream(ctx, upstream, strip_usage)
                 payload = await upstream.read()
-                ctx.first_byte_at = time.perf_counter()
-                deployment.record_latency(ctx.first_byte_at - ctx.started)
-                if self.needs_usage:
-                    self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)), payload)
-                else:
-                    ctx.output = payload
-                headers = self._headers(ctx, upstream.headers)
-                headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
-                return web.Response(status=upstream.status, body=payload, headers=headers)
-        except aiohttp.ClientConnectorCertificateError as exc:
+            finally:
+                upstream.release()
+            ctx.first_byte_at = time.perf_counter()
+            deployment.record_latency(ctx.first_byte_at - ctx.started)
+            if self.needs_usage:
+                self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)), payload)
+            else:
+                ctx.output = payload
+            headers = self._headers(ctx, upstream.headers)
+            headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
+            return web.Response(status=upstream.status, body=payload, headers=headers)
+        except CertificateUnverified as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented "
                                            f"a TLS certificate that could not be verified ({exc.certificate_error}); "
                                            "trust its CA with `ssl_verify: <ca bundle path>`, or turn verification "
                                            "off with `ssl_verify: false`", "api_connection_error"),
                                   True, None) from None
-        except (aiohttp.ClientConnectorError, aiohttp.ServerDisconnectedError, aiohttp.ClientOSError,
-                aiohttp.ClientPayloadError) as exc:
+        except UpstreamUnreachable as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is "
-                                           f"unreachable: {type(exc).__name__}", "api_connection_error"),
+                                           f"unreachable: {exc}", "api_connection_error"),
                                   True, None) from None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise UpstreamFailure(ApiError(504, f"upstream {deployment.api_base} for model {requested!r} did not "
                                            "answer in time", "timeout_error"), True, None) from None
         finally:
             deployment.in_flight -= 1
 
-    async def _relay_stream(self, ctx: Ctx, upstream: aiohttp.ClientResponse,
-                            strip_usage: bool) -> web.StreamResponse:
+    async def _relay_stream(self, ctx: Ctx, upstream: Response, strip_usage: bool) -> web.StreamResponse:
         headers = self._headers(ctx, upstream.headers)
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(ctx.request)
@@ -333,7 +333,7 @@ class ProxyEndpoint:
         kept: list[bytes] | None = [] if self.chain.needs_output else None
         streamed = 0
         try:
-            async for chunk in upstream.content.iter_any():
+            async for chunk in upstream.chunks():
                 if ctx.first_byte_at is None:
                     ctx.first_byte_at = time.perf_counter()
                 streamed += len(chunk)
@@ -346,7 +346,7 @@ class ProxyEndpoint:
                 if kept is not None and streamed <= MAX_OUTPUT_BYTES:
                     kept.append(chunk)
                 await response.write(chunk)
-        except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+        except (UpstreamUnreachable, TimeoutError) as exc:
             # Headers are gone already: the client learns of the failure as a last SSE event.
             ctx.error = ApiError(502, f"upstream stream broke off: {type(exc).__name__}", "api_connection_error")
             if stripper is not None and stripper.pending:
@@ -374,7 +374,7 @@ class ProxyEndpoint:
             ctx.cost = self.pricing.price(deployment, ctx.upstream_model or "").cost(usage)
         self.chain.on_finish(ctx)
 
-    def _headers(self, ctx: Ctx, upstream: CIMultiDictProxy[str] | None = None) -> dict[str, str]:
+    def _headers(self, ctx: Ctx, upstream: CIMultiDict[str] | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
         caller's limits (the rate_limit plugin's)."""

@@ -6,7 +6,7 @@ import hashlib
 import os
 import random
 import time
-from typing import Callable, Iterable, NamedTuple
+from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
 import aiohttp
 import msgspec
@@ -16,6 +16,9 @@ from aiohttp import ClientTimeout
 from gateway.config import Config, ConfigError, ModelEntry
 from gateway.limits.buckets import Bucket
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
+
+if TYPE_CHECKING:
+    from gateway.upstream_http import Endpoint, Pool
 
 DEFAULT_TIMEOUT = 600.0
 MODES = ("chat", "completion", "embedding")
@@ -30,7 +33,7 @@ class Deployment:
         "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until", "session",
-        "pool_size", "ssl_verify",
+        "pool_size", "ssl_verify", "endpoint", "pool",
     )
 
     def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
@@ -85,7 +88,9 @@ class Deployment:
             raise ConfigError(f"{where}.litellm_params.max_parallel_requests: must be above 0")
         self.ssl_verify = (ssl_verify_setting(params.ssl_verify, f"{where}.litellm_params.ssl_verify")
                            if params.ssl_verify is not None else default_ssl_verify)
-        self.session: aiohttp.ClientSession  # its connection pool, set by upstreams.Pools at start
+        self.session: aiohttp.ClientSession  # for health probes; set by upstreams.Pools at start
+        self.endpoint: Endpoint  # for requests: where they go, and the pool they go through
+        self.pool: Pool
         self.weight = float(params.weight or params.rpm or params.tpm or 1)
         if self.weight <= 0:
             raise ConfigError(f"{where}.litellm_params.weight: must be above 0")

@@ -1,9 +1,12 @@
 """Connection pools to the upstreams: sized and verified per deployment.
 
+Requests go through gateway.upstream_http's pools; health probes and model listings, which
+are rare, go through aiohttp sessions with the same settings.
+
 A deployment with a `pool_size` (LiteLLM's max_parallel_requests, see router._pool_size) has a
 pool of its own holding at most that many connections: a request beyond it waits for one to
-come free, within its timeout, so the upstream never sees more in parallel. So does one whose
-TLS is not the default (`ssl_verify: false`, or a CA bundle). The rest share one unbounded
+come free, within its timeout, so the upstream never sees more in parallel. TLS settings
+(`ssl_verify: false`, or a CA bundle) are the deployment's own. The rest share one unbounded
 pool. Idle connections are kept `gateway_settings.upstream_keepalive_timeout` seconds.
 """
 
@@ -15,17 +18,27 @@ import aiohttp
 
 from gateway.config import Config
 from gateway.router import Deployment, Router
+from gateway.upstream_http import Endpoint, Pool
 
 
 class Pools:
-    __slots__ = ("shared", "sessions")
+    __slots__ = ("shared", "sessions", "pools")
 
     def __init__(self, config: Config, router: Router) -> None:
         """Called inside the running loop: sessions belong to it."""
         keepalive = config.gateway_settings.upstream_keepalive_timeout
         self.shared = _session(None, True, keepalive)
         self.sessions = [self.shared]
+        shared_pool = Pool(None, keepalive)
+        self.pools = [shared_pool]
         for deployment in router.deployments:
+            if deployment.base_url:
+                deployment.endpoint = Endpoint(deployment.base_url, deployment.headers, deployment.ssl_verify)
+            if deployment.pool_size is None:
+                deployment.pool = shared_pool
+            else:
+                deployment.pool = Pool(deployment.pool_size, keepalive)
+                self.pools.append(deployment.pool)
             if deployment.pool_size is None and deployment.ssl_verify is True:
                 deployment.session = self.shared
             else:
@@ -33,6 +46,8 @@ class Pools:
                 self.sessions.append(deployment.session)
 
     async def close(self) -> None:
+        for pool in self.pools:
+            await pool.close()
         for session in self.sessions:
             await session.close()
 

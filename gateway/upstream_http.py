@@ -1,0 +1,441 @@
+"""The upstream half of the hot path: a small HTTP/1.1 client on asyncio, parsed by httptools.
+
+aiohttp's ClientSession does much per request that a proxy talking to a few known upstreams
+does not need (URL objects, cookies, tracing, a timer per read, a payload registry). Measured
+in a bare pass-through, it cost as much CPU as the whole server side. Here a request is one
+write of bytes mostly built at start, and the answer is parsed in C (llhttp, via httptools).
+
+Connections are kept alive per Pool, newest first, and dropped once idle for `keepalive`
+seconds; a pool with a `limit` never has more than that many in use. Timeouts are one watchdog
+per answer rather than a timer per read: a deadline for the whole answer, and for streams a
+longest wait between bytes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import ssl
+from collections import deque
+from collections.abc import AsyncIterator
+from typing import Any
+from urllib.parse import urlsplit
+
+import httptools
+from aiohttp import ClientTimeout
+from multidict import CIMultiDict
+
+from gateway import __version__
+
+PAUSE_AT = 1 << 20  # bytes of a stream buffered for a slow client before reading from upstream stops
+
+
+class UpstreamUnreachable(Exception):
+    """No connection, or it broke before the answer was whole."""
+
+
+class CertificateUnverified(UpstreamUnreachable):
+    def __init__(self, certificate_error: str) -> None:
+        super().__init__(f"TLS certificate not verified: {certificate_error}")
+        self.certificate_error = certificate_error
+
+
+class Endpoint:
+    """Where one deployment's requests go, and the bytes that are the same in each of them."""
+
+    __slots__ = ("host", "port", "tls", "server_hostname", "key", "_path", "_head", "_starts")
+
+    def __init__(self, base_url: str, headers: dict[str, str], verify: bool | str) -> None:
+        parts = urlsplit(base_url)
+        secure = parts.scheme == "https"
+        self.host = parts.hostname or "localhost"
+        self.port = parts.port or (443 if secure else 80)
+        self.tls: ssl.SSLContext | None = _tls_context(verify) if secure else None
+        self.server_hostname = self.host if secure else None
+        self.key = (self.host, self.port, secure, id(self.tls))
+        self._path = parts.path.rstrip("/")
+        host = parts.netloc.rpartition("@")[2]
+        fixed = {"Host": host, "User-Agent": f"llm-gateway/{__version__}", "Accept": "*/*", **headers}
+        self._head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
+        self._starts: dict[str, bytes] = {}
+
+    def request(self, endpoint: str, body: bytes) -> bytes:
+        start = self._starts.get(endpoint)
+        if start is None:
+            start = self._starts[endpoint] = (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1")
+                                              + self._head + b"Content-Length: ")
+        return b"%b%d\r\n\r\n%b" % (start, len(body), body)
+
+
+_TLS_CONTEXTS: dict[bool | str, ssl.SSLContext] = {}
+
+
+def _tls_context(verify: bool | str) -> ssl.SSLContext:
+    """One per setting, so that deployments on one host with the same setting share connections."""
+    context = _TLS_CONTEXTS.get(verify)
+    if context is None:
+        if isinstance(verify, str):
+            context = ssl.create_default_context(cafile=verify)
+        else:
+            context = ssl.create_default_context()
+            if not verify:
+                context.check_hostname = False
+                context.verify_mode = ssl.CERT_NONE
+        context = _TLS_CONTEXTS[verify] = context
+    return context
+
+
+class Pool:
+    """Kept-alive connections to the endpoints of one or more deployments."""
+
+    __slots__ = ("keepalive", "_idle", "_slots", "_open", "_closed")
+
+    def __init__(self, limit: int | None, keepalive: float) -> None:
+        self.keepalive = keepalive
+        self._idle: dict[tuple[Any, ...], list[Connection]] = {}
+        self._slots = asyncio.Semaphore(limit) if limit else None
+        self._open: set[Connection] = set()
+        self._closed = False
+
+    async def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout) -> Response:
+        """Send one request; the answer once its headers are in. Raises UpstreamUnreachable or TimeoutError."""
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        deadline = now + timeout.total if timeout.total else None
+        waiting = timeout.connect or timeout.total
+        data = endpoint.request(path, body)
+        await self._slot(waiting)
+        connection = self._take(endpoint.key, now)
+        if connection is not None:
+            try:
+                return await self._exchange(connection, data, deadline, timeout.sock_read)
+            except UpstreamUnreachable:
+                if connection.answered:
+                    raise
+            # The upstream closed a kept-alive connection as this request went out: it never saw
+            # the request, so it goes again on a new connection. The failed try gave its slot back.
+            await self._slot(waiting)
+        try:
+            connection = await self._connect(endpoint, min(timeout.sock_connect or 30.0, waiting or 30.0))
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+        return await self._exchange(connection, data, deadline, timeout.sock_read)
+
+    async def _slot(self, waiting: float | None) -> None:
+        slots = self._slots
+        if slots is None:
+            return
+        if slots.locked():
+            async with asyncio.timeout(waiting):
+                await slots.acquire()
+        else:
+            await slots.acquire()  # returns at once
+
+    @staticmethod
+    async def _exchange(connection: Connection, data: bytes, deadline: float | None,
+                        between: float | None) -> Response:
+        response = connection.send(data, deadline, between)  # the connection holds the slot from here
+        try:
+            await response.headers_in()
+        except BaseException:
+            response.release()
+            raise
+        return response
+
+    def _take(self, key: tuple[Any, ...], now: float) -> Connection | None:
+        idle = self._idle.get(key)
+        while idle:
+            connection = idle.pop()
+            if (not connection.closed and now - connection.idle_since < self.keepalive
+                    and connection.transport is not None and not connection.transport.is_closing()):
+                return connection
+            connection.close()
+        return None
+
+    async def _connect(self, endpoint: Endpoint, seconds: float) -> Connection:
+        loop = asyncio.get_running_loop()
+        try:
+            async with asyncio.timeout(seconds):
+                _, connection = await loop.create_connection(
+                    lambda: Connection(self, endpoint.key), endpoint.host, endpoint.port, ssl=endpoint.tls,
+                    server_hostname=endpoint.server_hostname)
+        except ssl.SSLCertVerificationError as exc:
+            raise CertificateUnverified(exc.verify_message or str(exc)) from None
+        except TimeoutError:
+            raise
+        except OSError as exc:
+            raise UpstreamUnreachable(f"cannot connect to {endpoint.host}:{endpoint.port}: "
+                                      f"{exc.strerror or type(exc).__name__}") from None
+        self._open.add(connection)
+        return connection
+
+    def _done_with(self, connection: Connection, reusable: bool) -> None:
+        """A connection's answer is whole (or abandoned): keep it for the next request, or close it."""
+        if connection.holds_slot:
+            connection.holds_slot = False
+            if self._slots is not None:
+                self._slots.release()
+        if reusable and not self._closed and not connection.closed:
+            connection.idle_since = asyncio.get_running_loop().time()
+            self._idle.setdefault(connection.key, []).append(connection)
+        else:
+            connection.close()
+
+    def _lost(self, connection: Connection) -> None:
+        self._open.discard(connection)
+
+    async def close(self) -> None:
+        self._closed = True
+        for connection in list(self._open):
+            connection.close()
+        self._idle.clear()
+        await asyncio.sleep(0)
+
+
+class Connection(asyncio.Protocol):
+    """One kept-alive connection; it carries one request and its answer at a time."""
+
+    __slots__ = ("pool", "key", "transport", "parser", "response", "closed", "idle_since", "holds_slot",
+                 "answered", "_framed", "_timer", "_deadline", "_between", "_last", "_loop")
+
+    def __init__(self, pool: Pool, key: tuple[Any, ...]) -> None:
+        self.pool = pool
+        self.key = key
+        self.transport: asyncio.Transport | None = None
+        self.parser = httptools.HttpResponseParser(self)
+        self.response: Response | None = None
+        self.closed = False
+        self.idle_since = 0.0
+        self.holds_slot = False
+        self.answered = False
+        self._framed = False
+        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: float | None = None
+        self._between: float | None = None
+        self._last = 0.0
+        self._loop = asyncio.get_running_loop()
+
+    def send(self, data: bytes, deadline: float | None, between: float | None) -> Response:
+        response = self.response = Response(self)
+        self.holds_slot = self.pool._slots is not None
+        self.answered = False
+        self._framed = False
+        self._deadline, self._between = deadline, between
+        if deadline is not None or between is not None:
+            self._last = self._loop.time()
+            self._arm()
+        assert self.transport is not None
+        self.transport.write(data)
+        return response
+
+    def _arm(self) -> None:
+        due = self._deadline
+        if self._between is not None:
+            idle_due = self._last + self._between
+            due = idle_due if due is None or idle_due < due else due
+        self._timer = self._loop.call_at(due, self._check)  # type: ignore[arg-type]
+
+    def _check(self) -> None:
+        self._timer = None
+        now = self._loop.time()
+        if (self._deadline is not None and now >= self._deadline) or (
+                self._between is not None and now - self._last >= self._between):
+            self._fail(TimeoutError())
+            self.close()
+        elif self.response is not None:
+            self._arm()
+
+    def _disarm(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+
+    # asyncio.Protocol
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        if self.response is None:  # an idle connection is not spoken to (a 408 as it closes, say)
+            self.close()
+            return
+        self.answered = True
+        if self._between is not None:
+            self._last = self._loop.time()
+        try:
+            self.parser.feed_data(data)
+        except httptools.HttpParserError as exc:
+            self._fail(UpstreamUnreachable(f"malformed HTTP answer: {exc}"))
+            self.close()
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self.pool._lost(self)
+        response = self.response
+        if response is None:
+            return
+        if response.status and not self._framed:
+            self.on_message_complete()  # no length and not chunked: the answer ends with the connection
+        else:
+            self._fail(UpstreamUnreachable("the upstream closed the connection"
+                                           + (" before answering" if not response.status else " mid-answer")))
+
+    # httptools callbacks
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        assert self.response is not None
+        self.response.raw_headers.append((name, value))
+        lower = name.lower()
+        if lower == b"content-length" or (lower == b"transfer-encoding" and b"chunked" in value.lower()):
+            self._framed = True
+
+    def on_headers_complete(self) -> None:
+        response = self.response
+        assert response is not None
+        response.status = self.parser.get_status_code()
+        response._wake()
+
+    def on_body(self, body: bytes) -> None:
+        assert self.response is not None
+        self.response._feed(body)
+
+    def on_message_complete(self) -> None:
+        response = self.response
+        if response is None:
+            return
+        self._disarm()
+        self.response = None
+        reusable = self.parser.should_keep_alive() and self._framed
+        response._finish()
+        self.pool._done_with(self, reusable)
+
+    def _fail(self, error: BaseException) -> None:
+        response = self.response
+        if response is None:
+            return
+        self._disarm()
+        self.response = None
+        response._fail(error)
+        self.pool._done_with(self, False)
+
+    def abandon(self) -> None:
+        """The caller stopped reading: the upstream is told at once, by closing."""
+        if self.response is not None:
+            self._fail(UpstreamUnreachable("abandoned"))
+
+    def close(self) -> None:
+        self.closed = True
+        if self.transport is not None:
+            self.transport.close()
+
+
+class Response:
+    """An upstream's answer: status and headers first, then the body whole or chunk by chunk."""
+
+    __slots__ = ("status", "raw_headers", "_headers", "_connection", "_chunks", "_buffered", "_complete",
+                 "_error", "_waiter", "_paused", "_whole")
+
+    def __init__(self, connection: Connection) -> None:
+        self.status = 0
+        self.raw_headers: list[tuple[bytes, bytes]] = []
+        self._headers: CIMultiDict[str] | None = None
+        self._connection = connection
+        self._chunks: deque[bytes] = deque()
+        self._buffered = 0
+        self._complete = False
+        self._error: BaseException | None = None
+        self._waiter: asyncio.Future[None] | None = None
+        self._paused = False
+        self._whole = False
+
+    @property
+    def headers(self) -> CIMultiDict[str]:
+        if self._headers is None:
+            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
+        return self._headers
+
+    @property
+    def content_type(self) -> str:
+        for name, value in self.raw_headers:
+            if name.lower() == b"content-type":
+                return value.decode("latin-1").partition(";")[0].strip().lower()
+        return "application/octet-stream"
+
+    async def headers_in(self) -> None:
+        while not self.status:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    async def read(self) -> bytes:
+        self._whole = True
+        if self._paused:
+            self._resume()
+        while not self._complete:
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+        body = b"".join(self._chunks)
+        self._chunks.clear()
+        return body
+
+    async def chunks(self) -> AsyncIterator[bytes]:
+        """What has arrived, as soon as it has: pieces that came in together are passed on together,
+        so that a burst of events costs the client's socket one write."""
+        chunks = self._chunks
+        while True:
+            if chunks:
+                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunks.clear()
+                self._buffered = 0
+                if self._paused:
+                    self._resume()
+                yield chunk
+                continue
+            if self._complete:
+                return
+            if self._error is not None:
+                raise self._error
+            await self._wait()
+
+    def release(self) -> None:
+        """Done with it: an answer not read to the end closes its connection."""
+        if not self._complete and self._error is None:
+            self._connection.abandon()
+
+    async def _wait(self) -> None:
+        self._waiter = asyncio.get_running_loop().create_future()
+        try:
+            await self._waiter
+        finally:
+            self._waiter = None
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def _feed(self, chunk: bytes) -> None:
+        self._chunks.append(chunk)
+        self._buffered += len(chunk)
+        if self._buffered > PAUSE_AT and not self._paused and not self._whole:
+            self._paused = True
+            transport = self._connection.transport
+            if transport is not None:
+                transport.pause_reading()
+        self._wake()
+
+    def _resume(self) -> None:
+        self._paused = False
+        transport = self._connection.transport
+        if transport is not None and not transport.is_closing():
+            transport.resume_reading()
+
+    def _finish(self) -> None:
+        self._complete = True
+        self._wake()
+
+    def _fail(self, error: BaseException) -> None:
+        self._error = error
+        self._wake()
