@@ -30,6 +30,7 @@ ROUTER = web.AppKey("router", Router)
 POOLS = web.AppKey("pools", Pools)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
 CHAIN = web.AppKey("chain", Chain)
+DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
 PROXIED = ("chat/completions", "completions", "embeddings")
@@ -97,6 +98,7 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
 
 async def _close(app: web.Application) -> None:
     await app[CHAIN].close()
+    await app[DEPLOYMENT_LIMITS].close()
     await app[SERVICES].close()
     await app[POOLS].close()
 
@@ -138,7 +140,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     in_flight = app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
-    deployment_limits = DeploymentLimits(app[SERVICES].limiter, router)
+    deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router)
     info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
                       config.litellm_settings.success_callback, app[SERVICES].authenticator)
     for prefix in path_prefixes(config):

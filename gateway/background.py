@@ -1,7 +1,9 @@
 """Work started from the request path and finished off it (settling a reservation, publishing a change).
 
 asyncio keeps only a weak reference to a task: one nobody holds may be collected before it
-runs. `Background` holds each until it is done.
+runs. `Background` holds each until it is done, and at shutdown lets what is under way end:
+a settlement cut off when Redis closes would leave its reservation counted against the budget
+until the period resets.
 """
 
 from __future__ import annotations
@@ -9,6 +11,9 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Coroutine
 from typing import Any
+
+
+FINISH_TIMEOUT = 5.0
 
 
 class Background:
@@ -21,3 +26,7 @@ class Background:
         task = asyncio.ensure_future(work)
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
+
+    async def finish(self, timeout: float = FINISH_TIMEOUT) -> None:
+        if self.tasks:
+            await asyncio.wait(set(self.tasks), timeout=timeout)

@@ -129,6 +129,9 @@ class Budget(Plugin):
         reservation.settled = True
         self.background.spawn(self._settle_now(reservation, ctx.cost))
 
+    async def close(self) -> None:
+        await self.background.finish()
+
     async def _settle_now(self, reservation: Reservation, actual: float) -> None:
         try:
             await self.ledger.settle(reservation.names, reservation.amount, actual)

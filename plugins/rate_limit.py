@@ -166,6 +166,9 @@ class RateLimit(Plugin):
         used = float(ctx.usage.total_tokens) if ctx.usage is not None else 0.0
         self.background.spawn(self._settle_now(held, used, ctx.request_id))
 
+    async def close(self) -> None:
+        await self.background.finish()
+
     async def _settle_now(self, held: Held, used: float, request_id: str) -> None:
         try:
             if held.slots:

@@ -8,7 +8,8 @@ import threading
 
 
 class TcpRelay:
-    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones."""
+    """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones.
+    `delay` (seconds, settable at any time) holds each piece that much before passing it on."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
         self.target = (target_host, target_port)
@@ -19,6 +20,7 @@ class TcpRelay:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-relay", daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self.delay = 0.0
 
     def start(self) -> TcpRelay:
         self._thread.start()
@@ -63,6 +65,8 @@ class TcpRelay:
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while data := await reader.read(65536):
+                    if self.delay:
+                        await asyncio.sleep(self.delay)
                     writer.write(data)
                     await writer.drain()
             except (ConnectionError, OSError):

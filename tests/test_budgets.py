@@ -6,11 +6,13 @@ import asyncio
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import aiohttp
 import pytest
 
 from tests.harness import Gateway
+from tests.tcp_relay import TcpRelay
 
 MASTER = "sk-budget-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -140,3 +142,35 @@ async def test_two_instances_without_redis_each_hold_their_own(tmp_path: Path,
             assert status == 429 and body["error"]["type"] == "budget_exceeded", body
         results = await asyncio.gather(*(chat(http, (first, second)[i % 2], key["key"]) for i in range(200)))
         assert [s for s, _, _ in results].count(200) == 20
+
+
+async def test_shutdown_lets_a_settlement_under_way_finish(redis_base: str, redis_prefix: str,
+                                                           http: aiohttp.ClientSession) -> None:
+    """A request's reservation is settled after its answer is sent. SIGTERM right then must not close
+    Redis under the settlement, or the reservation would count against the budget until it resets."""
+    import redis.asyncio
+
+    address = urlsplit(redis_base)
+    relay = TcpRelay(address.hostname or "127.0.0.1", address.port or 6379).start()
+    config = base_config(router_settings={"redis_url": f"redis://127.0.0.1:{relay.port}/0"},
+                         gateway_settings={"redis_key_prefix": redis_prefix})
+    gw = Gateway(config)
+    try:
+        await asyncio.to_thread(gw.start)
+        key = await new_key(http, gw, max_budget=ROOM_FOR_TEN)
+        relay.delay = 0.5  # every Redis round trip now takes a second: the settlement is still under way
+        status, _, _ = await chat(http, gw, key["key"])
+        assert status == 200
+        assert await asyncio.to_thread(gw.stop) == 0
+    finally:
+        gw.stop()
+        relay.stop()
+    assert "could not settle" not in gw.log(), gw.log()
+    client = redis.asyncio.Redis.from_url(redis_base, decode_responses=True)
+    try:
+        counters = [await client.hgetall(name) async for name in client.scan_iter(match=f"{redis_prefix}:budget:key:*")]
+    finally:
+        await client.aclose()
+    assert len(counters) == 1, counters
+    assert float(counters[0]["reserved"]) == pytest.approx(0.0, abs=1e-12)
+    assert float(counters[0]["spent"]) == pytest.approx(COST)

@@ -67,6 +67,9 @@ class DeploymentLimits:
             headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, left)))
         return Admission(deployment, tokens, limiter, headers)
 
+    async def close(self) -> None:
+        await self.background.finish()
+
     def settle(self, admission: Admission, used: float) -> None:
         """The request is over and used `used` tokens: the estimate's difference goes back (or is owed)."""
         limits = admission.deployment.limits
