@@ -87,7 +87,7 @@ def _tls_context(verify: bool | str) -> ssl.SSLContext:
 class Pool:
     """Kept-alive connections to the endpoints of one or more deployments."""
 
-    __slots__ = ("keepalive", "_idle", "_slots", "_open", "_closed")
+    __slots__ = ("keepalive", "_idle", "_slots", "_open", "_closed", "_sweep")
 
     def __init__(self, limit: int | None, keepalive: float) -> None:
         self.keepalive = keepalive
@@ -95,6 +95,7 @@ class Pool:
         self._slots = asyncio.Semaphore(limit) if limit else None
         self._open: set[Connection] = set()
         self._closed = False
+        self._sweep: asyncio.TimerHandle | None = None
 
     async def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout) -> Response:
         """Send one request; the answer once its headers are in. Raises UpstreamUnreachable or TimeoutError."""
@@ -177,16 +178,36 @@ class Pool:
             if self._slots is not None:
                 self._slots.release()
         if reusable and not self._closed and not connection.closed:
-            connection.idle_since = asyncio.get_running_loop().time()
+            loop = asyncio.get_running_loop()
+            connection.idle_since = loop.time()
             self._idle.setdefault(connection.key, []).append(connection)
+            if self._sweep is None:
+                self._sweep = loop.call_later(self.keepalive, self._close_expired)
         else:
             connection.close()
+
+    def _close_expired(self) -> None:
+        """Idle connections past `keepalive` are closed, not left open until the upstream gives up."""
+        self._sweep = None
+        now = asyncio.get_running_loop().time()
+        left = 0
+        for idle in self._idle.values():
+            fresh = [c for c in idle if not c.closed and now - c.idle_since < self.keepalive]
+            for connection in idle:
+                if connection not in fresh:
+                    connection.close()
+            idle[:] = fresh
+            left += len(fresh)
+        if left and not self._closed:
+            self._sweep = asyncio.get_running_loop().call_later(self.keepalive, self._close_expired)
 
     def _lost(self, connection: Connection) -> None:
         self._open.discard(connection)
 
     async def close(self) -> None:
         self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
         for connection in list(self._open):
             connection.close()
         self._idle.clear()

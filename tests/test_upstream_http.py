@@ -58,16 +58,16 @@ async def read_request(reader: asyncio.StreamReader) -> bytes:
     return head + await reader.readexactly(length)
 
 
-Starter = Callable[[RawUpstream], Awaitable[Gateway]]
+Starter = Callable[..., Awaitable[Gateway]]
 
 
 @pytest.fixture
 async def gateway_for() -> AsyncIterator[Starter]:
     started: list[Gateway] = []
 
-    async def start(upstream: RawUpstream) -> Gateway:
+    async def start(upstream: RawUpstream, **gateway_settings: object) -> Gateway:
         gw = Gateway({"model_list": [deployment("raw", upstream.base_url)],
-                      "router_settings": {"num_retries": 0}})
+                      "router_settings": {"num_retries": 0}, "gateway_settings": gateway_settings})
         started.append(gw)
         await asyncio.to_thread(gw.start)
         return gw
@@ -217,3 +217,21 @@ async def test_a_client_that_stops_reading_stops_the_upstream_and_loses_nothing(
                 received.update(chunk)
         assert sent == events * len(event)
         assert received.hexdigest() == digest.hexdigest()
+
+
+async def test_an_idle_connection_is_closed_after_the_keepalive_timeout(gateway_for: Starter,
+                                                                         http: aiohttp.ClientSession) -> None:
+    closed = asyncio.Event()
+
+    async def answer_then_wait_for_close(reader: asyncio.StreamReader, writer: asyncio.StreamWriter,
+                                         n: int) -> None:
+        await read_request(reader)
+        writer.write(KEPT)
+        await writer.drain()
+        assert await reader.read() == b""  # the gateway's close
+        closed.set()
+
+    async with RawUpstream(answer_then_wait_for_close) as upstream:
+        gw = await gateway_for(upstream, upstream_keepalive_timeout=0.3)
+        assert (await chat(http, gw))[0] == 200
+        await asyncio.wait_for(closed.wait(), 5)
