@@ -142,7 +142,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router)
     info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
-                      config.litellm_settings.success_callback, app[SERVICES].authenticator)
+                      config.litellm_settings.success_callback, app[SERVICES].authenticator, app[POOLS].probes)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,

@@ -38,8 +38,9 @@ class InfoRoutes:
     """/v1/models lists what the caller's key may use; /model/info and /health need a valid key too."""
 
     def __init__(self, router: Router, readiness: list[ReadinessCheck], health_timeout: float,
-                 callbacks: list[str], authenticator: Authenticator) -> None:
+                 callbacks: list[str], authenticator: Authenticator, probes: aiohttp.ClientSession) -> None:
         self.authenticator = authenticator
+        self.probes = probes
         self.router = router
         self.readiness = readiness
         self.health_timeout = health_timeout
@@ -131,8 +132,9 @@ class InfoRoutes:
         """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
         timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         headers = deployment.headers
+        tls = deployment.endpoint.tls or True
         if deployment.is_wildcard:
-            return deployment.session.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout)
+            return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
@@ -141,8 +143,8 @@ class InfoRoutes:
         else:
             path, body = "chat/completions", {"model": model, "max_tokens": 1,
                                               "messages": [{"role": "user", "content": "ping"}]}
-        return deployment.session.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
-                                 timeout=timeout)
+        return self.probes.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
+                                timeout=timeout, ssl=tls)
 
 
 def not_found(request: web.Request) -> ApiError:

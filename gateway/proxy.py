@@ -21,7 +21,6 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
-from multidict import CIMultiDict
 
 from gateway import __version__, mock, timeouts
 from gateway.access_log import AccessLog
@@ -278,7 +277,6 @@ class ProxyEndpoint:
         deployment = route.deployment
         requested = ctx.requested_model
         body["model"] = route.upstream_model
-        url = f"{deployment.base_url}/{self.endpoint}"
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
@@ -288,12 +286,11 @@ class ProxyEndpoint:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
                     error = upstream_error(upstream.status, await upstream.read())
-                    wait = _retry_after(upstream.headers.get("retry-after"))
+                    wait = _retry_after(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
-                content_type = upstream.content_type
-                if stream or content_type == "text/event-stream":
+                if stream or upstream.content_type == "text/event-stream":
                     return await self._relay_stream(ctx, upstream, strip_usage)
                 payload = await upstream.read()
             finally:
@@ -304,8 +301,8 @@ class ProxyEndpoint:
                 self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)), payload)
             else:
                 ctx.output = payload
-            headers = self._headers(ctx, upstream.headers)
-            headers["Content-Type"] = upstream.headers.get("Content-Type", "application/json")
+            headers = self._headers(ctx, upstream)
+            headers["Content-Type"] = upstream.header(b"content-type") or "application/json"
             return web.Response(status=upstream.status, body=payload, headers=headers)
         except CertificateUnverified as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented "
@@ -324,7 +321,7 @@ class ProxyEndpoint:
             deployment.in_flight -= 1
 
     async def _relay_stream(self, ctx: Ctx, upstream: Response, strip_usage: bool) -> web.StreamResponse:
-        headers = self._headers(ctx, upstream.headers)
+        headers = self._headers(ctx, upstream)
         response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
         await response.prepare(ctx.request)
         # Usage is read at the end from what these keep, never by decoding each event.
@@ -374,7 +371,7 @@ class ProxyEndpoint:
             ctx.cost = self.pricing.price(deployment, ctx.upstream_model or "").cost(usage)
         self.chain.on_finish(ctx)
 
-    def _headers(self, ctx: Ctx, upstream: CIMultiDict[str] | None = None) -> dict[str, str]:
+    def _headers(self, ctx: Ctx, upstream: Response | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
         caller's limits (the rate_limit plugin's)."""
@@ -382,7 +379,8 @@ class ProxyEndpoint:
         headers = {"X-Request-ID": ctx.request_id, f"{prefix}call-id": ctx.request_id,
                    f"{prefix}version": __version__}
         if upstream is not None:
-            for name, value in upstream.items():
+            for raw_name, raw_value in upstream.raw_headers:
+                name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
                 lower = name.lower()
                 if lower not in NOT_RELAYED:
                     headers[f"llm_provider-{name}"] = value

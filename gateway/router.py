@@ -8,7 +8,6 @@ import random
 import time
 from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
 
-import aiohttp
 import msgspec
 import orjson
 from aiohttp import ClientTimeout
@@ -32,7 +31,7 @@ class Deployment:
         "id", "group", "entry", "provider", "model_template", "api_base", "base_url",
         "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
-        "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until", "session",
+        "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool",
     )
 
@@ -88,8 +87,7 @@ class Deployment:
             raise ConfigError(f"{where}.litellm_params.max_parallel_requests: must be above 0")
         self.ssl_verify = (ssl_verify_setting(params.ssl_verify, f"{where}.litellm_params.ssl_verify")
                            if params.ssl_verify is not None else default_ssl_verify)
-        self.session: aiohttp.ClientSession  # for health probes; set by upstreams.Pools at start
-        self.endpoint: Endpoint  # for requests: where they go, and the pool they go through
+        self.endpoint: Endpoint  # where requests go, and the pool they go through; set by upstreams.Pools
         self.pool: Pool
         self.weight = float(params.weight or params.rpm or params.tpm or 1)
         if self.weight <= 0:

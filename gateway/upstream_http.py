@@ -22,7 +22,6 @@ from urllib.parse import urlsplit
 
 import httptools
 from aiohttp import ClientTimeout
-from multidict import CIMultiDict
 
 from gateway import __version__
 
@@ -51,7 +50,7 @@ class Endpoint:
         self.port = parts.port or (443 if secure else 80)
         self.tls: ssl.SSLContext | None = _tls_context(verify) if secure else None
         self.server_hostname = self.host if secure else None
-        self.key = (self.host, self.port, secure, id(self.tls))
+        self.key = (self.host, self.port, self.tls)
         self._path = parts.path.rstrip("/")
         host = parts.netloc.rpartition("@")[2]
         fixed = {"Host": host, "User-Agent": f"llm-gateway/{__version__}", "Accept": "*/*", **headers}
@@ -262,8 +261,7 @@ class Connection(asyncio.Protocol):
         now = self._loop.time()
         if (self._deadline is not None and now >= self._deadline) or (
                 self._between is not None and now - self._last >= self._between):
-            self._fail(TimeoutError())
-            self.close()
+            self._fail(TimeoutError())  # which closes the connection
         elif self.response is not None:
             self._arm()
 
@@ -354,13 +352,12 @@ class Connection(asyncio.Protocol):
 class Response:
     """An upstream's answer: status and headers first, then the body whole or chunk by chunk."""
 
-    __slots__ = ("status", "raw_headers", "_headers", "_connection", "_chunks", "_buffered", "_complete",
+    __slots__ = ("status", "raw_headers", "_connection", "_chunks", "_buffered", "_complete",
                  "_error", "_waiter", "_paused", "_whole")
 
     def __init__(self, connection: Connection) -> None:
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
-        self._headers: CIMultiDict[str] | None = None
         self._connection = connection
         self._chunks: deque[bytes] = deque()
         self._buffered = 0
@@ -370,18 +367,17 @@ class Response:
         self._paused = False
         self._whole = False
 
-    @property
-    def headers(self) -> CIMultiDict[str]:
-        if self._headers is None:
-            self._headers = CIMultiDict((k.decode("latin-1"), v.decode("latin-1")) for k, v in self.raw_headers)
-        return self._headers
+    def header(self, lower_name: bytes) -> str | None:
+        """The first value of one header, by its name in lower case."""
+        for name, value in self.raw_headers:
+            if name.lower() == lower_name:
+                return value.decode("latin-1")
+        return None
 
     @property
     def content_type(self) -> str:
-        for name, value in self.raw_headers:
-            if name.lower() == b"content-type":
-                return value.decode("latin-1").partition(";")[0].strip().lower()
-        return "application/octet-stream"
+        value = self.header(b"content-type")
+        return value.partition(";")[0].strip().lower() if value else "application/octet-stream"
 
     async def headers_in(self) -> None:
         while not self.status:
