@@ -17,6 +17,7 @@ import orjson
 
 if TYPE_CHECKING:
     from gateway.context import Ctx
+    from gateway.settlement import Settlement
 
 FLUSH_INTERVAL = 0.2
 # Enabled when the `gateway.access` logger is on for INFO (the default; `--log-level warning` turns it off).
@@ -39,9 +40,9 @@ class AccessLog:
     def enabled() -> bool:
         return LOGGER.isEnabledFor(logging.INFO)
 
-    def record(self, ctx: Ctx) -> None:
+    def record(self, ctx: Ctx, settled: Settlement) -> None:
         if self.json:
-            self.lines.append(self._json_line(ctx))
+            self.lines.append(self._json_line(ctx, settled))
             if self.timer is None:
                 self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
             return
@@ -53,27 +54,27 @@ class AccessLog:
         deployment = ctx.deployment
         caller = ctx.caller
         line = (f"{self.stamp},{int(now % 1 * 1000):03d} INFO {self.source}: {ctx.request_id} "
-                f"{ctx.request.method} {ctx.request.path} status={ctx.status} model={ctx.requested_model} "
+                f"{ctx.request.method} {ctx.request.path} status={settled.status} model={ctx.requested_model} "
                 f"group={ctx.model_group} deployment={deployment.id[:12] if deployment else None} "
                 f"stream={ctx.stream} ms={ctx.elapsed_ms():.1f} client={ctx.client_ip} "
                 f"key={caller.label if caller is not None else None}")
-        if ctx.error is not None:
-            line += f" error={ctx.error.message!r}"
+        if settled.error is not None:
+            line += f" error={settled.error.message!r}"
         self.lines.append(line + "\n")
         if self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
 
-    def _json_line(self, ctx: Ctx) -> str:
+    def _json_line(self, ctx: Ctx, settled: Settlement) -> str:
         now = time.time()
         deployment = ctx.deployment
         caller = ctx.caller
         key = caller.key if caller is not None else None
-        usage = ctx.usage
+        usage = settled.usage
         entry = {
             "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
             "level": "INFO", "logger": self.source, "message": "request",
             "request_id": ctx.request_id, "method": ctx.request.method, "path": ctx.request.path,
-            "status": ctx.status, "model": ctx.requested_model, "model_group": ctx.model_group,
+            "status": settled.status, "model": ctx.requested_model, "model_group": ctx.model_group,
             "deployment": deployment.id if deployment is not None else None,
             "api_base": deployment.api_base.split("?")[0] or None if deployment is not None else None,
             "stream": ctx.stream,
@@ -82,13 +83,13 @@ class AccessLog:
             "prompt_tokens": usage.prompt_tokens if usage is not None else None,
             "completion_tokens": usage.completion_tokens if usage is not None else None,
             "total_tokens": usage.total_tokens if usage is not None else None,
-            "cost": ctx.cost,
+            "cost": settled.cost,
             "client_ip": ctx.client_ip,
             "key": caller.label if caller is not None else None,
             "key_alias": key.key_alias if key is not None else None,
             "user": key.user_id if key is not None else None,
             "team": key.team_id if key is not None else None,
-            "error": ctx.error.message if ctx.error is not None else None,
+            "error": settled.error.message if settled.error is not None else None,
         }
         return orjson.dumps(entry).decode() + "\n"
 

@@ -6,27 +6,45 @@ import ipaddress
 import itertools
 import os
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
 from gateway.errors import ApiError
+from gateway.identity import Caller
 from gateway.router import Deployment
-from gateway.usage import Usage
+from gateway.usage import Usage, reserved_tokens
+
+if TYPE_CHECKING:
+    from gateway.limits.deployments import Admission
+    from gateway.settlement import Settlement
+    from gateway.stream_usage import StreamMeter
 
 MAX_REQUEST_ID = 128
 IPNetwork = ipaddress.IPv4Network | ipaddress.IPv6Network
 
 
+class BudgetStanding(NamedTuple):
+    """One budget a request falls under, as it stood when the request was admitted."""
+
+    counter: str  # `key:<token>`, `team:<id>`, ...
+    limit: float
+    spent_before: float
+
+
 class Ctx:
+    """One request. Plugins keep their own per-request objects in `plugin_state` (through
+    Plugin.hold / Plugin.held), never in another plugin's; what they share is a typed slot here."""
+
     __slots__ = (
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
-        "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller", "state", "usage", "cost", "started_wall",
-        "output", "sent_at",
+        "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
+        "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission", "fallbacks",
+        "budgets", "_reserved", "meter", "response", "client_left", "settlement",
     )
 
-    def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...]) -> None:
+    def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
         self.request = request
         headers = request.headers
         self.request_id = _request_id(headers.get("X-Request-ID") or headers.get("x-litellm-call-id"))
@@ -48,11 +66,25 @@ class Ctx:
         self.trusted = trusted
         self._client_ip: str | None = None
         self.reached = 0
-        self.caller: Any = None  # identity.Caller, once auth has run
-        self.state: dict[str, Any] = {}  # per-request notes plugins leave for their later phases
-        self.usage: Usage | None = None
+        self.caller: Caller | None = None  # once auth has run
+        self.plugin_state: list[object | None] = [None] * plugins
+        self.usage: Usage | None = None  # known before the headers go out (non-streaming answers)
         self.cost = 0.0
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
+        self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
+        self.fallbacks = 0  # fallback groups added to the plan
+        self.budgets: tuple[BudgetStanding, ...] = ()
+        self._reserved: tuple[int, int] | None = None
+        self.meter: StreamMeter | None = None  # once a stream's headers are out
+        self.response: web.StreamResponse | None = None  # once prepared: the answer has started
+        self.client_left = False
+        self.settlement: Settlement | None = None
+
+    def reserved_tokens(self) -> tuple[int, int]:
+        """The prompt's tokens and the answer's max_tokens, as limits and budgets reserve them."""
+        if self._reserved is None:
+            self._reserved = reserved_tokens(self.body or {})
+        return self._reserved
 
     @property
     def client_ip(self) -> str:

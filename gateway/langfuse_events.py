@@ -17,6 +17,7 @@ from typing import Any, Mapping
 
 from gateway.answer import answer_of
 from gateway.errors import ApiError
+from gateway.identity import Caller
 from gateway.router import Deployment
 from gateway.usage import Usage
 
@@ -33,7 +34,7 @@ CANCELLED = 499
 
 
 class Pending:
-    """What on_complete keeps of a request: references only, read once the sender gets to them."""
+    """What on_settle keeps of a request: references only, read once the sender gets to them."""
 
     __slots__ = ("request_id", "endpoint", "body", "headers", "requested_model", "model_group", "deployment", "upstream_model",
                  "stream", "status", "error", "started_wall", "started", "first_byte_at", "ended", "usage",
@@ -42,7 +43,7 @@ class Pending:
     def __init__(self, request_id: str, endpoint: str, body: dict[str, Any] | None, headers: Mapping[str, str],
                  requested_model: str | None, model_group: str | None, deployment: Deployment | None, upstream_model: str | None, stream: bool,
                  status: int, error: ApiError | None, started_wall: float, started: float,
-                 first_byte_at: float | None, ended: float | None, usage: Usage | None, cost: float, caller: Any,
+                 first_byte_at: float | None, ended: float | None, usage: Usage | None, cost: float, caller: Caller | None,
                  output: bytes | None, client_ip: str) -> None:
         self.request_id = request_id
         self.endpoint = endpoint

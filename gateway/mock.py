@@ -11,10 +11,9 @@ import hashlib
 import struct
 import time
 import uuid
-from typing import Any, Callable
+from typing import Any
 
 import orjson
-from aiohttp import web
 
 from gateway.router import Deployment
 from gateway.usage import Usage
@@ -52,39 +51,36 @@ def prompt_tokens(body: dict[str, Any]) -> int:
     return tokens(orjson.dumps(source).decode())
 
 
-async def respond(request: web.Request, deployment: Deployment, endpoint: str, body: dict[str, Any],
-                  model: str, finish: Callable[[Usage, bytes], None],
-                  headers: Callable[[], dict[str, str]]) -> web.StreamResponse:
-    """`finish` gets the usage and the answer before its last bytes; `headers` is asked for after that."""
+class MockAnswer:
+    """What the mock answers: a JSON body, or the SSE events of a stream, with the usage it reports."""
+
+    __slots__ = ("usage", "body", "events")
+
+    def __init__(self, usage: Usage, body: bytes | None = None, events: list[bytes] | None = None) -> None:
+        self.usage = usage
+        self.body = body
+        self.events = events
+
+
+def answer(deployment: Deployment, endpoint: str, body: dict[str, Any], model: str) -> MockAnswer:
     if endpoint == "embeddings":
         payload = _embeddings(body, model)
-        encoded = orjson.dumps(payload)
-        finish(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]), encoded)
-        return _json(encoded, headers())
+        return MockAnswer(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]),
+                          orjson.dumps(payload))
     text = answer_text(deployment, body)
     usage = _usage(prompt_tokens(body), tokens(text) if text else 0)
     chat = endpoint == "chat/completions"
     if not body.get("stream"):
-        encoded = orjson.dumps(_chat(text, model, usage) if chat else _completion(text, model, usage))
-        finish(Usage(**usage), encoded)
-        return _json(encoded, headers())
+        return MockAnswer(_as_usage(usage), orjson.dumps(_chat(text, model, usage) if chat
+                                                      else _completion(text, model, usage)))
     options = body.get("stream_options")
     include_usage = isinstance(options, dict) and options.get("include_usage") is True
-    response = web.StreamResponse(headers={**headers(), "Content-Type": "text/event-stream",
-                                           "Cache-Control": "no-cache"})
-    await response.prepare(request)
-    sent = []
-    for event in _events(text, model, usage, chat, include_usage):
-        sent.append(b"data: " + orjson.dumps(event) + b"\n\n")
-        await response.write(sent[-1])
-    finish(Usage(**usage), b"".join(sent))
-    await response.write(b"data: [DONE]\n\n")
-    await response.write_eof()
-    return response
+    events = [b"data: " + orjson.dumps(event) + b"\n\n" for event in _events(text, model, usage, chat, include_usage)]
+    return MockAnswer(_as_usage(usage), events=[*events, b"data: [DONE]\n\n"])
 
 
-def _json(encoded: bytes, headers: dict[str, str]) -> web.Response:
-    return web.Response(body=encoded, content_type="application/json", headers=headers)
+def _as_usage(usage: dict[str, int]) -> Usage:
+    return Usage(usage["prompt_tokens"], usage["completion_tokens"], usage["total_tokens"])
 
 
 def _usage(prompt: int, completion: int) -> dict[str, int]:

@@ -2,10 +2,12 @@
 
 Read top to bottom: parse and check the body, route the model, rewrite
 `model`, send with the deployment's own key, then either relay the SSE
-stream chunk by chunk as it arrives (never decoded) or hand back the JSON
-body as received (never parsed). A client that goes away cancels this
-handler (the server runs with handler cancellation), which closes the
-upstream response and so frees its connection at once.
+stream as it arrives (never decoded; see gateway/stream_usage.py) or hand
+back the JSON body as received (never parsed). However the request ends, it
+is settled once (`_settle`), before the last bytes of its answer go out. A
+client that goes away cancels this handler (the server runs with handler
+cancellation), which closes the upstream response and so frees its
+connection at once; it is settled as 499 and charged for what it was sent.
 """
 
 from __future__ import annotations
@@ -15,7 +17,8 @@ import logging
 import math
 import time
 from collections import deque
-from typing import Any
+from collections.abc import AsyncIterator
+from typing import Any, Callable
 
 import orjson
 from aiohttp import web
@@ -26,12 +29,14 @@ from gateway import __version__, mock, timeouts
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error
-from gateway.limits.deployments import Admission, DeploymentLimits
+from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
-from gateway.router import MIN_LIMITED, CoolingDown, Route, Router
+from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
+from gateway.settlement import CLIENT_LEFT, Settlement
+from gateway.stream_usage import StreamMeter
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
-from gateway.usage import Tail, Usage, UsageStripper, estimate, from_json_body, reserved_tokens
+from gateway.usage import estimate, from_json_body
 
 log = logging.getLogger("gateway")
 
@@ -45,7 +50,6 @@ NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
 # What a plugin that needs_output gets of a long stream: enough for any chat answer a log would keep.
 MAX_OUTPUT_BYTES = 1 << 20
 REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
-ADMISSION = "deployment_admission"  # ctx.state: what the request holds of a deployment's rpm/tpm
 
 
 class InFlight:
@@ -95,42 +99,67 @@ class ProxyEndpoint:
             in_flight.count -= 1
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
-        ctx = Ctx(request, self.endpoint, self.trusted)
+        ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
+        response: web.StreamResponse | None = None
         try:
-            response = await self._serve(ctx)
-        except ApiError as error:
-            ctx.error = error
-            response = error.response(self._headers(ctx))
-        except asyncio.CancelledError:
-            ctx.status = 499  # the client left; nginx's word for it
-            self._complete(ctx)
-            raise
-        except Exception:
-            log.exception("unhandled error serving %s", ctx.request_id)
-            ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})", "internal_server_error")
-            response = ctx.error.response(self._headers(ctx))
-        ctx.status = response.status
+            try:
+                response = await self._serve(ctx)
+            except ApiError as error:
+                ctx.error = error
+                response = error.response(self._headers(ctx))
+            except asyncio.CancelledError:
+                ctx.client_left = True
+                raise
+            except Exception:
+                log.exception("unhandled error serving %s", ctx.request_id)
+                ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
+                                     "internal_server_error")
+                if ctx.response is None:
+                    response = ctx.error.response(self._headers(ctx))
+                else:
+                    _abort(request)  # the answer had started: no second one, and no made-up end
+        finally:
+            self._settle(ctx, response)
+        if response is None or ctx.client_left:
+            # Nothing more is written: aiohttp's own write_eof finds the transport closing.
+            return response or ctx.response or web.StreamResponse()
         try:
             if not response.prepared:
-                # Sent here rather than by aiohttp after we return, so that on_complete
-                # runs once the answer is on the wire.
                 await response.prepare(request)
-                await response.write_eof()
-        except (ConnectionResetError, asyncio.CancelledError):
-            ctx.status = 499
-            raise
-        finally:
-            self._complete(ctx)
+            await response.write_eof()
+        except ConnectionError:
+            pass  # the client left with all but the end of the body: settled already as answered
         return response
 
-    def _complete(self, ctx: Ctx) -> None:
-        ctx.ended = time.perf_counter()
-        if ctx.deployment is not None and ctx.deployment.limits is not None:
-            # Usage unknown (the client left mid-answer): the estimate stands.
-            self._settle(ctx, float(ctx.usage.total_tokens) if ctx.usage is not None else None)
-        self.chain.on_complete(ctx)
+    def _settle(self, ctx: Ctx, response: web.StreamResponse | None) -> None:
+        """The request's one settlement: usage (the upstream's, else an estimate), cost, status."""
+        ended = ctx.ended = time.perf_counter()
+        if ctx.client_left:
+            status = CLIENT_LEFT
+        elif ctx.response is not None:
+            status = ctx.response.status
+        else:
+            status = response.status if response is not None else 500
+        ctx.status = status
+        meter = ctx.meter
+        if ctx.usage is None:
+            if meter is not None:
+                ctx.usage = meter.usage(ctx.body or {})
+            elif ctx.client_left and ctx.sent_at is not None:
+                ctx.usage = estimate(ctx.body or {}, 0)  # left before any answer: the prompt was read
+            if ctx.usage is not None and ctx.deployment is not None:
+                ctx.cost = self.pricing.price(ctx.deployment, ctx.upstream_model or "").cost(ctx.usage)
+        usage, cost = ctx.usage, ctx.cost
+        if meter is not None:
+            ctx.output = meter.output()
+        settled = ctx.settlement = Settlement(status, usage, cost, ctx.error, ctx.client_left,
+                                              ctx.response is not None, meter.sent if meter is not None else 0,
+                                              ended)
+        if ctx.admission is not None:
+            self._release(ctx, float(usage.total_tokens) if usage is not None else 0.0)
+        self.chain.on_settle(ctx, settled)
         if self.access_log is not None:
-            self.access_log.record(ctx)
+            self.access_log.record(ctx, settled)
 
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body = await read_json(ctx.request)
@@ -145,11 +174,6 @@ class ProxyEndpoint:
         ctx.model_group = route.group
         ctx.upstream_model = route.upstream_model
         stream = ctx.stream = body.get("stream") is True
-        if deployment.provider.is_mock:
-            return await mock.respond(ctx.request, deployment, self.endpoint, body, route.upstream_model,
-                                      lambda usage, output: self._finish(ctx, usage, output),
-                                      lambda: self._headers(ctx))
-
         strip_usage = stream and self.needs_usage and not _asked_for_usage(body)
         if strip_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
@@ -180,18 +204,19 @@ class ProxyEndpoint:
             route = router.resolve(group, tried)
             if route is None or route.deployment.limits is None:
                 return route
-            prompt_tokens, max_tokens = reserved_tokens(ctx.body or {}, ctx.state)
+            prompt_tokens, max_tokens = ctx.reserved_tokens()
             admission = await self.limits.admit(route.deployment, float(prompt_tokens + max_tokens))
             if admission is not None:
-                ctx.state[ADMISSION] = admission
+                ctx.admission = admission
                 return route
         # Each full deployment is left out for a while; only a very slow limiter gets here.
         raise CoolingDown(group, MIN_LIMITED, at_limit=True)
 
-    def _settle(self, ctx: Ctx, used: float | None) -> None:
-        admission: Admission | None = ctx.state.pop(ADMISSION, None)
+    def _release(self, ctx: Ctx, used: float) -> None:
+        """What the request held of its deployment's rpm/tpm is settled with the tokens it used."""
+        admission, ctx.admission = ctx.admission, None
         if admission is not None:
-            self.limits.settle(admission, admission.tokens if used is None else used)
+            self.limits.settle(admission, used)
 
     def _unavailable(self, exc: CoolingDown) -> ApiError:
         wait = max(1, math.ceil(exc.retry_after))
@@ -245,8 +270,7 @@ class ProxyEndpoint:
                     response = await self._forward(ctx, current, body, stream, strip_usage, asked)
                 except UpstreamFailure as exc:
                     failure = exc
-                    if current.deployment.limits is not None:
-                        self._settle(ctx, 0.0)  # the request counts; it used no tokens there
+                    self._release(ctx, 0.0)  # the request counts; it used no tokens there
                     router.record_failure(current.deployment, exc.retry_after)
                     current = None
                     if exc.kind is not None or not exc.retryable:
@@ -263,7 +287,7 @@ class ProxyEndpoint:
                 if targets:
                     plan.extend(targets)
                     fallen_back = True
-                    ctx.state["fallbacks"] = len(targets)
+                    ctx.fallbacks = len(targets)
             if failure is not None and not failure.retryable and not plan:
                 break
         assert failure is not None
@@ -277,6 +301,8 @@ class ProxyEndpoint:
         deployment = route.deployment
         requested = ctx.requested_model
         body["model"] = route.upstream_model
+        if deployment.provider.is_mock:
+            return await self._answer_mock(ctx, route, body, strip_usage)
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
@@ -291,19 +317,16 @@ class ProxyEndpoint:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
                 if stream or upstream.content_type == "text/event-stream":
-                    return await self._relay_stream(ctx, upstream, strip_usage)
+                    sse = upstream.content_type == "text/event-stream"
+                    return await self._relay(ctx, upstream.status, self._headers(ctx, upstream),
+                                             upstream.chunks(), strip_usage and sse, requested, deployment)
                 payload = await upstream.read()
             finally:
                 upstream.release()
             ctx.first_byte_at = time.perf_counter()
-            deployment.record_latency(ctx.first_byte_at - ctx.started)
-            if self.needs_usage:
-                self._finish(ctx, from_json_body(payload) or estimate(body, len(payload)), payload)
-            else:
-                ctx.output = payload
-            headers = self._headers(ctx, upstream)
-            headers["Content-Type"] = upstream.header(b"content-type") or "application/json"
-            return web.Response(status=upstream.status, body=payload, headers=headers)
+            deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
+            return self._json_answer(ctx, body, payload, upstream.status, lambda: self._headers(ctx, upstream),
+                                     upstream.header(b"content-type") or "application/json")
         except CertificateUnverified as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented "
                                            f"a TLS certificate that could not be verified ({exc.certificate_error}); "
@@ -320,56 +343,70 @@ class ProxyEndpoint:
         finally:
             deployment.in_flight -= 1
 
-    async def _relay_stream(self, ctx: Ctx, upstream: Response, strip_usage: bool) -> web.StreamResponse:
-        headers = self._headers(ctx, upstream)
-        response = web.StreamResponse(status=upstream.status, headers={**headers, **SSE_HEADERS})
-        await response.prepare(ctx.request)
-        # Usage is read at the end from what these keep, never by decoding each event.
-        tail = Tail() if self.needs_usage and not strip_usage else None
-        stripper = UsageStripper() if strip_usage else None
-        kept: list[bytes] | None = [] if self.chain.needs_output else None
-        streamed = 0
+    async def _answer_mock(self, ctx: Ctx, route: Route, body: dict[str, Any],
+                           strip_usage: bool) -> web.StreamResponse:
+        """The built-in mock answers as an upstream would, and its answer takes the same way back."""
+        ctx.sent_at = None  # no upstream call was made on this attempt
+        answer = mock.answer(route.deployment, self.endpoint, body, route.upstream_model)
+        ctx.first_byte_at = time.perf_counter()
+        if answer.events is None:
+            assert answer.body is not None
+            ctx.usage = answer.usage if self.needs_usage else None
+            return self._json_answer(ctx, body, answer.body, 200, lambda: self._headers(ctx), "application/json")
+        return await self._relay(ctx, 200, self._headers(ctx), _replay(answer.events), strip_usage,
+                                 ctx.requested_model, route.deployment)
+
+    def _json_answer(self, ctx: Ctx, body: dict[str, Any], payload: bytes, status: int,
+                     headers: Callable[[], dict[str, str]], content_type: str) -> web.Response:
+        if self.needs_usage and ctx.usage is None:
+            ctx.usage = from_json_body(payload) or estimate(body, len(payload))
+        if ctx.usage is not None and ctx.deployment is not None:
+            ctx.cost = self.pricing.price(ctx.deployment, ctx.upstream_model or "").cost(ctx.usage)
+        if self.chain.needs_output:
+            ctx.output = payload
+        merged = headers()  # after usage and cost are known: plugins report them in headers
+        merged["Content-Type"] = content_type
+        return web.Response(status=status, body=payload, headers=merged)
+
+    async def _relay(self, ctx: Ctx, status: int, headers: dict[str, str], chunks: AsyncIterator[bytes],
+                     strip_usage: bool, requested: str | None, deployment: Deployment) -> web.StreamResponse:
+        """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
+        upstream failure becomes a last error event; a client that left ends the relay quietly."""
+        response = web.StreamResponse(status=status, headers={**headers, **SSE_HEADERS})
         try:
-            async for chunk in upstream.chunks():
+            await response.prepare(ctx.request)
+        except ConnectionError:
+            ctx.client_left = True
+            return response
+        ctx.response = response
+        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage,
+                                        MAX_OUTPUT_BYTES if self.chain.needs_output else 0)
+        try:
+            async for chunk in chunks:
                 if ctx.first_byte_at is None:
                     ctx.first_byte_at = time.perf_counter()
-                streamed += len(chunk)
-                if stripper is not None:
-                    chunk = stripper.feed(chunk)
-                    if not chunk:
-                        continue
-                elif tail is not None:
-                    tail.feed(chunk)
-                if kept is not None and streamed <= MAX_OUTPUT_BYTES:
-                    kept.append(chunk)
-                await response.write(chunk)
+                    if ctx.sent_at is not None:
+                        deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
+                out = meter.feed(chunk)
+                if out and not await _write(ctx, response, meter, out):
+                    return response
         except (UpstreamUnreachable, TimeoutError) as exc:
-            # Headers are gone already: the client learns of the failure as a last SSE event.
-            ctx.error = ApiError(502, f"upstream stream broke off: {type(exc).__name__}", "api_connection_error")
-            if stripper is not None and stripper.pending:
-                await response.write(stripper.flush())
-            await response.write(b"data: " + ctx.error.body() + b"\n\n")
-        if stripper is not None and stripper.pending:
-            await response.write(stripper.flush())
-        if ctx.first_byte_at is not None and ctx.deployment is not None:
-            ctx.deployment.record_latency(ctx.first_byte_at - ctx.started)
-        output = b"".join(kept) if kept is not None else None
-        if self.needs_usage:
-            usage = stripper.usage if stripper is not None else tail.usage() if tail is not None else None
-            self._finish(ctx, usage or estimate(ctx.body or {}, streamed), output)
-        else:
-            ctx.output = output
-        await response.write_eof()
+            if isinstance(exc, TimeoutError):
+                ctx.error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} stalled: no "
+                                     "data within the stream timeout", "timeout_error")
+            else:
+                ctx.error = ApiError(502, f"upstream {deployment.api_base} for model {requested!r} broke off "
+                                     f"the stream: {exc}", "api_connection_error")
+            rest = meter.flush()
+            if rest and not await _write(ctx, response, meter, rest):
+                return response
+            # The client learns of it as a last event; never as a made-up [DONE].
+            await _write(ctx, response, meter, b"data: " + ctx.error.body() + b"\n\n")
+            return response
+        rest = meter.flush()
+        if rest:
+            await _write(ctx, response, meter, rest)
         return response
-
-    def _finish(self, ctx: Ctx, usage: Usage, output: bytes | None) -> None:
-        """Usage and cost are known and the last bytes not yet sent: plugins record what must not be lost."""
-        ctx.output = output
-        deployment = ctx.deployment
-        if deployment is not None:
-            ctx.usage = usage
-            ctx.cost = self.pricing.price(deployment, ctx.upstream_model or "").cost(usage)
-        self.chain.on_finish(ctx)
 
     def _headers(self, ctx: Ctx, upstream: Response | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
@@ -388,10 +425,8 @@ class ProxyEndpoint:
                         headers[lower] = value
         deployment = ctx.deployment
         if deployment is not None:
-            if deployment.limits is not None:
-                admission: Admission | None = ctx.state.get(ADMISSION)
-                if admission is not None:
-                    headers.update(admission.headers)
+            if ctx.admission is not None:
+                headers.update(ctx.admission.headers)
             headers[f"{prefix}model-group"] = ctx.model_group or ""
             headers[f"{prefix}model-id"] = deployment.id
             if deployment.api_base:
@@ -399,6 +434,28 @@ class ProxyEndpoint:
             headers[f"{prefix}response-duration-ms"] = f"{ctx.elapsed_ms():.3f}"
         self.chain.on_response_headers(ctx, headers)
         return headers
+
+
+async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, data: bytes) -> bool:
+    """False when the client is gone: nothing more is written to it."""
+    try:
+        await response.write(data)
+    except ConnectionError:
+        ctx.client_left = True
+        return False
+    meter.delivered(data)
+    return True
+
+
+async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
+    for event in events:
+        yield event
+
+
+def _abort(request: web.Request) -> None:
+    transport = request.transport
+    if transport is not None:
+        transport.abort()
 
 
 async def read_json(request: web.Request) -> dict[str, Any]:

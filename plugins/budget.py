@@ -15,24 +15,23 @@ from aiohttp import web
 from gateway.background import Background
 from gateway.budget.counters import counters_for
 from gateway.budget.ledger import Counter, Denied
-from gateway.context import Ctx
+from gateway.context import BudgetStanding, Ctx
 from gateway.errors import ApiError
 from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
-from gateway.usage import reserved_tokens
+from gateway.settlement import Settlement
 
 log = logging.getLogger("gateway.budget")
 
 
 class Reservation:
-    __slots__ = ("names", "amount", "spent_before", "settled", "counters")
+    __slots__ = ("names", "amount", "spent_before", "counters")
 
     def __init__(self, counters: list[Counter], amount: float, spent_before: list[float]) -> None:
         self.counters = counters
         self.names = [c.name for c in counters]
         self.amount = amount
         self.spent_before = spent_before
-        self.settled = False
 
 
 class Budget(Plugin):
@@ -71,13 +70,14 @@ class Budget(Plugin):
                            "retry shortly", "service_unavailable", headers={"retry-after": "1"}) from None
         if isinstance(outcome, Denied):
             raise self.exceeded(ctx, outcome)
-        ctx.state["budget"] = Reservation(counters, amount, outcome)
+        self.hold(ctx, Reservation(counters, amount, outcome))
+        ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome))
         return None
 
     def estimate(self, ctx: Ctx, model: str) -> float:
         """An upper bound on what the answer may cost: the priciest deployment it may go to, the
         prompt at four bytes a token, and the answer's max_tokens (or the configured default)."""
-        prompt_tokens, asked = reserved_tokens(ctx.body or {}, ctx.state)
+        prompt_tokens, asked = ctx.reserved_tokens()
         highest = 0.0
         for deployment, upstream_model in self.router.candidates(model):
             price = self.pricing.price(deployment, upstream_model)
@@ -104,7 +104,7 @@ class Budget(Plugin):
                         f"Max budget: {denied.counter.limit}", "budget_exceeded", None, str(self.status))
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
-        reservation: Reservation | None = ctx.state.get("budget")
+        reservation = self.held(ctx, Reservation)
         caller = ctx.caller
         if reservation is None or caller is None or caller.key is None:
             return
@@ -116,18 +116,10 @@ class Budget(Plugin):
                 if soft is not None and spent + ctx.cost >= soft:
                     headers[self.soft_header] = "true"
 
-    def on_finish(self, ctx: Ctx) -> None:
-        self._settle(ctx)
-
-    def on_complete(self, ctx: Ctx) -> None:
-        self._settle(ctx)
-
-    def _settle(self, ctx: Ctx) -> None:
-        reservation: Reservation | None = ctx.state.get("budget")
-        if reservation is None or reservation.settled:
-            return
-        reservation.settled = True
-        self.background.spawn(self._settle_now(reservation, ctx.cost))
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
+        reservation = self.held(ctx, Reservation)
+        if reservation is not None:
+            self.background.spawn(self._settle_now(reservation, settled.cost))
 
     async def close(self) -> None:
         await self.background.finish()

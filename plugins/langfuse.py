@@ -6,7 +6,7 @@ LANGFUSE_SECRET_KEY and LANGFUSE_HOST. Requests that never reached a deployment
 (turned away by auth, budgets or limits, or naming no model) are not LLM calls
 and are not logged.
 
-`on_complete` only appends a few references to a bounded queue. One task per
+`on_settle` only appends a few references to a bounded queue. One task per
 process reads the answers back, builds the events and posts them to
 `/api/public/ingestion`. When Langfuse is slow or down the queue fills and
 what does not fit is dropped and counted (`litellm_langfuse_dropped_events_total`
@@ -33,6 +33,7 @@ from gateway.context import Ctx
 from gateway.langfuse_events import Pending, events_of
 from gateway.plugin import Plugin
 from gateway.services import Services
+from gateway.settlement import Settlement
 
 log = logging.getLogger("gateway.langfuse")
 
@@ -134,16 +135,15 @@ class Langfuse(Plugin):
         log.info("langfuse: logging %s to %s", " and ".join(
             w for w, on in (("successes", self.log_success), ("failures", self.log_failure)) if on), host)
 
-    def on_complete(self, ctx: Ctx) -> None:
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         if ctx.deployment is None:
             return
-        failed = ctx.error is not None or ctx.status >= 400
-        if not (self.log_failure if failed else self.log_success):
+        if not (self.log_failure if settled.failed or settled.client_left else self.log_success):
             return
         pending = Pending(ctx.request_id, ctx.endpoint, ctx.body, ctx.request.headers, ctx.requested_model,
-                          ctx.model_group, ctx.deployment, ctx.upstream_model, ctx.stream, ctx.status, ctx.error,
-                          ctx.started_wall, ctx.started, ctx.first_byte_at, ctx.ended, ctx.usage, ctx.cost,
-                          ctx.caller, ctx.output, ctx.client_ip)
+                          ctx.model_group, ctx.deployment, ctx.upstream_model, ctx.stream, settled.status,
+                          settled.error, ctx.started_wall, ctx.started, ctx.first_byte_at, settled.ended,
+                          settled.usage, settled.cost, ctx.caller, ctx.output, ctx.client_ip)
         if self.closing or len(self.queue) >= self.queue_size:
             self._dropped(pending.event_count(), "shutdown" if self.closing else "queue_full")
             return

@@ -3,7 +3,7 @@
 Turned on as in LiteLLM (`litellm_settings.callbacks: ["prometheus"]`) or by
 listing `metrics` in `gateway_settings.plugins`. It sits first in the chain,
 so every request is counted, those turned away by auth included. A request
-costs a few dict updates in `on_complete`, after its answer is on the wire;
+costs a few dict updates in `on_settle`, once its answer is complete;
 deployment states, in-flight counts and cooldowns are read when scraped.
 With `gateway --workers N` each worker's numbers reach whichever worker
 answers the scrape (see gateway/metrics/shared.py).
@@ -28,6 +28,7 @@ from gateway.metrics.tallies import Labels, merge
 from gateway.plugin import Plugin
 from gateway.proxy import IN_FLIGHT
 from gateway.services import Services
+from gateway.settlement import Settlement
 
 log = logging.getLogger("gateway.metrics")
 
@@ -77,7 +78,7 @@ class Metrics(Plugin):
                 except ValueError:
                     pass  # not a number: nothing to report
 
-    def on_complete(self, ctx: Ctx) -> None:
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         tallies = self.tallies
         caller_labels = self._caller_labels(ctx)
         deployment = ctx.deployment
@@ -85,22 +86,21 @@ class Metrics(Plugin):
         if group is None:
             requested = ctx.requested_model
             group = requested if requested is not None and (requested in self.router.groups or requested in self.router.aliases) else ""
-        status = ctx.status
-        error = ctx.error
+        status = settled.status
+        error = settled.error
         requests = (group, *caller_labels)
         tallies.add("litellm_proxy_total_requests_metric", (*requests, f"{status // 100}xx"))
-        if error is not None or status >= 400:
+        if settled.failed:
             tallies.add("litellm_proxy_failed_requests_metric",
                         (*requests, str(error.status if error is not None else status),
-                         error.type if error is not None else "cancelled"))
-        ended = ctx.ended or ctx.started
+                         error.type if error is not None else "error"))
+        ended = settled.ended
         total = ended - ctx.started
         tallies.observe("litellm_request_total_latency_metric", requests, total)
         if deployment is not None:
-            self._deployment(ctx, (group, deployment.id, *caller_labels), total, ended)
-        budget = ctx.state.get("budget")
-        if budget is not None:
-            self._budgets(ctx, budget, caller_labels)
+            self._deployment(ctx, settled, (group, deployment.id, *caller_labels), total, ended)
+        if ctx.budgets:
+            self._budgets(ctx, settled.cost, caller_labels)
         if self.shared is not None and self.sharing is None:
             self.sharing = asyncio.get_running_loop().call_later(self.share_interval, self._share)
 
@@ -114,14 +114,14 @@ class Metrics(Plugin):
             return ("", hashed, "", "")
         return (key.key_alias or "", hashed, key.team_id or "", key.user_id or "")
 
-    def _deployment(self, ctx: Ctx, labels: Labels, total: float, ended: float) -> None:
+    def _deployment(self, ctx: Ctx, settled: Settlement, labels: Labels, total: float, ended: float) -> None:
         tallies = self.tallies
-        usage = ctx.usage
+        usage = settled.usage
         if usage is not None:
             tallies.add("litellm_input_tokens_metric", labels, usage.prompt_tokens)
             tallies.add("litellm_output_tokens_metric", labels, usage.completion_tokens)
             tallies.add("litellm_total_tokens_metric", labels, usage.total_tokens)
-            tallies.add("litellm_spend_metric", labels, ctx.cost)
+            tallies.add("litellm_spend_metric", labels, settled.cost)
         sent = ctx.sent_at
         if sent is None:
             return  # answered by the built-in mock: there was no upstream call
@@ -135,14 +135,14 @@ class Metrics(Plugin):
         tallies.observe("litellm_llm_api_latency_metric", labels, upstream)
         tallies.observe("litellm_overhead_latency_metric", labels, max(0.0, total - upstream))
 
-    def _budgets(self, ctx: Ctx, reservation: Any, caller_labels: Labels) -> None:
+    def _budgets(self, ctx: Ctx, cost: float, caller_labels: Labels) -> None:
         caller = ctx.caller
-        for counter, spent in zip(reservation.counters, reservation.spent_before):
-            left = counter.limit - spent - ctx.cost
-            if counter.name.startswith("key:"):
+        for standing in ctx.budgets:
+            left = standing.limit - standing.spent_before - cost
+            if standing.counter.startswith("key:"):
                 self.tallies.set("litellm_remaining_api_key_budget_metric", (caller_labels[1], caller_labels[0]),
                                  left)
-            elif counter.name.startswith("team:") and caller is not None and caller.team is not None:
+            elif standing.counter.startswith("team:") and caller is not None and caller.team is not None:
                 self.tallies.set("litellm_remaining_team_budget_metric",
                                  (caller.team.team_id, caller.team.team_alias or ""), left)
 

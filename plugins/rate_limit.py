@@ -18,10 +18,11 @@ from aiohttp import web
 from gateway.background import Background
 from gateway.context import Ctx
 from gateway.errors import ApiError
-from gateway.limits.buckets import Bucket, LocalLimiter, Short
+from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
 from gateway.plugin import Plugin
 from gateway.services import Services
-from gateway.usage import reserved_tokens
+from gateway.settlement import Settlement
+from gateway.store.records import KeyRecord, TeamRecord, UserRecord
 
 log = logging.getLogger("gateway.rate_limit")
 
@@ -31,14 +32,17 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
 
 
 class Held:
-    __slots__ = ("token_buckets", "estimate", "slots", "limiter", "settled")
+    """What one request holds of its caller's limits, and the headers that report them."""
 
-    def __init__(self, token_buckets: list[Bucket], estimate: float, slots: list[str], limiter: Any) -> None:
+    __slots__ = ("token_buckets", "estimate", "slots", "limiter", "headers")
+
+    def __init__(self, token_buckets: list[Bucket], estimate: float, slots: list[str], limiter: Limiter,
+                 headers: dict[str, str]) -> None:
         self.token_buckets = token_buckets
         self.estimate = estimate
         self.slots = slots
         self.limiter = limiter
-        self.settled = False
+        self.headers = headers
 
 
 def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int]]]:
@@ -50,7 +54,7 @@ def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int
     if caller is None:
         return requests, tokens, slots
     model = ctx.requested_model or ""
-    owners = []
+    owners: list[tuple[str, str, KeyRecord | UserRecord | TeamRecord]] = []
     if caller.key is not None:
         owners.append(("key", caller.key.token, caller.key))
     if caller.user is not None:
@@ -103,8 +107,7 @@ class RateLimit(Plugin):
             log.warning("rate limits fall back to this instance's own buckets: %s: %s", type(exc).__name__, exc)
             limiter = self.local
             outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
-        ctx.state["rate_limit"] = Held(tokens, estimate, [name for name, _ in slots], limiter)
-        ctx.state["rate_limit_headers"] = outcome
+        self.hold(ctx, Held(tokens, estimate, [name for name, _ in slots], limiter, outcome))
         return None
 
     async def _check(self, limiter: Any, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
@@ -144,27 +147,19 @@ class RateLimit(Plugin):
 
     @staticmethod
     def estimate(ctx: Ctx) -> float:
-        prompt_tokens, asked = reserved_tokens(ctx.body or {}, ctx.state)
+        prompt_tokens, asked = ctx.reserved_tokens()
         return float(prompt_tokens + asked)
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
-        extra = ctx.state.get("rate_limit_headers")
-        if extra:
-            headers.update(extra)
+        held = self.held(ctx, Held)
+        if held is not None and held.headers:
+            headers.update(held.headers)
 
-    def on_finish(self, ctx: Ctx) -> None:
-        self._settle(ctx)
-
-    def on_complete(self, ctx: Ctx) -> None:
-        self._settle(ctx)
-
-    def _settle(self, ctx: Ctx) -> None:
-        held: Held | None = ctx.state.get("rate_limit")
-        if held is None or held.settled:
-            return
-        held.settled = True
-        used = float(ctx.usage.total_tokens) if ctx.usage is not None else 0.0
-        self.background.spawn(self._settle_now(held, used, ctx.request_id))
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
+        held = self.held(ctx, Held)
+        if held is not None:
+            used = float(settled.usage.total_tokens) if settled.usage is not None else 0.0
+            self.background.spawn(self._settle_now(held, used, ctx.request_id))
 
     async def close(self) -> None:
         await self.background.finish()

@@ -1,4 +1,5 @@
-"""One spend record per request (failed and cancelled ones too), spooled before the answer completes."""
+"""One spend record per request (failed and cancelled ones too), spooled when it settles: before the
+last bytes of a complete answer go out, so a client that has its whole answer has its record."""
 
 from __future__ import annotations
 
@@ -8,9 +9,8 @@ from typing import Any
 from gateway.context import Ctx
 from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
+from gateway.settlement import Settlement
 from gateway.spend.record import SpendRecord
-
-CANCELLED = 499
 
 
 def request_tags(ctx: Ctx) -> list[str]:
@@ -24,11 +24,11 @@ def request_tags(ctx: Ctx) -> list[str]:
     return tags[:64]
 
 
-def record_of(ctx: Ctx, status: str) -> SpendRecord:
+def record_of(ctx: Ctx, settled: Settlement) -> SpendRecord:
     caller = ctx.caller
     key = caller.key if caller is not None else None
     deployment = ctx.deployment
-    usage = ctx.usage
+    usage = settled.usage
     now = time.time()
     return SpendRecord(
         request_id=ctx.request_id,
@@ -48,13 +48,13 @@ def record_of(ctx: Ctx, status: str) -> SpendRecord:
         completion_tokens=usage.completion_tokens if usage else 0,
         total_tokens=usage.total_tokens if usage else 0,
         usage_estimated=usage.estimated if usage else False,
-        spend=ctx.cost,
+        spend=settled.cost,
         start_time=ctx.started_wall,
         end_time=now,
         ttft_ms=(ctx.first_byte_at - ctx.started) * 1000 if ctx.first_byte_at is not None else None,
-        status=status,
-        status_code=ctx.status or (ctx.error.status if ctx.error is not None else 200),
-        error=ctx.error.message[:2000] if ctx.error is not None else None,
+        status=settled.outcome,
+        status_code=settled.status,
+        error=settled.error.message[:2000] if settled.error is not None else None,
         tags=request_tags(ctx),
         client_ip=ctx.client_ip,
     )
@@ -71,10 +71,8 @@ class Spend(Plugin):
         self.cost_header = f"{prefix}response-cost"
         self.key_spend_header = f"{prefix}key-spend"
 
-    def on_finish(self, ctx: Ctx) -> None:
-        # Spooled before the last bytes go out: a client that has its whole answer has its record.
-        ctx.state["spend_recorded"] = True
-        self.spool.append(record_of(ctx, "success" if ctx.error is None else "failure"))
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
+        self.spool.append(record_of(ctx, settled))
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         if ctx.usage is not None:
@@ -84,10 +82,6 @@ class Spend(Plugin):
             # Keys with a budget get the ledger's live figure from the budget plugin; others the
             # store's total as last read, which trails by the spend writer's batch.
             headers[self.key_spend_header] = repr(caller.key.spend + ctx.cost)
-
-    def on_complete(self, ctx: Ctx) -> None:
-        if not ctx.state.get("spend_recorded"):
-            self.spool.append(record_of(ctx, "cancelled" if ctx.status == CANCELLED else "failure"))
 
 
 PLUGIN = Spend

@@ -10,6 +10,7 @@ from aiohttp import web
 from gateway.context import Ctx
 from gateway.errors import ApiError
 from gateway.plugin import Plugin
+from gateway.settlement import Settlement
 
 
 class Recorder(Plugin):
@@ -35,8 +36,8 @@ class Recorder(Plugin):
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         headers["x-trace"] = (headers.get("x-trace", "") + f" {self.name}").strip()
 
-    def on_complete(self, ctx: Ctx) -> None:
-        self._write(ctx, "complete")
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
+        self._write(ctx, "settle")
 
 
 class RequestOnly(Plugin):

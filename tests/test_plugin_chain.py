@@ -65,7 +65,7 @@ async def test_request_in_order_response_and_complete_in_reverse(gateway: Gatewa
     assert response.status == 200
     assert response.headers["x-trace"] == "C B A"
     assert await settled(trace_file, request_id, 6) == ["A request 0", "B request 0", "C request 0",
-                                                        "C complete 200", "B complete 200", "A complete 200"]
+                                                        "C settle 200", "B settle 200", "A settle 200"]
 
 
 async def test_short_circuit_completes_only_the_plugins_reached(gateway: Gateway, trace_file: Path,
@@ -74,8 +74,8 @@ async def test_short_circuit_completes_only_the_plugins_reached(gateway: Gateway
     before = len(upstream.seen)
     request_id, response, body = await send(http, gateway, user="answer:B")
     assert response.status == 418 and b"answered_by" in body
-    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B complete 418",
-                                                        "A complete 418"]
+    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B settle 418",
+                                                        "A settle 418"]
     assert len(upstream.seen) == before
 
 
@@ -84,16 +84,16 @@ async def test_a_plugin_error_still_completes_those_reached(gateway: Gateway, tr
     request_id, response, body = await send(http, gateway, user="fail:B")
     assert response.status == 403 and b"B says no" in body
     assert response.headers["x-trace"] == "B A"
-    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B complete 403",
-                                                        "A complete 403"]
+    assert await settled(trace_file, request_id, 4) == ["A request 0", "B request 0", "B settle 403",
+                                                        "A settle 403"]
 
 
 async def test_upstream_error_completes_every_plugin(gateway: Gateway, trace_file: Path,
                                                      http: aiohttp.ClientSession) -> None:
     request_id, response, _ = await send(http, gateway, fake={"status": 500, "body": "boom"})
     assert response.status == 500
-    assert (await settled(trace_file, request_id, 6))[-3:] == ["C complete 500", "B complete 500",
-                                                               "A complete 500"]
+    assert (await settled(trace_file, request_id, 6))[-3:] == ["C settle 500", "B settle 500",
+                                                               "A settle 500"]
 
 
 async def test_client_leaving_mid_stream_completes_every_plugin(gateway: Gateway, trace_file: Path,
@@ -108,7 +108,7 @@ async def test_client_leaving_mid_stream_completes_every_plugin(gateway: Gateway
     response.close()
     seen = upstream.seen[-1]
     await upstream.until(lambda: seen.outcome == "cancelled", PATIENCE)
-    assert (await settled(trace_file, request_id, 6))[3:] == ["C complete 499", "B complete 499", "A complete 499"]
+    assert (await settled(trace_file, request_id, 6))[3:] == ["C settle 499", "B settle 499", "A settle 499"]
 
 
 def test_idle_phases_are_left_out_of_the_chain(tmp_path: Path) -> None:
@@ -116,7 +116,7 @@ def test_idle_phases_are_left_out_of_the_chain(tmp_path: Path) -> None:
     phases = describe(chain)
     assert phases["on_request"] == ["request-only", "R"]
     assert phases["on_response_headers"] == ["R"]
-    assert phases["on_complete"] == ["R"]
+    assert phases["on_settle"] == ["R"]
 
 
 @pytest.mark.parametrize(("plugins", "words"), [

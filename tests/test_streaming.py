@@ -119,7 +119,9 @@ async def test_a_stalled_stream_times_out_and_is_cancelled(gateway: Gateway, ups
         body = await asyncio.wait_for(r.read(), PATIENCE)
     events = [e for e in body.split(b"\n\n") if e]
     assert b"alpha says hi 0" in events[0]
-    assert orjson.loads(events[-1].removeprefix(b"data: "))["error"]["message"].startswith("upstream stream")
+    error = orjson.loads(events[-1].removeprefix(b"data: "))["error"]
+    assert error["type"] == "timeout_error" and "stalled" in error["message"]
+    assert b"[DONE]" not in body
     seen = upstream.seen[-1]
     await upstream.until(lambda: seen.outcome == "cancelled", PATIENCE)
     upstream.open_gate(gate)

@@ -58,7 +58,7 @@ async def test_a_request_stream_timeout_ends_a_stalled_stream(gateway: Gateway, 
     status, raw = await post(http, gateway, stream=True, stream_timeout=0.5,
                              fake={"chunks": 3, "gate": gate, "marker": marker})
     assert status == 200
-    assert b"patient-upstream" in raw and b"upstream stream broke off" in raw
+    assert b"patient-upstream" in raw and b'"type":"timeout_error"' in raw
     seen = seen_with(upstream, marker)
     assert "stream_timeout" not in seen.body
     await upstream.until(lambda: seen.outcome == "cancelled")
