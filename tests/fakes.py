@@ -5,6 +5,9 @@ must forward untouched like any other field:
 `{"status": 500, "body": "...", "hang": 5, "chunks": 3, "delay": 0.1, "drop_after": 2, "gate": "name",
 "no_usage": true, "usage_null": true, "headers": {...}}` (`usage_null`: like OpenAI, put `"usage":null` in every
 chunk when usage was asked for).
+Raw streams: `{"shape": "<name in tests/stream_corpus.py>"}` or `{"frames": ["data: ...\n\n", ...]}` are written
+frame by frame as they are; `"hold": [k, "gate"]` waits for the gate before frame k, `"hold_end": "gate"` after
+the last frame, before the body ends.
 It records every request it receives and how each stream ended.
 """
 
@@ -18,6 +21,10 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.stream_corpus import SHAPES
+
+SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
 
 
 @dataclass
@@ -119,6 +126,8 @@ class FakeUpstream:
         failure = await self._misbehave(seen, fake)
         if failure is not None:
             return failure
+        if "shape" in fake or "frames" in fake:
+            return await self._frames(request, seen, fake)
         body = seen.body
         text = f"{self.name} says hi"
         if body.get("stream"):
@@ -138,6 +147,8 @@ class FakeUpstream:
         failure = await self._misbehave(seen, fake)
         if failure is not None:
             return failure
+        if "shape" in fake or "frames" in fake:
+            return await self._frames(request, seen, fake)
         seen.outcome = "completed"
         return web.json_response({
             "id": f"cmpl-{self.name}", "object": "text_completion", "created": 1, "model": seen.body["model"],
@@ -172,6 +183,30 @@ class FakeUpstream:
             raw = body.encode() if isinstance(body, str) else orjson.dumps(body)
             return web.Response(status=fake["status"], body=raw, content_type=fake.get("type", "application/json"))
         return None
+
+    async def _frames(self, request: web.Request, seen: Seen, fake: dict[str, Any]) -> web.StreamResponse:
+        if "shape" in fake:
+            frames: list[bytes] = list(SHAPES_BY_NAME[fake["shape"]].frames)
+        else:
+            frames = [frame.encode("latin-1" if fake.get("latin1") else "utf-8") for frame in fake["frames"]]
+        response = web.StreamResponse(headers={"Content-Type": fake.get("content_type", "text/event-stream")})
+        hold_at, hold_gate = fake.get("hold") or (-1, "")
+        try:
+            await response.prepare(request)
+            for index, frame in enumerate(frames):
+                if index == hold_at:
+                    await self._gate(hold_gate).wait()
+                await response.write(frame)
+            if "hold_end" in fake:
+                await self._gate(fake["hold_end"]).wait()
+            await response.write_eof()
+            seen.outcome = "completed"
+        except (asyncio.CancelledError, ConnectionResetError):
+            seen.outcome = "cancelled"
+            raise
+        finally:
+            seen.ended_at = time.monotonic()
+        return response
 
     async def _stream(self, request: web.Request, seen: Seen, fake: dict[str, Any], text: str) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream", **fake.get("headers", {})})
