@@ -48,3 +48,30 @@ class RequestOnly(Plugin):
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         return None
+
+
+class Raiser(Plugin):
+    """Raises RuntimeError in the phase the request's `user` field names: `raise:request`, `raise:headers`
+    or `raise:settle`."""
+
+    name = "raiser"
+
+    def __init__(self, services: Any, settings: dict[str, Any]) -> None:
+        pass
+
+    @staticmethod
+    def _wants(ctx: Ctx, phase: str) -> bool:
+        return bool(ctx.body) and ctx.body is not None and ctx.body.get("user") == f"raise:{phase}"
+
+    async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
+        if self._wants(ctx, "request"):
+            raise RuntimeError("raiser fails on_request on purpose")
+        return None
+
+    def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
+        if self._wants(ctx, "headers"):
+            raise RuntimeError("raiser fails on_response_headers on purpose")
+
+    def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
+        if self._wants(ctx, "settle"):
+            raise RuntimeError("raiser fails on_settle on purpose")

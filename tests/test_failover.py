@@ -32,10 +32,15 @@ def gateway(upstream: FakeUpstream, upstream_b: FakeUpstream) -> Iterator[Gatewa
             deployment("large", upstream_b.base_url, model_info={"id": "large"}),
             deployment("strict", upstream.base_url, model_info={"id": "strict"}),
             deployment("lenient", upstream_b.base_url, model_info={"id": "lenient"}),
+            # "mixed": a dead HTTP deployment beside the built-in mock; "doomed" falls back to the mock
+            deployment("mixed", dead, model_info={"id": "mixed-dead"}),
+            {"model_name": "mixed", "litellm_params": {"model": "mock/echo"}, "model_info": {"id": "mixed-mock"}},
+            deployment("doomed", dead, model_info={"id": "doomed"}),
+            {"model_name": "mocked", "litellm_params": {"model": "mock/echo"}, "model_info": {"id": "mocked"}},
         ],
         "router_settings": {
             "num_retries": 2, "allowed_fails": 1, "cooldown_time": 60,
-            "fallbacks": [{"primary": ["backup"]}],
+            "fallbacks": [{"primary": ["backup"]}, {"doomed": ["mocked"]}],
             "context_window_fallbacks": [{"small": ["large"]}],
             "content_policy_fallbacks": [{"strict": ["lenient"]}],
         },
@@ -147,3 +152,16 @@ async def test_cooldown_recovers(http: aiohttp.ClientSession, upstream: FakeUpst
             assert loop.time() < deadline
         # r1 is dead: it was tried, cooled, and tried again after its cooldown (each time a 502).
         assert {"r1", "r2"} <= seen
+
+
+@pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
+async def test_retries_and_fallbacks_cross_between_http_and_mock_deployments(
+        gateway: Gateway, http: aiohttp.ClientSession, stream: bool) -> None:
+    for model, landed in (("mixed", "mixed-mock"), ("doomed", "mocked")):
+        for _ in range(4):
+            async with http.post(f"{gateway.url}/v1/chat/completions",
+                                 json={"model": model, "messages": MESSAGES, "stream": stream}) as r:
+                raw = await r.read()
+                assert r.status == 200, raw
+                assert r.headers["x-litellm-model-id"] == landed
+            assert raw.endswith(b"data: [DONE]\n\n") if stream else b'"content":"hi"' in raw

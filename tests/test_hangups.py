@@ -167,3 +167,25 @@ async def test_a_client_that_left_is_not_a_failed_request(gateway: Gateway, http
         metrics = await r.text()
     failed = [line for line in metrics.splitlines() if line.startswith("litellm_proxy_failed_requests_metric")]
     assert not [line for line in failed if 'exception_status="499"' in line or "cancelled" in line]
+
+
+async def test_clients_that_close_right_after_done_under_load_leave_no_trace(gateway: Gateway,
+                                                                            upstream: FakeUpstream) -> None:
+    """What wrk and many SDKs do: read to [DONE] and drop the connection, many at once."""
+    async def one() -> None:
+        body = orjson.dumps({"model": "priced", "messages": MESSAGES, "stream": True, "fake": {"chunks": 4}})
+        reader, writer = await asyncio.open_connection("127.0.0.1", gateway.port)
+        writer.write(b"POST /v1/chat/completions HTTP/1.1\r\nHost: gw\r\nContent-Type: application/json\r\n"
+                     b"Authorization: Bearer %s\r\nContent-Length: %d\r\n\r\n%s" % (MASTER.encode(), len(body), body))
+        received = b""
+        while b"data: [DONE]" not in received:
+            piece = await asyncio.wait_for(reader.read(65536), PATIENCE)
+            assert piece
+            received += piece
+        writer.transport.abort()  # a reset, not a polite close
+
+    for _ in range(5):
+        await asyncio.gather(*(one() for _ in range(40)))
+    log_text = gateway.log()
+    assert "Traceback" not in log_text and "unhandled" not in log_text
+    assert "status=500" not in log_text
