@@ -142,7 +142,7 @@ class ProxyEndpoint:
             status = response.status if response is not None else 500
         ctx.status = status
         meter = ctx.meter
-        if ctx.usage is None:
+        if ctx.usage is None and self.needs_usage:
             if meter is not None:
                 ctx.usage = meter.usage(ctx.body or {})
             elif ctx.client_left and ctx.sent_at is not None:
@@ -379,7 +379,7 @@ class ProxyEndpoint:
             ctx.client_left = True
             return response
         ctx.response = response
-        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage,
+        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage,
                                         MAX_OUTPUT_BYTES if self.chain.needs_output else 0)
         try:
             async for chunk in chunks:

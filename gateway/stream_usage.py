@@ -174,9 +174,9 @@ class StreamMeter:
 
     __slots__ = ("stripper", "tail", "sent", "kept", "keep_up_to")
 
-    def __init__(self, strip_usage: bool, keep_output: int) -> None:
+    def __init__(self, strip_usage: bool, measure: bool, keep_output: int) -> None:
         self.stripper = UsageStripper() if strip_usage else None
-        self.tail = Tail()
+        self.tail = Tail() if measure else None
         self.sent = 0
         self.kept: list[bytes] | None = [] if keep_output else None
         self.keep_up_to = keep_output
@@ -191,7 +191,8 @@ class StreamMeter:
     def delivered(self, chunk: bytes) -> None:
         """`chunk` was written to the client."""
         self.sent += len(chunk)
-        self.tail.feed(chunk)
+        if self.tail is not None:
+            self.tail.feed(chunk)
         if self.kept is not None and self.sent <= self.keep_up_to:
             self.kept.append(chunk)
 
@@ -202,7 +203,7 @@ class StreamMeter:
         """The upstream's own usage, if it sent one (to the gateway, or to the client that asked)."""
         if self.stripper is not None and self.stripper.usage is not None:
             return self.stripper.usage
-        tail = self.tail.bytes()
+        tail = self.tail.bytes() if self.tail is not None else b""
         return usage_in(tail) or from_json_body(tail)
 
     def usage(self, body: dict[str, Any]) -> Usage:
@@ -211,6 +212,6 @@ class StreamMeter:
         found = self.reported()
         if found is not None:
             return found
-        chars, measured = answer_chars(self.tail.bytes())
+        chars, measured = answer_chars(self.tail.bytes() if self.tail is not None else b"")
         sent_chars = chars if measured >= self.sent or not measured else chars * self.sent // measured
         return estimate(body, sent_chars)

@@ -164,7 +164,7 @@ def test_stripping_is_exact_and_timely_at_any_cut(stream: Stream, positions: lis
 @settings(max_examples=200, deadline=None)
 @given(streams(), st.lists(st.integers(0, 10**6), max_size=8))
 def test_usage_is_read_from_the_tail_when_the_client_asked(stream: Stream, positions: list[int]) -> None:
-    meter = StreamMeter(strip_usage=False, keep_output=0)
+    meter = StreamMeter(strip_usage=False, measure=True, keep_output=0)
     for piece in cut(stream.upstream, positions):
         out = meter.feed(piece)
         assert out == piece
@@ -175,7 +175,7 @@ def test_usage_is_read_from_the_tail_when_the_client_asked(stream: Stream, posit
 def test_a_client_that_left_is_charged_for_the_text_it_was_sent() -> None:
     events = b"".join(b'data: {"choices":[{"index":0,"delta":{"content":"%s"}}]}\r\n\r\n' % (b"x" * 40)
                       for _ in range(3))
-    meter = StreamMeter(strip_usage=True, keep_output=0)
+    meter = StreamMeter(strip_usage=True, measure=True, keep_output=0)
     meter.delivered(meter.feed(events))
     used = meter.usage({"messages": [{"role": "user", "content": "y" * 400}]})
     assert used.estimated and used.completion_tokens == 30 and used.prompt_tokens >= 100

@@ -154,3 +154,24 @@ def test_any_framing_and_any_cut_reaches_an_openai_client_intact(gateway: Gatewa
             for choice in chunk.choices:
                 words.append(choice.delta.content or "")
     assert "".join(words) == words_of(shape.frames)
+
+
+async def test_bytes_that_are_not_sse_pass_untouched_and_unbuffered(gateway: Gateway, upstream: FakeUpstream,
+                                                                    http: aiohttp.ClientSession) -> None:
+    """An upstream that answers a stream request with something else (here JSON, in pieces): each piece
+    reaches the client as it comes, and the usage in it is still read."""
+    gate, request_id = uuid.uuid4().hex, uuid.uuid4().hex
+    pieces = ['{"id":"x","object":"chat.completion","choices":[{"index":0,"message":{"role":"assistant",',
+              '"content":"hi"},"finish_reason":"stop"}],',
+              '"usage":{"prompt_tokens":7,"completion_tokens":2,"total_tokens":9}}']
+    body = {"model": "shaped", "stream": True, "messages": [{"role": "user", "content": "hi"}],
+            "fake": {"frames": pieces, "hold": [1, gate], "content_type": "application/json"}}
+    got = bytearray()
+    async with http.post(f"{gateway.url}/v1/chat/completions", json=body,
+                         headers={**ADMIN, "X-Request-ID": request_id}) as r:
+        await read_at_least(r, len(pieces[0]), got)
+        upstream.open_gate(gate)
+        got += await r.read()
+    assert bytes(got) == "".join(pieces).encode()
+    log = await record(http, gateway, request_id)
+    assert (log["prompt_tokens"], log["completion_tokens"], log["metadata"]["usage_estimated"]) == (7, 2, False)

@@ -109,6 +109,7 @@ async def test_upstream_dropping_mid_stream_ends_with_an_error_event(gateway: Ga
     assert len(events) == 3
     error = orjson.loads(events[-1].removeprefix(b"data: "))["error"]
     assert error["type"] == "api_connection_error"
+    assert b"[DONE]" not in body and b'"finish_reason":"stop"' not in body
 
 
 async def test_a_stalled_stream_times_out_and_is_cancelled(gateway: Gateway, upstream: FakeUpstream,
