@@ -381,15 +381,21 @@ class ProxyEndpoint:
         ctx.response = response
         meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage,
                                         MAX_OUTPUT_BYTES if self.chain.needs_output else 0)
+        feed = meter.feed
         try:
             async for chunk in chunks:
                 if ctx.first_byte_at is None:
                     ctx.first_byte_at = time.perf_counter()
                     if ctx.sent_at is not None:
                         deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
-                out = meter.feed(chunk)
-                if out and not await _write(ctx, response, meter, out):
-                    return response
+                out = feed(chunk)
+                if out:
+                    try:
+                        await response.write(out)
+                    except ConnectionError:
+                        ctx.client_left = True
+                        return response
+                    meter.delivered(out)
         except (UpstreamUnreachable, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 ctx.error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} stalled: no "

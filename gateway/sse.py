@@ -40,6 +40,14 @@ def complete_up_to(data: bytes) -> int:
     return end
 
 
+def event_around(data: bytes, at: int) -> tuple[int, int]:
+    """Where the event that holds byte `at` starts and ends (its blank line included, if there)."""
+    start = max(data.rfind(mark, 0, at) for mark in _EMPTY_LINE_MARKS)
+    start = start + 2 if start >= 0 else 0
+    ends = [found for found in (data.find(mark, at) for mark in _EMPTY_LINE_MARKS) if found >= 0]
+    return start, min(ends) + 2 if ends else len(data)
+
+
 def events(block: bytes) -> Iterator[bytes]:
     """The events of a run of complete events, each with the blank line that ends it."""
     start = 0

@@ -12,6 +12,7 @@ client was actually sent.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Callable
 from typing import Any
 
 from gateway import sse
@@ -37,22 +38,30 @@ class Tail:
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
+        if self.size >= 2 * TAIL_BYTES:  # trimmed now and then, not on every chunk
+            self._trim()
+
+    def _trim(self) -> None:
         while self.size - len(self.chunks[0]) >= TAIL_BYTES:
             self.size -= len(self.chunks.popleft())
 
     def bytes(self) -> bytes:
+        self._trim()
         return b"".join(self.chunks)
 
 
 def usage_in(data: bytes) -> Usage | None:
-    """The usage of the last event in `data` that carries one (a cut-off first event is skipped)."""
-    for event in reversed(list(sse.events(data))):
-        if USAGE in event:
-            parsed = sse.json_of(event)
-            if isinstance(parsed, dict):
-                found = from_object(parsed.get("usage"))
-                if found is not None:
-                    return found
+    """The usage of the last event in `data` that carries one (a cut-off first event is skipped).
+    Searched from the end for `"usage"`, so only the events that mention it are looked at."""
+    at = data.rfind(USAGE)
+    while at >= 0:
+        start, end = sse.event_around(data, at)
+        parsed = sse.json_of(data[start:end])
+        if isinstance(parsed, dict):
+            found = from_object(parsed.get("usage"))
+            if found is not None:
+                return found
+        at = data.rfind(USAGE, 0, start)
     return None
 
 
@@ -106,6 +115,9 @@ class UsageStripper:
         self.dropped_last = False
 
     def feed(self, chunk: bytes) -> bytes:
+        if not self.pending and not self.after_cr and chunk.endswith(b"\n\n") and USAGE not in chunk:
+            self.dropped_last = False
+            return chunk  # whole events with nothing to take out: the common case, decided in C
         if self.passthrough:
             return chunk
         data = self.pending + chunk if self.pending else chunk
@@ -164,6 +176,10 @@ class UsageStripper:
         return rest
 
 
+def _unchanged(chunk: bytes) -> bytes:
+    return chunk
+
+
 def _one_line(event: bytes) -> bool:
     body = event.rstrip(b"\r\n")
     return b"\n" not in body and b"\r" not in body
@@ -172,7 +188,7 @@ def _one_line(event: bytes) -> bool:
 class StreamMeter:
     """One relayed stream's bytes: what goes to the client, and what it used."""
 
-    __slots__ = ("stripper", "tail", "sent", "kept", "keep_up_to")
+    __slots__ = ("stripper", "tail", "sent", "kept", "keep_up_to", "feed")
 
     def __init__(self, strip_usage: bool, measure: bool, keep_output: int) -> None:
         self.stripper = UsageStripper() if strip_usage else None
@@ -180,10 +196,8 @@ class StreamMeter:
         self.sent = 0
         self.kept: list[bytes] | None = [] if keep_output else None
         self.keep_up_to = keep_output
-
-    def feed(self, chunk: bytes) -> bytes:
-        """What of an upstream read goes to the client now."""
-        return self.stripper.feed(chunk) if self.stripper is not None else chunk
+        # What of an upstream read goes to the client now.
+        self.feed: Callable[[bytes], bytes] = self.stripper.feed if self.stripper is not None else _unchanged
 
     def flush(self) -> bytes:
         return self.stripper.flush() if self.stripper is not None else b""

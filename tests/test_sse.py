@@ -187,3 +187,14 @@ def test_text_that_is_not_sse_passes_untouched() -> None:
     blob = b'{"usage": 1}' + b"x" * 70000
     assert stripper.feed(blob) == blob
     assert stripper.feed(b"more") == b"more"
+
+
+@pytest.mark.parametrize("stream", [
+    b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\r\n\r\ndata: [DONE]\r\n\r\n',
+    b'data: {"usage":{"prompt_tokens":1,"completion_tokens":2}}\r\rdata: x\r\r',
+    b'event: u\ndata: {"choices": [],\ndata:  "usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\n',
+    b'tokens": 9}}\n\ndata: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\ndata: {"usage": null}\n\n',
+    b'data: {"usage": {"prompt_tokens": 1, "completion_tokens": 2}}\n\ndata: {"usage": {"prompt_t',
+])
+def test_the_last_usage_is_found_whatever_the_framing(stream: bytes) -> None:
+    assert usage_in(stream) == Usage(1, 2, 3)
