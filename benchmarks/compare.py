@@ -27,7 +27,7 @@ REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def _worktree(base: str, where: Path) -> Path:
-    path = where / "base"
+    path = where / "base-checkout"
     subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(path), base], cwd=REPO_ROOT, check=True)
     return path
 
