@@ -14,7 +14,8 @@ import hashlib
 import logging
 import secrets
 import time
-from typing import Any, Awaitable, Callable, Generic, TypeVar
+from collections.abc import Awaitable, Callable
+from typing import Any, Generic, TypeVar
 
 from gateway.background import Background
 from gateway.store.records import KeyRecord, TeamRecord, UserRecord

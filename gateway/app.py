@@ -3,24 +3,26 @@
 from __future__ import annotations
 
 import asyncio
-from typing import Any
 import logging
 import os
+from typing import Any
+
 from aiohttp import web
+from aiohttp.typedefs import Handler
 
 from gateway.access_log import AccessLog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.errors import ApiError
+from gateway.info import InfoRoutes, ReadinessCheck, not_found
+from gateway.limits.deployments import DeploymentLimits
 from gateway.management import keys, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
-from gateway.services import Services, open_services
-from gateway.info import InfoRoutes, ReadinessCheck, not_found
-from gateway.limits.deployments import DeploymentLimits
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
+from gateway.services import Services, open_services
 from gateway.upstreams import Pools
 
 log = logging.getLogger("gateway")
@@ -47,7 +49,7 @@ def path_prefixes(config: Config) -> list[str]:
 
 
 @web.middleware
-async def openai_errors(request: web.Request, handler: web.Handler) -> web.StreamResponse:
+async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Whatever goes wrong, the client gets the OpenAI envelope and the process goes on."""
     try:
         return await handler(request)

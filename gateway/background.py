@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Coroutine
 from typing import Any
 
-
 FINISH_TIMEOUT = 5.0
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import calendar
 import re
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 PATTERN = re.compile(r"^(\d{1,6})(s|m|h|d|w|mo)$")
 SECONDS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800}
@@ -28,7 +28,7 @@ def add(start: float, text: str) -> float:
     count, unit = int(match.group(1)), match.group(2)
     if unit != "mo":
         return start + count * SECONDS[unit]
-    moment = datetime.fromtimestamp(start, timezone.utc)
+    moment = datetime.fromtimestamp(start, UTC)
     month_index = moment.month - 1 + count
     year, month = moment.year + month_index // 12, month_index % 12 + 1
     day = min(moment.day, calendar.monthrange(year, month)[1])
@@ -36,4 +36,4 @@ def add(start: float, text: str) -> float:
 
 
 def iso(moment: float | None) -> str | None:
-    return None if moment is None else datetime.fromtimestamp(moment, timezone.utc).isoformat()
+    return None if moment is None else datetime.fromtimestamp(moment, UTC).isoformat()

@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+from typing import Any
 
 import aiohttp
 import orjson
@@ -88,7 +89,7 @@ class InfoRoutes:
                 **components,
                 "litellm_version": __version__,
                 "success_callbacks": self.callbacks,
-                "last_updated": datetime.now(timezone.utc).isoformat(),
+                "last_updated": datetime.now(UTC).isoformat(),
             },
             200 if ready else 503,
         )
@@ -123,7 +124,7 @@ class InfoRoutes:
                                    "exception_status": response.status}
                 await response.read()
                 return entry, None
-        except asyncio.TimeoutError:
+        except TimeoutError:
             return entry, {"error": f"no answer within {self.health_timeout}s", "exception_status": 504}
         except aiohttp.ClientError as exc:
             return entry, {"error": f"unreachable: {type(exc).__name__}: {exc}", "exception_status": 502}
@@ -136,6 +137,7 @@ class InfoRoutes:
         if deployment.is_wildcard:
             return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
+        body: dict[str, object]
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
         elif deployment.mode == "completion":

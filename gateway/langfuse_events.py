@@ -12,8 +12,9 @@ request id as its id; the generation is `litellm:<key alias>`; the client's
 from __future__ import annotations
 
 import uuid
-from datetime import datetime, timezone
-from typing import Any, Mapping
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from typing import Any
 
 from gateway.answer import answer_of
 from gateway.errors import ApiError
@@ -36,14 +37,17 @@ CANCELLED = 499
 class Pending:
     """What on_settle keeps of a request: references only, read once the sender gets to them."""
 
-    __slots__ = ("request_id", "endpoint", "body", "headers", "requested_model", "model_group", "deployment", "upstream_model",
+    __slots__ = ("request_id", "endpoint", "body", "headers", "requested_model", "model_group", "deployment",
+                 "upstream_model",
                  "stream", "status", "error", "started_wall", "started", "first_byte_at", "ended", "usage",
                  "cost", "caller", "output", "client_ip")
 
     def __init__(self, request_id: str, endpoint: str, body: dict[str, Any] | None, headers: Mapping[str, str],
-                 requested_model: str | None, model_group: str | None, deployment: Deployment | None, upstream_model: str | None, stream: bool,
+                 requested_model: str | None, model_group: str | None, deployment: Deployment | None,
+                 upstream_model: str | None, stream: bool,
                  status: int, error: ApiError | None, started_wall: float, started: float,
-                 first_byte_at: float | None, ended: float | None, usage: Usage | None, cost: float, caller: Caller | None,
+                 first_byte_at: float | None, ended: float | None, usage: Usage | None, cost: float,
+                 caller: Caller | None,
                  output: bytes | None, client_ip: str) -> None:
         self.request_id = request_id
         self.endpoint = endpoint
@@ -86,7 +90,7 @@ def logging_metadata(body: dict[str, Any] | None, headers: Mapping[str, str]) ->
 
 
 def iso(timestamp: float) -> str:
-    return datetime.fromtimestamp(timestamp, timezone.utc).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
 def _text(value: Any) -> str | None:
@@ -237,5 +241,5 @@ def _generation_metadata(pending: Pending, requester: dict[str, Any], status: st
 
 
 def _event(kind: str, body: dict[str, Any]) -> dict[str, Any]:
-    return {"id": uuid.uuid4().hex, "type": kind, "timestamp": iso(datetime.now(timezone.utc).timestamp()),
+    return {"id": uuid.uuid4().hex, "type": kind, "timestamp": iso(datetime.now(UTC).timestamp()),
             "body": body}

@@ -17,8 +17,8 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator
-from typing import Any, Callable
+from collections.abc import AsyncIterator, Callable
+from typing import Any
 
 import orjson
 from aiohttp import web
@@ -170,7 +170,7 @@ class ProxyEndpoint:
         if answer is not None:
             return answer
         route = await self._first_route(ctx, ctx.requested_model)  # a plugin may have rewritten the model
-        deployment = ctx.deployment = route.deployment
+        ctx.deployment = route.deployment
         ctx.model_group = route.group
         ctx.upstream_model = route.upstream_model
         stream = ctx.stream = body.get("stream") is True

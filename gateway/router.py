@@ -6,7 +6,8 @@ import hashlib
 import os
 import random
 import time
-from typing import TYPE_CHECKING, Callable, Iterable, NamedTuple
+from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING, NamedTuple
 
 import msgspec
 import orjson
@@ -116,7 +117,7 @@ class Deployment:
 
     def public_params(self) -> dict[str, object]:
         """litellm_params as /model/info shows them: never the api_key or extra headers."""
-        params = msgspec.to_builtins(self.entry.litellm_params)
+        params: dict[str, object] = msgspec.to_builtins(self.entry.litellm_params)
         params.pop("api_key", None)
         params.pop("extra_headers", None)
         return params
@@ -226,14 +227,14 @@ class Router:
                                           "in model_list")
         self.aliases: dict[str, str] = {}
         self.hidden_aliases: set[str] = set()
-        for alias, target in settings.model_group_alias.items():
-            name = target if isinstance(target, str) else target.model
+        for alias, given in settings.model_group_alias.items():
+            name = given if isinstance(given, str) else given.model
             if name not in self.groups and self._wildcard(name) is None:
                 raise ConfigError(
                     f"router_settings.model_group_alias.{alias}: {name!r} is not a model_name in model_list"
                 )
             self.aliases[alias] = name
-            if not isinstance(target, str) and target.hidden:
+            if not isinstance(given, str) and given.hidden:
                 self.hidden_aliases.add(alias)
 
     def resolve(self, requested: str, exclude: frozenset[str] | set[str] = frozenset()) -> Route | None:

@@ -5,17 +5,18 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any, Callable
+from collections.abc import Callable
+from typing import Any
 from urllib.parse import quote
 
 from gateway import durations
 from gateway.accounts import Accounts
 from gateway.budget.ledger import Ledger, LocalLedger, RedisLedger
+from gateway.config import Config
+from gateway.identity import Authenticator
 from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
 from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
-from gateway.config import Config
-from gateway.identity import Authenticator
 from gateway.pricing import Pricing
 from gateway.router import Router
 from gateway.spend.spool import Spool
@@ -83,7 +84,8 @@ async def open_services(config: Config, router: Router) -> Services:
     if master is None:
         log.warning("no master_key is configured (general_settings.master_key or LITELLM_MASTER_KEY): "
                     "the proxy is open to anyone who can reach it")
-    log.info("store: %s", "postgresql" if db.dialect == "postgres" else f"sqlite {config.gateway_settings.database_path}")
+    log.info("store: %s", "postgresql" if db.dialect == "postgres"
+             else f"sqlite {config.gateway_settings.database_path}")
     authenticator = Authenticator(accounts, master, config.general_settings.litellm_key_header_name)
     spool = Spool(config.gateway_settings.spool_dir)
     writer = SpendWriter(spool, store)
@@ -138,7 +140,7 @@ async def sync_config_teams(config: Config, store: Store) -> None:
     """Teams written in config.yaml: created, or brought in line with the file; their spend is kept."""
     now = time.time()
     for team in config.teams:
-        fields = {
+        fields: dict[str, Any] = {
             "team_alias": team.team_alias, "models": team.models,
             "max_budget": team.max_budget if team.max_budget is not None else team.budget_limit,
             "budget_duration": team.budget_duration, "tpm_limit": team.tpm_limit, "rpm_limit": team.rpm_limit,

@@ -121,7 +121,7 @@ def without_member(event: bytes, name: str, expected: dict[str, Any]) -> bytes |
     except UnicodeDecodeError:
         return None
     wanted = {k: v for k, v in expected.items() if k != name}
-    for found in re.finditer(r'"%s"\s*:\s*' % re.escape(name), text):
+    for found in re.finditer(rf'"{re.escape(name)}"\s*:\s*', text):
         try:
             _, value_end = _DECODER.raw_decode(text, found.end())
         except ValueError:

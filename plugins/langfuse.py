@@ -249,7 +249,7 @@ class Langfuse(Plugin):
                         problem = f"HTTP {response.status}: {answer[:300].decode(errors='replace')}"
                         if response.status != 429 and response.status < 500:
                             break  # wrong keys or a request Langfuse will never take: retrying cannot help
-                except (aiohttp.ClientError, asyncio.TimeoutError) as exc:
+                except (TimeoutError, aiohttp.ClientError) as exc:
                     SEND_FAILURES.inc()
                     problem = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
             self.problem = f"POST {self.url}: {problem}"

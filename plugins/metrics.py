@@ -85,7 +85,8 @@ class Metrics(Plugin):
         group = deployment.group if deployment is not None and deployment.is_wildcard else ctx.model_group
         if group is None:
             requested = ctx.requested_model
-            group = requested if requested is not None and (requested in self.router.groups or requested in self.router.aliases) else ""
+            known = requested is not None and (requested in self.router.groups or requested in self.router.aliases)
+            group = requested if known and requested is not None else ""
         status = settled.status
         error = settled.error
         requests = (group, *caller_labels)

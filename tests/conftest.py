@@ -2,9 +2,9 @@ from __future__ import annotations
 
 import os
 import uuid
-from pathlib import Path
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import aiohttp
 import pytest

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -62,16 +62,16 @@ async def test_concurrent_reservations_never_overshoot(ledger: Any) -> None:
 
 
 def test_current_period_rolls_with_the_clock() -> None:
-    reset_at = datetime(2026, 1, 31, tzinfo=timezone.utc).timestamp()
+    reset_at = datetime(2026, 1, 31, tzinfo=UTC).timestamp()
     assert current_period(reset_at, "1d", reset_at - 5) == (reset_at, True)
     end, same = current_period(reset_at, "1d", reset_at + 1)
     assert end == reset_at + 86400 and same is False
     end, _ = current_period(reset_at, "1mo", reset_at + 1)
-    assert datetime.fromtimestamp(end, timezone.utc) == datetime(2026, 2, 28, tzinfo=timezone.utc)
+    assert datetime.fromtimestamp(end, UTC) == datetime(2026, 2, 28, tzinfo=UTC)
     assert current_period(None, "1d", 0) == (None, True)
     assert aligned_period("1h", 7200.5) == 10800
-    march = datetime(2026, 3, 15, 12, tzinfo=timezone.utc).timestamp()
-    assert aligned_period("1mo", march) == datetime(2026, 4, 1, tzinfo=timezone.utc).timestamp()
+    march = datetime(2026, 3, 15, 12, tzinfo=UTC).timestamp()
+    assert aligned_period("1mo", march) == datetime(2026, 4, 1, tzinfo=UTC).timestamp()
 
 
 def test_counters_follow_the_caller_and_the_clock() -> None:

@@ -171,7 +171,7 @@ def test_kubernetes_objects_pass_kubernetes_schemas() -> None:
                             "PodDisruptionBudget"}
     assert objects["HorizontalPodAutoscaler"]["apiVersion"] == "autoscaling/v2"
     assert objects["PodDisruptionBudget"]["apiVersion"] == "policy/v1"
-    for kind, obj in objects.items():
+    for _kind, obj in objects.items():
         # strict: a misspelt field (`readinesProbe`) is an error, not silently ignored
         kubernetes_validate.validate(obj, KUBERNETES_VERSION, strict=True)
 
@@ -388,7 +388,8 @@ def test_only_traefik_is_a_trusted_proxy_in_compose() -> None:
     address = ipaddress.ip_address(spec["services"]["traefik"]["networks"]["backend"]["ipv4_address"])
     [subnet] = [ipaddress.ip_network(c["subnet"]) for c in spec["networks"]["backend"]["ipam"]["config"]]
     assert address in subnet
-    trusted = [ipaddress.ip_network(n) for n in load_yaml(DEPLOY / "config.yaml")["gateway_settings"]["trusted_proxies"]]
+    settings = load_yaml(DEPLOY / "config.yaml")["gateway_settings"]
+    trusted = [ipaddress.ip_network(n) for n in settings["trusted_proxies"]]
     assert trusted == [ipaddress.ip_network(f"{address}/32")]
 
 

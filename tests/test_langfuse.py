@@ -224,7 +224,8 @@ async def test_a_stream_through_the_openai_sdk_has_its_text_and_time_to_first_to
         gateway: Gateway, langfuse: FakeLangfuse) -> None:
     async with AsyncOpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0, timeout=20) as client:
         stream = await client.chat.completions.create(
-            model="chat", messages=[{"role": "user", "content": MESSAGES[0]["content"]}], stream=True, extra_headers={"X-Request-ID": "lf-stream-1"},
+            model="chat", messages=[{"role": "user", "content": MESSAGES[0]["content"]}], stream=True,
+            extra_headers={"X-Request-ID": "lf-stream-1"},
             extra_body={"fake": {"chunks": 3, "delay": 0.02}})
         received = "".join([chunk.choices[0].delta.content or "" async for chunk in stream if chunk.choices])
     trace, generation = await langfuse.logged("lf-stream-1")

@@ -91,7 +91,8 @@ async def test_buckets_refill_and_slots_expire_with_the_clock() -> None:
 
 
 def config(upstream: FakeUpstream, **general: Any) -> dict[str, Any]:
-    return {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo", "mock_response": "ok ok ok"}},
+    return {"model_list": [{"model_name": "echo",
+                            "litellm_params": {"model": "mock/echo", "mock_response": "ok ok ok"}},
                            deployment("chat", upstream.base_url)],
             "general_settings": {"master_key": MASTER, **general}}
 

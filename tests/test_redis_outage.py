@@ -157,7 +157,7 @@ async def test_redis_stopped_and_restarted_mid_load(redis_server: RedisServer,
                 return ready and set(load.statuses[start:]) == {200}
 
             for gw, load in zip((open_gw, closed_gw), loads):
-                await eventually(lambda: ready_and_serving(gw, load))
+                await eventually(lambda gw=gw, load=load: ready_and_serving(gw, load))
         finally:
             for load in loads:
                 await load.stop()

@@ -77,7 +77,8 @@ def test_chat_on_the_mock_provider(client: OpenAI) -> None:
 
 
 def test_streaming_chat_through_the_upstream(client: OpenAI) -> None:
-    stream = client.chat.completions.create(model="chat", messages=HELLO, stream=True, extra_body={"fake": {"chunks": 3}})
+    stream = client.chat.completions.create(model="chat", messages=HELLO, stream=True,
+                                            extra_body={"fake": {"chunks": 3}})
     with stream:
         chunks = list(stream)
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)

@@ -377,7 +377,8 @@ def garbage_bodies() -> list[tuple[bytes, dict[str, str]]]:
         b'{"model": "chat", "messages": "hello"}', b'{"model": ["chat"], "messages": []}',
         b'{"model": "chat", "messages": [null]}', b'{"model": "chat", "messages": [{"role": 1}]}',
         b'{"model": "chat", "input": {}, "prompt": 5}', b'{"model": "chat", "stream": "yes", "messages": [{}]}',
-        b'{"model": "x", "messages": [{"role": "user"}], "stream_options": []}', b'{"model": "' + b"m" * 100_000 + b'"}',
+        b'{"model": "x", "messages": [{"role": "user"}], "stream_options": []}',
+        b'{"model": "' + b"m" * 100_000 + b'"}',
     )]
     bodies += [
         (b"model=chat&messages=hi", {"Content-Type": "application/x-www-form-urlencoded"}),

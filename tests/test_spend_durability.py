@@ -47,7 +47,7 @@ async def one_request(http: aiohttp.ClientSession, gw: Gateway, key: str, stream
             payload = await r.read()
             if r.status == 200 and (not stream or payload.endswith(b"data: [DONE]\n\n")):
                 return request_id
-    except (aiohttp.ClientError, asyncio.TimeoutError):
+    except (TimeoutError, aiohttp.ClientError):
         pass
     return None
 

@@ -203,7 +203,7 @@ async def test_chat_under_the_olla_prefix_and_at_the_root(traefik: Traefik, flee
 
         # Traefik stripped the prefix: the gateway served the root path, though it also serves
         # /olla/litellm itself (path_prefixes), and X-Forwarded-Prefix changed nothing.
-        async def logged() -> str | None:
+        async def logged(request_id: str = request_id) -> str | None:
             lines = [line for gw in fleet for line in gw.log().splitlines() if request_id in line]
             return lines[0] if lines else None
 

@@ -54,7 +54,8 @@ class RawUpstream:
 
 async def read_request(reader: asyncio.StreamReader) -> bytes:
     head = await reader.readuntil(b"\r\n\r\n")
-    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n") if line.lower().startswith(b"content-length"))
+    length = next(int(line.split(b":")[1]) for line in head.split(b"\r\n")
+                  if line.lower().startswith(b"content-length"))
     return head + await reader.readexactly(length)
 
 
@@ -82,7 +83,8 @@ async def chat(http: aiohttp.ClientSession, gw: Gateway, **extra: object) -> tup
         return response.status, await response.json()
 
 
-async def test_requests_reuse_one_connection_and_send_it_in_one_piece(gateway_for: Starter, http: aiohttp.ClientSession) -> None:
+async def test_requests_reuse_one_connection_and_send_it_in_one_piece(gateway_for: Starter,
+                                                                      http: aiohttp.ClientSession) -> None:
     requests: list[bytes] = []
 
     async def answer_each(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
@@ -105,7 +107,8 @@ async def test_requests_reuse_one_connection_and_send_it_in_one_piece(gateway_fo
         assert orjson.loads(sent) == {**CHAT, "model": "raw-upstream"}
 
 
-async def test_a_kept_alive_connection_the_upstream_drops_is_retried_on_a_new_one(gateway_for: Starter, http: aiohttp.ClientSession) -> None:
+async def test_a_kept_alive_connection_the_upstream_drops_is_retried_on_a_new_one(gateway_for: Starter,
+                                                                                  http: aiohttp.ClientSession) -> None:
     """Keep-alive race: the upstream closes an idle connection as the next request goes out on it. The
     request never reached it, so it is sent again on a new connection rather than failed."""
 
@@ -123,7 +126,8 @@ async def test_a_kept_alive_connection_the_upstream_drops_is_retried_on_a_new_on
         assert upstream.connections == 3
 
 
-async def test_an_upstream_that_closes_without_answering_a_new_connection_is_502(gateway_for: Starter, http: aiohttp.ClientSession) -> None:
+async def test_an_upstream_that_closes_without_answering_a_new_connection_is_502(gateway_for: Starter,
+                                                                                 http: aiohttp.ClientSession) -> None:
     async def never_answer(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
         await reader.readuntil(b"\r\n\r\n")
 
@@ -163,7 +167,8 @@ async def test_a_malformed_answer_is_502(gateway_for: Starter, http: aiohttp.Cli
         assert status == 502 and "malformed HTTP answer" in body["error"]["message"], body  # type: ignore[index]
 
 
-async def test_an_idle_connection_the_upstream_speaks_on_is_not_reused(gateway_for: Starter, http: aiohttp.ClientSession) -> None:
+async def test_an_idle_connection_the_upstream_speaks_on_is_not_reused(gateway_for: Starter,
+                                                                       http: aiohttp.ClientSession) -> None:
     """Some servers send a 408 before closing an idle keep-alive connection; it answers nothing of ours."""
 
     async def answer_then_408(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, n: int) -> None:
@@ -184,7 +189,8 @@ async def test_an_idle_connection_the_upstream_speaks_on_is_not_reused(gateway_f
         assert upstream.connections == 2
 
 
-async def test_a_client_that_stops_reading_stops_the_upstream_and_loses_nothing(gateway_for: Starter, http: aiohttp.ClientSession) -> None:
+async def test_a_client_that_stops_reading_stops_the_upstream_and_loses_nothing(gateway_for: Starter,
+                                                                                http: aiohttp.ClientSession) -> None:
     """Flow control end to end: while the client reads nothing, the gateway holds a bounded amount and
     the upstream is made to wait; when the client reads again, every byte arrives, in order."""
     event = b"data: " + orjson.dumps({"choices": [{"index": 0, "delta": {"content": "x" * 4000}}]}) + b"\n\n"

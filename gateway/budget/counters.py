@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import math
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from typing import Any
 
 from gateway import durations
@@ -30,7 +30,7 @@ def aligned_period(duration: str | None, now: float) -> float | None:
     if not duration:
         return None
     if duration.strip().endswith("mo"):
-        moment = datetime.fromtimestamp(now, timezone.utc)
+        moment = datetime.fromtimestamp(now, UTC)
         start = moment.replace(day=1, hour=0, minute=0, second=0, microsecond=0).timestamp()
         return durations.add(start, duration)
     length = durations.add(0, duration)

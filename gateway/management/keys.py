@@ -11,8 +11,21 @@ from msgspec import UNSET, UnsetType
 from gateway import durations
 from gateway.accounts import hash_key, is_hashed, key_name, new_raw_key
 from gateway.errors import ApiError, bad_request
-from gateway.management.common import (Count, Money, Name, Names, admin, body, caller, json, query_int,
-                                       services, set_fields, total_pages, view)
+from gateway.management.common import (
+    Count,
+    Money,
+    Name,
+    Names,
+    admin,
+    body,
+    caller,
+    json,
+    query_int,
+    services,
+    set_fields,
+    total_pages,
+    view,
+)
 from gateway.services import Services
 from gateway.store.records import KeyRecord
 from gateway.store.store import KEYS, TEAMS, Conflict
@@ -154,12 +167,14 @@ async def info(request: web.Request) -> web.Response:
     if asked is None:
         if who.key is None:
             raise bad_request("pass ?key= to look up a key; the master key has no key record", "key")
-        record = who.key
+        # Read again, not the copy auth cached: its spend trails the spend writer.
+        record = await svc.store.get(KEYS, who.key.token) or who.key
         asked = record.token
     else:
-        record = await svc.store.get(KEYS, token_of(asked))
-        if record is None:
+        found = await svc.store.get(KEYS, token_of(asked))
+        if found is None:
             raise not_found(asked)
+        record = found
         if not who.is_admin and not _owns(who.key, record):
             raise ApiError(403, f"You are not allowed to access this key's info. Your role={who.role}",
                            "auth_error", "key")

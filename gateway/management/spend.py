@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from aiohttp import web
@@ -44,7 +44,7 @@ def _day(request: web.Request, name: str, end: bool = False) -> float | None:
     except ValueError:
         raise bad_request(f"{name} must be a date (YYYY-MM-DD) or an ISO 8601 time", name) from None
     if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
+        moment = moment.replace(tzinfo=UTC)
     if end and len(raw) == 10:
         moment += timedelta(days=1)  # an end date includes that whole day, as LiteLLM reads it
     return moment.timestamp()

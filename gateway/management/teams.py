@@ -17,8 +17,7 @@ from msgspec import UNSET, UnsetType
 from gateway import durations
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
-from gateway.management.common import (Count, Money, Name, Names, admin, body, caller, json, services,
-                                       set_fields, view)
+from gateway.management.common import Count, Money, Name, Names, admin, body, caller, json, services, set_fields, view
 from gateway.services import Services
 from gateway.store.records import TeamMember, TeamRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Conflict

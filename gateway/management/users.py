@@ -12,8 +12,21 @@ from msgspec import UNSET, UnsetType
 from gateway import durations
 from gateway.accounts import hash_key, key_name, new_raw_key
 from gateway.errors import ApiError, bad_request
-from gateway.management.common import (Count, Money, Name, Names, admin, body, caller, json, query_int,
-                                       services, set_fields, total_pages, view)
+from gateway.management.common import (
+    Count,
+    Money,
+    Name,
+    Names,
+    admin,
+    body,
+    caller,
+    json,
+    query_int,
+    services,
+    set_fields,
+    total_pages,
+    view,
+)
 from gateway.management.keys import alias_taken, record_changes
 from gateway.management.teams import join, leave, team_view
 from gateway.services import Services

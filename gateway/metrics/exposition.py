@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterator, NamedTuple
+from collections.abc import Iterator
+from typing import Any, NamedTuple
 
 from prometheus_client import REGISTRY, CollectorRegistry, generate_latest
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, HistogramMetricFamily, Metric
@@ -130,5 +131,5 @@ def render(tallies: Tallies, library: dict[str, Any], with_process: bool) -> byt
     if with_process:
         families += [f for f in REGISTRY.collect() if not f.name.startswith("litellm_")]
     registry = CollectorRegistry(auto_describe=False)
-    registry.register(_Collected(families))  # type: ignore[arg-type]
+    registry.register(_Collected(families))
     return generate_latest(registry)

@@ -8,7 +8,8 @@ delete or update reaches all of them within one poll interval.
 from __future__ import annotations
 
 import time
-from typing import Any, Callable, Generic, TypeVar
+from collections.abc import Callable
+from typing import Any, Generic, TypeVar
 
 import msgspec
 
@@ -77,7 +78,7 @@ class Store:
 
     async def insert(self, table: Table[R], record: R) -> R:
         now = time.time()
-        record = msgspec.structs.replace(record, created_at=record.created_at or now, updated_at=now)  # type: ignore[type-var]
+        record = msgspec.structs.replace(record, created_at=record.created_at or now, updated_at=now)
         names = ", ".join(table.columns)
         marks = ", ".join(f"${i + 1}" for i in range(len(table.columns)))
         try:
@@ -97,7 +98,8 @@ class Store:
     async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
                    limit: int | None = None) -> tuple[list[R], int]:
         """Records whose columns equal `where` (a list value means any of), newest first, and the total."""
-        clauses, args = [], []
+        clauses: list[str] = []
+        args: list[Any] = []
         for column, value in where.items():
             if column not in table.columns:
                 raise ValueError(f"{table.name} has no column {column}")
