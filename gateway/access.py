@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from gateway.errors import ApiError
 from gateway.identity import Caller
 from gateway.router import matches_pattern
@@ -21,21 +23,24 @@ def denial(kind: str, models: list[str], model: str) -> ApiError:
                     f"Tried to access {model}", f"{kind}_model_access_denied", "model")
 
 
-def check_model_access(caller: Caller, model: str) -> None:
+def check_model_access(caller: Caller, model: str, group_aliases: Mapping[str, str]) -> None:
+    """A `model_group_alias` is allowed wherever the group it names is (LiteLLM's rule), and by its own name."""
     key = caller.key
     if key is None or model in key.aliases:
         return  # the master key, an open proxy, or an alias the admin put on this very key
+    target = group_aliases.get(model)
+    names = (model,) if target is None else (model, target)
     team_models = caller.team.models if caller.team is not None else []
     key_models = team_models if ALL_TEAM_MODELS in key.models else key.models
-    if not allows(key_models, model):
+    if not any(allows(key_models, name) for name in names):
         raise denial("key", key_models, model)
-    if caller.team is not None and not allows(team_models, model):
+    if caller.team is not None and not any(allows(team_models, name) for name in names):
         raise denial("team", team_models, model)
 
 
-def may_use(caller: Caller, model: str) -> bool:
+def may_use(caller: Caller, model: str, group_aliases: Mapping[str, str]) -> bool:
     try:
-        check_model_access(caller, model)
+        check_model_access(caller, model, group_aliases)
     except ApiError:
         return False
     return True

@@ -49,13 +49,13 @@ class InfoRoutes:
 
     async def list_models(self, request: web.Request) -> web.Response:
         caller = await self.authenticator.authenticate(request.headers)
-        names = [n for n in self.router.public_names() if may_use(caller, n)]
+        names = [n for n in self.router.public_names() if may_use(caller, n, self.router.aliases)]
         return json_response({"object": "list", "data": [_model_card(n) for n in names]})
 
     async def get_model(self, request: web.Request) -> web.Response:
         caller = await self.authenticator.authenticate(request.headers)
         name = request.match_info["model"]
-        if not self.router.knows(name) or not may_use(caller, name):
+        if not self.router.knows(name) or not may_use(caller, name, self.router.aliases):
             raise model_not_found(name)
         return json_response(_model_card(name))
 
@@ -70,7 +70,7 @@ class InfoRoutes:
                                "litellm_provider": d.provider.name},
             }
             for d in self.router.deployments
-            if (wanted is None or d.id == wanted) and may_use(caller, d.group)
+            if (wanted is None or d.id == wanted) and may_use(caller, d.group, self.router.aliases)
         ]
         return json_response({"data": data})
 

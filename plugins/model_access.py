@@ -17,10 +17,11 @@ class ModelAccess(Plugin):
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
         takes_no_settings("model_access", settings)
+        self.group_aliases = services.router.aliases
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         if ctx.caller is not None and ctx.requested_model is not None:
-            check_model_access(ctx.caller, ctx.requested_model)
+            check_model_access(ctx.caller, ctx.requested_model, self.group_aliases)
         return None
 
 

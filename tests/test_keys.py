@@ -29,6 +29,7 @@ def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
             {"model_name": "other", "litellm_params": {"model": "mock/other"}},
         ],
         "general_settings": {"master_key": MASTER, "litellm_key_header_name": "X-Litellm-Key"},
+        "router_settings": {"model_group_alias": {"gpt-echo": "echo", "quiet-echo": {"model": "echo", "hidden": True}}},
     }
     with Gateway(config) as gw:
         yield gw
@@ -123,6 +124,23 @@ async def test_model_access(gateway: Gateway, http: aiohttp.ClientSession) -> No
                                         "models=['echo', 'chat']. Tried to access other")
     everything = (await generate(http, gateway, models=[]))["key"]
     assert (await chat(http, gateway, bearer(everything), "other"))[0] == 200
+
+
+async def test_a_group_alias_is_allowed_where_its_group_is(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    echo_only = bearer((await generate(http, gateway, models=["echo"]))["key"])
+    for alias in ("gpt-echo", "quiet-echo"):
+        async with http.post(f"{gateway.url}/v1/chat/completions", json={"model": alias, **CHAT},
+                             headers=echo_only) as r:
+            assert r.status == 200, await r.text()
+            assert r.headers["x-litellm-model-group"] == "echo"
+    async with http.get(f"{gateway.url}/v1/models", headers=echo_only) as r:
+        listed = {m["id"] for m in (await r.json())["data"]}
+    assert "gpt-echo" in listed and "quiet-echo" not in listed and "other" not in listed
+    other_only = bearer((await generate(http, gateway, models=["other"]))["key"])
+    status, body = await chat(http, gateway, other_only, "gpt-echo")
+    assert status == 401 and body["error"]["type"] == "key_model_access_denied"
+    by_alias = bearer((await generate(http, gateway, models=["gpt-echo"]))["key"])
+    assert (await chat(http, gateway, by_alias, "gpt-echo"))[0] == 200
 
 
 async def test_key_aliases_rewrite_the_model(gateway: Gateway, http: aiohttp.ClientSession) -> None:
@@ -322,9 +340,9 @@ async def test_open_proxy_warns_and_serves_without_a_key(http: aiohttp.ClientSes
 async def test_info_routes_follow_the_key(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     raw = (await generate(http, gateway, models=["echo"]))["key"]
     status, body = await call(http, "GET", f"{gateway.url}/v1/models", headers=bearer(raw))
-    assert status == 200 and [m["id"] for m in body["data"]] == ["echo"]
+    assert status == 200 and [m["id"] for m in body["data"]] == ["echo", "gpt-echo"]  # its group alias too
     status, body = await call(http, "GET", f"{gateway.url}/v1/models", headers=ADMIN)
-    assert [m["id"] for m in body["data"]] == ["chat", "echo", "other"]
+    assert [m["id"] for m in body["data"]] == ["chat", "echo", "other", "gpt-echo"]
     assert (await call(http, "GET", f"{gateway.url}/v1/models/other", headers=bearer(raw)))[0] == 404
     status, body = await call(http, "GET", f"{gateway.url}/model/info", headers=bearer(raw))
     assert [d["model_name"] for d in body["data"]] == ["echo"]
