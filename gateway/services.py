@@ -21,7 +21,7 @@ from gateway.pricing import Pricing
 from gateway.router import Router
 from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
-from gateway.store.database import open_database
+from gateway.store.database import SQLiteDatabase, open_database
 from gateway.store.records import TeamRecord
 from gateway.store.store import TEAMS, Conflict, Store
 
@@ -84,8 +84,8 @@ async def open_services(config: Config, router: Router) -> Services:
     if master is None:
         log.warning("no master_key is configured (general_settings.master_key or LITELLM_MASTER_KEY): "
                     "the proxy is open to anyone who can reach it")
-    log.info("store: %s", "postgresql" if db.dialect == "postgres"
-             else f"sqlite {config.gateway_settings.database_path}")
+    # The file actually opened: database_url's sqlite:/// path wins over database_path.
+    log.info("store: %s", f"sqlite {os.path.abspath(db.path)}" if isinstance(db, SQLiteDatabase) else "postgresql")
     authenticator = Authenticator(accounts, master, config.general_settings.litellm_key_header_name)
     spool = Spool(config.gateway_settings.spool_dir)
     writer = SpendWriter(spool, store)

@@ -484,3 +484,13 @@ def test_uvloop_is_used_when_installed() -> None:
         pytest.skip("uvloop is not installed")
     with Gateway({"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}]}) as gw:
         assert "(event loop: uvloop)" in gw.log()
+
+
+def test_the_log_names_the_sqlite_file_actually_used(tmp_path: Path) -> None:
+    chosen = tmp_path / "chosen" / "x.db"
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+              "general_settings": {"database_url": f"sqlite:///{chosen}"}}
+    with Gateway(config) as gw:
+        log_text = gw.log()
+    assert f"store: sqlite {chosen}" in log_text
+    assert chosen.exists() and not (gw.dir / "gateway.db").exists()
