@@ -45,7 +45,7 @@ def trace(path: Path, request_id: str) -> list[str]:
 
 
 async def settled(path: Path, request_id: str, lines: int) -> list[str]:
-    """on_complete runs after the answer is on the wire, so the client may read it first: wait for the trace."""
+    """on_settle runs before the last bytes of an answer, but the trace file may trail the client: wait for it."""
     deadline = asyncio.get_running_loop().time() + PATIENCE
     while len(found := trace(path, request_id)) < lines and asyncio.get_running_loop().time() < deadline:
         await asyncio.sleep(0.01)
