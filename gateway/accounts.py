@@ -14,8 +14,11 @@ import hashlib
 import logging
 import secrets
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from typing import Any, Generic, TypeVar
+
+from prometheus_client import Counter
 
 from gateway.background import Background
 from gateway.store.records import KeyRecord, TeamRecord, UserRecord
@@ -29,6 +32,13 @@ POLL_INTERVAL = 0.25
 NEGATIVE_TTL = 0.5
 # Re-read every record at least this often, in case a change log entry was ever missed.
 POSITIVE_TTL = 60.0
+# Made-up keys: at most this many remembered as missing, and this many store reads a second for
+# references never seen before.
+MAX_MISSES = 10_000
+UNKNOWN_READS_PER_SECOND = 50.0
+STORE_READS = Counter("litellm_auth_store_reads", "Store reads for keys, users and teams not in memory", ["found"])
+UNKNOWN_REFUSED = Counter("litellm_auth_unknown_reads_refused", "Lookups of never-seen keys answered as unknown "
+                          "without a store read, because such reads were over their per-second cap")
 RECENT_WINDOW = 5.0
 # Budgets are enforced per period by the ledger at once; the store's spend columns follow within this.
 BUDGET_RESET_INTERVAL = 10.0
@@ -51,24 +61,48 @@ def is_hashed(value: str) -> bool:
 
 
 class RecordCache(Generic[T]):
-    __slots__ = ("load", "entries", "loading", "clock")
+    """Records by reference, read from the store once and then served from memory.
 
-    def __init__(self, load: Callable[[str], Awaitable[T | None]], clock: Callable[[], float]) -> None:
+    A reference the store does not have is remembered in a bounded LRU. For keys, which anyone can
+    make up (users and teams are named only by real keys), store reads for references never seen
+    are capped per second, so a flood of made-up keys costs neither memory nor store load.
+    References the store has had (cached once, or named by the change log) are read whatever the
+    cap, so real keys are not held back by a flood.
+    """
+
+    __slots__ = ("load", "entries", "misses", "vouched", "loading", "clock", "read_budget", "budget_at",
+                 "reads_per_second", "max_misses")
+
+    def __init__(self, load: Callable[[str], Awaitable[T | None]], clock: Callable[[], float],
+                 reads_per_second: float | None = None, max_misses: int = MAX_MISSES) -> None:
         self.load = load
         self.clock = clock
-        self.entries: dict[str, tuple[T | None, float]] = {}
+        self.entries: dict[str, tuple[T, float]] = {}
+        self.misses: OrderedDict[str, float] = OrderedDict()
+        self.vouched: set[str] = set()
         self.loading: dict[str, asyncio.Future[T | None]] = {}
+        self.reads_per_second = reads_per_second
+        self.max_misses = max_misses
+        self.read_budget = reads_per_second or 0.0
+        self.budget_at = clock()
 
     async def get(self, ref: str) -> T | None:
+        now = self.clock()
         entry = self.entries.get(ref)
-        if entry is not None:
-            value, at = entry
-            age = self.clock() - at
-            if age < (POSITIVE_TTL if value is not None else NEGATIVE_TTL):
-                return value
+        if entry is not None and now - entry[1] < POSITIVE_TTL:
+            return entry[0]
+        missed_at = self.misses.get(ref)
+        if missed_at is not None:
+            if now - missed_at < NEGATIVE_TTL:
+                self.misses.move_to_end(ref)
+                return None
+            del self.misses[ref]
         pending = self.loading.get(ref)
         if pending is not None:
             return await asyncio.shield(pending)
+        if entry is None and ref not in self.vouched and not self._may_read_unknown(now):
+            UNKNOWN_REFUSED.inc()
+            return None  # over the cap: a reference never seen is taken as unknown, unread
         future: asyncio.Future[T | None] = asyncio.get_running_loop().create_future()
         self.loading[ref] = future
         try:
@@ -79,15 +113,41 @@ class RecordCache(Generic[T]):
             raise
         finally:
             self.loading.pop(ref, None)
-        self.entries[ref] = (value, self.clock())
+        self.vouched.discard(ref)
+        STORE_READS.labels("true" if value is not None else "false").inc()
+        self.put(ref, value)
         future.set_result(value)
         return value
 
+    def _may_read_unknown(self, now: float) -> bool:
+        rate = self.reads_per_second
+        if rate is None:
+            return True
+        self.read_budget = min(rate, self.read_budget + (now - self.budget_at) * rate)
+        self.budget_at = now
+        if self.read_budget < 1.0:
+            return False
+        self.read_budget -= 1.0
+        return True
+
     def put(self, ref: str, value: T | None) -> None:
-        self.entries[ref] = (value, self.clock())
+        if value is not None:
+            self.entries[ref] = (value, self.clock())
+            self.misses.pop(ref, None)
+            return
+        self.entries.pop(ref, None)
+        self.misses[ref] = self.clock()
+        self.misses.move_to_end(ref)
+        while len(self.misses) > self.max_misses:
+            self.misses.popitem(last=False)
 
     def drop(self, ref: str) -> None:
+        """The record changed somewhere: read it again next time, whatever the cap."""
         self.entries.pop(ref, None)
+        self.misses.pop(ref, None)
+        if len(self.vouched) >= self.max_misses:
+            self.vouched.clear()  # only ever refs the change log named; a flood of changes is not expected
+        self.vouched.add(ref)
 
 
 class Accounts:
@@ -103,7 +163,8 @@ class Accounts:
         self.channel = channel
         self._publishing = Background()
         self._listener: asyncio.Task[None] | None = None
-        self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic)
+        self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic,
+                                                        reads_per_second=UNKNOWN_READS_PER_SECOND)
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
         self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)
         self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams}
