@@ -10,6 +10,8 @@ from typing import Any
 
 import orjson
 
+from gateway import sse
+
 Json = Any
 
 
@@ -52,21 +54,9 @@ def _embeddings(body: dict[str, Any]) -> Json:
 
 
 def events(output: bytes) -> list[dict[str, Any]]:
-    """The JSON events of an SSE stream, `[DONE]` and anything unreadable left out."""
-    found = []
-    for line in output.split(b"\n"):
-        if not line.startswith(b"data:"):
-            continue
-        payload = line[5:].strip()
-        if not payload or payload == b"[DONE]":
-            continue
-        try:
-            event = orjson.loads(payload)
-        except orjson.JSONDecodeError:
-            continue  # cut off at the size limit, or not JSON
-        if isinstance(event, dict):
-            found.append(event)
-    return found
+    """The JSON events of an SSE stream (any framing the grammar allows), `[DONE]`, an event cut off at
+    the size limit and anything else unreadable left out."""
+    return [event for event in map(sse.json_of, sse.events(output)) if isinstance(event, dict)]
 
 
 def _streamed(endpoint: str, output: bytes) -> Json:

@@ -17,7 +17,6 @@ from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
     from gateway.limits.deployments import Admission
-    from gateway.settlement import Settlement
     from gateway.stream_usage import StreamMeter
 
 MAX_REQUEST_ID = 128
@@ -40,8 +39,8 @@ class Ctx:
         "request", "request_id", "endpoint", "body", "requested_model", "model_group",
         "deployment", "upstream_model", "stream", "status", "error", "started",
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
-        "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission", "fallbacks",
-        "budgets", "_reserved", "meter", "response", "client_left", "settlement",
+        "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
+        "budgets", "_reserved", "meter", "response", "client_left",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -72,13 +71,11 @@ class Ctx:
         self.cost = 0.0
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
-        self.fallbacks = 0  # fallback groups added to the plan
         self.budgets: tuple[BudgetStanding, ...] = ()
         self._reserved: tuple[int, int] | None = None
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started
         self.client_left = False
-        self.settlement: Settlement | None = None
 
     def reserved_tokens(self) -> tuple[int, int]:
         """The prompt's tokens and the answer's max_tokens, as limits and budgets reserve them."""

@@ -20,6 +20,7 @@ from gateway.answer import answer_of
 from gateway.errors import ApiError
 from gateway.identity import Caller
 from gateway.router import Deployment
+from gateway.settlement import CLIENT_LEFT
 from gateway.usage import Usage
 
 REDACTED = "redacted-by-litellm"
@@ -31,7 +32,6 @@ INPUT_FIELDS = {"chat/completions": ("messages", "tools", "functions"), "complet
                 "embeddings": ("input",)}
 HEADER_PREFIX = "langfuse_"
 MAX_TAGS = 64
-CANCELLED = 499
 
 
 class Pending:
@@ -129,7 +129,7 @@ def _outcome(pending: Pending) -> tuple[str, str, str | None]:
     """(status, Langfuse level, status message)."""
     if pending.error is not None:
         return "failure", "ERROR", pending.error.message
-    if pending.status == CANCELLED:
+    if pending.status == CLIENT_LEFT:
         return "cancelled", "WARNING", "the client disconnected before the answer was complete"
     if pending.status >= 400:
         return "failure", "ERROR", f"HTTP {pending.status}"

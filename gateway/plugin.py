@@ -79,13 +79,12 @@ def _overrides(plugin: Plugin, phase: str) -> bool:
 
 
 class Chain:
-    __slots__ = ("plugins", "requesting", "heading", "settling", "positions", "needs_usage", "needs_output")
+    __slots__ = ("plugins", "requesting", "heading", "settling", "needs_usage", "needs_output")
 
     def __init__(self, plugins: list[Plugin]) -> None:
         self.plugins = plugins
         for slot, plugin in enumerate(plugins):
             plugin.slot = slot
-        self.positions = {id(p): i for i, p in enumerate(plugins)}
         self.requesting = [p for p in plugins if _overrides(p, "on_request")]
         self.heading = [p for p in reversed(plugins) if _overrides(p, "on_response_headers")]
         self.settling = [p for p in reversed(plugins) if _overrides(p, "on_settle")]
@@ -99,10 +98,10 @@ class Chain:
             try:
                 answer = await plugin.on_request(ctx)
             except BaseException:
-                ctx.reached = self.positions[id(plugin)] + 1
+                ctx.reached = plugin.slot + 1
                 raise
             if answer is not None:
-                ctx.reached = self.positions[id(plugin)] + 1
+                ctx.reached = plugin.slot + 1
                 return answer
         return None
 

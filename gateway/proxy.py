@@ -17,7 +17,7 @@ import logging
 import math
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import orjson
@@ -152,7 +152,7 @@ class ProxyEndpoint:
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
-        settled = ctx.settlement = Settlement(status, usage, cost, ctx.error, ctx.client_left,
+        settled = Settlement(status, usage, cost, ctx.error, ctx.client_left,
                                               ctx.response is not None, meter.sent if meter is not None else 0,
                                               ended)
         if ctx.admission is not None:
@@ -287,7 +287,6 @@ class ProxyEndpoint:
                 if targets:
                     plan.extend(targets)
                     fallen_back = True
-                    ctx.fallbacks = len(targets)
             if failure is not None and not failure.retryable and not plan:
                 break
         assert failure is not None
@@ -325,7 +324,7 @@ class ProxyEndpoint:
                 upstream.release()
             ctx.first_byte_at = time.perf_counter()
             deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
-            return self._json_answer(ctx, body, payload, upstream.status, lambda: self._headers(ctx, upstream),
+            return self._json_answer(ctx, body, payload, upstream.status, upstream,
                                      upstream.header(b"content-type") or "application/json")
         except CertificateUnverified as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented "
@@ -352,19 +351,19 @@ class ProxyEndpoint:
         if answer.events is None:
             assert answer.body is not None
             ctx.usage = answer.usage if self.needs_usage else None
-            return self._json_answer(ctx, body, answer.body, 200, lambda: self._headers(ctx), "application/json")
+            return self._json_answer(ctx, body, answer.body, 200, None, "application/json")
         return await self._relay(ctx, 200, self._headers(ctx), _replay(answer.events), strip_usage,
                                  ctx.requested_model, route.deployment)
 
     def _json_answer(self, ctx: Ctx, body: dict[str, Any], payload: bytes, status: int,
-                     headers: Callable[[], dict[str, str]], content_type: str) -> web.Response:
+                     upstream: Response | None, content_type: str) -> web.Response:
         if self.needs_usage and ctx.usage is None:
             ctx.usage = from_json_body(payload) or estimate(body, len(payload))
         if ctx.usage is not None and ctx.deployment is not None:
             ctx.cost = self.pricing.price(ctx.deployment, ctx.upstream_model or "").cost(ctx.usage)
         if self.chain.needs_output:
             ctx.output = payload
-        merged = headers()  # after usage and cost are known: plugins report them in headers
+        merged = self._headers(ctx, upstream)  # after usage and cost are known: plugins report them
         merged["Content-Type"] = content_type
         return web.Response(status=status, body=payload, headers=merged)
 
@@ -390,6 +389,7 @@ class ProxyEndpoint:
                         deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
                 out = feed(chunk)
                 if out:
+                    # _write, inlined: a coroutine per chunk is measurable on the hot path.
                     try:
                         await response.write(out)
                     except ConnectionError:
@@ -398,18 +398,16 @@ class ProxyEndpoint:
                     meter.delivered(out)
         except (UpstreamUnreachable, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
-                ctx.error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} stalled: no "
-                                     "data within the stream timeout", "timeout_error")
+                error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} stalled: no data "
+                                 "within the stream timeout", "timeout_error")
             else:
-                ctx.error = ApiError(502, f"upstream {deployment.api_base} for model {requested!r} broke off "
-                                     f"the stream: {exc}", "api_connection_error")
-            rest = meter.flush()
-            if rest and not await _write(ctx, response, meter, rest):
-                return response
+                error = ApiError(502, f"upstream {deployment.api_base} for model {requested!r} broke off the "
+                                 f"stream: {exc}", "api_connection_error")
+            ctx.error = error
             # The client learns of it as a last event; never as a made-up [DONE].
-            await _write(ctx, response, meter, b"data: " + ctx.error.body() + b"\n\n")
-            return response
-        rest = meter.flush()
+            rest = meter.flush() + b"data: " + error.body() + b"\n\n"
+        else:
+            rest = meter.flush()
         if rest:
             await _write(ctx, response, meter, rest)
         return response

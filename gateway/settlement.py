@@ -9,29 +9,27 @@ log all read this one object; none of them works out usage or status itself.
 
 from __future__ import annotations
 
+import msgspec
+
 from gateway.errors import ApiError
 from gateway.usage import Usage
 
 CLIENT_LEFT = 499  # nginx's word for a client that closed the connection before its answer was whole
 
 
-class Settlement:
+class Settlement(msgspec.Struct, frozen=True):
     """`usage` is None when nothing reached an upstream (turned away, no route, the upstream refused);
     else the upstream's own report, or an estimate (`usage.estimated`) from the prompt and what the
     client was sent."""
 
-    __slots__ = ("status", "usage", "cost", "error", "client_left", "response_started", "bytes_sent", "ended")
-
-    def __init__(self, status: int, usage: Usage | None, cost: float, error: ApiError | None, client_left: bool,
-                 response_started: bool, bytes_sent: int, ended: float) -> None:
-        self.status = status
-        self.usage = usage
-        self.cost = cost
-        self.error = error
-        self.client_left = client_left
-        self.response_started = response_started
-        self.bytes_sent = bytes_sent
-        self.ended = ended
+    status: int
+    usage: Usage | None
+    cost: float
+    error: ApiError | None
+    client_left: bool
+    response_started: bool
+    bytes_sent: int
+    ended: float
 
     @property
     def failed(self) -> bool:

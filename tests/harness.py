@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import os
 import signal
 import socket
@@ -13,6 +14,7 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import yaml
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -116,6 +118,20 @@ def run_cli(config: dict[str, Any] | str, *args: str, env: dict[str, str] | None
         [sys.executable, "-m", "gateway", "--config", str(gateway.config_path), "--port", str(gateway.port), *args],
         cwd=ROOT, env=gateway.env, capture_output=True, text=True, timeout=timeout,
     )
+
+
+async def spend_record(http: aiohttp.ClientSession, gw: Gateway, request_id: str, admin: dict[str, str],
+                       patience: float = 10.0) -> dict[str, Any]:
+    """A request's record from /spend/logs, once the spend writer has moved it from the spool to the store."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while True:
+        async with http.get(f"{gw.url}/spend/logs", params={"request_id": request_id}, headers=admin) as r:
+            found = await r.json()
+        if found:
+            return dict(found[0])
+        assert loop.time() < deadline, f"no spend record for {request_id}"
+        await asyncio.sleep(0.05)
 
 
 def deployment(name: str, base_url: str, model: str | None = None, model_info: dict[str, Any] | None = None,

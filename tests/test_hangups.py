@@ -18,7 +18,7 @@ import orjson
 import pytest
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment
+from tests.harness import Gateway, deployment, spend_record
 
 MASTER = "sk-hangup-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -82,17 +82,6 @@ async def hang_up(gw: Gateway, key: str, request_id: str, fake: dict[str, Any], 
     writer.close()
 
 
-async def spend_record(http: aiohttp.ClientSession, gw: Gateway, request_id: str) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + PATIENCE
-    while True:
-        async with http.get(f"{gw.url}/spend/logs", params={"request_id": request_id}, headers=ADMIN) as r:
-            found = await r.json()
-        if found:
-            return dict(found[0])
-        assert asyncio.get_running_loop().time() < deadline, f"no spend record for {request_id}"
-        await asyncio.sleep(0.05)
-
-
 async def probe(http: aiohttp.ClientSession, gw: Gateway, key: str) -> tuple[float, int]:
     """(the budget counter before this probe, the tpm bucket's level before it), read from its headers."""
     messages = [{"role": "user", "content": "hi"}]
@@ -143,7 +132,7 @@ async def test_a_client_that_hangs_up_is_charged_in_every_ledger(gateway: Gatewa
     await upstream.until(lambda: seen.outcome == "cancelled", PATIENCE)
     upstream.open_gate(gate)
 
-    log = await spend_record(http, gateway, request_id)
+    log = await spend_record(http, gateway, request_id, ADMIN)
     cost = prompt * PRICE_IN + completion * PRICE_OUT
     assert (log["prompt_tokens"], log["completion_tokens"]) == (prompt, completion)
     assert log["metadata"]["usage_estimated"] is estimated
@@ -162,7 +151,14 @@ async def test_a_client_that_hangs_up_is_charged_in_every_ledger(gateway: Gatewa
     assert f"{request_id} POST /v1/chat/completions status=499" in log_text
 
 
-async def test_a_client_that_left_is_not_a_failed_request(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+async def test_a_client_that_left_is_not_a_failed_request(gateway: Gateway, upstream: FakeUpstream,
+                                                          http: aiohttp.ClientSession) -> None:
+    key, request_id, gate = await new_key(http, gateway), uuid.uuid4().hex, uuid.uuid4().hex
+    await hang_up(gateway, key["key"], request_id, {"frames": FRAMES, "hold": [1, gate]}, TEXT.encode(), upstream)
+    seen = upstream.seen[-1]
+    await upstream.until(lambda: seen.outcome == "cancelled", PATIENCE)
+    upstream.open_gate(gate)
+    assert (await spend_record(http, gateway, request_id, ADMIN))["metadata"]["status_code"] == 499
     async with http.get(f"{gateway.url}/metrics") as r:
         metrics = await r.text()
     failed = [line for line in metrics.splitlines() if line.startswith("litellm_proxy_failed_requests_metric")]

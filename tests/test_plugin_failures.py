@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import asyncio
 import uuid
 from collections.abc import Iterator
-from typing import Any
 
 import aiohttp
 import orjson
 import pytest
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment
+from tests.harness import Gateway, deployment, spend_record
 
 MASTER = "sk-raise-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -28,17 +26,6 @@ def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
                                                                  "path": "tests.recording_plugins:Raiser"}]}}
     with Gateway(config) as gw:
         yield gw
-
-
-async def spend_record(http: aiohttp.ClientSession, gw: Gateway, request_id: str) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + PATIENCE
-    while True:
-        async with http.get(f"{gw.url}/spend/logs", params={"request_id": request_id}, headers=ADMIN) as r:
-            found = await r.json()
-        if found:
-            return dict(found[0])
-        assert asyncio.get_running_loop().time() < deadline, f"no spend record for {request_id}"
-        await asyncio.sleep(0.05)
 
 
 @pytest.mark.parametrize("stream", [False, True], ids=["json", "stream"])
@@ -60,7 +47,7 @@ async def test_a_plugin_failure_leaves_a_clean_answer_and_a_record(gateway: Gate
         assert status == 200 and raw.endswith(b"data: [DONE]\n\n")
     else:
         assert status == 200 and orjson.loads(raw)["choices"][0]["message"]["content"] == "alpha says hi"
-    record = await spend_record(http, gateway, request_id)
+    record = await spend_record(http, gateway, request_id, ADMIN)
     assert record["metadata"]["status_code"] == status
     if phase != "request":
         assert (record["prompt_tokens"], record["status"]) == (5, "success")

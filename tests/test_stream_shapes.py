@@ -20,7 +20,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment
+from tests.harness import Gateway, deployment, spend_record
 from tests.stream_corpus import SHAPES, StreamShape
 from tests.stream_corpus import _events as corpus_events
 from tests.stream_corpus import _parse as parse_event
@@ -63,17 +63,6 @@ def hold_after_first_event(frames: tuple[bytes, ...]) -> int:
     raise AssertionError("the first event never ends")
 
 
-async def record(http: aiohttp.ClientSession, gw: Gateway, request_id: str) -> dict[str, Any]:
-    deadline = asyncio.get_running_loop().time() + PATIENCE
-    while True:
-        async with http.get(f"{gw.url}/spend/logs", params={"request_id": request_id}, headers=ADMIN) as r:
-            found = await r.json()
-        if found:
-            return dict(found[0])
-        assert asyncio.get_running_loop().time() < deadline, f"no spend record for {request_id}"
-        await asyncio.sleep(0.05)
-
-
 async def read_at_least(response: aiohttp.ClientResponse, size: int, got: bytearray) -> None:
     while len(got) < size:
         chunk = await asyncio.wait_for(response.content.readany(), PATIENCE)
@@ -107,7 +96,7 @@ async def test_a_real_servers_stream_passes_unbuffered_exact_and_priced(
     assert bytes(got) == expected
     sent = upstream.seen[-1].body
     assert sent["stream_options"] == {"include_usage": True}
-    log = await record(http, gateway, request_id)
+    log = await spend_record(http, gateway, request_id, ADMIN)
     prompt, completion, total = shape.usage
     assert (log["prompt_tokens"], log["completion_tokens"], log["total_tokens"]) == (prompt, completion, total)
     assert log["metadata"]["usage_estimated"] is False
@@ -173,5 +162,5 @@ async def test_bytes_that_are_not_sse_pass_untouched_and_unbuffered(gateway: Gat
         upstream.open_gate(gate)
         got += await r.read()
     assert bytes(got) == "".join(pieces).encode()
-    log = await record(http, gateway, request_id)
+    log = await spend_record(http, gateway, request_id, ADMIN)
     assert (log["prompt_tokens"], log["completion_tokens"], log["metadata"]["usage_estimated"]) == (7, 2, False)
