@@ -142,7 +142,8 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     in_flight = app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     if access_log is not None:
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
-    deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router)
+    deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router,
+                                                                       config.gateway_settings.fail_open)
     info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
                       config.litellm_settings.success_callback, app[SERVICES].authenticator, app[POOLS].probes)
     for prefix in path_prefixes(config):

@@ -10,12 +10,15 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import msgspec
 import yaml
 
 ENV_PREFIX = "os.environ/"
+# Where the store and the spool were, whatever the config's name, before they were named after it.
+LEGACY_DATABASE = "gateway.db"
+LEGACY_SPOOL = "spool"
 
 RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
 
@@ -143,15 +146,21 @@ class GatewaySettings(Struct):
     # None: the default chain. A list: exactly these plugins, in this order.
     plugins: list[str | PluginSpec] | None = None
     # The embedded SQLite store, used when no database_url is set; relative to the config file.
-    database_path: str = "gateway.db"
-    # Spend records wait here until the store has them; relative to the config file.
-    spool_dir: str = "spool"
+    # Empty: named after the config file, so prod.yaml's store is prod.db.
+    database_path: str = ""
+    # Spend records wait here until the store has them; relative to the config file. Empty: prod.spool.
+    spool_dir: str = ""
     # LiteLLM has answered an exceeded budget with 400, 422 and 429 over the years.
     budget_exceeded_status: int = 429
     # Output tokens reserved against budgets when a request gives no max_tokens.
     reserve_output_tokens: int = 1024
     # Prefix of every Redis key this gateway writes, so several gateways can share one Redis.
     redis_key_prefix: str = "llmgw"
+    # The longest a request waits for Redis (or the node's shared state) before the failure policy applies.
+    redis_timeout: Annotated[float, msgspec.Meta(gt=0)] = 0.25
+    # When Redis is unreachable, rate limits, budgets and deployment limits are kept by each process
+    # (true), or requests that need them get 503 (false).
+    fail_open: bool = True
     # When every deployment of a group is cooling down: 503, or 429 as LiteLLM answers.
     cooldown_status: int = 503
     # Beyond this many requests in flight in one process, new ones get 503 at once (None: no cap).
@@ -191,14 +200,44 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
         where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
         problem = getattr(exc, "problem", None) or type(exc).__name__
         raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
-    config = parse_config(raw, warn)
+    config = _parse(raw, warn)
     settings = config.gateway_settings
-    settings.database_path = str(path.resolve().parent / settings.database_path)
-    settings.spool_dir = str(path.resolve().parent / settings.spool_dir)
+    folder = path.resolve().parent
+    database = folder / (settings.database_path or f"{path.stem}.db")
+    spool = folder / (settings.spool_dir or f"{path.stem}.spool")
+    uses_database_path = not (config.general_settings.database_url or os.environ.get("DATABASE_URL"))
+    if warn is not None and uses_database_path and not settings.database_path:
+        warning = legacy_store_warning(database, spool)
+        if warning is not None:
+            warn.append(warning)
+    settings.database_path, settings.spool_dir = str(database), str(spool)
     return config
 
 
+def legacy_store_warning(database: Path, spool: Path) -> str | None:
+    """Why a store named after its config is new while the one older versions named gateway.db is next to it."""
+    legacy = database.with_name(LEGACY_DATABASE)
+    if database.exists() or not legacy.exists():
+        return None
+    keep = f"gateway_settings.database_path: {LEGACY_DATABASE}"
+    legacy_spool = database.with_name(LEGACY_SPOOL)
+    if legacy_spool.is_dir() and legacy_spool != spool:
+        keep += f" and spool_dir: {LEGACY_SPOOL}"
+    return (f"the SQLite store is now named after the config: this start opens a new store at {database}, "
+            f"not {legacy}, the one older versions used; set {keep} to keep using the old store")
+
+
 def parse_config(raw: object, warn: list[str] | None = None) -> Config:
+    """A config with no file to name its state after: gateway.db and spool, as before, relative to the working
+    directory."""
+    config = _parse(raw, warn)
+    settings = config.gateway_settings
+    settings.database_path = settings.database_path or LEGACY_DATABASE
+    settings.spool_dir = settings.spool_dir or LEGACY_SPOOL
+    return config
+
+
+def _parse(raw: object, warn: list[str] | None) -> Config:
     if not isinstance(raw, dict):
         raise ConfigError("the config must be a mapping at the top level")
     # An empty section (`general_settings:` with everything commented out) is YAML null; LiteLLM reads {}.

@@ -81,3 +81,9 @@ def _type_for(status: int) -> str:
     if status < 500:
         return "invalid_request_error"
     return "api_error"
+
+
+def shared_state_unreachable(what: str) -> ApiError:
+    """`fail_open: false` and the shared counters (Redis, or the node's) cannot be asked."""
+    return ApiError(503, f"{what} cannot be checked right now (their shared store is unreachable; "
+                    "fail_open: false); retry shortly", "service_unavailable", headers={"retry-after": "1"})

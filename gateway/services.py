@@ -18,6 +18,7 @@ from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
 from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.pricing import Pricing
+from gateway.redis_link import RedisLink
 from gateway.router import Router
 from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
@@ -32,12 +33,13 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "limiter", "tallies")
+                 "pricing", "ledger", "redis", "redis_link", "limiter", "tallies")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 redis_link: RedisLink | None = None, clock: Callable[[], float] = time.time) -> None:
+        self.redis_link = redis_link
         self.tallies = tallies
         self.limiter = limiter
         self.pricing = pricing
@@ -55,6 +57,8 @@ class Services:
     async def close(self) -> None:
         await self.spend_writer.close()
         await self.ledger.close()
+        if self.redis_link is not None:
+            await self.redis_link.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.accounts.close()
@@ -93,15 +97,17 @@ async def open_services(config: Config, router: Router) -> Services:
     ledger: Ledger
     limiter: Limiter
     tallies = Tallies()
+    link = None
     if redis is not None:
-        ledger = RedisLedger(TimedRedis(redis, tallies, "budget"), settings.redis_key_prefix)
-        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit"), settings.redis_key_prefix)
+        link = RedisLink(redis, settings.redis_timeout, settings.fail_open)
+        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix)
+        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix)
         log.info("budgets: shared through Redis")
     else:
         ledger = LocalLedger()
         limiter = LocalLimiter()
     return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, limiter,
-                    tallies, redis)
+                    tallies, redis, link)
 
 
 def redis_url(config: Config) -> str | None:
@@ -130,8 +136,10 @@ def open_redis(config: Config) -> Any:
     # A bounded pool that makes callers wait for a free connection rather than fail under a burst.
     # A command on a connection the server closed (it restarted) is sent once more on a new one;
     # a connection that times out is not retried, so an unreachable Redis costs one timeout.
+    timeout = config.gateway_settings.redis_timeout
     pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_CONNECTIONS, timeout=2, socket_connect_timeout=2, socket_timeout=2,
+        url, max_connections=REDIS_CONNECTIONS, timeout=timeout, socket_connect_timeout=timeout,
+        socket_timeout=timeout,
         health_check_interval=10, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return redis.asyncio.Redis.from_pool(pool)
 

@@ -2,7 +2,9 @@
 
 The estimate is reserved at admission and replaced by the real cost when the
 answer is complete, atomically, in the ledger (Redis when configured, else
-this process), so concurrent requests cannot together spend past a budget.
+the node's), so concurrent requests cannot together spend past a budget. If
+the ledger cannot be asked, `gateway_settings.fail_open` decides: this
+process's own counters (from the store's spend) admit, or the request gets 503.
 """
 
 from __future__ import annotations
@@ -14,10 +16,11 @@ from aiohttp import web
 
 from gateway.background import Background
 from gateway.budget.counters import counters_for
-from gateway.budget.ledger import Counter, Denied
+from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
-from gateway.errors import ApiError
+from gateway.errors import ApiError, shared_state_unreachable
 from gateway.plugin import Plugin, takes_no_settings
+from gateway.redis_link import reported
 from gateway.services import Services
 from gateway.settlement import Settlement
 
@@ -25,10 +28,11 @@ log = logging.getLogger("gateway.budget")
 
 
 class Reservation:
-    __slots__ = ("names", "amount", "spent_before", "counters")
+    __slots__ = ("names", "amount", "spent_before", "counters", "ledger")
 
-    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float]) -> None:
+    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float], ledger: Ledger) -> None:
         self.counters = counters
+        self.ledger = ledger
         self.names = [c.name for c in counters]
         self.amount = amount
         self.spent_before = spent_before
@@ -41,6 +45,8 @@ class Budget(Plugin):
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
         takes_no_settings("budget", settings)
         self.ledger = services.ledger
+        self.local = LocalLedger()
+        self.fail_open = services.config.gateway_settings.fail_open
         self.router = services.router
         self.pricing = services.pricing
         self.clock = services.clock
@@ -62,15 +68,19 @@ class Budget(Plugin):
         if not counters:
             return None
         amount = self.estimate(ctx, model)
+        ledger = self.ledger
         try:
-            outcome = await self.ledger.reserve(counters, amount)
+            outcome = await ledger.reserve(counters, amount)
         except Exception as exc:
-            log.warning("budget ledger unreachable: %s: %s", type(exc).__name__, exc)
-            raise ApiError(503, "budgets cannot be checked right now (the budget store is unreachable); "
-                           "retry shortly", "service_unavailable", headers={"retry-after": "1"}) from None
+            if not self.fail_open:
+                raise shared_state_unreachable("budgets") from exc
+            if not reported(exc):
+                log.warning("budgets kept by this process: %s: %s", type(exc).__name__, exc)
+            ledger = self.local
+            outcome = await ledger.reserve(counters, amount)
         if isinstance(outcome, Denied):
             raise self.exceeded(ctx, outcome)
-        self.hold(ctx, Reservation(counters, amount, outcome))
+        self.hold(ctx, Reservation(counters, amount, outcome, ledger))
         ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome))
         return None
 
@@ -126,7 +136,7 @@ class Budget(Plugin):
 
     async def _settle_now(self, reservation: Reservation, actual: float) -> None:
         try:
-            await self.ledger.settle(reservation.names, reservation.amount, actual)
+            await reservation.ledger.settle(reservation.names, reservation.amount, actual)
         except Exception as exc:
             log.error("could not settle %s in the budget ledger: %s: %s", reservation.names, type(exc).__name__,
                       exc)

@@ -1,9 +1,9 @@
 """Rate limits: rpm and tpm token buckets and parallel-request slots for keys, users and teams,
 and rpm/tpm per model for a key. Checked when a request arrives; tokens settled when it ends.
 
-With Redis the buckets are shared by every instance (one Lua script per check); without it each
-instance keeps its own. If Redis fails, `fail_open: true` (the default) falls back to this
-instance's own buckets and says so in the log; `fail_open: false` answers 503.
+With Redis the buckets are shared by every instance (one Lua script per check); without it the
+node's processes share them. If the shared buckets cannot be asked, `gateway_settings.fail_open`
+(true by default) decides: this process's own buckets count, or the request gets 503.
 """
 
 from __future__ import annotations
@@ -17,9 +17,10 @@ from aiohttp import web
 
 from gateway.background import Background
 from gateway.context import Ctx
-from gateway.errors import ApiError
+from gateway.errors import ApiError, shared_state_unreachable
 from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
 from gateway.plugin import Plugin
+from gateway.redis_link import reported
 from gateway.services import Services
 from gateway.settlement import Settlement
 from gateway.store.records import KeyRecord, TeamRecord, UserRecord
@@ -28,7 +29,7 @@ log = logging.getLogger("gateway.rate_limit")
 
 
 class Settings(msgspec.Struct, forbid_unknown_fields=True):
-    fail_open: bool = True
+    fail_open: bool | None = None  # the earlier, plugin-only place of gateway_settings.fail_open
 
 
 class Held:
@@ -82,10 +83,14 @@ class RateLimit(Plugin):
     needs_usage = True
 
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
-        self.settings = msgspec.convert(settings, Settings)
+        own = msgspec.convert(settings, Settings)
+        self.fail_open = services.config.gateway_settings.fail_open
+        if own.fail_open is not None:
+            log.warning("rate_limit: settings.fail_open is now gateway_settings.fail_open, one policy for rate "
+                        "limits, budgets and deployment limits; the plugin's own value still applies to it")
+            self.fail_open = own.fail_open
         self.limiter = services.limiter
         self.local = LocalLimiter()
-        self.shared = services.redis is not None
         self.background = Background()
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
@@ -99,12 +104,10 @@ class RateLimit(Plugin):
         except ApiError:
             raise
         except Exception as exc:
-            if not self.settings.fail_open:
-                log.warning("rate limits cannot be checked, answering 503 (fail_open: false): %s: %s",
-                            type(exc).__name__, exc)
-                raise ApiError(503, "rate limits cannot be checked right now (Redis is unreachable); retry "
-                               "shortly", "service_unavailable", headers={"retry-after": "1"}) from None
-            log.warning("rate limits fall back to this instance's own buckets: %s: %s", type(exc).__name__, exc)
+            if not self.fail_open:
+                raise shared_state_unreachable("rate limits") from exc
+            if not reported(exc):
+                log.warning("rate limits kept by this process: %s: %s", type(exc).__name__, exc)
             limiter = self.local
             outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
         self.hold(ctx, Held(tokens, estimate, [name for name, _ in slots], limiter, outcome))

@@ -9,6 +9,9 @@ import threading
 
 class TcpRelay:
     """Forwards 127.0.0.1:<port> to a target; `cut()` drops every connection and refuses new ones.
+    `blackhole()` keeps every connection open and accepts new ones but passes nothing on, as a
+    network that drops packets without a reset; `restore()` ends either (connections that lost
+    bytes to the blackhole are reset then, as TCP would give up on them).
     `delay` (seconds, settable at any time) holds each piece that much before passing it on."""
 
     def __init__(self, target_host: str, target_port: int) -> None:
@@ -20,6 +23,8 @@ class TcpRelay:
         self._thread = threading.Thread(target=self._loop.run_forever, name="tcp-relay", daemon=True)
         self._server: asyncio.AbstractServer | None = None
         self._writers: set[asyncio.StreamWriter] = set()
+        self._swallowed: set[asyncio.StreamWriter] = set()
+        self.dropping = False
         self.delay = 0.0
 
     def start(self) -> TcpRelay:
@@ -30,8 +35,19 @@ class TcpRelay:
     def cut(self) -> None:
         self._call(self._cut())
 
+    def blackhole(self) -> None:
+        self.dropping = True
+
     def restore(self) -> None:
-        self._call(self._listen())
+        self._call(self._restore())
+
+    async def _restore(self) -> None:
+        self.dropping = False
+        for writer in list(self._swallowed):
+            writer.transport.abort()
+        self._swallowed.clear()
+        if self._server is None:
+            await self._listen()
 
     def stop(self) -> None:
         self._call(self._cut())
@@ -55,6 +71,11 @@ class TcpRelay:
         self._writers.clear()
 
     async def _serve(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        if self.dropping:
+            self._swallowed.add(client_writer)
+            while await client_reader.read(65536):
+                pass
+            return
         try:
             upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
         except OSError:
@@ -65,6 +86,9 @@ class TcpRelay:
         async def pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
             try:
                 while data := await reader.read(65536):
+                    if self.dropping:
+                        self._swallowed.add(writer)
+                        continue
                     if self.delay:
                         await asyncio.sleep(self.delay)
                     writer.write(data)

@@ -153,7 +153,7 @@ async def test_shutdown_lets_a_settlement_under_way_finish(redis_base: str, redi
     address = urlsplit(redis_base)
     relay = TcpRelay(address.hostname or "127.0.0.1", address.port or 6379).start()
     config = base_config(router_settings={"redis_url": f"redis://127.0.0.1:{relay.port}/0"},
-                         gateway_settings={"redis_key_prefix": redis_prefix})
+                         gateway_settings={"redis_key_prefix": redis_prefix, "redis_timeout": 30.0})
     gw = Gateway(config)
     try:
         await asyncio.to_thread(gw.start)

@@ -31,6 +31,7 @@ import yaml
 
 import gateway
 from gateway.cli import parse_args
+from gateway.config import load_config
 from gateway.spend.writer import SpendWriter
 from tests.harness import ROOT, Gateway, free_port
 
@@ -232,15 +233,20 @@ def test_one_port_everywhere(monkeypatch: pytest.MonkeyPatch) -> None:
         assert "ports" not in service, "only Traefik is published; the instances are reached through it"
 
 
-def test_the_config_is_read_from_one_documented_path() -> None:
+def test_the_config_is_read_from_one_documented_path(tmp_path: Path) -> None:
     path = image_env()["CONFIG_FILE_PATH"]
     assert path == "/app/config.yaml"
     assert path in (ROOT / "README.md").read_text()
     for service in compose_gateways().values():
         assert f"./config.yaml:{path}:ro" in service["volumes"]
     assert any(m["mountPath"] == path for m in gateway_container()["volumeMounts"])
-    # The spool goes next to the config, so /app must be the gateway user's to write.
-    assert any(m["mountPath"] == str(Path(path).parent / "spool") for m in gateway_container()["volumeMounts"])
+    # The spool is named after the config and goes next to it, so /app must be the gateway user's to write.
+    config = tmp_path / Path(path).name
+    config.write_text("model_list: []\n")
+    spool = Path(path).parent / Path(load_config(config).gateway_settings.spool_dir).name
+    assert str(spool) == "/app/config.spool"
+    assert any(m["mountPath"] == str(spool) for m in gateway_container()["volumeMounts"])
+    assert any(k == "RUN" and f"mkdir -p {spool} " in a for k, a in final_stage())
 
 
 def test_every_environment_variable_is_one_the_gateway_reads() -> None:

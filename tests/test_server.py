@@ -493,4 +493,4 @@ def test_the_log_names_the_sqlite_file_actually_used(tmp_path: Path) -> None:
     with Gateway(config) as gw:
         log_text = gw.log()
     assert f"store: sqlite {chosen}" in log_text
-    assert chosen.exists() and not (gw.dir / "gateway.db").exists()
+    assert chosen.exists() and not (gw.dir / "config.db").exists()

@@ -4,8 +4,8 @@ Checked once a deployment is picked, in one step on the limiter the rate-limit p
 Lua script on Redis, so every instance sharing the Redis shares the count); tokens are taken on
 the request's estimate and settled with its real usage once it ends. A deployment found full is
 passed over by routing until it has refilled (`Router.record_at_limit`), so later requests do
-not ask again. If Redis fails, this instance's own buckets count and the log says so: a
-deployment's limit protects the upstream's quota, which its own 429s protect too.
+not ask again. If the shared buckets cannot be asked, `gateway_settings.fail_open` decides, as for
+callers' limits: this process's own buckets count, or the request gets 503.
 """
 
 from __future__ import annotations
@@ -13,7 +13,9 @@ from __future__ import annotations
 import logging
 
 from gateway.background import Background
+from gateway.errors import shared_state_unreachable
 from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
+from gateway.redis_link import reported
 from gateway.router import Deployment, Router
 
 log = logging.getLogger("gateway.rate_limit")
@@ -34,8 +36,9 @@ class Admission:
 
 
 class DeploymentLimits:
-    def __init__(self, limiter: Limiter, router: Router) -> None:
+    def __init__(self, limiter: Limiter, router: Router, fail_open: bool) -> None:
         self.limiter = limiter
+        self.fail_open = fail_open
         self.local = LocalLimiter()
         self.router = router
         self.background = Background()
@@ -49,8 +52,10 @@ class DeploymentLimits:
         try:
             taken = await limiter.take_each(buckets, amounts)
         except Exception as exc:
-            log.warning("deployment limits fall back to this instance's own buckets: %s: %s",
-                        type(exc).__name__, exc)
+            if not self.fail_open:
+                raise shared_state_unreachable("deployment limits") from exc
+            if not reported(exc):
+                log.warning("deployment limits kept by this process: %s: %s", type(exc).__name__, exc)
             limiter = self.local
             taken = await limiter.take_each(buckets, amounts)
         if isinstance(taken, Short):

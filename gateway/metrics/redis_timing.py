@@ -1,16 +1,19 @@
-"""Redis calls timed and their failures counted, for litellm_redis_latency and litellm_redis_fails."""
+"""Redis calls timed and their failures counted, for litellm_redis_latency and litellm_redis_fails;
+each bounded by the link's timeout, and not made at all while the link is down."""
 
 from __future__ import annotations
 
+import asyncio
 import inspect
 import time
-from collections.abc import Awaitable
+from collections.abc import Coroutine
 from typing import Any
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
+from gateway.redis_link import RedisLink, SharedStateDown
 
 
 class TimedRedis:
@@ -19,8 +22,9 @@ class TimedRedis:
     Scripts registered through it run through it too, so a Lua check counts as one call.
     """
 
-    def __init__(self, redis: Any, tallies: Tallies, operation: str) -> None:
+    def __init__(self, redis: Any, tallies: Tallies, operation: str, link: RedisLink) -> None:
         self._redis = redis
+        self._link = link
         self._tallies = tallies
         self._labels = (operation,)
 
@@ -35,19 +39,25 @@ class TimedRedis:
         def timed(*args: Any, **kwargs: Any) -> Any:
             # redis-py's commands are plain methods that return a coroutine: time the awaiting.
             result = command(*args, **kwargs)
-            return self._measure(result) if inspect.isawaitable(result) else result
+            return self._measure(result) if inspect.iscoroutine(result) else result
 
         setattr(self, name, timed)  # found directly from now on
         return timed
 
-    async def _measure(self, pending: Awaitable[Any]) -> Any:
+    async def _measure(self, pending: Coroutine[Any, Any, Any]) -> Any:
+        link = self._link
+        if link.down:
+            pending.close()
+            raise SharedStateDown("Redis is unreachable")
         started = time.perf_counter()
         try:
-            return await pending
+            async with asyncio.timeout(link.timeout):
+                return await pending
         except NoScriptError:
             raise  # the script is not cached on this server yet: redis-py loads it and retries
-        except Exception:
+        except Exception as exc:
             self._tallies.add("litellm_redis_fails", self._labels)
+            link.failed(exc)
             raise
         finally:
             self._tallies.observe("litellm_redis_latency", self._labels, time.perf_counter() - started,

@@ -1,0 +1,74 @@
+"""Whether Redis can be asked right now, and how long a request may wait for it.
+
+Every command on the request path is bounded by `timeout` (gateway_settings.redis_timeout). The
+first command that fails for want of Redis (refused, reset, or no answer in time: a network that
+drops packets) marks the link down; from then on commands fail at once with `SharedStateDown`, so no
+request waits on Redis again, and each caller applies `fail_open`. A background ping finds Redis
+again and marks the link up. A request therefore waits at most one timeout for a broken Redis.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+
+log = logging.getLogger("gateway.redis")
+
+PROBE_INTERVAL = 0.5
+
+UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
+
+
+class SharedStateDown(Exception):
+    """The shared counters (Redis, or the node's) were found unreachable and have not answered since."""
+
+
+def reported(exc: BaseException) -> bool:
+    """Whether a failure is an outage its link has logged already, rather than one to log where it struck."""
+    return isinstance(exc, (SharedStateDown, *UNREACHABLE))
+
+
+class RedisLink:
+    __slots__ = ("redis", "timeout", "fail_open", "down", "_probe", "probe_interval")
+
+    def __init__(self, redis: Any, timeout: float, fail_open: bool, probe_interval: float = PROBE_INTERVAL) -> None:
+        self.redis = redis
+        self.timeout = timeout
+        self.fail_open = fail_open
+        self.probe_interval = probe_interval
+        self.down = False
+        self._probe: asyncio.Task[None] | None = None
+
+    def failed(self, exc: BaseException) -> None:
+        """A command failed; if for want of Redis, stop asking it until a ping answers."""
+        if self.down or not isinstance(exc, UNREACHABLE):
+            return
+        self.down = True
+        policy = ("limits and budgets are kept by this process until then (fail_open: true)" if self.fail_open
+                  else "requests that need it get 503 until then (fail_open: false)")
+        log.warning("Redis unreachable (%s: %s); %s", type(exc).__name__, exc or "no answer in time", policy)
+        self._probe = asyncio.get_running_loop().create_task(self._find_again(), name="redis-probe")
+
+    async def _find_again(self) -> None:
+        while True:
+            await asyncio.sleep(self.probe_interval)
+            try:
+                async with asyncio.timeout(self.timeout):
+                    await self.redis.ping()
+            except asyncio.CancelledError:
+                raise
+            except Exception:  # noqa: BLE001 - still unreachable; ask again
+                continue
+            self.down = False
+            self._probe = None
+            log.info("Redis reachable again: limits and budgets are shared through it")
+            return
+
+    async def close(self) -> None:
+        if self._probe is not None:
+            self._probe.cancel()
+            await asyncio.gather(self._probe, return_exceptions=True)
