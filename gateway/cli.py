@@ -18,6 +18,8 @@ from gateway import logs
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import json_logs_from_environment
 from gateway.metrics.shared import DIRECTORY_VARIABLE
+from gateway.node.client import SOCKET_VARIABLE
+from gateway.node.server import NodeServer
 from gateway.plugin_loader import check_plugins
 from gateway.router import Router
 
@@ -61,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"gateway: config error: {exc}", file=sys.stderr)
             return CONFIG_ERROR
         return 0
-    return supervise(args)
+    return supervise(args, config)
 
 
 def checked_config(path: str) -> Config | None:
@@ -93,8 +95,9 @@ def _worker(args: argparse.Namespace) -> None:
         sys.exit(CONFIG_ERROR)
 
 
-def supervise(args: argparse.Namespace) -> int:
-    """Run N workers on one port; pass SIGTERM on, replace a worker that dies, exit when all are done."""
+def supervise(args: argparse.Namespace, config: Config) -> int:
+    """Run N workers on one port; pass SIGTERM on, replace a worker that dies, exit when all are done.
+    The node's counters run here, on a thread, so that the workers enforce one set of limits."""
     context = multiprocessing.get_context("spawn")
     stopping = False
 
@@ -116,6 +119,10 @@ def supervise(args: argparse.Namespace) -> int:
     if not os.environ.get(DIRECTORY_VARIABLE):
         # Where workers leave their metrics for whichever of them answers /metrics.
         own_metrics_dir = os.environ[DIRECTORY_VARIABLE] = tempfile.mkdtemp(prefix="gateway-metrics-")
+    node_dir = tempfile.mkdtemp(prefix="gateway-node-")
+    node = NodeServer(os.path.join(node_dir, "counters.sock"), Router(config))
+    node.start()
+    os.environ[SOCKET_VARIABLE] = node.path
     signal.signal(signal.SIGTERM, on_signal)
     signal.signal(signal.SIGINT, on_signal)
     workers = [start() for _ in range(args.workers)]
@@ -138,6 +145,8 @@ def supervise(args: argparse.Namespace) -> int:
                 continue
             log.warning("worker %s exited with %s; starting a new one", process.pid, process.exitcode)
             workers.append(start())
+    node.stop()
+    shutil.rmtree(node_dir, ignore_errors=True)
     if own_metrics_dir is not None:
         shutil.rmtree(own_metrics_dir, ignore_errors=True)
     return exit_code

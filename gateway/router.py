@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple
+from typing import TYPE_CHECKING, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -174,6 +174,15 @@ STRATEGIES: dict[str, Strategy] = {
 }
 
 
+class FailurePeers(Protocol):
+    """The other processes of the node, when there are: failures are counted for all of them at once."""
+
+    def failure(self, deployment: Deployment, retry_after: float | None) -> bool:
+        """Passed on to the node's count: True, or False if the node cannot be told."""
+
+    def success(self, deployment: Deployment) -> None: ...
+
+
 class Router:
     def __init__(self, config: Config) -> None:
         settings = config.router_settings
@@ -191,6 +200,7 @@ class Router:
         self.content_policy_fallbacks = _fallback_map(settings.content_policy_fallbacks)
         self.deployments: list[Deployment] = []
         self.groups: dict[str, list[Deployment]] = {}
+        self.peers: FailurePeers | None = None
         ssl_verify = default_ssl_verify(config)
         if settings.default_max_parallel_requests is not None and settings.default_max_parallel_requests <= 0:
             raise ConfigError("router_settings.default_max_parallel_requests: must be above 0")
@@ -262,6 +272,8 @@ class Router:
         """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down."""
         if deployment.alone:
             return  # as in LiteLLM: cooling the only deployment of a group would only turn errors into 503s
+        if self.peers is not None and self.peers.failure(deployment, retry_after):
+            return  # the node counts it, and tells every process of a cooldown (`cool_down`)
         now = self.clock()
         if now - deployment.failures_since > FAILURE_WINDOW:
             deployment.failures, deployment.failures_since = 0, now
@@ -277,7 +289,19 @@ class Router:
             deployment.failures = 0
 
     def record_success(self, deployment: Deployment) -> None:
-        deployment.failures = 0
+        if deployment.failures:
+            deployment.failures = 0
+            if self.peers is not None:
+                self.peers.success(deployment)
+
+    def cool_down(self, deployment_id: str, until: float, counted: bool) -> None:
+        """The node put a deployment to rest until `until` (this clock); `counted` in this process's metrics."""
+        for deployment in self.deployments:
+            if deployment.id == deployment_id:
+                if counted and deployment.cooldown_until <= self.clock():
+                    deployment.cooldowns += 1
+                deployment.cooldown_until = max(deployment.cooldown_until, until)
+                return
 
     def record_at_limit(self, deployment: Deployment, retry_after: float) -> None:
         """Its rpm/tpm is used up: routing passes it over until it has refilled."""

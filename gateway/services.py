@@ -17,9 +17,10 @@ from gateway.identity import Authenticator
 from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
 from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
+from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
-from gateway.redis_link import RedisLink
 from gateway.router import Router
+from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
 from gateway.store.database import SQLiteDatabase, open_database
@@ -33,13 +34,15 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "redis_link", "limiter", "tallies")
+                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
-                 redis_link: RedisLink | None = None, clock: Callable[[], float] = time.time) -> None:
+                 redis_link: SharedLink | None = None, node: NodeClient | None = None,
+                 clock: Callable[[], float] = time.time) -> None:
         self.redis_link = redis_link
+        self.node = node
         self.tallies = tallies
         self.limiter = limiter
         self.pricing = pricing
@@ -59,6 +62,8 @@ class Services:
         await self.ledger.close()
         if self.redis_link is not None:
             await self.redis_link.close()
+        if self.node is not None:
+            await self.node.close()
         if self.redis is not None:
             await self.redis.aclose()
         await self.accounts.close()
@@ -98,16 +103,24 @@ async def open_services(config: Config, router: Router) -> Services:
     limiter: Limiter
     tallies = Tallies()
     link = None
+    # The workers of one node count deployment failures together, and without Redis share every counter.
+    node = NodeClient.from_environment(router, settings.redis_timeout, settings.fail_open)
+    if node is not None:
+        await node.start()
     if redis is not None:
-        link = RedisLink(redis, settings.redis_timeout, settings.fail_open)
+        link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix)
-        log.info("budgets: shared through Redis")
+        log.info("limits and budgets: shared through Redis")
+    elif node is not None:
+        ledger = NodeLedger(node)
+        limiter = NodeLimiter(node)
+        log.info("limits and budgets: shared by the node's workers")
     else:
         ledger = LocalLedger()
         limiter = LocalLimiter()
     return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, limiter,
-                    tallies, redis, link)
+                    tallies, redis, link, node)
 
 
 def redis_url(config: Config) -> str | None:

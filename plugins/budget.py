@@ -20,9 +20,9 @@ from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
 from gateway.errors import ApiError, shared_state_unreachable
 from gateway.plugin import Plugin, takes_no_settings
-from gateway.redis_link import reported
 from gateway.services import Services
 from gateway.settlement import Settlement
+from gateway.shared_link import reported
 
 log = logging.getLogger("gateway.budget")
 

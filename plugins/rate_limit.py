@@ -20,9 +20,9 @@ from gateway.context import Ctx
 from gateway.errors import ApiError, shared_state_unreachable
 from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
 from gateway.plugin import Plugin
-from gateway.redis_link import reported
 from gateway.services import Services
 from gateway.settlement import Settlement
+from gateway.shared_link import reported
 from gateway.store.records import KeyRecord, TeamRecord, UserRecord
 
 log = logging.getLogger("gateway.rate_limit")

@@ -33,7 +33,11 @@ class Ledger(Protocol):
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None: ...
 
-    async def spent(self, name: str) -> float: ...
+    async def spent(self, name: str) -> float | None:
+        """What the counter holds as spent; None if there is no such counter (nothing was reserved under it)."""
+
+    async def copy(self, source: str, target: str, expires_at: float | None) -> float | None:
+        """Start `target` from what `source` has spent (a regenerated key); None if there is no `source`."""
 
     async def close(self) -> None: ...
 
@@ -48,6 +52,9 @@ def _over(limit: float, spent: float, reserved: float, amount: float) -> bool:
 
 
 class LocalLedger:
+    """The counters in this process. Each step is synchronous (the `_now` methods), so it is atomic
+    on one event loop; the node's shared counters call those directly."""
+
     def __init__(self, clock: Any = time.time) -> None:
         self.counters: dict[str, list[float]] = {}  # name -> [spent, reserved, expires_at or inf]
         self.clock = clock
@@ -61,6 +68,18 @@ class LocalLedger:
         return found
 
     async def reserve(self, counters: list[Counter], amount: float) -> Denied | list[float]:
+        return self.reserve_now(counters, amount)
+
+    async def settle(self, names: list[str], reserved: float, actual: float) -> None:
+        self.settle_now(names, reserved, actual)
+
+    async def spent(self, name: str) -> float | None:
+        return self.spent_now(name)
+
+    async def copy(self, source: str, target: str, expires_at: float | None) -> float | None:
+        return self.copy_now(source, target, expires_at)
+
+    def reserve_now(self, counters: list[Counter], amount: float) -> Denied | list[float]:
         self._sweep()
         state = [self._get(c) for c in counters]
         for counter, (spent, reserved, _) in zip(counters, state):
@@ -70,16 +89,23 @@ class LocalLedger:
             entry[1] += amount
         return [entry[0] for entry in state]
 
-    async def settle(self, names: list[str], reserved: float, actual: float) -> None:
+    def settle_now(self, names: list[str], reserved: float, actual: float) -> None:
         for name in names:
             entry = self.counters.get(name)
             if entry is not None:
                 entry[0] += actual
                 entry[1] = max(0.0, entry[1] - reserved)
 
-    async def spent(self, name: str) -> float:
+    def spent_now(self, name: str) -> float | None:
         entry = self.counters.get(name)
-        return entry[0] if entry is not None else 0.0
+        return entry[0] if entry is not None else None
+
+    def copy_now(self, source: str, target: str, expires_at: float | None) -> float | None:
+        entry = self.counters.get(source)
+        if entry is None:
+            return None
+        self.counters[target] = [entry[0], 0.0, expires_at or float("inf")]
+        return entry[0]
 
     def _sweep(self) -> None:
         now = self.clock()
@@ -129,12 +155,23 @@ return 1
 """
 
 
+COPY = """
+local spent = redis.call('HGET', KEYS[1], 'spent')
+if not spent then return false end
+redis.call('HSET', KEYS[2], 'spent', spent, 'reserved', 0)
+local expires = tonumber(ARGV[1])
+if expires > 0 then redis.call('EXPIREAT', KEYS[2], math.ceil(expires) + 3600) end
+return spent
+"""
+
+
 class RedisLedger:
     def __init__(self, redis: Any, prefix: str) -> None:
         self.redis = redis
         self.prefix = prefix
         self._reserve = redis.register_script(RESERVE)
         self._settle = redis.register_script(SETTLE)
+        self._copy = redis.register_script(COPY)
 
     def _key(self, name: str) -> str:
         return f"{self.prefix}:budget:{name}"
@@ -154,9 +191,13 @@ class RedisLedger:
         if names:
             await self._settle(keys=[self._key(n) for n in names], args=[repr(reserved), repr(actual)])
 
-    async def spent(self, name: str) -> float:
+    async def spent(self, name: str) -> float | None:
         value = await self.redis.hget(self._key(name), "spent")
-        return float(value) if value is not None else 0.0
+        return float(value) if value is not None else None
+
+    async def copy(self, source: str, target: str, expires_at: float | None) -> float | None:
+        value = await self._copy(keys=[self._key(source), self._key(target)], args=[repr(expires_at or 0)])
+        return float(value) if value is not None else None
 
     async def close(self) -> None:
         pass

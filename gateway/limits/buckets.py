@@ -50,6 +50,9 @@ def _refill(level: float, stamp: float, capacity: float, now: float) -> float:
 
 
 class LocalLimiter:
+    """The buckets and slots in this process. Each step is synchronous (the `_now` methods), so it
+    is atomic on one event loop; the node's shared counters call those directly."""
+
     def __init__(self, clock: Any = time.monotonic) -> None:
         self.clock = clock
         self.buckets: dict[str, tuple[float, float]] = {}  # name -> (level, when)
@@ -60,9 +63,21 @@ class LocalLimiter:
         return _refill(level, stamp, bucket.capacity, now)
 
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
-        return await self.take_each(buckets, [amount] * len(buckets))
+        return self.take_now(buckets, [amount] * len(buckets))
 
     async def take_each(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
+        return self.take_now(buckets, amounts)
+
+    async def give(self, buckets: list[Bucket], amount: float) -> None:
+        self.give_now(buckets, amount)
+
+    async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
+        return self.acquire_now(slots, token)
+
+    async def release(self, names: list[str], token: str) -> None:
+        self.release_now(names, token)
+
+    def take_now(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
         now = self.clock()
         levels = [self._level(b, now) for b in buckets]
         for bucket, level, amount in zip(buckets, levels, amounts):
@@ -73,13 +88,13 @@ class LocalLimiter:
             self.buckets[bucket.name] = (level - amount, now)
         return [level - amount for level, amount in zip(levels, amounts)]
 
-    async def give(self, buckets: list[Bucket], amount: float) -> None:
+    def give_now(self, buckets: list[Bucket], amount: float) -> None:
         now = self.clock()
         for bucket in buckets:
             level = self._level(bucket, now) + amount
             self.buckets[bucket.name] = (min(level, bucket.capacity), now)
 
-    async def acquire(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
+    def acquire_now(self, slots: list[tuple[str, int]], token: str) -> tuple[str, int] | None:
         now = self.clock()
         for name, limit in slots:
             held = self.slots.setdefault(name, {})
@@ -91,7 +106,7 @@ class LocalLimiter:
             self.slots[name][token] = now + SLOT_TTL
         return None
 
-    async def release(self, names: list[str], token: str) -> None:
+    def release_now(self, names: list[str], token: str) -> None:
         for name in names:
             self.slots.get(name, {}).pop(token, None)
 

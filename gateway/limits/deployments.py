@@ -15,8 +15,8 @@ import logging
 from gateway.background import Background
 from gateway.errors import shared_state_unreachable
 from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
-from gateway.redis_link import reported
 from gateway.router import Deployment, Router
+from gateway.shared_link import reported
 
 log = logging.getLogger("gateway.rate_limit")
 

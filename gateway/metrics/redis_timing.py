@@ -13,7 +13,7 @@ from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
-from gateway.redis_link import RedisLink, SharedStateDown
+from gateway.shared_link import SharedLink, SharedStateDown
 
 
 class TimedRedis:
@@ -22,7 +22,7 @@ class TimedRedis:
     Scripts registered through it run through it too, so a Lua check counts as one call.
     """
 
-    def __init__(self, redis: Any, tallies: Tallies, operation: str, link: RedisLink) -> None:
+    def __init__(self, redis: Any, tallies: Tallies, operation: str, link: SharedLink) -> None:
         self._redis = redis
         self._link = link
         self._tallies = tallies

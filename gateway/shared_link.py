@@ -1,22 +1,23 @@
-"""Whether Redis can be asked right now, and how long a request may wait for it.
+"""Whether the shared counters (Redis, or the node's) can be asked right now, and how long a request
+may wait for them.
 
-Every command on the request path is bounded by `timeout` (gateway_settings.redis_timeout). The
-first command that fails for want of Redis (refused, reset, or no answer in time: a network that
-drops packets) marks the link down; from then on commands fail at once with `SharedStateDown`, so no
-request waits on Redis again, and each caller applies `fail_open`. A background ping finds Redis
-again and marks the link up. A request therefore waits at most one timeout for a broken Redis.
+Every call on the request path is bounded by `timeout` (gateway_settings.redis_timeout). The first
+call that fails for want of the other side (refused, reset, or no answer in time: a network that
+drops packets) marks the link down; from then on calls fail at once with `SharedStateDown`, so no
+request waits on it again, and each caller applies `fail_open`. A background probe finds it again
+and marks the link up. A request therefore waits at most one timeout for a broken link.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
-from typing import Any
+from collections.abc import Awaitable, Callable
 
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-log = logging.getLogger("gateway.redis")
+log = logging.getLogger("gateway.shared")
 
 PROBE_INTERVAL = 0.5
 
@@ -32,11 +33,13 @@ def reported(exc: BaseException) -> bool:
     return isinstance(exc, (SharedStateDown, *UNREACHABLE))
 
 
-class RedisLink:
-    __slots__ = ("redis", "timeout", "fail_open", "down", "_probe", "probe_interval")
+class SharedLink:
+    __slots__ = ("name", "probe", "timeout", "fail_open", "down", "_probe", "probe_interval")
 
-    def __init__(self, redis: Any, timeout: float, fail_open: bool, probe_interval: float = PROBE_INTERVAL) -> None:
-        self.redis = redis
+    def __init__(self, name: str, probe: Callable[[], Awaitable[object]], timeout: float, fail_open: bool,
+                 probe_interval: float = PROBE_INTERVAL) -> None:
+        self.name = name
+        self.probe = probe
         self.timeout = timeout
         self.fail_open = fail_open
         self.probe_interval = probe_interval
@@ -50,7 +53,7 @@ class RedisLink:
         self.down = True
         policy = ("limits and budgets are kept by this process until then (fail_open: true)" if self.fail_open
                   else "requests that need it get 503 until then (fail_open: false)")
-        log.warning("Redis unreachable (%s: %s); %s", type(exc).__name__, exc or "no answer in time", policy)
+        log.warning("%s unreachable (%s: %s); %s", self.name, type(exc).__name__, exc or "no answer in time", policy)
         self._probe = asyncio.get_running_loop().create_task(self._find_again(), name="redis-probe")
 
     async def _find_again(self) -> None:
@@ -58,14 +61,14 @@ class RedisLink:
             await asyncio.sleep(self.probe_interval)
             try:
                 async with asyncio.timeout(self.timeout):
-                    await self.redis.ping()
+                    await self.probe()
             except asyncio.CancelledError:
                 raise
             except Exception:  # noqa: BLE001 - still unreachable; ask again
                 continue
             self.down = False
             self._probe = None
-            log.info("Redis reachable again: limits and budgets are shared through it")
+            log.info("%s reachable again: limits and budgets are shared through it", self.name)
             return
 
     async def close(self) -> None:

@@ -1,0 +1,165 @@
+"""`--workers 2` without Redis is one gateway: every limit holds for the node as a whole, exactly as
+one process enforces it. Each request comes on a new connection so that both workers serve (the
+kernel spreads connections over SO_REUSEPORT listeners), and each test checks that both did."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.fakes import FakeUpstream
+from tests.harness import Gateway, deployment, free_port
+
+MASTER = "sk-workers-master"
+ADMIN = {"Authorization": f"Bearer {MASTER}"}
+MESSAGES = [{"role": "user", "content": "hi!"}]
+IN_PRICE, OUT_PRICE = 0.001, 0.002
+# The mock counts 4 characters a token, rounded up: 9 prompt tokens, 2 answer tokens, and the
+# reservation estimates the same, so each request reserves exactly what it costs.
+COST = 9 * IN_PRICE + 2 * OUT_PRICE
+
+
+def node_config(upstream: FakeUpstream, **sections: Any) -> dict[str, Any]:
+    config: dict[str, Any] = {
+        "model_list": [
+            {"model_name": "metered", "litellm_params": {
+                "model": "mock/metered", "mock_response": "ok ok ok",
+                "input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE}},
+            {"model_name": "limited", "litellm_params": {"model": "mock/limited", "rpm": 5}},
+            deployment("held", upstream.base_url),
+            deployment("pair", f"http://127.0.0.1:{free_port()}/v1", model_info={"id": "dead"}),
+            deployment("pair", upstream.base_url, model_info={"id": "alive"}),
+        ],
+        "general_settings": {"master_key": MASTER},
+        "router_settings": {"num_retries": 0, "allowed_fails": 2, "cooldown_time": 600},
+    }
+    config.update(sections)
+    return config
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, FakeUpstream]]:
+    upstream = FakeUpstream("workers").start()
+    with Gateway(node_config(upstream), "--workers", "2") as gw:
+        # The port answers once the first worker listens; the tests need both.
+        deadline = time.monotonic() + 30
+        while len(re.findall(r"gateway\[\d+\]: serving", gw.log())) < 2:
+            assert time.monotonic() < deadline, gw.log()
+            time.sleep(0.05)
+        yield gw, upstream
+    upstream.stop()
+
+
+def workers_that_answered(gw: Gateway) -> set[str]:
+    return set(re.findall(r"gateway\.access\[(\d+)\]", gw.log()))
+
+
+async def fresh_chat(gw: Gateway, key: str, model: str = "metered", **extra: Any) -> int:
+    """One request on a connection of its own, so that either worker may take it."""
+    async with aiohttp.ClientSession() as http:
+        async with http.post(f"{gw.url}/v1/chat/completions", headers={"Authorization": f"Bearer {key}"},
+                             json={"model": model, "messages": MESSAGES, "max_tokens": 2, **extra}) as r:
+            await r.read()
+            return r.status
+
+
+async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> str:
+    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
+        assert r.status == 200, await r.text()
+        return str((await r.json())["key"])
+
+
+async def test_both_workers_share_the_node_counters(node: tuple[Gateway, FakeUpstream],
+                                                    http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    assert "limits and budgets: shared by the node's workers" in gw.log()
+    key = await new_key(http, gw)
+    for _ in range(200):
+        if len(workers_that_answered(gw)) == 2:
+            break
+        assert await fresh_chat(gw, key) == 200
+    assert len(workers_that_answered(gw)) == 2, "the kernel gave every connection to one worker"
+
+
+async def test_rpm_holds_for_the_node(node: tuple[Gateway, FakeUpstream], http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    key = await new_key(http, gw, rpm_limit=6)
+    statuses = [await fresh_chat(gw, key) for _ in range(14)]
+    assert statuses.count(200) == 6 and statuses.count(429) == 8, statuses
+
+
+async def test_rpm_holds_for_the_node_under_a_concurrent_burst(node: tuple[Gateway, FakeUpstream],
+                                                               http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    key = await new_key(http, gw, rpm_limit=10)
+    statuses = await asyncio.gather(*(fresh_chat(gw, key) for _ in range(40)))
+    assert statuses.count(200) in (10, 11), statuses  # 11 if a refill lands mid-burst
+
+
+async def test_tpm_holds_for_the_node(node: tuple[Gateway, FakeUpstream], http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    # Each request is admitted on 11 tokens (9 of prompt, max_tokens 2) and uses 11.
+    key = await new_key(http, gw, tpm_limit=55)
+    statuses = [await fresh_chat(gw, key) for _ in range(12)]
+    assert statuses.count(200) == 5, statuses
+
+
+async def test_parallel_slots_hold_for_the_node(node: tuple[Gateway, FakeUpstream],
+                                                http: aiohttp.ClientSession) -> None:
+    gw, upstream = node
+    key = await new_key(http, gw, max_parallel_requests=2)
+    gate = uuid.uuid4().hex
+    sessions = [aiohttp.ClientSession() for _ in range(6)]
+    held = []
+    try:
+        body = {"model": "held", "messages": MESSAGES, "stream": True, "fake": {"chunks": 2, "gate": gate}}
+        for session in sessions[:2]:
+            response = await session.post(f"{gw.url}/v1/chat/completions", json=body,
+                                          headers={"Authorization": f"Bearer {key}"})
+            assert response.status == 200
+            await response.content.readuntil(b"\n\n")
+            held.append(response)
+        # Two streams are open, on whichever workers took them: every further request is one too many.
+        statuses = [await fresh_chat(gw, key, "held") for _ in range(6)]
+        assert statuses == [429] * 6
+        upstream.open_gate(gate)
+        for response in held:
+            await response.read()
+        assert await fresh_chat(gw, key, "held") == 200
+    finally:
+        for response in held:
+            response.release()
+        for session in sessions:
+            await session.close()
+
+
+async def test_budget_holds_for_the_node(node: tuple[Gateway, FakeUpstream], http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    key = await new_key(http, gw, max_budget=10.5 * COST)
+    statuses = await asyncio.gather(*(fresh_chat(gw, key) for _ in range(60)))
+    assert statuses.count(200) == 10 and statuses.count(429) == 50, statuses
+    assert [await fresh_chat(gw, key) for _ in range(4)] == [429] * 4
+
+
+async def test_deployment_rpm_holds_for_the_node(node: tuple[Gateway, FakeUpstream],
+                                                 http: aiohttp.ClientSession) -> None:
+    gw, _ = node
+    statuses = [await fresh_chat(gw, MASTER, "limited") for _ in range(12)]
+    assert statuses.count(200) == 5 and statuses.count(429) == 7, statuses
+
+
+async def test_cooldown_counts_failures_of_the_node(node: tuple[Gateway, FakeUpstream],
+                                                    http: aiohttp.ClientSession) -> None:
+    """allowed_fails 2: the dead deployment's third failure, on whichever worker, puts it to rest for
+    both; one process would have let exactly three requests reach it."""
+    gw, _ = node
+    statuses = [await fresh_chat(gw, MASTER, "pair") for _ in range(40)]
+    assert statuses.count(502) == 3, statuses
+    assert statuses[-20:] == [200] * 20
