@@ -167,6 +167,8 @@ class GatewaySettings(Struct):
     max_in_flight: int | None = None
     # How often the store's change log is read for changes made on other instances.
     change_poll_interval: float = 0.25
+    # How often spooled spend records are written to the store, in one batch.
+    spend_write_interval: Annotated[float, msgspec.Meta(gt=0)] = 0.5
 
     path_prefixes: list[str] = []
     trusted_proxies: list[str] = []

@@ -97,7 +97,7 @@ async def open_services(config: Config, router: Router) -> Services:
     log.info("store: %s", f"sqlite {os.path.abspath(db.path)}" if isinstance(db, SQLiteDatabase) else "postgresql")
     authenticator = Authenticator(accounts, master, config.general_settings.litellm_key_header_name)
     spool = Spool(config.gateway_settings.spool_dir)
-    writer = SpendWriter(spool, store)
+    writer = SpendWriter(spool, store, settings.spend_write_interval)
     writer.start()
     ledger: Ledger
     limiter: Limiter

@@ -1,4 +1,6 @@
 """Budgets: a request is admitted only if its estimated cost fits every budget it falls under.
+Keys, users and teams with no budget get a counter too, one that admits everything, so that their
+spend is current wherever it is read (the spend header, /key/info, /user/info, /team/info).
 
 The estimate is reserved at admission and replaced by the real cost when the
 answer is complete, atomically, in the ledger (Redis when configured, else
@@ -15,7 +17,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.background import Background
-from gateway.budget.counters import counters_for
+from gateway.budget.counters import counters_for, tracks_only
 from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
 from gateway.errors import ApiError, shared_state_unreachable
@@ -72,7 +74,7 @@ class Budget(Plugin):
         try:
             outcome = await ledger.reserve(counters, amount)
         except Exception as exc:
-            if not self.fail_open:
+            if not self.fail_open and not all(tracks_only(c) for c in counters):
                 raise shared_state_unreachable("budgets") from exc
             if not reported(exc):
                 log.warning("budgets kept by this process: %s: %s", type(exc).__name__, exc)
@@ -81,7 +83,8 @@ class Budget(Plugin):
         if isinstance(outcome, Denied):
             raise self.exceeded(ctx, outcome)
         self.hold(ctx, Reservation(counters, amount, outcome, ledger))
-        ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome))
+        ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome)
+                            if not tracks_only(c))
         return None
 
     def estimate(self, ctx: Ctx, model: str) -> float:
@@ -121,7 +124,8 @@ class Budget(Plugin):
         for counter, spent in zip(reservation.counters, reservation.spent_before):
             if counter.name.startswith("key:"):
                 headers[self.spend_header] = repr(spent + ctx.cost)
-                headers[self.budget_header] = repr(counter.limit)
+                if not tracks_only(counter):
+                    headers[self.budget_header] = repr(counter.limit)
                 soft = caller.key.soft_budget
                 if soft is not None and spent + ctx.cost >= soft:
                     headers[self.soft_header] = "true"

@@ -1,6 +1,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
@@ -9,6 +11,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 
+from gateway.config import parse_config
+from gateway.node.client import NodeClient
+from gateway.node.server import NodeServer
+from gateway.router import Router
 from gateway.store.database import open_database
 from gateway.store.store import Store
 from tests.fakes import FakeUpstream
@@ -133,10 +139,16 @@ async def store(database_url: str, tmp_path: Path) -> AsyncIterator[Store]:
     await opened.close()
 
 
-@pytest.fixture(params=["local", "redis"])
-def shared_state(request: pytest.FixtureRequest) -> tuple[str, str] | None:
-    """For contracts that hold in this process and in Redis alike: None, or Redis's (url, key prefix)."""
-    if request.param == "local":
+@pytest.fixture(params=["local", "redis", "node"])
+def backend(request: pytest.FixtureRequest) -> str:
+    """For contracts that hold in this process, in Redis and in the node's counters alike."""
+    return str(request.param)
+
+
+@pytest.fixture
+def shared_state(backend: str, request: pytest.FixtureRequest) -> tuple[str, str] | None:
+    """Redis's (url, key prefix) when the backend is Redis."""
+    if backend != "redis":
         return None
     return str(request.getfixturevalue("redis_base")), str(request.getfixturevalue("redis_prefix"))
 
@@ -152,3 +164,20 @@ async def redis_client(shared_state: tuple[str, str] | None) -> AsyncIterator[ob
         redis.asyncio.BlockingConnectionPool.from_url(shared_state[0], max_connections=16))
     yield client
     await client.aclose()
+
+
+@pytest.fixture
+async def node_client() -> AsyncIterator[NodeClient]:
+    """A worker's connection to node counters served on a thread, as the supervisor serves them."""
+    config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]})
+    folder = tempfile.mkdtemp(prefix="gwnode-")  # short: a Unix socket's path has a small limit
+    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
+    server.start()
+    client = NodeClient(server.path, Router(config), timeout=5.0, fail_open=True)
+    await client.start()
+    try:
+        yield client
+    finally:
+        await client.close()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

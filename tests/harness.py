@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -79,6 +80,14 @@ class Gateway:
 
     def log(self) -> str:
         return self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+
+    def wait_for_workers(self, count: int, timeout: float = 30.0) -> None:
+        """The port answers once the first worker listens; wait for `count` of them."""
+        deadline = time.monotonic() + timeout
+        while len(re.findall(r"gateway(\[\d+\])?: serving", self.log())) < count:
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"{count} workers did not start:\n{self.log()}")
+            time.sleep(0.05)
 
     def signal(self, signum: int = signal.SIGTERM) -> None:
         assert self.process is not None

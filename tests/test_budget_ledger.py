@@ -12,13 +12,19 @@ from gateway import durations
 from gateway.budget.counters import aligned_period, counters_for, current_period
 from gateway.budget.ledger import Counter, Denied, LocalLedger, RedisLedger
 from gateway.identity import Caller
+from gateway.node.client import NodeLedger
 from gateway.store.records import KeyRecord, TeamRecord
 from gateway.store.store import KEYS, TEAMS, Store
 
 
 @pytest.fixture
-def ledger(redis_client: Any, shared_state: tuple[str, str] | None) -> Any:
-    return LocalLedger() if shared_state is None else RedisLedger(redis_client, shared_state[1])
+def ledger(backend: str, shared_state: tuple[str, str] | None, redis_client: Any,
+           request: pytest.FixtureRequest) -> Any:
+    if shared_state is not None:
+        return RedisLedger(redis_client, shared_state[1])
+    if backend == "node":
+        return NodeLedger(request.getfixturevalue("node_client"))
+    return LocalLedger()
 
 
 def counter(name: str, limit: float, baseline: float = 0.0) -> Counter:
@@ -34,6 +40,18 @@ async def test_reserve_until_full_then_deny(ledger: Any) -> None:
     await ledger.settle([budget.name], 0.4, 0.1)  # the first one cost less than reserved
     assert await ledger.reserve([budget], 0.4) == [pytest.approx(0.1)]
     assert await ledger.spent(budget.name) == pytest.approx(0.1)
+
+
+async def test_a_counter_is_carried_to_a_new_name_and_none_is_made_up(ledger: Any) -> None:
+    assert await ledger.spent("key:unknown:all") is None
+    assert await ledger.copy("key:unknown:all", "key:other:all", None) is None
+    old = counter("key:old:all", 1.0, baseline=0.25)
+    await ledger.reserve([old], 0.5)
+    await ledger.settle([old.name], 0.5, 0.5)
+    assert await ledger.copy(old.name, "key:new:all", None) == pytest.approx(0.75)
+    assert await ledger.spent("key:new:all") == pytest.approx(0.75)
+    # The carried counter holds no reservation; its baseline is what was spent, not a new one.
+    assert await ledger.reserve([counter("key:new:all", 1.0, baseline=0.0)], 0.25) == [pytest.approx(0.75)]
 
 
 async def test_every_counter_must_fit_and_none_is_touched_when_one_does_not(ledger: Any) -> None:

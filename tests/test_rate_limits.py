@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 
 from gateway.limits.buckets import Bucket, LocalLimiter, RedisLimiter, Short
+from gateway.node.client import NodeLimiter
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment
 from tests.tcp_relay import TcpRelay
@@ -30,8 +31,13 @@ class Clock:
 
 
 @pytest.fixture
-def limiter(redis_client: Any, shared_state: tuple[str, str] | None) -> Any:
-    return LocalLimiter() if shared_state is None else RedisLimiter(redis_client, shared_state[1])
+def limiter(backend: str, shared_state: tuple[str, str] | None, redis_client: Any,
+           request: pytest.FixtureRequest) -> Any:
+    if shared_state is not None:
+        return RedisLimiter(redis_client, shared_state[1])
+    if backend == "node":
+        return NodeLimiter(request.getfixturevalue("node_client"))
+    return LocalLimiter()
 
 
 async def test_a_bucket_empties_and_says_when_it_will_refill(limiter: Any) -> None:

@@ -102,7 +102,8 @@ async def test_replace_key_with_and_without_grace(store: Store) -> None:
     assert await store.get(KEYS, "c" * 64) is None
     newer = key("e" * 64, key_alias="rotating")
     later = time.time() + 3600
-    assert await store.replace_key(new.token, newer, old_expires=later) == newer
+    carried = await store.replace_key(new.token, newer, old_expires=later)
+    assert carried is not None and carried.token == newer.token and carried.spend == 2.0  # the old key's spend
     kept = await store.get(KEYS, "d" * 64)
     assert kept is not None and kept.expires == later and kept.key_alias is None
     assert await store.replace_key("f" * 64, key("0" * 64), None) is None
@@ -176,3 +177,22 @@ async def test_spend_is_written_once_and_totals_follow(store: Store) -> None:
     assert stored_team is not None and stored_team.spend == pytest.approx(1.0)
     logs = await store.spend_logs({"api_key": "5a" * 32}, None, None, 100)
     assert sorted(r.request_id for r in logs) == ["r0", "r1", "r2", "r3", "r9"] and logs[-1].tags in (["x"], [])
+
+
+async def test_records_of_a_regenerated_key_follow_it(store: Store) -> None:
+    """Spend records of the old key written after a regeneration (they waited in a spool) count for the
+    new key too, through every later regeneration; the new key starts from the old one's stored spend."""
+    from gateway.spend.record import SpendRecord
+
+    first, second, third = "71" * 32, "72" * 32, "73" * 32
+    await store.insert(KEYS, key(first, spend=1.0))
+    replaced = await store.replace_key(first, key(second, spend=0.0), old_expires=time.time() + 60)
+    assert replaced is not None and replaced.spend == pytest.approx(1.0)
+    await store.write_spend([SpendRecord(request_id="late-1", api_key=first, spend=0.5)])
+    assert await store.replace_key(second, key(third), old_expires=None) is not None
+    await store.write_spend([SpendRecord(request_id="late-2", api_key=first, spend=0.25),
+                             SpendRecord(request_id="late-3", api_key=second, spend=0.125)])
+    spends = {token: (await store.get(KEYS, token)) for token in (first, second, third)}
+    assert spends[first] is not None and spends[first].spend == pytest.approx(1.75)  # in its grace period
+    assert spends[second] is None
+    assert spends[third] is not None and spends[third].spend == pytest.approx(1.0 + 0.5 + 0.25 + 0.125)

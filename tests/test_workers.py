@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -48,11 +47,7 @@ def node_config(upstream: FakeUpstream, **sections: Any) -> dict[str, Any]:
 def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Gateway, FakeUpstream]]:
     upstream = FakeUpstream("workers").start()
     with Gateway(node_config(upstream), "--workers", "2") as gw:
-        # The port answers once the first worker listens; the tests need both.
-        deadline = time.monotonic() + 30
-        while len(re.findall(r"gateway\[\d+\]: serving", gw.log())) < 2:
-            assert time.monotonic() < deadline, gw.log()
-            time.sleep(0.05)
+        gw.wait_for_workers(2)
         yield gw, upstream
     upstream.stop()
 

@@ -37,12 +37,21 @@ def aligned_period(duration: str | None, now: float) -> float | None:
     return (math.floor(now / length) + 1) * length
 
 
-def _record_counter(kind: str, ref: str, limit: float | None, spend: float, reset_at: float | None,
-                    duration: str | None, now: float) -> Counter | None:
-    if limit is None:
-        return None
+def spend_counter(kind: str, ref: str, reset_at: float | None, duration: str | None,
+                  now: float) -> tuple[str, bool]:
+    """The name of the counter that holds a key's, user's or team's spend in the period `now` is in,
+    and whether the store's spend is for that period too."""
     end, same_period = current_period(reset_at, duration, now)
-    return Counter(f"{kind}:{ref}:{end or 'all'}", limit, spend if same_period else 0.0, end)
+    return f"{kind}:{ref}:{end or 'all'}", same_period
+
+
+def _record_counter(kind: str, ref: str, limit: float | None, spend: float, reset_at: float | None,
+                    duration: str | None, now: float) -> Counter:
+    """With no budget (`limit` None) the counter only keeps the spend current, for the spend header and
+    the info routes: it admits everything."""
+    name, same_period = spend_counter(kind, ref, reset_at, duration, now)
+    end, _ = current_period(reset_at, duration, now)
+    return Counter(name, math.inf if limit is None else limit, spend if same_period else 0.0, end)
 
 
 def model_budget(raw: Any) -> tuple[float, str | None] | None:
@@ -77,3 +86,7 @@ def counters_for(caller: Caller | None, model: str, proxy_budget: float | None, 
                 found.append(_record_counter(kind, ref, record.max_budget, record.spend, record.budget_reset_at,
                                              record.budget_duration, now))
     return [c for c in found if c is not None]
+
+
+def tracks_only(counter: Counter) -> bool:
+    return counter.limit == math.inf

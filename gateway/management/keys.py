@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Annotated, Any
 
 import msgspec
@@ -10,6 +11,8 @@ from msgspec import UNSET, UnsetType
 
 from gateway import durations
 from gateway.accounts import hash_key, is_hashed, key_name, new_raw_key
+from gateway.budget.counters import current_period, spend_counter
+from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import (
     Count,
@@ -33,6 +36,8 @@ from gateway.store.store import KEYS, TEAMS, Conflict
 RawKey = Annotated[str, msgspec.Meta(min_length=4, max_length=256)]
 LIMITED = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests")
 LIMITED_DURATIONS = ("duration", "budget_duration")
+
+log = logging.getLogger("gateway.management")
 
 
 class KeyFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -167,7 +172,6 @@ async def info(request: web.Request) -> web.Response:
     if asked is None:
         if who.key is None:
             raise bad_request("pass ?key= to look up a key; the master key has no key record", "key")
-        # Read again, not the copy auth cached: its spend trails the spend writer.
         record = await svc.store.get(KEYS, who.key.token) or who.key
         asked = record.token
     else:
@@ -178,7 +182,7 @@ async def info(request: web.Request) -> web.Response:
         if not who.is_admin and not _owns(who.key, record):
             raise ApiError(403, f"You are not allowed to access this key's info. Your role={who.role}",
                            "auth_error", "key")
-    details = view(record)
+    details = view(await current(svc.ledger, "key", record.token, record, svc.clock()))
     details.pop("token", None)
     return json({"key": asked, "info": details})
 
@@ -273,9 +277,21 @@ async def regenerate(request: web.Request) -> web.Response:
         raise bad_request("a key with this value already exists", "new_key") from None
     if replaced is None:
         raise not_found(named)
+    await _carry_counter(svc, old, replaced, now)
     svc.accounts.changed("key", old.token)
-    svc.accounts.changed("key", new.token)
-    return json(generated(new, new_raw))
+    svc.accounts.changed("key", replaced.token)
+    return json(generated(replaced, new_raw))
+
+
+async def _carry_counter(svc: Services, old: KeyRecord, new: KeyRecord, now: float) -> None:
+    """The new key's budget counter starts where the old one's is: requests answered but not yet in the store."""
+    source, _ = spend_counter("key", old.token, old.budget_reset_at, old.budget_duration, now)
+    target, _ = spend_counter("key", new.token, new.budget_reset_at, new.budget_duration, now)
+    end, _ = current_period(new.budget_reset_at, new.budget_duration, now)
+    try:
+        await svc.ledger.copy(source, target, end)
+    except Exception as exc:  # noqa: BLE001 - the store carries the spend; the counter starts from it
+        log.warning("regenerate: the budget counter was not carried over: %s: %s", type(exc).__name__, exc)
 
 
 async def list_keys(request: web.Request) -> web.Response:

@@ -15,6 +15,7 @@ from aiohttp import web
 from msgspec import UNSET, UnsetType
 
 from gateway import durations
+from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
 from gateway.management.common import Count, Money, Name, Names, admin, body, caller, json, services, set_fields, view
@@ -216,8 +217,10 @@ async def info(request: web.Request) -> web.Response:
     if not who.is_admin and team_id != own:
         raise ApiError(403, f"User={who.user_id or who.label} not authorized to access this team={team_id}",
                        "auth_error", "team_id")
-    team = await existing(svc, team_id)
+    now = svc.clock()
+    team = await current(svc.ledger, "team", team_id, await existing(svc, team_id), now)
     keys, _ = await svc.store.find(KEYS, {"team_id": team_id})
+    keys = [await current(svc.ledger, "key", k.token, k, now) for k in keys]
     return json({"team_id": team_id, "team_info": team_view(team), "keys": [view(k) for k in keys],
                  "team_memberships": []})
 

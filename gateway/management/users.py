@@ -11,6 +11,7 @@ from msgspec import UNSET, UnsetType
 
 from gateway import durations
 from gateway.accounts import hash_key, key_name, new_raw_key
+from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import (
     Count,
@@ -167,6 +168,9 @@ async def info(request: web.Request) -> web.Response:
     keys, _ = await svc.store.find(KEYS, {"user_id": user_id})
     teams, _ = await svc.store.find(TEAMS, {"team_id": user.teams})
     teams.sort(key=lambda t: (t.team_alias is None, t.team_alias or "", t.team_id))
+    now = svc.clock()
+    user = await current(svc.ledger, "user", user_id, user, now)
+    keys = [await current(svc.ledger, "key", k.token, k, now) for k in keys]
     return json({"user_id": user_id, "user_info": view(user), "keys": [view(k) for k in keys],
                  "teams": [team_view(t) for t in teams]})
 

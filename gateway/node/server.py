@@ -151,8 +151,12 @@ class NodeServer:
             for worker in list(self.state.workers):
                 if worker.transport is not None:
                     worker.transport.abort()
+            if self.server is not None:
+                await self.server.wait_closed()
 
         if self.thread.is_alive():
             asyncio.run_coroutine_threadsafe(close(), self.loop).result(10)
             self.loop.call_soon_threadsafe(self.loop.stop)
             self.thread.join(10)
+        if not self.loop.is_running():
+            self.loop.close()

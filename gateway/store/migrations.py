@@ -56,6 +56,10 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX gw_spend_team ON gw_spend_logs (team_id, start_time)",
         "CREATE INDEX gw_spend_time ON gw_spend_logs (start_time)",
     ]),
+    (4, "regenerated keys' successors, so that spend still being written follows the key", [
+        "CREATE TABLE gw_key_successors (token TEXT PRIMARY KEY, successor TEXT NOT NULL)",
+        "CREATE INDEX gw_key_successors_successor ON gw_key_successors (successor)",
+    ]),
 ]
 
 CHANGES_TABLE = {

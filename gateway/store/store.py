@@ -184,8 +184,20 @@ class Store:
         return await self.delete_where(table, table.pk, pks)
 
     async def replace_key(self, old_token: str, new: KeyRecord, old_expires: float | None) -> KeyRecord | None:
-        """Regeneration: the new key takes the old one's place; the old one goes now, or when its grace ends."""
+        """Regeneration: the new key takes the old one's place; the old one goes now, or when its grace ends.
+
+        The new key starts from the old one's spend as the store has it inside this transaction (the row
+        locked), and records of the old key written later count for the new one too (gw_key_successors),
+        so no spend is lost to records still in the spool."""
         async with self.db.transaction() as tx:
+            lock = " FOR UPDATE" if self.db.dialect == "postgres" else ""
+            row = await tx.fetchrow(f"SELECT spend FROM {KEYS.name} WHERE token = $1{lock}", old_token)
+            if row is None:
+                return None
+            new = msgspec.structs.replace(new, spend=float(row["spend"]))
+            await tx.execute("UPDATE gw_key_successors SET successor = $2 WHERE successor = $1", old_token, new.token)
+            await tx.execute("INSERT INTO gw_key_successors (token, successor) VALUES ($1, $2) "
+                             "ON CONFLICT (token) DO UPDATE SET successor = excluded.successor", old_token, new.token)
             if old_expires is None:
                 touched = await tx.execute(f"DELETE FROM {KEYS.name} WHERE token = $1", old_token)
             else:
@@ -317,6 +329,9 @@ async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
                                ("gw_teams", "team_id", "team_id")):
         await tx.execute(f"UPDATE {table} SET spend = {table}.spend + s.total FROM (SELECT {ref}, SUM(spend) AS "
                          f"total FROM gw_spend_new GROUP BY {ref}) s WHERE {table}.{column} = s.{ref}")
+    await tx.execute("UPDATE gw_keys SET spend = gw_keys.spend + s.total FROM (SELECT k.successor, SUM(n.spend) "
+                     "AS total FROM gw_spend_new n JOIN gw_key_successors k ON k.token = n.api_key "
+                     "GROUP BY k.successor) s WHERE gw_keys.token = s.successor")
     row = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_new")
     return int(row["n"]) if row else 0
 
@@ -341,5 +356,10 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
             f"UPDATE {table} SET spend = spend + (SELECT SUM(l.spend) FROM gw_spend_logs l "
             f"WHERE l.rowid > $1 AND l.{ref} = {table}.{column}) "
             f"WHERE {column} IN (SELECT {ref} FROM gw_spend_logs WHERE rowid > $1)", top)
+    await tx.execute(
+        "UPDATE gw_keys SET spend = spend + (SELECT SUM(l.spend) FROM gw_spend_logs l JOIN gw_key_successors k "
+        "ON k.token = l.api_key WHERE l.rowid > $1 AND k.successor = gw_keys.token) "
+        "WHERE token IN (SELECT k.successor FROM gw_spend_logs l JOIN gw_key_successors k ON k.token = l.api_key "
+        "WHERE l.rowid > $1)", top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0
