@@ -7,12 +7,14 @@ checkout's against one fake upstream, and measures them in alternation, round
 after round (one idles while the other is measured), each with a virtual key
 through the default chain. Prints each round's req/s and the median of the
 paired ratios (this checkout / BASE): on a shared, noisy machine a pair taken
-seconds apart is the fairest comparison there is.
+seconds apart is the fairest comparison there is. The gateway's CPU time per request, read from /proc,
+is printed beside it: it moves less with the machine's other load than req/s does.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import statistics
 import subprocess
 import sys
@@ -24,6 +26,12 @@ from benchmarks.loadgen import LoadSpec, measure
 from benchmarks.servers import Server, free_port, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of one process (all its threads), from /proc."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 def _worktree(base: str, where: Path) -> Path:
@@ -67,19 +75,26 @@ def main(argv: list[str] | None = None) -> None:
                 gateways[name] = (server, key)
             for workload in workloads:
                 ratios = []
+                cpu_ratios = []
                 for round_ in range(args.rounds):
                     rps = {}
+                    cpu_us = {}
                     order = ("base", "this") if round_ % 2 == 0 else ("this", "base")
                     for name in order:
                         server, key = gateways[name]
+                        before = cpu_seconds(server.pid)
                         result = measure(LoadSpec(server.url, workload, args.concurrency, args.duration,
                                                   api_key=key))
                         rps[name] = result.rps
+                        cpu_us[name] = (cpu_seconds(server.pid) - before) / max(result.requests, 1) * 1e6
                     ratios.append(rps["this"] / rps["base"])
+                    cpu_ratios.append(cpu_us["this"] / cpu_us["base"])
                     print(f"{workload:<12} round {round_ + 1}: base {rps['base']:8.0f}  this {rps['this']:8.0f} "
-                          f"req/s  ratio {ratios[-1]:.3f}", flush=True)
+                          f"req/s  ratio {ratios[-1]:.3f}; CPU a request base {cpu_us['base']:.0f} us  this "
+                          f"{cpu_us['this']:.0f} us", flush=True)
                 print(f"{workload:<12} median paired ratio this/base: {statistics.median(ratios):.3f} "
-                      f"(range {min(ratios):.3f}-{max(ratios):.3f})", flush=True)
+                      f"(range {min(ratios):.3f}-{max(ratios):.3f}); CPU a request this/base: "
+                      f"{statistics.median(cpu_ratios):.3f}", flush=True)
         finally:
             for server in reversed(servers):
                 server.stop()

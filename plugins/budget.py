@@ -12,6 +12,7 @@ process's own counters (from the store's spend) admit, or the request gets 503.
 from __future__ import annotations
 
 import logging
+import math
 from typing import Any
 
 from aiohttp import web
@@ -69,7 +70,8 @@ class Budget(Plugin):
         counters = counters_for(ctx.caller, model, self.proxy_budget, self.proxy_duration, self.clock())
         if not counters:
             return None
-        amount = self.estimate(ctx, model)
+        # A counter that only keeps the spend current admits anything: nothing to estimate for it.
+        amount = self.estimate(ctx, model) if any(c.limit != math.inf for c in counters) else 0.0
         ledger = self.ledger
         try:
             outcome = await ledger.reserve(counters, amount)
@@ -132,8 +134,16 @@ class Budget(Plugin):
 
     def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         reservation = self.held(ctx, Reservation)
-        if reservation is not None:
-            self.background.spawn(self._settle_now(reservation, settled.cost))
+        if reservation is None:
+            return
+        try:
+            if reservation.ledger.settle_at_once(reservation.names, reservation.amount, settled.cost):
+                return
+        except Exception as exc:
+            log.error("could not settle %s in the budget ledger: %s: %s", reservation.names, type(exc).__name__,
+                      exc)
+            return
+        self.background.spawn(self._settle_now(reservation, settled.cost))
 
     async def close(self) -> None:
         await self.background.finish()

@@ -18,7 +18,7 @@ from aiohttp import web
 from gateway.background import Background
 from gateway.context import Ctx
 from gateway.errors import ApiError, shared_state_unreachable
-from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short
+from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short, SlotsFull
 from gateway.plugin import Plugin
 from gateway.services import Services
 from gateway.settlement import Settlement
@@ -113,29 +113,23 @@ class RateLimit(Plugin):
         self.hold(ctx, Held(tokens, estimate, [name for name, _ in slots], limiter, outcome))
         return None
 
-    async def _check(self, limiter: Any, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
+    async def _check(self, limiter: Limiter, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
                      slots: list[tuple[str, int]], estimate: float) -> dict[str, str]:
+        # Requests, tokens and slots in one step: one call to the node's counters.
+        taken = await limiter.admit(requests + tokens, [1.0] * len(requests) + [estimate] * len(tokens), slots,
+                                    ctx.request_id)
+        if isinstance(taken, Short):
+            raise self.limited(taken, "requests" if taken.bucket.name.startswith("rpm:") else "tokens")
+        if isinstance(taken, SlotsFull):
+            raise ApiError(429, f"Max parallel request limit reached: {taken.limit} in flight for "
+                           f"{taken.name.split(':')[1]}", "rate_limit_error", None, "429",
+                           headers={"retry-after": "1"})
         headers: dict[str, str] = {}
-        if requests or tokens:
-            # Requests and tokens in one step: one Lua script on Redis.
-            taken = await limiter.take_each(requests + tokens, [1.0] * len(requests) + [estimate] * len(tokens))
-            if isinstance(taken, Short):
-                raise self.limited(taken, "requests" if taken.bucket.name.startswith("rpm:") else "tokens")
-            for what, buckets, left in (("requests", requests, taken[:len(requests)]),
-                                        ("tokens", tokens, taken[len(requests):])):
-                if buckets:
-                    headers[f"x-ratelimit-limit-{what}"] = str(int(min(b.capacity for b in buckets)))
-                    headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, min(left))))
-        if slots:
-            full = await limiter.acquire(slots, ctx.request_id)
-            if full is not None:
-                if requests:
-                    await limiter.give(requests, 1.0)
-                if tokens:
-                    await limiter.give(tokens, estimate)
-                raise ApiError(429, f"Max parallel request limit reached: {full[1]} in flight for "
-                               f"{full[0].split(':')[1]}", "rate_limit_error", None, "429",
-                               headers={"retry-after": "1"})
+        for what, buckets, left in (("requests", requests, taken[:len(requests)]),
+                                    ("tokens", tokens, taken[len(requests):])):
+            if buckets:
+                headers[f"x-ratelimit-limit-{what}"] = str(int(min(b.capacity for b in buckets)))
+                headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, min(left))))
         return headers
 
     @staticmethod
@@ -160,20 +154,31 @@ class RateLimit(Plugin):
 
     def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         held = self.held(ctx, Held)
-        if held is not None:
-            used = float(settled.usage.total_tokens) if settled.usage is not None else 0.0
-            self.background.spawn(self._settle_now(held, used, ctx.request_id))
+        if held is None:
+            return
+        used = float(settled.usage.total_tokens) if settled.usage is not None else 0.0
+        # Admitted on an estimate: give back what was not used, or take what was used beyond it.
+        owed = held.estimate - used if held.token_buckets else 0.0
+        buckets = held.token_buckets if owed else []
+        try:
+            if held.limiter.settle_at_once(held.slots, ctx.request_id, buckets, owed):
+                return
+        except Exception as exc:
+            log.warning("could not settle rate limits (slots expire by themselves): %s: %s",
+                        type(exc).__name__, exc)
+            return
+        self.background.spawn(self._settle_now(held.limiter, held.slots, ctx.request_id, buckets, owed))
 
     async def close(self) -> None:
         await self.background.finish()
 
-    async def _settle_now(self, held: Held, used: float, request_id: str) -> None:
+    async def _settle_now(self, limiter: Limiter, slots: list[str], request_id: str, buckets: list[Bucket],
+                          owed: float) -> None:
         try:
-            if held.slots:
-                await held.limiter.release(held.slots, request_id)
-            if held.token_buckets and used != held.estimate:
-                # Admitted on an estimate: give back what was not used, or take what was used beyond it.
-                await held.limiter.give(held.token_buckets, held.estimate - used)
+            if slots:
+                await limiter.release(slots, request_id)
+            if buckets:
+                await limiter.give(buckets, owed)
         except Exception as exc:
             log.warning("could not settle rate limits (slots expire by themselves): %s: %s",
                         type(exc).__name__, exc)

@@ -27,6 +27,7 @@ def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
             deployment("chat", upstream.base_url),
             {"model_name": "echo", "litellm_params": {"model": "mock/echo"}},
             {"model_name": "other", "litellm_params": {"model": "mock/other"}},
+            deployment("lab/*", upstream.base_url, model="openai/*"),
         ],
         "general_settings": {"master_key": MASTER, "litellm_key_header_name": "X-Litellm-Key"},
         "router_settings": {"model_group_alias": {"gpt-echo": "echo", "quiet-echo": {"model": "echo", "hidden": True}}},
@@ -141,6 +142,21 @@ async def test_a_group_alias_is_allowed_where_its_group_is(gateway: Gateway, htt
     assert status == 401 and body["error"]["type"] == "key_model_access_denied"
     by_alias = bearer((await generate(http, gateway, models=["gpt-echo"]))["key"])
     assert (await chat(http, gateway, by_alias, "gpt-echo"))[0] == 200
+
+
+async def test_wildcard_groups_in_a_keys_models(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """As LiteLLM: a key allowed `lab/*` may call any model the wildcard group serves, and no other."""
+    lab_only = bearer((await generate(http, gateway, models=["lab/*"]))["key"])
+    assert (await chat(http, gateway, lab_only, "lab/small-model"))[0] == 200
+    assert (await chat(http, gateway, lab_only, "lab/large-model"))[0] == 200
+    status, body = await chat(http, gateway, lab_only, "echo")
+    assert status == 401 and body["error"]["type"] == "key_model_access_denied"
+    echo_only = bearer((await generate(http, gateway, models=["echo"]))["key"])
+    status, body = await chat(http, gateway, echo_only, "lab/small-model")
+    assert status == 401 and body["error"]["type"] == "key_model_access_denied"
+    one_lab_model = bearer((await generate(http, gateway, models=["lab/small-model"]))["key"])
+    assert (await chat(http, gateway, one_lab_model, "lab/small-model"))[0] == 200
+    assert (await chat(http, gateway, one_lab_model, "lab/large-model"))[0] == 401
 
 
 async def test_key_aliases_rewrite_the_model(gateway: Gateway, http: aiohttp.ClientSession) -> None:
@@ -349,7 +365,7 @@ async def test_info_routes_follow_the_key(gateway: Gateway, http: aiohttp.Client
     assert (await call(http, "GET", f"{gateway.url}/v1/models"))[0] == 401
     assert (await call(http, "GET", f"{gateway.url}/health", headers=bearer(raw)))[0] == 403
     status, body = await call(http, "GET", f"{gateway.url}/health", headers=ADMIN)
-    assert status == 200 and body["healthy_count"] == 3
+    assert status == 200 and body["healthy_count"] == 4  # the wildcard group too
     assert (await call(http, "GET", f"{gateway.url}/health/liveliness"))[0] == 200
     assert (await call(http, "GET", f"{gateway.url}/health/readiness"))[0] == 200
 

@@ -11,7 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
-from gateway.limits.buckets import Bucket, LocalLimiter, RedisLimiter, Short
+from gateway.limits.buckets import Bucket, LocalLimiter, RedisLimiter, Short, SlotsFull
 from gateway.node.client import NodeLimiter
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment
@@ -80,6 +80,20 @@ async def test_parallel_slots(limiter: Any) -> None:
     assert await limiter.acquire([(name, 2)], "r3") == (name, 2)
     await limiter.release([name], "r1")
     assert await limiter.acquire([(name, 2)], "r3") is None
+
+
+async def test_admit_takes_buckets_and_slots_together_or_nothing(limiter: Any) -> None:
+    ref = uuid.uuid4().hex
+    rpm, tpm, slots = Bucket(f"rpm:key:{ref}", 10.0), Bucket(f"tpm:key:{ref}", 100.0), [(f"par:key:{ref}", 1)]
+    assert await limiter.admit([rpm, tpm], [1.0, 60.0], slots, "r1") == [pytest.approx(9.0), pytest.approx(40.0)]
+    full = await limiter.admit([rpm, tpm], [1.0, 10.0], slots, "r2")
+    assert isinstance(full, SlotsFull) and full == (f"par:key:{ref}", 1)
+    short = await limiter.admit([rpm, tpm], [1.0, 60.0], [], "r3")
+    assert isinstance(short, Short) and short.bucket == tpm
+    await limiter.release([f"par:key:{ref}"], "r1")
+    # Neither refusal took anything: 9 requests and 40 tokens are still there (give or take the refill).
+    left = await limiter.admit([rpm, tpm], [1.0, 40.0], slots, "r4")
+    assert not isinstance(left, (Short, SlotsFull)) and left[0] == pytest.approx(8.0, abs=0.1)
 
 
 async def test_buckets_refill_and_slots_expire_with_the_clock() -> None:

@@ -5,7 +5,11 @@ kernel spreads connections over SO_REUSEPORT listeners), and each test checks th
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
+import tempfile
+import time
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -13,6 +17,12 @@ from typing import Any
 import aiohttp
 import pytest
 
+from gateway.config import parse_config
+from gateway.limits.buckets import Bucket
+from gateway.node.client import NodeClient, NodeLimiter
+from gateway.node.server import NodeServer
+from gateway.router import Router
+from gateway.shared_link import SharedStateDown
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment, free_port
 
@@ -158,3 +168,35 @@ async def test_cooldown_counts_failures_of_the_node(node: tuple[Gateway, FakeUps
     statuses = [await fresh_chat(gw, MASTER, "pair") for _ in range(40)]
     assert statuses.count(502) == 3, statuses
     assert statuses[-20:] == [200] * 20
+
+
+async def test_a_worker_that_loses_the_node_follows_the_policy_and_finds_it_again() -> None:
+    """The node's counters behind the same guard as Redis: a lost connection marks them down, calls
+    then fail at once (SharedStateDown: the caller applies fail_open), and a probe reconnects."""
+    config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]})
+    folder = tempfile.mkdtemp(prefix="gwnode-")
+    path = os.path.join(folder, "counters.sock")
+    server = NodeServer(path, Router(config))
+    server.start()
+    client = NodeClient(path, Router(config), timeout=1.0, fail_open=True)
+    await client.start()
+    limiter = NodeLimiter(client)
+    bucket = Bucket("rpm:key:lost", 5.0)
+    try:
+        assert await limiter.admit([bucket], [1.0], [], "r1") == [pytest.approx(4.0)]
+        server.stop()
+        with pytest.raises((ConnectionError, SharedStateDown)):
+            await limiter.admit([bucket], [1.0], [], "r2")
+        with pytest.raises(SharedStateDown):
+            await limiter.admit([bucket], [1.0], [], "r3")
+        server = NodeServer(path, Router(config))
+        server.start()
+        deadline = time.monotonic() + 10
+        while client.link.down:
+            assert time.monotonic() < deadline, "the worker did not find the node again"
+            await asyncio.sleep(0.05)
+        assert await limiter.admit([bucket], [1.0], [], "r4") == [pytest.approx(4.0)]  # a new node starts full
+    finally:
+        await client.close()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)

@@ -49,9 +49,9 @@ def _record_counter(kind: str, ref: str, limit: float | None, spend: float, rese
                     duration: str | None, now: float) -> Counter:
     """With no budget (`limit` None) the counter only keeps the spend current, for the spend header and
     the info routes: it admits everything."""
-    name, same_period = spend_counter(kind, ref, reset_at, duration, now)
-    end, _ = current_period(reset_at, duration, now)
-    return Counter(name, math.inf if limit is None else limit, spend if same_period else 0.0, end)
+    end, same_period = current_period(reset_at, duration, now)
+    return Counter(f"{kind}:{ref}:{end or 'all'}", math.inf if limit is None else limit,
+                   spend if same_period else 0.0, end)
 
 
 def model_budget(raw: Any) -> tuple[float, str | None] | None:

@@ -33,6 +33,10 @@ class Ledger(Protocol):
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None: ...
 
+    def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
+        """Settle without waiting, where that is possible (this process, or a message to the node): True if
+        done; False if the caller must await `settle` (a round trip to Redis)."""
+
     async def spent(self, name: str) -> float | None:
         """What the counter holds as spent; None if there is no such counter (nothing was reserved under it)."""
 
@@ -72,6 +76,10 @@ class LocalLedger:
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:
         self.settle_now(names, reserved, actual)
+
+    def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
+        self.settle_now(names, reserved, actual)
+        return True
 
     async def spent(self, name: str) -> float | None:
         return self.spent_now(name)
@@ -186,6 +194,9 @@ class RedisLedger:
         if int(answer[0]) != 0:
             return Denied(counters[int(answer[0]) - 1], float(answer[1]))
         return [float(v) for v in answer[1:]]
+
+    def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
+        return False
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:
         if names:

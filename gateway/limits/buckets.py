@@ -30,6 +30,11 @@ class Short(NamedTuple):
     retry_after: float  # seconds until the bucket holds what was asked for
 
 
+class SlotsFull(NamedTuple):
+    name: str
+    limit: int
+
+
 class Limiter(Protocol):
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
         """Short, or what each bucket holds after taking."""
@@ -43,6 +48,21 @@ class Limiter(Protocol):
         """Take a slot in each set (name, limit) for `token`; the full set, if one is full."""
 
     async def release(self, names: list[str], token: str) -> None: ...
+
+    async def admit(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
+                    token: str) -> Short | SlotsFull | list[float]:
+        """`take_each` and `acquire` together: everything is taken, or nothing."""
+
+    def settle_at_once(self, slots: list[str], token: str, buckets: list[Bucket], amount: float) -> bool:
+        """`release` and `give` without waiting, where that is possible (this process, or a message to the
+        node): True if done; False if the caller must await them (round trips to Redis)."""
+
+
+def _drop_stale(held: dict[str, float], now: float) -> int:
+    """Slots past their expiry are dropped only when they would turn a request away; how many are left."""
+    for stale in [t for t, expiry in held.items() if expiry <= now]:
+        del held[stale]
+    return len(held)
 
 
 def _refill(level: float, stamp: float, capacity: float, now: float) -> float:
@@ -77,6 +97,31 @@ class LocalLimiter:
     async def release(self, names: list[str], token: str) -> None:
         self.release_now(names, token)
 
+    async def admit(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
+                    token: str) -> Short | SlotsFull | list[float]:
+        return self.admit_now(buckets, amounts, slots, token)
+
+    def settle_at_once(self, slots: list[str], token: str, buckets: list[Bucket], amount: float) -> bool:
+        if slots:
+            self.release_now(slots, token)
+        if buckets:
+            self.give_now(buckets, amount)
+        return True
+
+    def admit_now(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
+                  token: str) -> Short | SlotsFull | list[float]:
+        now = self.clock()
+        for name, limit in slots:
+            held = self.slots.setdefault(name, {})
+            if len(held) >= limit and _drop_stale(held, now) >= limit:
+                return SlotsFull(name, limit)
+        taken = self.take_now(buckets, amounts) if buckets else []
+        if isinstance(taken, Short):
+            return taken
+        for name, _ in slots:
+            self.slots[name][token] = now + SLOT_TTL
+        return taken
+
     def take_now(self, buckets: list[Bucket], amounts: list[float]) -> Short | list[float]:
         now = self.clock()
         levels = [self._level(b, now) for b in buckets]
@@ -98,9 +143,7 @@ class LocalLimiter:
         now = self.clock()
         for name, limit in slots:
             held = self.slots.setdefault(name, {})
-            for stale in [t for t, expiry in held.items() if expiry <= now]:
-                del held[stale]
-            if len(held) >= limit:
+            if len(held) >= limit and _drop_stale(held, now) >= limit:
                 return name, limit
         for name, _ in slots:
             self.slots[name][token] = now + SLOT_TTL
@@ -207,3 +250,18 @@ class RedisLimiter:
     async def release(self, names: list[str], token: str) -> None:
         for name in names:
             await self.redis.zrem(self._key("slots", name), token)
+
+    def settle_at_once(self, slots: list[str], token: str, buckets: list[Bucket], amount: float) -> bool:
+        return False
+
+    async def admit(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
+                    token: str) -> Short | SlotsFull | list[float]:
+        taken = await self.take_each(buckets, amounts) if buckets else []
+        if isinstance(taken, Short) or not slots:
+            return taken
+        full = await self.acquire(slots, token)
+        if full is None:
+            return taken
+        for bucket, amount in zip(buckets, amounts):
+            await self.give([bucket], amount)
+        return SlotsFull(*full)

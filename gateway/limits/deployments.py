@@ -80,7 +80,14 @@ class DeploymentLimits:
         limits = admission.deployment.limits
         if limits is None or admission.deployment.tpm is None or used == admission.tokens:
             return
-        self.background.spawn(self._give(admission.limiter, limits[-1], admission.tokens - used))
+        owed = admission.tokens - used
+        try:
+            if admission.limiter.settle_at_once([], "", [limits[-1]], owed):
+                return
+        except Exception as exc:
+            log.warning("could not settle a deployment's tokens: %s: %s", type(exc).__name__, exc)
+            return
+        self.background.spawn(self._give(admission.limiter, limits[-1], owed))
 
     async def _give(self, limiter: Limiter, bucket: Bucket, amount: float) -> None:
         try:

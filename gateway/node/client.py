@@ -17,7 +17,7 @@ from typing import Any
 import msgspec
 
 from gateway.budget.ledger import Counter, Denied
-from gateway.limits.buckets import Bucket, Short
+from gateway.limits.buckets import Bucket, Short, SlotsFull
 from gateway.node import wire
 from gateway.router import Deployment, Router
 from gateway.shared_link import SharedLink, SharedStateDown
@@ -178,6 +178,25 @@ class NodeLimiter:
     async def release(self, names: list[str], token: str) -> None:
         self.client.cast(wire.Release(names, token))
 
+    def settle_at_once(self, slots: list[str], token: str, buckets: list[Bucket], amount: float) -> bool:
+        if slots:
+            self.client.cast(wire.Release(slots, token))
+        if buckets:
+            self.client.cast(wire.Give([b.name for b in buckets], [b.capacity for b in buckets], amount))
+        return True
+
+    async def admit(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
+                    token: str) -> Short | SlotsFull | list[float]:
+        names, capacities = [b.name for b in buckets], [b.capacity for b in buckets]
+        slot_names, limits = [n for n, _ in slots], [lim for _, lim in slots]
+        answer = await self.client.call(lambda id: wire.Admit(id, names, capacities, amounts, slot_names, limits,
+                                                               token))
+        if answer[0] == 1:
+            return Short(buckets[answer[1]], answer[2], answer[3])
+        if answer[0] == 2:
+            return SlotsFull(*slots[answer[1]])
+        return [float(v) for v in answer[1:]]
+
 
 class NodeLedger:
     """The Ledger protocol on the node's budget counters."""
@@ -197,6 +216,11 @@ class NodeLedger:
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:
         if names:
             self.client.cast(wire.Settle(names, reserved, actual))
+
+    def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
+        if names:
+            self.client.cast(wire.Settle(names, reserved, actual))
+        return True
 
     async def spent(self, name: str) -> float | None:
         value = await self.client.call(lambda id: wire.Spent(id, name))

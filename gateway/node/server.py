@@ -10,16 +10,20 @@ import asyncio
 import logging
 import os
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import msgspec
 
 from gateway.budget.ledger import Counter, Denied, LocalLedger
-from gateway.limits.buckets import Bucket, LocalLimiter, Short
+from gateway.limits.buckets import Bucket, LocalLimiter, Short, SlotsFull
 from gateway.node import wire
 from gateway.router import Router
+from gateway.server import event_loop_factory
 
 log = logging.getLogger("gateway.node")
+
+CASTS = frozenset({wire.Give, wire.Release, wire.Settle, wire.Success, wire.Failure})
 
 
 class NodeState:
@@ -31,62 +35,79 @@ class NodeState:
         self.router = router
         self.deployments = {d.id: d for d in router.deployments}
         self.workers: set[Worker] = set()
+        self.handlers: dict[type, Callable[[Any, Worker], Any]] = {
+            wire.Take: self._take, wire.Admit: self._admit, wire.Give: self._give, wire.Acquire: self._acquire,
+            wire.Release: self._release, wire.Reserve: self._reserve, wire.Settle: self._settle,
+            wire.Spent: self._spent, wire.Copy: self._copy, wire.Ping: self._ping, wire.Success: self._success,
+            wire.Failure: self._failure,
+        }
 
     def handle(self, message: Any, sender: Worker) -> bytes | None:
         """The answer to a call (a framed Reply), or None for a cast."""
-        match message:
-            case wire.Take(id=id, names=names, capacities=capacities, amounts=amounts):
-                taken = self.limiter.take_now([Bucket(n, c) for n, c in zip(names, capacities)], amounts)
-                value: Any = ([1, names.index(taken.bucket.name), taken.remaining, taken.retry_after]
-                              if isinstance(taken, Short) else [0, *taken])
-            case wire.Give(names=names, capacities=capacities, amount=amount):
-                self.limiter.give_now([Bucket(n, c) for n, c in zip(names, capacities)], amount)
-                return None
-            case wire.Acquire(id=id, names=names, limits=limits, token=token):
-                full = self.limiter.acquire_now(list(zip(names, limits)), token)
-                value = names.index(full[0]) + 1 if full is not None else 0
-            case wire.Release(names=names, token=token):
-                self.limiter.release_now(names, token)
-                return None
-            case wire.Reserve(id=id, counters=counters, amount=amount):
-                reserved = self.ledger.reserve_now([Counter(*c) for c in counters], amount)
-                value = ([1, [c[0] for c in counters].index(reserved.counter.name), reserved.spent]
-                         if isinstance(reserved, Denied) else [0, *reserved])
-            case wire.Settle(names=names, reserved=reserved_amount, actual=actual):
-                self.ledger.settle_now(names, reserved_amount, actual)
-                return None
-            case wire.Spent(id=id, name=name):
-                value = self.ledger.spent_now(name)
-            case wire.Copy(id=id, source=source, target=target, expires_at=expires_at):
-                value = self.ledger.copy_now(source, target, expires_at)
-            case wire.Failure(deployment=deployment, retry_after=retry_after):
-                self._failure(deployment, retry_after, sender)
-                return None
-            case wire.Success(deployment=deployment):
-                found = self.deployments.get(deployment)
-                if found is not None and found.failures:
-                    self.router.record_success(found)
-                    self._broadcast(wire.frame(wire.Failing(deployment, False)))
-                return None
-            case wire.Ping(id=id):
-                value = True
-            case _:
-                raise ValueError(f"unknown message {message!r}")
-        return wire.frame(wire.Reply(id, value))
+        kind = type(message)
+        value = self.handlers[kind](message, sender)
+        return None if kind in CASTS else wire.frame(wire.Reply(message.id, value))
 
-    def _failure(self, deployment_id: str, retry_after: float | None, sender: Worker) -> None:
-        deployment = self.deployments.get(deployment_id)
+    def _take(self, m: wire.Take, sender: Worker) -> Any:
+        taken = self.limiter.take_now([Bucket(n, c) for n, c in zip(m.names, m.capacities)], m.amounts)
+        return [1, m.names.index(taken.bucket.name), taken.remaining, taken.retry_after] \
+            if isinstance(taken, Short) else [0, *taken]
+
+    def _admit(self, m: wire.Admit, sender: Worker) -> Any:
+        admitted = self.limiter.admit_now([Bucket(n, c) for n, c in zip(m.names, m.capacities)], m.amounts,
+                                          list(zip(m.slots, m.limits)), m.token)
+        if isinstance(admitted, Short):
+            return [1, m.names.index(admitted.bucket.name), admitted.remaining, admitted.retry_after]
+        if isinstance(admitted, SlotsFull):
+            return [2, m.slots.index(admitted.name)]
+        return [0, *admitted]
+
+    def _give(self, m: wire.Give, sender: Worker) -> None:
+        self.limiter.give_now([Bucket(n, c) for n, c in zip(m.names, m.capacities)], m.amount)
+
+    def _acquire(self, m: wire.Acquire, sender: Worker) -> Any:
+        full = self.limiter.acquire_now(list(zip(m.names, m.limits)), m.token)
+        return m.names.index(full[0]) + 1 if full is not None else 0
+
+    def _release(self, m: wire.Release, sender: Worker) -> None:
+        self.limiter.release_now(m.names, m.token)
+
+    def _reserve(self, m: wire.Reserve, sender: Worker) -> Any:
+        reserved = self.ledger.reserve_now([Counter(*c) for c in m.counters], m.amount)
+        return [1, [c[0] for c in m.counters].index(reserved.counter.name), reserved.spent] \
+            if isinstance(reserved, Denied) else [0, *reserved]
+
+    def _settle(self, m: wire.Settle, sender: Worker) -> None:
+        self.ledger.settle_now(m.names, m.reserved, m.actual)
+
+    def _spent(self, m: wire.Spent, sender: Worker) -> Any:
+        return self.ledger.spent_now(m.name)
+
+    def _copy(self, m: wire.Copy, sender: Worker) -> Any:
+        return self.ledger.copy_now(m.source, m.target, m.expires_at)
+
+    def _ping(self, m: wire.Ping, sender: Worker) -> Any:
+        return True
+
+    def _success(self, m: wire.Success, sender: Worker) -> None:
+        found = self.deployments.get(m.deployment)
+        if found is not None and found.failures:
+            self.router.record_success(found)
+            self._broadcast(wire.frame(wire.Failing(m.deployment, False)))
+
+    def _failure(self, m: wire.Failure, sender: Worker) -> None:
+        deployment = self.deployments.get(m.deployment)
         if deployment is None:
             return
         was_failing, was_until = deployment.failures > 0, deployment.cooldown_until
-        self.router.record_failure(deployment, retry_after)
+        self.router.record_failure(deployment, m.retry_after)
         if deployment.cooldown_until != was_until:
             until = deployment.cooldown_until
             counted = was_until <= self.router.clock()
             for worker in self.workers:
-                worker.send(wire.frame(wire.Cooldown(deployment_id, until, counted and worker is sender)))
+                worker.send(wire.frame(wire.Cooldown(m.deployment, until, counted and worker is sender)))
         if (deployment.failures > 0) != was_failing:
-            self._broadcast(wire.frame(wire.Failing(deployment_id, deployment.failures > 0)))
+            self._broadcast(wire.frame(wire.Failing(m.deployment, deployment.failures > 0)))
 
     def _broadcast(self, framed: bytes) -> None:
         for worker in self.workers:
@@ -132,7 +153,8 @@ class NodeServer:
     def __init__(self, path: str, router: Router) -> None:
         self.path = path
         self.state = NodeState(router)
-        self.loop = asyncio.new_event_loop()
+        factory = event_loop_factory()
+        self.loop = factory() if factory is not None else asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="node-counters", daemon=True)
         self.server: asyncio.AbstractServer | None = None
 

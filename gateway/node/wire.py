@@ -7,6 +7,7 @@ each message a few bytes and one msgspec decode.
 
 from __future__ import annotations
 
+import struct
 from typing import Any
 
 import msgspec
@@ -30,6 +31,16 @@ class Give(msgspec.Struct, tag="give", array_like=True):
 class Acquire(msgspec.Struct, tag="acquire", array_like=True):
     id: int
     names: list[str]
+    limits: list[int]
+    token: str
+
+
+class Admit(msgspec.Struct, tag="admit", array_like=True):
+    id: int
+    names: list[str]
+    capacities: list[float]
+    amounts: list[float]
+    slots: list[str]
     limits: list[int]
     token: str
 
@@ -93,15 +104,18 @@ class Failing(msgspec.Struct, tag="failing", array_like=True):
     failing: bool
 
 
-ToNode = Take | Give | Acquire | Release | Reserve | Settle | Spent | Copy | Failure | Success | Ping
+ToNode = Take | Give | Acquire | Admit | Release | Reserve | Settle | Spent | Copy | Failure | Success | Ping
 ToWorker = Reply | Cooldown | Failing
 
 _encoder = msgspec.msgpack.Encoder()
 
 
+_LENGTH = struct.Struct(">I")
+
+
 def frame(message: msgspec.Struct) -> bytes:
     body = _encoder.encode(message)
-    return len(body).to_bytes(HEADER, "big") + body
+    return _LENGTH.pack(len(body)) + body
 
 
 class Frames:
@@ -119,11 +133,12 @@ class Frames:
         found = []
         start = 0
         end = len(buffer)
-        while end - start >= HEADER:
-            size = int.from_bytes(buffer[start:start + HEADER], "big")
-            if end - start - HEADER < size:
-                break
-            found.append(self.decoder.decode(buffer[start + HEADER:start + HEADER + size]))
-            start += HEADER + size
+        with memoryview(buffer) as view:
+            while end - start >= HEADER:
+                (size,) = _LENGTH.unpack_from(buffer, start)
+                if end - start - HEADER < size:
+                    break
+                found.append(self.decoder.decode(view[start + HEADER:start + HEADER + size]))
+                start += HEADER + size
         del buffer[:start]
         return found
