@@ -31,14 +31,17 @@ log = logging.getLogger("gateway.budget")
 
 
 class Reservation:
-    __slots__ = ("names", "amount", "spent_before", "counters", "ledger")
+    __slots__ = ("names", "amount", "spent_before", "counters", "ledger", "key_at", "limited")
 
-    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float], ledger: Ledger) -> None:
+    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float], ledger: Ledger,
+                 limited: bool) -> None:
         self.counters = counters
         self.ledger = ledger
         self.names = [c.name for c in counters]
         self.amount = amount
         self.spent_before = spent_before
+        self.limited = limited  # some counter is a budget, not only the spend kept current
+        self.key_at = next((i for i, name in enumerate(self.names) if name.startswith("key:")), -1)
 
 
 class Budget(Plugin):
@@ -70,13 +73,20 @@ class Budget(Plugin):
         counters = counters_for(ctx.caller, model, self.proxy_budget, self.proxy_duration, self.clock())
         if not counters:
             return None
+        limited = False
+        for counter in counters:
+            if counter.limit != math.inf:
+                limited = True
+                break
         # A counter that only keeps the spend current admits anything: nothing to estimate for it.
-        amount = self.estimate(ctx, model) if any(c.limit != math.inf for c in counters) else 0.0
+        amount = self.estimate(ctx, model) if limited else 0.0
         ledger = self.ledger
         try:
-            outcome = await ledger.reserve(counters, amount)
+            outcome = ledger.reserve_at_once(counters, amount)
+            if outcome is None:
+                outcome = await ledger.reserve(counters, amount)
         except Exception as exc:
-            if not self.fail_open and not all(tracks_only(c) for c in counters):
+            if not self.fail_open and limited:
                 raise shared_state_unreachable("budgets") from exc
             if not reported(exc):
                 log.warning("budgets kept by this process: %s: %s", type(exc).__name__, exc)
@@ -84,9 +94,10 @@ class Budget(Plugin):
             outcome = await ledger.reserve(counters, amount)
         if isinstance(outcome, Denied):
             raise self.exceeded(ctx, outcome)
-        self.hold(ctx, Reservation(counters, amount, outcome, ledger))
-        ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome)
-                            if not tracks_only(c))
+        self.hold(ctx, Reservation(counters, amount, outcome, ledger, limited))
+        if limited:
+            ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome)
+                                if not tracks_only(c))
         return None
 
     def estimate(self, ctx: Ctx, model: str) -> float:
@@ -121,16 +132,16 @@ class Budget(Plugin):
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         reservation = self.held(ctx, Reservation)
         caller = ctx.caller
-        if reservation is None or caller is None or caller.key is None:
+        if reservation is None or caller is None or caller.key is None or reservation.key_at < 0:
             return
-        for counter, spent in zip(reservation.counters, reservation.spent_before):
-            if counter.name.startswith("key:"):
-                headers[self.spend_header] = repr(spent + ctx.cost)
-                if not tracks_only(counter):
-                    headers[self.budget_header] = repr(counter.limit)
-                soft = caller.key.soft_budget
-                if soft is not None and spent + ctx.cost >= soft:
-                    headers[self.soft_header] = "true"
+        counter = reservation.counters[reservation.key_at]
+        spent = reservation.spent_before[reservation.key_at] + ctx.cost
+        headers[self.spend_header] = repr(spent)
+        if counter.limit != math.inf:
+            headers[self.budget_header] = repr(counter.limit)
+        soft = caller.key.soft_budget
+        if soft is not None and spent >= soft:
+            headers[self.soft_header] = "true"
 
     def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         reservation = self.held(ctx, Reservation)

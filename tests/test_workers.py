@@ -18,7 +18,7 @@ import aiohttp
 import pytest
 
 from gateway.config import parse_config
-from gateway.limits.buckets import Bucket
+from gateway.limits.buckets import Bucket, SlotsFull
 from gateway.node.client import NodeClient, NodeLimiter
 from gateway.node.server import NodeServer
 from gateway.router import Router
@@ -198,5 +198,31 @@ async def test_a_worker_that_loses_the_node_follows_the_policy_and_finds_it_agai
         assert await limiter.admit([bucket], [1.0], [], "r4") == [pytest.approx(4.0)]  # a new node starts full
     finally:
         await client.close()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+async def test_slots_of_a_worker_that_dies_go_back_at_once() -> None:
+    config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}]})
+    folder = tempfile.mkdtemp(prefix="gwnode-")
+    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
+    server.start()
+    clients = [NodeClient(server.path, Router(config), timeout=1.0, fail_open=True) for _ in range(2)]
+    for client in clients:
+        await client.start()
+    dying, living = (NodeLimiter(client) for client in clients)
+    one_slot = [("par:key:crash", 1)]
+    try:
+        assert await dying.admit([], [], one_slot, "held") == []
+        assert await living.admit([], [], one_slot, "waiting") == SlotsFull("par:key:crash", 1)
+        assert clients[0].transport is not None
+        clients[0].transport.abort()  # the worker is gone, its stream with it
+        deadline = time.monotonic() + 10
+        while await living.admit([], [], one_slot, "waiting") != []:
+            assert time.monotonic() < deadline, "the dead worker's slot was not given back"
+            await asyncio.sleep(0.05)
+    finally:
+        for client in clients:
+            await client.close()
         server.stop()
         shutil.rmtree(folder, ignore_errors=True)

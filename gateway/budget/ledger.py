@@ -33,6 +33,9 @@ class Ledger(Protocol):
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None: ...
 
+    def reserve_at_once(self, counters: list[Counter], amount: float) -> Denied | list[float] | None:
+        """`reserve` without waiting where that is possible (this process); None if the caller must await it."""
+
     def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
         """Settle without waiting, where that is possible (this process, or a message to the node): True if
         done; False if the caller must await `settle` (a round trip to Redis)."""
@@ -76,6 +79,9 @@ class LocalLedger:
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:
         self.settle_now(names, reserved, actual)
+
+    def reserve_at_once(self, counters: list[Counter], amount: float) -> Denied | list[float] | None:
+        return self.reserve_now(counters, amount)
 
     def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
         self.settle_now(names, reserved, actual)
@@ -194,6 +200,9 @@ class RedisLedger:
         if int(answer[0]) != 0:
             return Denied(counters[int(answer[0]) - 1], float(answer[1]))
         return [float(v) for v in answer[1:]]
+
+    def reserve_at_once(self, counters: list[Counter], amount: float) -> Denied | list[float] | None:
+        return None
 
     def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
         return False

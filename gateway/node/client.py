@@ -217,6 +217,9 @@ class NodeLedger:
         if names:
             self.client.cast(wire.Settle(names, reserved, actual))
 
+    def reserve_at_once(self, counters: list[Counter], amount: float) -> Denied | list[float] | None:
+        return None
+
     def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
         if names:
             self.client.cast(wire.Settle(names, reserved, actual))

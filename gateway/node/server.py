@@ -60,6 +60,8 @@ class NodeState:
             return [1, m.names.index(admitted.bucket.name), admitted.remaining, admitted.retry_after]
         if isinstance(admitted, SlotsFull):
             return [2, m.slots.index(admitted.name)]
+        if m.slots:
+            sender.slots[m.token] = m.slots
         return [0, *admitted]
 
     def _give(self, m: wire.Give, sender: Worker) -> None:
@@ -67,10 +69,13 @@ class NodeState:
 
     def _acquire(self, m: wire.Acquire, sender: Worker) -> Any:
         full = self.limiter.acquire_now(list(zip(m.names, m.limits)), m.token)
+        if full is None:
+            sender.slots[m.token] = m.names
         return m.names.index(full[0]) + 1 if full is not None else 0
 
     def _release(self, m: wire.Release, sender: Worker) -> None:
         self.limiter.release_now(m.names, m.token)
+        sender.slots.pop(m.token, None)
 
     def _reserve(self, m: wire.Reserve, sender: Worker) -> Any:
         reserved = self.ledger.reserve_now([Counter(*c) for c in m.counters], m.amount)
@@ -121,14 +126,21 @@ class Worker(asyncio.Protocol):
         self.state = state
         self.frames = wire.Frames(msgspec.msgpack.Decoder(wire.ToNode))
         self.transport: asyncio.Transport | None = None
+        self.slots: dict[str, list[str]] = {}  # request -> the slot sets it holds, until it releases them
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
         self.state.workers.add(self)
 
     def connection_lost(self, exc: Exception | None) -> None:
+        """A worker that dies leaves its requests' parallel slots to the others at once, not after
+        their ten-minute expiry. (Its budget reservations stay until their period ends: a budget
+        then admits less, never more.)"""
         self.state.workers.discard(self)
         self.transport = None
+        for token, names in self.slots.items():
+            self.state.limiter.release_now(names, token)
+        self.slots.clear()
 
     def send(self, data: bytes) -> None:
         if self.transport is not None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import operator
 from typing import Any
 
 import msgspec
@@ -44,8 +45,14 @@ SPOOL_VERSION = 1
 LINE_DECODER = msgspec.json.Decoder(list[Any])
 
 
+_VALUES = operator.attrgetter(*COLUMNS)
+_TAGS = COLUMNS.index("tags")
+
+
 def row_values(record: SpendRecord) -> list[Any]:
-    return [ENCODER.encode(record.tags).decode() if c == "tags" else getattr(record, c) for c in COLUMNS]
+    values = list(_VALUES(record))
+    values[_TAGS] = ENCODER.encode(record.tags).decode()
+    return values
 
 
 def spool_line(record: SpendRecord) -> bytes:
