@@ -20,7 +20,8 @@ ENV_PREFIX = "os.environ/"
 LEGACY_DATABASE = "gateway.db"
 LEGACY_SPOOL = "spool"
 
-RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing"]
+RoutingStrategy = Literal["simple-shuffle", "least-busy", "latency-based-routing", "usage-based-routing",
+                          "usage-based-routing-v2", "cost-based-routing"]
 
 
 class ConfigError(Exception):
@@ -258,7 +259,25 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
     try:
         return msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:
-        raise ConfigError(_readable(str(exc))) from None
+        raise ConfigError(_with_valid_values(_readable(str(exc)), str(exc))) from None
+
+
+def _with_valid_values(readable: str, message: str) -> str:
+    """An invalid enum value's error, with the values the field takes."""
+    text, sep, at = message.rpartition(" - at `")
+    if not sep or not text.startswith("Invalid enum value"):
+        return readable
+    node: Any = msgspec.inspect.type_info(Config)
+    for part in at.rstrip("`").removeprefix("$.").split("."):
+        name = part.split("[")[0]
+        fields = {f.name: f.type for f in node.fields} if isinstance(node, msgspec.inspect.StructType) else {}
+        node = fields.get(name)
+        while isinstance(node, (msgspec.inspect.UnionType, msgspec.inspect.ListType)):
+            inner = node.types if isinstance(node, msgspec.inspect.UnionType) else (node.item_type,)
+            node = next((t for t in inner if not isinstance(t, msgspec.inspect.NoneType)), None)
+    if isinstance(node, msgspec.inspect.LiteralType):
+        return f"{readable}; valid values: {', '.join(str(v) for v in node.values)}"
+    return readable
 
 
 def _resolve_env(value: Any, where: str) -> Any:

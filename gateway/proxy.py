@@ -155,6 +155,8 @@ class ProxyEndpoint:
         settled = Settlement(status, usage, cost, ctx.error, ctx.client_left,
                                               ctx.response is not None, meter.sent if meter is not None else 0,
                                               ended)
+        if usage is not None and ctx.deployment is not None:
+            ctx.deployment.record_usage(usage.total_tokens, ctx.started_wall)
         if ctx.admission is not None:
             self._release(ctx, float(usage.total_tokens) if usage is not None else 0.0)
         self.chain.on_settle(ctx, settled)

@@ -33,7 +33,7 @@ class Deployment:
         "headers", "timeout", "stream_timeout", "weight", "mode", "in_flight", "latency",
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
-        "pool_size", "ssl_verify", "endpoint", "pool",
+        "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
     )
 
     def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
@@ -100,6 +100,9 @@ class Deployment:
         self.cooldowns = 0  # times it was put to rest, for metrics
         self.alone = True
         self.latency: float | None = None
+        self.usage_minute = 0  # the minute (epoch seconds // 60) that usage_tokens counts
+        self.usage_tokens = 0.0
+        self.unit_cost = 0.0  # input plus output price of a token, for cost-based routing; set with the prices
 
     @property
     def is_wildcard(self) -> bool:
@@ -110,6 +113,15 @@ class Deployment:
             return self.model_template
         captured = _capture(self.group, requested)
         return self.model_template.replace("*", captured)
+
+    def record_usage(self, tokens: float, now: float) -> None:
+        minute = int(now // 60)
+        if minute != self.usage_minute:
+            self.usage_minute, self.usage_tokens = minute, 0.0
+        self.usage_tokens += tokens
+
+    def tokens_this_minute(self, now: float) -> float:
+        return self.usage_tokens if int(now // 60) == self.usage_minute else 0.0
 
     def record_latency(self, seconds: float) -> None:
         previous = self.latency
@@ -167,10 +179,28 @@ def lowest_latency(deployments: list[Deployment]) -> Deployment:
     return min(deployments, key=lambda d: d.latency or 0.0)
 
 
+def lowest_usage(deployments: list[Deployment]) -> Deployment:
+    """LiteLLM's usage-based routing: the fewest tokens this minute, as this process counted them
+    (those at their rpm/tpm are left out before); requests in flight break ties."""
+    now = time.time()
+    least = min(d.tokens_this_minute(now) for d in deployments)
+    fewest = [d for d in deployments if d.tokens_this_minute(now) == least]
+    return least_busy(fewest) if len(fewest) > 1 else fewest[0]
+
+
+def cheapest(deployments: list[Deployment]) -> Deployment:
+    """LiteLLM's cost-based routing: the lowest price a token (input plus output), ties at random."""
+    lowest = min(d.unit_cost for d in deployments)
+    return random.choice([d for d in deployments if d.unit_cost == lowest])
+
+
 STRATEGIES: dict[str, Strategy] = {
     "simple-shuffle": simple_shuffle,
     "least-busy": least_busy,
     "latency-based-routing": lowest_latency,
+    "usage-based-routing": lowest_usage,
+    "usage-based-routing-v2": lowest_usage,
+    "cost-based-routing": cheapest,
 }
 
 

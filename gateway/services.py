@@ -119,7 +119,11 @@ async def open_services(config: Config, router: Router) -> Services:
     else:
         ledger = LocalLedger()
         limiter = LocalLimiter()
-    return Services(config, router, store, accounts, authenticator, spool, writer, Pricing(), ledger, limiter,
+    pricing = Pricing()
+    for deployment in router.deployments:
+        price = pricing.price(deployment, deployment.model_template)
+        deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
+    return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
                     tallies, redis, link, node)
 
 

@@ -23,7 +23,7 @@ import pytest
 from aiohttp import web
 
 from tests.fakes import FakeUpstream, Seen
-from tests.harness import ROOT, Gateway, deployment
+from tests.harness import ROOT, Gateway, deployment, run_cli
 
 CHAT = {"messages": [{"role": "user", "content": "hello"}]}
 # Bounds on waits for events the test itself causes; never a measure of speed.
@@ -299,6 +299,53 @@ async def test_latency_based_routing_settles_on_the_fast_deployment(latency_base
     assert chosen[2:] == ["fast"] * 18, chosen
     assert len(received(slow_upstream, tag)) == 1
     assert len(received(upstream, tag)) == 19
+
+
+@pytest.fixture(scope="module")
+def cost_and_usage(upstream: FakeUpstream) -> Iterator[tuple[Gateway, Gateway]]:
+    priced = [ided("pair", upstream.base_url, "dear", input_cost_per_token=1e-3, output_cost_per_token=2e-3),
+              ided("pair", upstream.base_url, "cheap", input_cost_per_token=1e-9, output_cost_per_token=2e-9)]
+    even = [ided("pair", upstream.base_url, "left"), ided("pair", upstream.base_url, "right")]
+    with Gateway({"model_list": priced, "router_settings": {"routing_strategy": "cost-based-routing"}}) as cost, \
+            Gateway({"model_list": even, "router_settings": {"routing_strategy": "usage-based-routing-v2"}}) as usage:
+        yield cost, usage
+
+
+async def test_cost_based_routing_sends_everything_to_the_cheapest(
+        cost_and_usage: tuple[Gateway, Gateway], http: aiohttp.ClientSession) -> None:
+    cost, _ = cost_and_usage
+    chosen = [(await chat(http, f"{cost.url}/v1/chat/completions", "pair"))[2]["x-litellm-model-id"]
+              for _ in range(12)]
+    assert chosen == ["cheap"] * 12
+
+
+async def test_usage_based_routing_goes_to_the_deployment_with_fewer_tokens_this_minute(
+        cost_and_usage: tuple[Gateway, Gateway], http: aiohttp.ClientSession) -> None:
+    """Each answer uses as many tokens, so the other deployment is always behind: they alternate
+    (once more in a row at most, should the minute turn during the test)."""
+    _, usage = cost_and_usage
+    chosen = [(await chat(http, f"{usage.url}/v1/chat/completions", "pair"))[2]["x-litellm-model-id"]
+              for _ in range(12)]
+    repeats = sum(1 for a, b in zip(chosen, chosen[1:]) if a == b)
+    assert repeats <= 1 and chosen.count("left") in (5, 6, 7), chosen
+
+
+@pytest.mark.parametrize("strategy", ["usage-based-routing", "usage-based-routing-v2", "cost-based-routing",
+                                      "least-busy", "latency-based-routing", "simple-shuffle"])
+def test_every_litellm_routing_strategy_starts(strategy: str) -> None:
+    config = {"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+              "router_settings": {"routing_strategy": strategy}}
+    with Gateway(config) as gw:
+        assert "serving 1 deployments" in gw.log()
+
+
+def test_an_unknown_routing_strategy_names_the_valid_ones() -> None:
+    result = run_cli({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+                      "router_settings": {"routing_strategy": "round-robin"}}, timeout=10)
+    assert result.returncode == 2
+    assert ("router_settings.routing_strategy: Invalid enum value 'round-robin'; valid values: cost-based-routing, "
+            "latency-based-routing, least-busy, simple-shuffle, usage-based-routing, usage-based-routing-v2"
+            in result.stderr), result.stderr
 
 
 # --- Path prefixes -----------------------------------------------------------------------------------------------
