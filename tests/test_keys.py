@@ -159,6 +159,35 @@ async def test_wildcard_groups_in_a_keys_models(gateway: Gateway, http: aiohttp.
     assert (await chat(http, gateway, one_lab_model, "lab/large-model"))[0] == 401
 
 
+# Every field of LiteLLM's GenerateKeyRequest, as a pydantic client sends the ones it does not set.
+LITELLM_KEY_FIELDS = (
+    "key_alias", "duration", "models", "spend", "max_budget", "user_id", "team_id", "max_parallel_requests",
+    "metadata", "tpm_limit", "rpm_limit", "budget_duration", "allowed_cache_controls", "config", "permissions",
+    "model_max_budget", "model_rpm_limit", "model_tpm_limit", "guardrails", "blocked", "aliases", "tags",
+    "enforced_params", "allowed_routes", "soft_budget", "send_invite_email", "budget_id", "key_type",
+    "auto_rotate", "rotation_interval", "object_permission", "organization_id", "prompts", "budget_limits",
+)
+
+
+async def test_a_pydantic_clients_nulls_and_numeric_strings_are_read_as_litellm_reads_them(
+        gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    body: dict[str, Any] = dict.fromkeys(LITELLM_KEY_FIELDS)
+    body.update({"key_alias": "from-pydantic", "max_budget": "10", "rpm_limit": "7", "models": ["echo"]})
+    made = await generate(http, gateway, **body)
+    assert (made["max_budget"], made["rpm_limit"], made["models"]) == (10.0, 7, ["echo"])
+    assert (made["metadata"], made["tpm_limit"], made["blocked"]) == ({}, None, False)
+    status, updated = await call(http, "POST", f"{gateway.url}/key/update",
+                                 {**dict.fromkeys(LITELLM_KEY_FIELDS), "key": made["key"], "tpm_limit": "100"},
+                                 ADMIN)
+    assert status == 200, updated
+    assert (updated["tpm_limit"], updated["max_budget"], updated["key_alias"]) == (100, 10.0, "from-pydantic")
+    assert (await chat(http, gateway, bearer(made["key"])))[0] == 200
+    status, body = await call(http, "POST", f"{gateway.url}/key/generate", {"max_budget": "ten"}, ADMIN)
+    assert status == 400 and body["error"]["param"] == "max_budget"
+    status, body = await call(http, "POST", f"{gateway.url}/key/generate", {"not_a_litellm_field": 1}, ADMIN)
+    assert status == 400 and "not_a_litellm_field" in body["error"]["message"]
+
+
 async def test_key_aliases_rewrite_the_model(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     raw = (await generate(http, gateway, models=["echo"], aliases={"gpt-4": "echo"}))["key"]
     async with http.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-4", **CHAT},

@@ -252,8 +252,23 @@ async def test_user_update(api: Api) -> None:
     assert status == 200, body  # the new role holds at once for the user's keys
     by_email = await api.ok("POST", "/user/update", {"user_email": f"{user_id}@x.io", "models": ["echo"]})
     assert by_email["user_id"] == user_id and by_email["data"]["models"] == ["echo"]
-    cleared = await api.ok("POST", "/user/update", {"user_id": user_id, "max_budget": None, "budget_duration": None})
-    assert cleared["data"]["max_budget"] is None and cleared["data"]["budget_reset_at"] is None
+    # As in LiteLLM, null is the same as not sending the field: a pydantic client sends null for all it leaves out.
+    kept = await api.ok("POST", "/user/update", {"user_id": user_id, "max_budget": None, "budget_duration": None,
+                                                 "user_alias": None, "models": None, "metadata": None})
+    assert (kept["data"]["max_budget"], kept["data"]["user_alias"], kept["data"]["models"]) == (3.5, "B", ["echo"])
+    assert kept["data"]["budget_reset_at"] is not None
+
+
+async def test_team_and_user_bodies_as_litellm_clients_send_them(api: Api) -> None:
+    """nulls for what is not set (in team members too) and numbers as strings, as LiteLLM accepts them."""
+    team = await api.ok("POST", "/team/new", {
+        "team_alias": f"nulls-{uuid.uuid4().hex[:8]}", "models": None, "max_budget": "5", "tpm_limit": None,
+        "metadata": None, "members_with_roles": [{"role": "user", "user_id": "null-member", "user_email": None}]})
+    assert (team["max_budget"], team["models"], team["metadata"]) == (5.0, [], {})
+    assert [m["user_id"] for m in team["members_with_roles"]] == ["null-member"]
+    user = await api.ok("POST", "/user/new", {"user_id": f"nulls-{uuid.uuid4().hex[:8]}", "max_budget": None,
+                                              "models": None, "teams": None, "user_role": None, "rpm_limit": "3"})
+    assert (user["rpm_limit"], user["max_budget"], user["user_role"]) == (3, None, "internal_user")
 
 
 async def test_user_update_errors(api: Api) -> None:
@@ -627,7 +642,7 @@ BAD_INPUT = [
     ("/user/new", {"max_parallel_requests": 1.5}),
     ("/user/new", {"budget_duration": "forever"}), ("/user/new", {"duration": "-1"}), ("/user/new", {"models": "echo"}),
     ("/user/new", {"teams": [HUGE]}), ("/user/new", {"metadata": []}), ("/user/new", {"auto_create_key": "yes"}),
-    ("/user/new", {"user_role": None}), ("/user/new", {"key_alias": HUGE}), ("/user/new", []), ("/user/new", "x"),
+    ("/user/new", {"user_role": "owner"}), ("/user/new", {"key_alias": HUGE}), ("/user/new", []), ("/user/new", "x"),
     ("/user/new", {"metadata": {"blob": "x" * 70000}}),
     ("/user/update", {"user_id": 1}), ("/user/update", {"user_id": "u", "max_budget": 10**30}),
     ("/user/update", {"user_id": "u", "bogus": True}), ("/user/update", {"user_id": HUGE}),
@@ -636,7 +651,7 @@ BAD_INPUT = [
     ("/user/delete", {"user_ids": [HUGE]}), ("/user/delete", {"user_ids": [1]}),
     ("/user/delete", {"user_ids": ["u"], "x": 1}),
     ("/team/new", {"team_id": 1}), ("/team/new", {"team_id": HUGE}), ("/team/new", {"team_alias": HUGE}),
-    ("/team/new", {"max_budget": -5}), ("/team/new", {"max_budget": "5"}), ("/team/new", {"tpm_limit": 10**30}),
+    ("/team/new", {"max_budget": -5}), ("/team/new", {"max_budget": "five"}), ("/team/new", {"tpm_limit": 10**30}),
     ("/team/new", {"rpm_limit": 1e30}), ("/team/new", {"models": [1]}), ("/team/new", {"blocked": "no"}),
     ("/team/new", {"budget_duration": "soon"}), ("/team/new", {"nope": 1}), ("/team/new", {"metadata": "m"}),
     ("/team/new", {"members_with_roles": [{"role": "owner", "user_id": "a"}]}),

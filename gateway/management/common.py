@@ -57,11 +57,15 @@ async def body(request: web.Request, shape: type[T]) -> T:
     if not raw.strip():
         raw = b"{}"
     try:
-        value = msgspec.json.decode(raw, type=shape)
-    except msgspec.ValidationError as exc:
-        raise bad_request(f"invalid request body: {_readable(str(exc))}", _field_of(str(exc))) from None
+        parsed = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise bad_request(f"Invalid JSON payload: {exc}", "request_body") from None
+    try:
+        # As LiteLLM's request models read it: null is the same as leaving a field out (pydantic clients
+        # send null for every field they do not set), and "10" is 10 where a number is wanted.
+        value = msgspec.convert(without_nulls(parsed), type=shape, strict=False)
+    except msgspec.ValidationError as exc:
+        raise bad_request(f"invalid request body: {_readable(str(exc))}", _field_of(str(exc))) from None
     metadata = getattr(value, "metadata", None)
     if isinstance(metadata, dict) and len(orjson.dumps(metadata)) > MAX_METADATA_BYTES:
         raise bad_request(f"metadata is larger than {MAX_METADATA_BYTES} bytes", "metadata")
@@ -73,6 +77,27 @@ async def body(request: web.Request, shape: type[T]) -> T:
             except DurationError as exc:
                 raise bad_request(str(exc), field) from None
     return value
+
+
+def without_nulls(parsed: Any) -> Any:
+    """The body's own fields, and those of objects in its lists (team members), with nulls left out;
+    free-form maps (metadata) are kept as sent."""
+    if not isinstance(parsed, dict):
+        return parsed
+    kept: dict[str, Any] = {}
+    for name, value in parsed.items():
+        if value is None:
+            continue
+        if isinstance(value, list):
+            value = [{k: v for k, v in item.items() if v is not None} if isinstance(item, dict) else item
+                     for item in value]
+        elif isinstance(value, dict) and name in NESTED_BODIES:
+            value = without_nulls(value)
+        kept[name] = value
+    return kept
+
+
+NESTED_BODIES = frozenset({"member"})  # fields that hold a request model of their own, not free-form data
 
 
 def _field_of(message: str) -> str | None:
