@@ -96,10 +96,12 @@ class GeneralSettings(Struct):
     use_x_forwarded_for: bool | None = None
     health_check_interval: float | None = None
     background_health_checks: bool | None = None
+    store_model_in_db: bool | None = None
 
 
 class LiteLLMSettings(Struct):
     drop_params: bool | None = None
+    modify_params: bool | None = None
     num_retries: int | None = None
     request_timeout: float | None = None
     max_budget: float | None = None
@@ -194,16 +196,7 @@ class Config(Struct):
 def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
     """Read, resolve and type-check a config file; unknown keys go to `warn`."""
     path = Path(path)
-    try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except OSError as exc:
-        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
-    config = _parse(raw, warn)
+    config = _parse(_with_includes(_read_yaml(path), path, {path.resolve()}), warn)
     settings = config.gateway_settings
     folder = path.resolve().parent
     database = folder / (settings.database_path or f"{path.stem}.db")
@@ -215,6 +208,52 @@ def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
             warn.append(warning)
     settings.database_path, settings.spool_dir = str(database), str(spool)
     return config
+
+
+def _read_yaml(path: Path) -> Any:
+    try:
+        return yaml.safe_load(path.read_text())
+    except OSError as exc:
+        raise ConfigError(f"cannot read config {path}: {exc.strerror}") from None
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+        problem = getattr(exc, "problem", None) or type(exc).__name__
+        raise ConfigError(f"{path} is not valid YAML{where}: {problem}") from None
+
+
+def _with_includes(raw: Any, path: Path, seen: set[Path]) -> Any:
+    """LiteLLM's `include:` (a file or a list, relative to the including file): lists such as
+    model_list are joined, mappings merged with the including file's keys winning, and an included
+    file may include others."""
+    if not isinstance(raw, dict) or "include" not in raw:
+        return raw if raw is not None else {}
+    raw = dict(raw)
+    names = raw.pop("include")
+    for name in names if isinstance(names, list) else [names]:
+        if not isinstance(name, str):
+            raise ConfigError(f"{path}: include: expected file names, got {name!r}")
+        included_path = (path.parent / name).resolve()
+        if included_path in seen:
+            raise ConfigError(f"{path}: include: {name} includes itself")
+        included = _with_includes(_read_yaml(included_path), included_path, seen | {included_path})
+        if not isinstance(included, dict):
+            raise ConfigError(f"{included_path}: an included file must be a mapping at the top level")
+        raw = _merged(included, raw)
+    return raw
+
+
+def _merged(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
+    merged = dict(base)
+    for key, value in over.items():
+        before = merged.get(key)
+        if isinstance(before, list) and isinstance(value, list):
+            merged[key] = before + value
+        elif isinstance(before, dict) and isinstance(value, dict):
+            merged[key] = _merged(before, value)
+        else:
+            merged[key] = value
+    return merged
 
 
 def legacy_store_warning(database: Path, spool: Path) -> str | None:
@@ -257,9 +296,36 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
     if warn is not None:
         warn.extend(unknown_keys(Config, resolved, ""))
     try:
-        return msgspec.convert(resolved, Config, strict=False)
+        config = msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_with_valid_values(_readable(str(exc)), str(exc))) from None
+    if not config.model_list and not config.general_settings.store_model_in_db:
+        strays = [k for k in resolved if k not in Config.__struct_fields__]
+        hint = f" (unknown top-level keys: {', '.join(strays)}; a typo?)" if strays else ""
+        raise ConfigError(f"model_list is empty: the gateway would serve no model{hint}. List deployments under "
+                          "model_list, or set general_settings.store_model_in_db: true to add them later")
+    if warn is not None and (ignored := ignored_settings(resolved)):
+        warn.append(f"accepted for LiteLLM compatibility, but the gateway does not act on: {', '.join(ignored)}")
+    return config
+
+
+# LiteLLM settings a config may carry that change nothing here (the gateway passes bodies through,
+# logs at its own level, and reads client addresses from trusted_proxies).
+IGNORED_SETTINGS = {
+    "litellm_settings": ("drop_params", "set_verbose", "modify_params"),
+    "router_settings": ("enable_pre_call_checks",),
+    "general_settings": ("max_response_size_mb", "use_x_forwarded_for", "health_check_interval",
+                         "background_health_checks", "store_model_in_db"),
+}
+
+
+def ignored_settings(raw: dict[str, Any]) -> list[str]:
+    found = []
+    for section, names in IGNORED_SETTINGS.items():
+        values = raw.get(section)
+        if isinstance(values, dict):
+            found += [f"{section}.{name}" for name in names if values.get(name) not in (None, False)]
+    return found
 
 
 def _with_valid_values(readable: str, message: str) -> str:

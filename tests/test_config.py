@@ -12,6 +12,7 @@ import aiohttp
 import pytest
 import yaml
 
+from gateway.config import ConfigError, load_config
 from tests.fakes import FakeUpstream
 from tests.harness import ROOT, Gateway, deployment, free_port, run_cli
 
@@ -100,6 +101,11 @@ REFUSED = [
     pytest.param(
         {"model_list": [{"litellm_params": {"model": "mock/a"}}]},
         ["model_list[0]", "model_name"], id="entry-without-model-name"),
+    pytest.param("", ["model_list is empty", "store_model_in_db"], id="empty-file"),
+    pytest.param({"general_settings": {"master_key": "sk-x"}}, ["model_list is empty"], id="no-models"),
+    pytest.param({"model_lists": [mock("a")]}, ["model_list is empty", "model_lists; a typo?"], id="typo-top-level"),
+    pytest.param({"model_list": [mock("a")], "include": "missing.yaml"}, ["cannot read config", "missing.yaml"],
+                 id="include-missing"),
 ]
 
 
@@ -238,6 +244,43 @@ litellm_settings:
 router_settings:
 environment_variables:
 """
+
+
+async def test_include_joins_model_lists_and_merges_settings(tmp_path: Path, http: aiohttp.ClientSession) -> None:
+    """LiteLLM's `include:`: files beside the config, their model_list joined to the config's own,
+    their settings merged under the config's (which win), and includes within includes."""
+    (tmp_path / "models.yaml").write_text(yaml.safe_dump({
+        "include": ["more-models.yaml"], "model_list": [mock("included")],
+        "router_settings": {"num_retries": 5, "allowed_fails": 9}}))
+    (tmp_path / "more-models.yaml").write_text(yaml.safe_dump({"model_list": [mock("nested")]}))
+    config = tmp_path / "main.yaml"
+    config.write_text(yaml.safe_dump({"include": "models.yaml", "model_list": [mock("own")],
+                                      "router_settings": {"num_retries": 1}}))
+    loaded = load_config(config)
+    assert [m.model_name for m in loaded.model_list] == ["nested", "included", "own"]
+    assert (loaded.router_settings.num_retries, loaded.router_settings.allowed_fails) == (1, 9)
+    gateway = Gateway("")
+    gateway.config_path = config
+    with gateway:
+        async with http.get(f"{gateway.url}/v1/models") as r:
+            assert sorted(m["id"] for m in (await r.json())["data"]) == ["included", "nested", "own"]
+    (tmp_path / "loop.yaml").write_text(yaml.safe_dump({"include": "loop.yaml", "model_list": [mock("x")]}))
+    with pytest.raises(ConfigError, match="includes itself"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_settings_accepted_but_not_acted_on_are_named_at_start() -> None:
+    config = {"model_list": [mock("a")], "litellm_settings": {"drop_params": True, "set_verbose": False},
+              "router_settings": {"enable_pre_call_checks": True}}
+    with running(config) as gw:
+        warnings = [line for line in gw.log().splitlines() if "does not act on" in line]
+    assert len(warnings) == 1 and warnings[0].endswith(
+        "litellm_settings.drop_params, router_settings.enable_pre_call_checks"), warnings
+
+
+def test_store_model_in_db_allows_starting_without_models() -> None:
+    with running({"general_settings": {"store_model_in_db": True}}) as gw:
+        assert "serving 0 deployments" in gw.log()
 
 
 def test_sections_left_empty_start() -> None:

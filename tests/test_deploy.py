@@ -242,7 +242,7 @@ def test_the_config_is_read_from_one_documented_path(tmp_path: Path) -> None:
     assert any(m["mountPath"] == path for m in gateway_container()["volumeMounts"])
     # The spool is named after the config and goes next to it, so /app must be the gateway user's to write.
     config = tmp_path / Path(path).name
-    config.write_text("model_list: []\n")
+    config.write_text("model_list: [{model_name: m, litellm_params: {model: mock/m}}]\n")
     spool = Path(path).parent / Path(load_config(config).gateway_settings.spool_dir).name
     assert str(spool) == "/app/config.spool"
     assert any(m["mountPath"] == str(spool) for m in gateway_container()["volumeMounts"])

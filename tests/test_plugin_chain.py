@@ -126,6 +126,7 @@ def test_idle_phases_are_left_out_of_the_chain(tmp_path: Path) -> None:
     (["auth", "auth"], "more than once"),
 ])
 def test_bad_plugin_lists_stop_the_start(plugins: list[Any], words: str) -> None:
-    result = run_cli({"model_list": [], "gateway_settings": {"plugins": plugins}})
+    result = run_cli({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+                      "gateway_settings": {"plugins": plugins}})
     assert result.returncode == 2
     assert words in result.stderr

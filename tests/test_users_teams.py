@@ -702,7 +702,8 @@ CONFIG_TEAMS = [{"team_id": f"start-{i}", "team_alias": f"Start {i}", "max_budge
 async def test_instances_starting_together_each_write_the_config_teams(database_url: str, tmp_path: Path) -> None:
     """Every instance reads, misses and inserts the config's teams at start; the loser of that race must
     take the winner's row rather than die on the unique id."""
-    config = parse_config({"model_list": [], "teams": CONFIG_TEAMS})
+    config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {"model": "mock/m"}}],
+                           "teams": CONFIG_TEAMS})
     stores = [Store(await open_database(database_url, str(tmp_path / "unused.db"))) for _ in range(4)]
     for store in stores:
         await store.start()
