@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 from gateway.access_log import AccessLog
 from gateway.config import Config
 from gateway.context import parse_networks
+from gateway.cors import add_cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
@@ -95,6 +96,7 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
         app[READINESS].append(_redis_check(services.redis))
     app.on_cleanup.append(_close)
     _add_routes(app, access_source)
+    add_cors(app, config.gateway_settings.cors_allow_origins)
     return app
 
 

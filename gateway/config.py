@@ -175,6 +175,8 @@ class GatewaySettings(Struct):
 
     path_prefixes: list[str] = []
     trusted_proxies: list[str] = []
+    # Origins a browser app may call the gateway from, as LiteLLM allows every one; [] turns CORS off.
+    cors_allow_origins: list[str] = msgspec.field(default_factory=lambda: ["*"])
     tracking_header_prefix: str = "x-litellm-"
     drain_timeout: float = 30.0
     connect_timeout: float = 10.0

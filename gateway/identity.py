@@ -17,7 +17,10 @@ from gateway.store.records import KeyRecord, TeamRecord, UserRecord
 log = logging.getLogger("gateway.auth")
 
 PROXY_ADMIN = "proxy_admin"
-# Checked after the configured header, in this order: OpenAI, Azure, Anthropic and Google clients.
+# LiteLLM's own header, for clients whose Authorization carries something else (a provider's key): it wins.
+LITELLM_KEY_HEADER = "x-litellm-api-key"
+# Checked after the configured header, LiteLLM's and Authorization, in this order: Azure, Anthropic and
+# Google clients.
 KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 
 
@@ -73,8 +76,8 @@ class Authenticator:
 
     def extract(self, headers: CIMultiDictProxy[str]) -> str | None:
         """The raw key the client sent, from the first header that carries one."""
-        if self.key_header:
-            value = headers.get(self.key_header)
+        for name in (self.key_header, LITELLM_KEY_HEADER):
+            value = headers.get(name) if name else None
             if value:
                 return _strip_scheme(value) or value.strip()
         authorization = headers.get("Authorization")

@@ -144,6 +144,17 @@ async def test_a_group_alias_is_allowed_where_its_group_is(gateway: Gateway, htt
     assert (await chat(http, gateway, by_alias, "gpt-echo"))[0] == 200
 
 
+async def test_x_litellm_api_key_is_read_and_wins_over_authorization(gateway: Gateway,
+                                                                     http: aiohttp.ClientSession) -> None:
+    raw = (await generate(http, gateway, models=["echo"]))["key"]
+    for value in (raw, f"Bearer {raw}"):
+        assert (await chat(http, gateway, {"x-litellm-api-key": value}))[0] == 200
+    # Authorization may then carry a provider's key, which is not ours to check.
+    both = {"x-litellm-api-key": raw, "Authorization": "Bearer sk-ant-provider-key"}
+    assert (await chat(http, gateway, both))[0] == 200
+    assert (await chat(http, gateway, {"x-litellm-api-key": "sk-made-up-key-0000"}))[0] == 401
+
+
 async def test_wildcard_groups_in_a_keys_models(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     """As LiteLLM: a key allowed `lab/*` may call any model the wildcard group serves, and no other."""
     lab_only = bearer((await generate(http, gateway, models=["lab/*"]))["key"])

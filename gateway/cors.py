@@ -1,0 +1,58 @@
+"""CORS as LiteLLM's proxy answers it (Starlette's CORSMiddleware with every origin, method and
+header allowed, credentials too), so browser apps can call the gateway: preflights are answered
+here, and answers to an allowed origin carry its Access-Control headers. The origins are
+`gateway_settings.cors_allow_origins` (["*"] by default; [] turns CORS off)."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from gateway.errors import ApiError
+
+METHODS = "DELETE, GET, HEAD, OPTIONS, PATCH, POST, PUT"
+MAX_AGE = "600"
+
+
+class Cors:
+    __slots__ = ("any_origin", "origins")
+
+    def __init__(self, origins: list[str]) -> None:
+        self.any_origin = "*" in origins
+        self.origins = frozenset(o.rstrip("/") for o in origins)
+
+    def allows(self, origin: str) -> bool:
+        return self.any_origin or origin in self.origins
+
+    async def mark(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
+        """on_response_prepare: an answer to an allowed origin says so (the origin itself, since
+        credentials are allowed and a browser refuses `*` with them)."""
+        origin = request.headers.get("Origin")
+        if origin is None or not self.allows(origin) or "Access-Control-Allow-Origin" in response.headers:
+            return
+        headers = response.headers
+        headers["Access-Control-Allow-Origin"] = origin
+        headers["Access-Control-Allow-Credentials"] = "true"
+        headers.add("Vary", "Origin")
+
+    async def preflight(self, request: web.Request) -> web.StreamResponse:
+        origin = request.headers.get("Origin")
+        method = request.headers.get("Access-Control-Request-Method")
+        if origin is None or method is None:
+            return web.Response(status=200, headers={"Allow": METHODS})
+        if not self.allows(origin):
+            return ApiError(400, f"Disallowed CORS origin {origin!r}", "invalid_request_error").response(
+                {"Vary": "Origin"})
+        headers = {"Access-Control-Allow-Origin": origin, "Access-Control-Allow-Credentials": "true",
+                   "Access-Control-Allow-Methods": METHODS, "Access-Control-Max-Age": MAX_AGE, "Vary": "Origin"}
+        asked = request.headers.get("Access-Control-Request-Headers")
+        if asked:
+            headers["Access-Control-Allow-Headers"] = asked
+        return web.Response(status=200, text="OK", headers=headers)
+
+
+def add_cors(app: web.Application, origins: list[str]) -> None:
+    if not origins:
+        return
+    cors = Cors(origins)
+    app.on_response_prepare.append(cors.mark)
+    app.router.add_route("OPTIONS", "/{tail:.*}", cors.preflight)
