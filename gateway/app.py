@@ -13,7 +13,7 @@ from aiohttp.typedefs import Handler
 from gateway.access_log import AccessLog
 from gateway.config import Config
 from gateway.context import parse_networks
-from gateway.cors import add_cors
+from gateway.cors import Cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
@@ -33,6 +33,7 @@ ROUTER = web.AppKey("router", Router)
 POOLS = web.AppKey("pools", Pools)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
 CHAIN = web.AppKey("chain", Chain)
+CORS = web.AppKey("cors", Cors)
 DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
@@ -59,6 +60,8 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
+        if request.method == "OPTIONS" and exc.status in (404, 405) and (cors := request.app.get(CORS)) is not None:
+            return await cors.preflight(request)  # no route has OPTIONS: CORS answers them all
         if exc.status == 404:
             return not_found(request).response()
         if exc.status == 405:
@@ -96,7 +99,9 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
         app[READINESS].append(_redis_check(services.redis))
     app.on_cleanup.append(_close)
     _add_routes(app, access_source)
-    add_cors(app, config.gateway_settings.cors_allow_origins)
+    if config.gateway_settings.cors_allow_origins:
+        cors = app[CORS] = Cors(config.gateway_settings.cors_allow_origins)
+        app.on_response_prepare.append(cors.mark)
     return app
 
 
