@@ -93,7 +93,7 @@ class Budget(Plugin):
             ledger = self.local
             outcome = await ledger.reserve(counters, amount)
         if isinstance(outcome, Denied):
-            raise self.exceeded(ctx, outcome)
+            raise self.exceeded(ctx, outcome, amount)
         self.hold(ctx, Reservation(counters, amount, outcome, ledger, limited))
         if limited:
             ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome)
@@ -116,7 +116,7 @@ class Budget(Plugin):
                           + output * price.output_cost_per_token)
         return highest
 
-    def exceeded(self, ctx: Ctx, denied: Denied) -> ApiError:
+    def exceeded(self, ctx: Ctx, denied: Denied, amount: float) -> ApiError:
         kind = denied.counter.name.split(":", 1)[0]
         caller = ctx.caller
         who = {
@@ -126,8 +126,23 @@ class Budget(Plugin):
             "user": f"User={caller.user.user_id} " if caller is not None and caller.user else "",
             "proxy": "Proxy ",
         }[kind]
-        return ApiError(self.status, f"Budget has been exceeded! {who}Current cost: {denied.spent}, "
-                        f"Max budget: {denied.counter.limit}", "budget_exceeded", None, str(self.status))
+        message = f"Budget has been exceeded! {who}Current cost: {denied.spent}, Max budget: {denied.counter.limit}"
+        if denied.counter.limit > 0 and denied.spent < denied.counter.limit:
+            message += self.why_reserved(ctx, denied, amount)
+        return ApiError(self.status, message, "budget_exceeded", None, str(self.status))
+
+    def why_reserved(self, ctx: Ctx, denied: Denied, amount: float) -> str:
+        """The budget is not spent: this request's reservation is what does not fit. Say so, with the
+        amounts, and how to reserve less."""
+        left = max(0.0, denied.counter.limit - denied.spent - denied.reserved)
+        in_flight = f" ({denied.reserved:.6g} is held by requests in flight)" if denied.reserved > 0 else ""
+        _, asked = ctx.reserved_tokens()
+        output = (f"its max_tokens of {asked}" if asked else "as many output tokens as the model's max_output_tokens, "
+                  f"else gateway_settings.reserve_output_tokens ({self.reserve_output_tokens}), as it sets no "
+                  "max_tokens")
+        return (f". Not spent yet: this request is held to what it may cost, {amount:.6g} (its prompt and "
+                f"{output}, at the priciest deployment of {ctx.requested_model}), and {left:.6g} is left"
+                f"{in_flight}. Set a lower max_tokens to reserve less.")
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         reservation = self.held(ctx, Reservation)

@@ -65,7 +65,7 @@ async def test_two_hundred_concurrent_requests_fit_ten(gateway: Gateway, http: a
     error = next(body for status, body, _ in results if status == 429)["error"]
     assert error["type"] == "budget_exceeded" and error["code"] == "429"
     assert error["message"].startswith("Budget has been exceeded! Key=ten Current cost: ")
-    assert error["message"].endswith(f"Max budget: {ROOM_FOR_TEN}")
+    assert f"Max budget: {ROOM_FOR_TEN}. Not spent yet" in error["message"]  # 0.0065 left, a request is 0.013
     assert (await chat(http, gateway, key["key"]))[0] == 429  # still full once everything has settled
 
 
@@ -95,6 +95,23 @@ async def test_team_budget_from_the_config(gateway: Gateway, http: aiohttp.Clien
     assert [s for s, _, _ in results].count(200) == 10
     message = next(body for status, body, _ in results if status == 429)["error"]["message"]
     assert message.startswith("Budget has been exceeded! Team=frugal ")
+
+
+async def test_a_refused_reservation_says_why_and_how_to_reserve_less(gateway: Gateway,
+                                                                      http: aiohttp.ClientSession) -> None:
+    """Nothing spent, but a request with no max_tokens reserves 1024 output tokens (2.057 here), more than
+    the budget of 1: the refusal says so instead of only "Current cost: 0.0"."""
+    key = await new_key(http, gateway, max_budget=1.0, key_alias="reserving")
+    body = {"model": "metered", "messages": MESSAGES}
+    async with http.post(f"{gateway.url}/v1/chat/completions", json=body,
+                         headers={"Authorization": f"Bearer {key['key']}"}) as r:
+        assert r.status == 429
+        message = (await r.json())["error"]["message"]
+    assert message.startswith("Budget has been exceeded! Key=reserving Current cost: 0.0, Max budget: 1.0. "
+                              "Not spent yet: this request is held to what it may cost, 2.057 ")
+    assert "reserve_output_tokens (1024)" in message and "1 is left" in message
+    assert message.endswith("Set a lower max_tokens to reserve less.")
+    assert (await chat(http, gateway, key["key"]))[0] == 200  # max_tokens 2: it fits
 
 
 async def test_user_budget(gateway: Gateway, http: aiohttp.ClientSession) -> None:

@@ -25,6 +25,7 @@ class Counter(NamedTuple):
 class Denied(NamedTuple):
     counter: Counter
     spent: float
+    reserved: float = 0.0  # by requests in flight
 
 
 class Ledger(Protocol):
@@ -98,7 +99,7 @@ class LocalLedger:
         state = [self._get(c) for c in counters]
         for counter, (spent, reserved, _) in zip(counters, state):
             if _over(counter.limit, spent, reserved, amount):
-                return Denied(counter, spent)
+                return Denied(counter, spent, reserved)
         for entry in state:
             entry[1] += amount
         return [entry[0] for entry in state]
@@ -146,7 +147,7 @@ for i, key in ipairs(KEYS) do
   local spent = tonumber(redis.call('HGET', key, 'spent'))
   local reserved = tonumber(redis.call('HGET', key, 'reserved'))
   if limit <= 0 or spent + reserved + amount > limit * (1 + 1e-9) then
-    return {i, tostring(spent)}
+    return {i, tostring(spent), tostring(reserved)}
   end
 end
 local spent = {0}
@@ -198,7 +199,7 @@ class RedisLedger:
             args += [repr(counter.limit), repr(counter.baseline), repr(counter.expires_at or 0)]
         answer = await self._reserve(keys=[self._key(c.name) for c in counters], args=args)
         if int(answer[0]) != 0:
-            return Denied(counters[int(answer[0]) - 1], float(answer[1]))
+            return Denied(counters[int(answer[0]) - 1], float(answer[1]), float(answer[2]))
         return [float(v) for v in answer[1:]]
 
     def reserve_at_once(self, counters: list[Counter], amount: float) -> Denied | list[float] | None:

@@ -210,7 +210,7 @@ class NodeLedger:
         rows = [(c.name, c.limit, c.baseline, c.expires_at) for c in counters]
         answer = await self.client.call(lambda id: wire.Reserve(id, rows, amount))
         if answer[0]:
-            return Denied(counters[answer[1]], answer[2])
+            return Denied(counters[answer[1]], answer[2], answer[3])
         return [float(v) for v in answer[1:]]
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:

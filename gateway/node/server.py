@@ -79,7 +79,7 @@ class NodeState:
 
     def _reserve(self, m: wire.Reserve, sender: Worker) -> Any:
         reserved = self.ledger.reserve_now([Counter(*c) for c in m.counters], m.amount)
-        return [1, [c[0] for c in m.counters].index(reserved.counter.name), reserved.spent] \
+        return [1, [c[0] for c in m.counters].index(reserved.counter.name), reserved.spent, reserved.reserved] \
             if isinstance(reserved, Denied) else [0, *reserved]
 
     def _settle(self, m: wire.Settle, sender: Worker) -> None:
