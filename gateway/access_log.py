@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import sys
 import time
 from typing import TYPE_CHECKING, TextIO
@@ -16,10 +17,18 @@ from typing import TYPE_CHECKING, TextIO
 import orjson
 
 if TYPE_CHECKING:
+    from aiohttp import web
+
     from gateway.context import Ctx
     from gateway.settlement import Settlement
 
 FLUSH_INTERVAL = 0.2
+# A key in a path (/key/sk-.../regenerate) is logged by its last four characters, as keys are everywhere.
+KEY_IN_PATH = re.compile(r"sk-[^/]*([^/]{4})")
+
+
+def secret_free(path: str) -> str:
+    return KEY_IN_PATH.sub(r"sk-...\1", path)
 # Enabled when the `gateway.access` logger is on for INFO (the default; `--log-level warning` turns it off).
 LOGGER = logging.getLogger("gateway.access")
 
@@ -61,6 +70,28 @@ class AccessLog:
         if settled.error is not None:
             line += f" error={settled.error.message!r}"
         self.lines.append(line + "\n")
+        if self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
+    def record_other(self, request: web.BaseRequest, status: int, seconds: float) -> None:
+        """A request the proxy did not serve (management, info, health): method, path (keys in it
+        shortened), status, latency and caller, never a secret."""
+        now = time.time()
+        path = secret_free(request.path)
+        caller = request.get("caller_label")
+        client = request.remote
+        if self.json:
+            entry = {
+                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+                "level": "INFO", "logger": self.source, "message": "request", "method": request.method,
+                "path": path, "status": status, "latency_ms": round(seconds * 1000, 3), "client_ip": client,
+                "key": caller,
+            }
+            self.lines.append(orjson.dumps(entry).decode() + "\n")
+        else:
+            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
+            self.lines.append(f"{stamp},{int(now % 1 * 1000):03d} INFO {self.source}: {request.method} {path} "
+                              f"status={status} ms={seconds * 1000:.1f} client={client} key={caller}\n")
         if self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import time
 from typing import Any
 
 from aiohttp import web
@@ -34,6 +35,7 @@ POOLS = web.AppKey("pools", Pools)
 READINESS = web.AppKey("readiness", list[ReadinessCheck])
 CHAIN = web.AppKey("chain", Chain)
 CORS = web.AppKey("cors", Cors)
+ACCESS_LOG = web.AppKey("access_log", AccessLog)
 DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
@@ -52,7 +54,23 @@ def path_prefixes(config: Config) -> list[str]:
 
 @web.middleware
 async def openai_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Whatever goes wrong, the client gets the OpenAI envelope and the process goes on."""
+    """Whatever goes wrong, the client gets the OpenAI envelope and the process goes on. Requests the
+    proxy does not log itself (management, model info, /health) get their access log line here."""
+    if isinstance(getattr(handler, "__self__", None), ProxyEndpoint):
+        return await _enveloped(request, handler)
+    started = time.perf_counter()
+    response = await _enveloped(request, handler)
+    access_log = request.app.get(ACCESS_LOG)
+    if access_log is not None and not request.path.endswith(PROBES):
+        access_log.record_other(request, response.status, time.perf_counter() - started)
+    return response
+
+
+# Liveness and readiness probes come every few seconds from the orchestrator: not logged.
+PROBES = ("/health/liveliness", "/health/liveness", "/health/readiness")
+
+
+async def _enveloped(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
         return await handler(request)
     except ApiError as error:
@@ -148,6 +166,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     pricing = app[SERVICES].pricing
     in_flight = app[IN_FLIGHT] = InFlight(settings.max_in_flight)
     if access_log is not None:
+        app[ACCESS_LOG] = access_log
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
     deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router,
                                                                        config.gateway_settings.fail_open)

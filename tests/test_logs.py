@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 from typing import Any
 
 import aiohttp
@@ -105,3 +106,38 @@ async def test_warning_level_turns_the_access_log_off(upstream: FakeUpstream, ht
         assert await request(http, gw, MASTER, "req-quiet") == 200
         await asyncio.sleep(0.5)  # past the access log's flush interval
         assert "req-quiet" not in gw.log()
+
+
+@pytest.mark.parametrize("json_logs", [False, True])
+async def test_management_requests_are_in_the_access_log_without_secrets(
+        upstream: FakeUpstream, http: aiohttp.ClientSession, json_logs: bool) -> None:
+    with Gateway(config(upstream, json_logs=json_logs)) as gw:
+        async with http.post(f"{gw.url}/key/generate", headers=ADMIN, json={"key_alias": "mgmt"}) as r:
+            key = (await r.json())["key"]
+        async with http.get(f"{gw.url}/key/info", params={"key": key}, headers=ADMIN) as r:
+            assert r.status == 200
+        async with http.post(f"{gw.url}/key/{key}/regenerate", headers=ADMIN) as r:
+            assert r.status == 200
+        async with http.get(f"{gw.url}/user/list", headers={"Authorization": f"Bearer {key}"}) as r:
+            assert r.status == 401  # the old key, regenerated away
+        wanted = [("POST", "/key/generate", 200), ("GET", "/key/info", 200),
+                  ("POST", f"/key/sk-...{key[-4:]}/regenerate", 200), ("GET", "/user/list", 401)]
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE
+        while True:
+            log = gw.log()
+            if json_logs:
+                lines = [orjson.loads(line) for line in log.splitlines() if line.strip()]
+                seen = [(e["method"], e["path"], e["status"]) for e in lines if "method" in e and "model" not in e]
+                callers = [e["key"] for e in lines if "method" in e and "model" not in e]
+            else:
+                found = re.findall(r"gateway\.access: (\w+) (\S+) status=(\d+) ms=[\d.]+ client=\S+ key=(\S+)", log)
+                seen = [(m, p, int(s)) for m, p, s, _ in found]
+                callers = [c for *_, c in found]
+            if seen == wanted:
+                break
+            assert loop.time() < deadline, (seen, log)
+            await asyncio.sleep(0.1)
+        assert callers[:3] == ["master"] * 3
+        for secret in (MASTER, key):
+            assert secret not in log

@@ -35,8 +35,13 @@ def services(request: web.Request) -> Services:
     return request.app[SERVICES]
 
 
+CALLER_LABEL = "caller_label"  # what the access log names the caller by
+
+
 async def caller(request: web.Request) -> Caller:
-    return await services(request).authenticator.authenticate(request.headers)
+    who = await services(request).authenticator.authenticate(request.headers)
+    request[CALLER_LABEL] = who.label
+    return who
 
 
 async def admin(request: web.Request) -> Caller:
