@@ -199,6 +199,29 @@ async def test_a_pydantic_clients_nulls_and_numeric_strings_are_read_as_litellm_
     assert status == 400 and "not_a_litellm_field" in body["error"]["message"]
 
 
+async def test_litellm_key_fields_we_do_not_act_on_are_kept_and_shown(gateway: Gateway,
+                                                                      http: aiohttp.ClientSession) -> None:
+    made = await generate(http, gateway, key_alias="kept-fields", key_type="llm_api", guardrails=["pii"],
+                          allowed_routes=["/chat/completions"], auto_rotate=True, rotation_interval="30d",
+                          budget_limits=[{"budget_limit": 10, "time_period": "1d"}], spend=1.5)
+    assert (made["key_type"], made["guardrails"], made["auto_rotate"]) == ("llm_api", ["pii"], True)
+    assert made["spend"] == 1.5  # spend is a column: it is set
+    assert "extra" not in made
+    status, updated = await call(http, "POST", f"{gateway.url}/key/update",
+                                 {"key_alias": "kept-fields", "guardrails": ["pii", "toxicity"], "tpm_limit": 50},
+                                 ADMIN)
+    assert status == 200, updated
+    assert (updated["guardrails"], updated["key_type"], updated["tpm_limit"]) == (["pii", "toxicity"], "llm_api", 50)
+    status, info = await call(http, "GET", f"{gateway.url}/key/info?key={made['key']}", None, ADMIN)
+    assert info["info"]["allowed_routes"] == ["/chat/completions"] and info["info"]["rotation_interval"] == "30d"
+    status, body = await call(http, "POST", f"{gateway.url}/key/update", {"key_alias": "no-such-alias"}, ADMIN)
+    assert status == 404
+    status, body = await call(http, "POST", f"{gateway.url}/key/update", {"tpm_limit": 5}, ADMIN)
+    assert status == 400 and "key_alias" in body["error"]["message"]
+    status, body = await call(http, "POST", f"{gateway.url}/key/generate", {"extra": {"x": 1}}, ADMIN)
+    assert status == 400  # the store's own column is not a request field
+
+
 async def test_key_aliases_rewrite_the_model(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     raw = (await generate(http, gateway, models=["echo"], aliases={"gpt-4": "echo"}))["key"]
     async with http.post(f"{gateway.url}/v1/chat/completions", json={"model": "gpt-4", **CHAT},

@@ -270,6 +270,18 @@ async def test_team_and_user_bodies_as_litellm_clients_send_them(api: Api) -> No
                                               "models": None, "teams": None, "user_role": None, "rpm_limit": "3"})
     assert (user["rpm_limit"], user["max_budget"], user["user_role"]) == (3, None, "internal_user")
 
+    # LiteLLM's fields the gateway does not act on are kept and shown back; spend is a column, and set.
+    kept_team = await api.ok("POST", "/team/new", {"team_alias": f"kept-{uuid.uuid4().hex[:8]}",
+                                                   "guardrails": ["pii"], "team_member_budget": 5, "tags": ["a"]})
+    assert (kept_team["guardrails"], kept_team["team_member_budget"], kept_team["tags"]) == (["pii"], 5, ["a"])
+    changed = await api.ok("POST", "/team/update", {"team_id": kept_team["team_id"], "tags": ["b"], "tpm_limit": 9})
+    assert (changed["data"]["tags"], changed["data"]["guardrails"], changed["data"]["tpm_limit"]) == (["b"], ["pii"], 9)
+    kept_user = await api.ok("POST", "/user/update", {"user_id": user["user_id"], "aliases": {"a": "b"},
+                                                      "spend": "2.5", "auto_create_key": False})
+    assert (kept_user["data"]["aliases"], kept_user["data"]["spend"]) == ({"a": "b"}, 2.5)
+    info = await api.ok("GET", "/user/info", user_id=user["user_id"])
+    assert info["user_info"]["aliases"] == {"a": "b"} and "extra" not in info["user_info"]
+
 
 async def test_user_update_errors(api: Api) -> None:
     status, body = await api.post("/user/update", {"user_id": "ghost-user", "max_budget": 1})

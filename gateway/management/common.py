@@ -138,6 +138,8 @@ TIME_FIELDS = ("created_at", "updated_at", "expires", "budget_reset_at")
 def view(record: Record) -> dict[str, Any]:
     """A record as LiteLLM shows it: every field, times as ISO 8601."""
     data: dict[str, Any] = msgspec.to_builtins(record)
+    for name, value in data.pop("extra", {}).items():
+        data.setdefault(name, value)
     for field in TIME_FIELDS:
         if field in data:
             data[field] = iso(data[field])
@@ -146,6 +148,14 @@ def view(record: Record) -> dict[str, Any]:
 
 def json(payload: Any, status: int = 200) -> web.Response:
     return web.Response(status=status, body=orjson.dumps(payload), content_type="application/json")
+
+
+def with_extra(fields: dict[str, Any], extra_names: frozenset[str], kept: dict[str, Any]) -> dict[str, Any]:
+    """Fields of LiteLLM's that are only kept (`extra_names`) moved into `extra`, over what was `kept`."""
+    extra = {name: fields.pop(name) for name in list(fields) if name in extra_names}
+    if extra:
+        fields["extra"] = {**kept, **extra}
+    return fields
 
 
 def set_fields(request: msgspec.Struct) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from gateway.management.common import (
     set_fields,
     total_pages,
     view,
+    with_extra,
 )
 from gateway.services import Services
 from gateway.store.records import KeyRecord
@@ -40,7 +41,50 @@ LIMITED_DURATIONS = ("duration", "budget_duration")
 log = logging.getLogger("gateway.management")
 
 
-class KeyFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class KeptKeyFields(msgspec.Struct, kw_only=True):
+    """Fields of LiteLLM's key requests the gateway keeps and shows back but does not act on."""
+
+    agent_id: Any = UNSET
+    budget_limits: Any = UNSET
+    allowed_cache_controls: Any = UNSET
+    config: Any = UNSET
+    permissions: Any = UNSET
+    budget_fallbacks: Any = UNSET
+    mcp_rpm_limit: Any = UNSET
+    tag_rpm_limit: Any = UNSET
+    guardrails: Any = UNSET
+    policies: Any = UNSET
+    prompts: Any = UNSET
+    object_permission: Any = UNSET
+    default_estimated_output_tokens: Any = UNSET
+    default_estimated_output_tokens_per_model: Any = UNSET
+    budget_id: Any = UNSET
+    disable_global_guardrails: Any = UNSET
+    enable_prompt_caching: Any = UNSET
+    throttle_on_budget_exceeded: Any = UNSET
+    enforced_params: Any = UNSET
+    allowed_routes: Any = UNSET
+    allowed_passthrough_routes: Any = UNSET
+    allowed_vector_store_indexes: Any = UNSET
+    rpm_limit_type: Any = UNSET
+    tpm_limit_type: Any = UNSET
+    router_settings: Any = UNSET
+    access_group_ids: Any = UNSET
+    send_invite_email: Any = UNSET
+    key_type: Any = UNSET
+    auto_rotate: Any = UNSET
+    rotation_interval: Any = UNSET
+    organization_id: Any = UNSET
+    project_id: Any = UNSET
+    temp_budget_increase: Any = UNSET
+    temp_budget_expiry: Any = UNSET
+
+
+KEPT_KEY_FIELDS = frozenset(KeptKeyFields.__struct_fields__)
+
+
+class KeyFields(KeptKeyFields, kw_only=True, forbid_unknown_fields=True):
+    spend: Money | UnsetType = UNSET
     models: Names | UnsetType = UNSET
     aliases: dict[Name, Name] | UnsetType = UNSET
     max_budget: Money | None | UnsetType = UNSET
@@ -66,7 +110,7 @@ class GenerateKey(KeyFields):
 
 
 class UpdateKey(KeyFields):
-    key: RawKey
+    key: RawKey | UnsetType = UNSET  # or key_alias alone names the key
 
 
 class RegenerateKey(KeyFields):
@@ -146,7 +190,7 @@ def not_found(value: str) -> ApiError:
 async def generate(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
-    fields = apply_key_policy(svc, set_fields(await body(request, GenerateKey)))
+    fields = with_extra(apply_key_policy(svc, set_fields(await body(request, GenerateKey))), KEPT_KEY_FIELDS, {})
     raw = fields.pop("key", None) or new_raw_key()
     if not raw.startswith("sk-"):
         raise bad_request("Invalid key format. LiteLLM Virtual Key must start with 'sk-'.", "key")
@@ -196,10 +240,25 @@ async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
     fields = set_fields(await body(request, UpdateKey))
-    raw = fields.pop("key")
+    raw = fields.pop("key", None)
+    if raw is None:
+        alias = fields.pop("key_alias", None)
+        if alias is None:
+            raise bad_request("either key or key_alias must be provided", "key")
+        found, _ = await svc.store.find(KEYS, {"key_alias": alias}, limit=1)
+        if not found:
+            raise not_found(alias)
+        token = found[0].token
+        raw = alias
+    else:
+        token = token_of(raw)
     if "team_id" in fields:
         await check_team(svc, fields["team_id"])
-    token = token_of(raw)
+    if KEPT_KEY_FIELDS.intersection(fields):
+        existing = await svc.store.get(KEYS, token)
+        if existing is None:
+            raise not_found(raw)
+        fields = with_extra(fields, KEPT_KEY_FIELDS, existing.extra)
     try:
         record = await svc.store.update(KEYS, token, record_changes(fields, svc.clock()))
     except Conflict:
@@ -266,7 +325,7 @@ async def regenerate(request: web.Request) -> web.Response:
         raise not_found(named)
     now = svc.clock()
     grace = fields.get("grace_period")
-    changes = record_changes(fields, now)
+    changes = record_changes(with_extra(fields, KEPT_KEY_FIELDS, old.extra), now)
     if "team_id" in changes:
         await check_team(svc, changes["team_id"])
     new = msgspec.structs.replace(old, token=hash_key(new_raw), key_name=key_name(new_raw), updated_at=now,

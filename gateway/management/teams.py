@@ -18,7 +18,20 @@ from gateway import durations
 from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
-from gateway.management.common import Count, Money, Name, Names, admin, body, caller, json, services, set_fields, view
+from gateway.management.common import (
+    Count,
+    Money,
+    Name,
+    Names,
+    admin,
+    body,
+    caller,
+    json,
+    services,
+    set_fields,
+    view,
+    with_extra,
+)
 from gateway.services import Services
 from gateway.store.records import TeamMember, TeamRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Conflict
@@ -36,7 +49,48 @@ Members = Annotated[list[Member], msgspec.Meta(max_length=MAX_MEMBERS)]
 TeamIds = Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
 
 
-class TeamFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class KeptTeamFields(msgspec.Struct, kw_only=True):
+    """Fields of LiteLLM's team requests the gateway keeps and shows back but does not act on."""
+
+    organization_id: Any = UNSET
+    admins: Any = UNSET
+    members: Any = UNSET
+    team_member_permissions: Any = UNSET
+    model_aliases: Any = UNSET
+    tags: Any = UNSET
+    guardrails: Any = UNSET
+    policies: Any = UNSET
+    prompts: Any = UNSET
+    object_permission: Any = UNSET
+    allowed_passthrough_routes: Any = UNSET
+    disable_global_guardrails: Any = UNSET
+    secret_manager_settings: Any = UNSET
+    model_rpm_limit: Any = UNSET
+    rpm_limit_type: Any = UNSET
+    tpm_limit_type: Any = UNSET
+    model_tpm_limit: Any = UNSET
+    default_estimated_output_tokens: Any = UNSET
+    default_estimated_output_tokens_per_model: Any = UNSET
+    mcp_rpm_limit: Any = UNSET
+    team_member_budget: Any = UNSET
+    team_member_rpm_limit: Any = UNSET
+    team_member_tpm_limit: Any = UNSET
+    team_member_key_duration: Any = UNSET
+    team_member_budget_duration: Any = UNSET
+    allowed_vector_store_indexes: Any = UNSET
+    enforced_batch_output_expires_after: Any = UNSET
+    enforced_file_expires_after: Any = UNSET
+    soft_budget: Any = UNSET
+    router_settings: Any = UNSET
+    access_group_ids: Any = UNSET
+    budget_limits: Any = UNSET
+    default_team_member_models: Any = UNSET
+
+
+KEPT_TEAM_FIELDS = frozenset(KeptTeamFields.__struct_fields__)
+
+
+class TeamFields(KeptTeamFields, kw_only=True, forbid_unknown_fields=True):
     team_alias: Name | None | UnsetType = UNSET
     models: Names | UnsetType = UNSET
     max_budget: Money | None | UnsetType = UNSET
@@ -185,7 +239,7 @@ async def new_team(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
     asked = await body(request, NewTeam)
-    fields = set_fields(asked)
+    fields = with_extra(set_fields(asked), KEPT_TEAM_FIELDS, {})
     team_id = fields.get("team_id") or uuid.uuid4().hex
     members = _admitted(who, list(fields.get("members_with_roles", [])))
     _check_members(members)
@@ -230,6 +284,8 @@ async def update(request: web.Request) -> web.Response:
     svc = services(request)
     fields = set_fields(await body(request, UpdateTeam))
     team_id = fields["team_id"]
+    if KEPT_TEAM_FIELDS.intersection(fields):
+        fields = with_extra(fields, KEPT_TEAM_FIELDS, (await existing(svc, team_id)).extra)
     team = await svc.store.update(TEAMS, team_id, team_changes(fields, svc.clock()))
     if team is None:
         raise not_found(team_id)

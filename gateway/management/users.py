@@ -27,6 +27,7 @@ from gateway.management.common import (
     set_fields,
     total_pages,
     view,
+    with_extra,
 )
 from gateway.management.keys import alias_taken, record_changes
 from gateway.management.teams import join, leave, team_view
@@ -39,7 +40,36 @@ ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_vi
 KEY_INHERITS = ("models", "tpm_limit", "rpm_limit", "max_parallel_requests", "metadata")
 
 
-class UserFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class KeptUserFields(msgspec.Struct, kw_only=True):
+    """Fields of LiteLLM's user requests the gateway keeps and shows back but does not act on."""
+
+    agent_id: Any = UNSET
+    budget_limits: Any = UNSET
+    allowed_cache_controls: Any = UNSET
+    config: Any = UNSET
+    permissions: Any = UNSET
+    model_max_budget: Any = UNSET
+    budget_fallbacks: Any = UNSET
+    model_rpm_limit: Any = UNSET
+    model_tpm_limit: Any = UNSET
+    mcp_rpm_limit: Any = UNSET
+    tag_rpm_limit: Any = UNSET
+    guardrails: Any = UNSET
+    policies: Any = UNSET
+    prompts: Any = UNSET
+    blocked: Any = UNSET
+    aliases: Any = UNSET
+    object_permission: Any = UNSET
+    sso_user_id: Any = UNSET
+    organizations: Any = UNSET
+    password: Any = UNSET
+
+
+KEPT_USER_FIELDS = frozenset(KeptUserFields.__struct_fields__)
+
+
+class UserFields(KeptUserFields, kw_only=True, forbid_unknown_fields=True):
+    spend: Money | UnsetType = UNSET
     user_alias: Name | None | UnsetType = UNSET
     user_email: Name | None | UnsetType = UNSET
     user_role: Name | UnsetType = UNSET
@@ -64,6 +94,7 @@ class NewUser(UserFields):
 
 class UpdateUser(UserFields):
     user_id: Name | UnsetType = UNSET
+    auto_create_key: bool | UnsetType = UNSET  # LiteLLM's clients send it here too; a user's key is made once
 
 
 class DeleteUsers(msgspec.Struct, forbid_unknown_fields=True):
@@ -81,7 +112,7 @@ def check_role(role: str | None) -> None:
 
 def user_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
     """Request fields to record columns: a budget duration also sets when the budget next resets."""
-    changes = {k: v for k, v in fields.items() if k in UserFields.__struct_fields__}
+    changes = {k: v for k, v in fields.items() if k in UserFields.__struct_fields__ or k == "extra"}
     if "budget_duration" in fields:
         budget = fields["budget_duration"]
         changes["budget_reset_at"] = durations.add(now, budget) if budget else None
@@ -110,7 +141,7 @@ async def check_email(svc: Services, email: str | None, user_id: str | None = No
 async def new_user(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
-    fields = set_fields(await body(request, NewUser))
+    fields = with_extra(set_fields(await body(request, NewUser)), KEPT_USER_FIELDS, {})
     make_key = fields.pop("auto_create_key")
     key_fields: dict[str, Any] = {k: fields.pop(k) for k in ("key_alias", "duration") if k in fields}
     fields.pop("send_invite_email", None)
@@ -189,10 +220,11 @@ async def update(request: web.Request) -> web.Response:
             raise ApiError(404, f"User not found, passed user_email={email}", "not_found_error", "user_email")
         user_id = found[0].user_id
     check_role(fields.get("user_role"))
-    changes = user_changes(fields, svc.clock())
+    fields.pop("auto_create_key", None)
     before = await svc.store.get(USERS, user_id)
     if before is None:
         raise not_found(user_id)
+    changes = user_changes(with_extra(fields, KEPT_USER_FIELDS, before.extra), svc.clock())
     if "teams" in changes:
         await check_teams(svc, changes["teams"])
     if changes.get("user_email") not in (None, before.user_email):

@@ -60,6 +60,11 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE TABLE gw_key_successors (token TEXT PRIMARY KEY, successor TEXT NOT NULL)",
         "CREATE INDEX gw_key_successors_successor ON gw_key_successors (successor)",
     ]),
+    (5, "LiteLLM's fields kept as given on keys, users and teams", [
+        "ALTER TABLE gw_keys ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
+        "ALTER TABLE gw_users ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
+        "ALTER TABLE gw_teams ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
+    ]),
 ]
 
 CHANGES_TABLE = {

@@ -26,6 +26,8 @@ class Limited(Record, kw_only=True):
     max_parallel_requests: int | None = None
     metadata: dict[str, Any] = {}
     spend: float = 0.0
+    # LiteLLM's fields the gateway keeps and shows back but does not act on (guardrails, key_type...).
+    extra: dict[str, Any] = {}
 
 
 class KeyRecord(Limited, kw_only=True):
