@@ -180,6 +180,9 @@ def _add_routes(app: web.Application, access_source: str) -> None:
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
             app.router.add_post(f"{prefix}/{endpoint}", handler.handle)
+            azure = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
+                                  settings.tracking_header_prefix, access_log, pricing, in_flight, model_in_path=True)
+            app.router.add_post(prefix + "/openai/deployments/{model}/" + endpoint, azure.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)
             app.router.add_get(base + "/models/{model:.+}", info.get_model)

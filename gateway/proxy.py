@@ -70,11 +70,13 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
-                 "in_flight", "needs_usage")
+                 "in_flight", "needs_usage", "model_in_path")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
-                 pricing: Pricing, in_flight: InFlight) -> None:
+                 pricing: Pricing, in_flight: InFlight, model_in_path: bool = False) -> None:
+        # Azure's routes (/openai/deployments/{model}/...) name the model in the path, and it wins.
+        self.model_in_path = model_in_path
         self.in_flight = in_flight
         self.access_log = access_log
         self.pricing = pricing
@@ -165,6 +167,8 @@ class ProxyEndpoint:
 
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
         body = ctx.body = await read_json(ctx.request)
+        if self.model_in_path:
+            body["model"] = ctx.request.match_info["model"]
         check_body(self.endpoint, body)
         asked = timeouts.asked(ctx.request.headers, body)
         ctx.requested_model = body["model"]

@@ -240,3 +240,22 @@ def test_raw_response_shows_the_tracking_headers(client: OpenAI) -> None:
     assert fresh.headers["x-litellm-model-id"]
     assert fresh.headers["x-request-id"]
     assert fresh.headers["x-request-id"] != "sdk-raw-1"
+
+
+@pytest.mark.parametrize("prefix", ["", PREFIX])
+def test_the_azure_openai_client_reaches_the_deployment_named_in_its_path(gateway: Gateway, upstream: FakeUpstream,
+                                                                          prefix: str) -> None:
+    """AzureOpenAI calls /openai/deployments/{deployment}/...?api-version=, with its key in `api-key`."""
+    with openai.AzureOpenAI(azure_endpoint=f"{gateway.url}{prefix}", api_key=CLIENT_KEY, api_version="2024-10-21",
+                            max_retries=0, timeout=20) as azure:
+        answer = azure.chat.completions.create(model="chat", messages=HELLO)
+        assert answer.choices[0].message.content and upstream.seen[-1].body["model"] == "chat-upstream"
+        streamed = "".join(chunk.choices[0].delta.content or "" for chunk in azure.chat.completions.create(
+            model="fixed", messages=HELLO, stream=True) if chunk.choices)
+        assert streamed == FIXED
+        vectors = azure.embeddings.create(model="embed", input=["a", "b"])
+        assert len(vectors.data) == 2
+        completion = azure.completions.create(model="instruct", prompt="hi")
+        assert completion.choices[0].text
+        with pytest.raises(openai.NotFoundError):
+            azure.chat.completions.create(model="no-such-deployment", messages=HELLO)
