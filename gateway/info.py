@@ -74,6 +74,59 @@ class InfoRoutes:
         ]
         return json_response({"data": data})
 
+    async def model_info_v2(self, request: web.Request) -> web.Response:
+        """LiteLLM's paged /v2/model/info: `page`, `size` and `search` (in the model name)."""
+        answer = orjson.loads((await self.model_info(request)).body)  # type: ignore[arg-type]
+        search = (request.query.get("search") or "").lower()
+        data = [d for d in answer["data"] if search in d["model_name"].lower()]
+        page, size = _positive(request, "page", 1), _positive(request, "size", 50)
+        total_pages = -(-len(data) // size)
+        return json_response({"data": data[(page - 1) * size:page * size], "total_count": len(data),
+                              "current_page": page, "total_pages": total_pages, "size": size})
+
+    async def model_group_info(self, request: web.Request) -> web.Response:
+        """LiteLLM's /model_group/info: one entry per group the caller may use (`?model_group=` for one)."""
+        caller = await self.authenticator.authenticate(request.headers)
+        wanted = request.query.get("model_group")
+        groups: dict[str, list[Deployment]] = {}
+        for deployment in self.router.deployments:
+            groups.setdefault(deployment.group, []).append(deployment)
+        data = []
+        for name, members in groups.items():
+            if (wanted is not None and name != wanted) or not may_use(caller, name, self.router.aliases):
+                continue
+            info = members[0].entry.model_info
+            data.append({
+                "model_group": name,
+                "providers": sorted({d.provider.name for d in members}),
+                "mode": members[0].mode,
+                "max_input_tokens": info.get("max_input_tokens"),
+                "max_output_tokens": info.get("max_output_tokens"),
+                "input_cost_per_token": (members[0].entry.litellm_params.input_cost_per_token
+                                         or info.get("input_cost_per_token")),
+                "output_cost_per_token": (members[0].entry.litellm_params.output_cost_per_token
+                                          or info.get("output_cost_per_token")),
+                "tpm": sum(d.tpm for d in members if d.tpm is not None) or None,
+                "rpm": sum(d.rpm for d in members if d.rpm is not None) or None,
+                "supports_function_calling": bool(info.get("supports_function_calling")),
+                "supports_vision": bool(info.get("supports_vision")),
+                "is_public_model_group": False,
+                "access_groups": info.get("access_groups") or [],
+            })
+        return json_response({"data": data})
+
+    async def routes(self, request: web.Request) -> web.Response:
+        """LiteLLM's /routes: every route the gateway serves, for tools that discover them (any valid key)."""
+        await self.authenticator.authenticate(request.headers)
+        found = []
+        for route in request.app.router.routes():
+            info = route.resource.get_info() if route.resource is not None else {}
+            path = info.get("path") or info.get("formatter")
+            if path is not None:
+                found.append({"path": path, "methods": [route.method], "name": route.name,
+                              "endpoint": getattr(route.handler, "__name__", None)})
+        return json_response({"routes": found})
+
     async def liveliness(self, request: web.Request) -> web.Response:
         return json_response("I'm alive!")
 
@@ -152,3 +205,12 @@ class InfoRoutes:
 def not_found(request: web.Request) -> ApiError:
     return ApiError(404, f"{request.method} {request.path} is not an endpoint of this gateway",
                     "invalid_request_error", code="404")
+
+
+def _positive(request: web.Request, name: str, default: int) -> int:
+    raw = request.query.get(name)
+    if raw is None:
+        return default
+    if not raw.isdigit() or int(raw) < 1:
+        raise ApiError(400, f"query parameter {name} must be a whole number above 0", "invalid_request_error", name)
+    return int(raw)

@@ -439,3 +439,23 @@ async def test_master_key_from_the_environment(http: aiohttp.ClientSession) -> N
         assert (await chat(http, gw, {}))[0] == 401
         assert (await chat(http, gw, bearer("sk-from-env-1234")))[0] == 200
         assert "no master_key is configured" not in gw.log()
+
+
+async def test_model_discovery_routes_litellm_tools_call(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    echo_only = bearer((await generate(http, gateway, models=["echo"]))["key"])
+    status, groups = await call(http, "GET", f"{gateway.url}/model_group/info", headers=echo_only)
+    assert status == 200 and [g["model_group"] for g in groups["data"]] == ["echo"]
+    assert groups["data"][0]["providers"] == ["mock"] and groups["data"][0]["mode"] == "chat"
+    status, every = await call(http, "GET", f"{gateway.url}/v1/model_group/info", headers=ADMIN)
+    assert {g["model_group"] for g in every["data"]} >= {"chat", "echo", "other", "lab/*"}
+    status, paged = await call(http, "GET", f"{gateway.url}/v2/model/info?size=2&page=2", headers=ADMIN)
+    assert status == 200 and paged["total_count"] == 4 and paged["current_page"] == 2
+    assert len(paged["data"]) == 2 and paged["total_pages"] == 2
+    status, searched = await call(http, "GET", f"{gateway.url}/v2/model/info?search=ECH", headers=ADMIN)
+    assert [d["model_name"] for d in searched["data"]] == ["echo"]
+    status, bad = await call(http, "GET", f"{gateway.url}/v2/model/info?page=0", headers=ADMIN)
+    assert status == 400 and bad["error"]["param"] == "page"
+    status, routes = await call(http, "GET", f"{gateway.url}/routes", headers=ADMIN)
+    paths = {(r["path"], r["methods"][0]) for r in routes["routes"]}
+    assert {("/v1/chat/completions", "POST"), ("/key/generate", "POST"), ("/routes", "GET")} <= paths
+    assert (await call(http, "GET", f"{gateway.url}/routes"))[0] == 401
