@@ -283,6 +283,27 @@ async def test_team_and_user_bodies_as_litellm_clients_send_them(api: Api) -> No
     assert info["user_info"]["aliases"] == {"a": "b"} and "extra" not in info["user_info"]
 
 
+async def test_team_models_members_and_the_paged_list_as_litellms_tools_call_them(api: Api) -> None:
+    team = await api.ok("POST", "/team/new", {"team_alias": f"tools-{uuid.uuid4().hex[:8]}", "models": ["echo"]})
+    team_id = team["team_id"]
+    added = await api.ok("POST", "/team/model/add", {"team_id": team_id, "models": ["other", "echo"]})
+    assert added["models"] == ["echo", "other"]
+    removed = await api.ok("POST", "/team/model/delete", {"team_id": team_id, "models": ["echo"]})
+    assert removed["models"] == ["other"]
+    member = f"member-{uuid.uuid4().hex[:8]}"
+    await api.ok("POST", "/team/member_add", {"team_id": team_id, "member": {"user_id": member, "role": "user"}})
+    updated = await api.ok("POST", "/team/member_update", {"team_id": team_id, "user_id": member, "role": "admin"})
+    assert (updated["user_id"], updated["role"]) == (member, "admin")
+    info = await api.ok("GET", "/team/info", team_id=team_id)
+    assert [(m["user_id"], m["role"]) for m in info["team_info"]["members_with_roles"]] == [(member, "admin")]
+    status, body = await api.post("/team/member_update", {"team_id": team_id, "user_id": "nobody-here"})
+    assert status == 404 and body["error"]["param"] == "user_id"
+    status, body = await api.post("/team/model/add", {"team_id": "no-such-team", "models": ["echo"]})
+    assert status == 404
+    paged = await api.ok("GET", "/v2/team/list", page="1", page_size="1")
+    assert len(paged["teams"]) == 1 and paged["total"] >= 1 and paged["total_pages"] == paged["total"]
+
+
 async def test_user_update_errors(api: Api) -> None:
     status, body = await api.post("/user/update", {"user_id": "ghost-user", "max_budget": 1})
     error(status, body, 404, "not_found_error", "User not found, passed user_id=ghost-user")

@@ -27,8 +27,10 @@ from gateway.management.common import (
     body,
     caller,
     json,
+    query_int,
     services,
     set_fields,
+    total_pages,
     view,
     with_extra,
 )
@@ -122,6 +124,18 @@ class DeleteTeams(msgspec.Struct, forbid_unknown_fields=True):
 class AddMembers(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     team_id: Name
     member: Member | Members
+
+
+class TeamModels(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    team_id: Name
+    models: Names
+
+
+class UpdateMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    team_id: Name
+    user_id: Name | None = None
+    user_email: Name | None = None
+    role: Literal["admin", "user"] | None = None
 
 
 class RemoveMember(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
@@ -404,7 +418,77 @@ async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 
 
+async def list_teams_v2(request: web.Request) -> web.Response:
+    """LiteLLM's paged team list: `{"teams": [...], "total", "page", "page_size", "total_pages"}`."""
+    await admin(request)
+    svc = services(request)
+    page = query_int(request, "page", 1, 1, 1_000_000)
+    size = query_int(request, "page_size", 10, 1, 100)
+    teams, total = await svc.store.find(TEAMS, {}, offset=(page - 1) * size, limit=size)
+    return json({"teams": [team_view(t) for t in teams], "total": total, "page": page, "page_size": size,
+                 "total_pages": total_pages(total, size)})
+
+
+async def _change_models(request: web.Request, adding: bool) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    asked = await body(request, TeamModels)
+    await existing(svc, asked.team_id)
+
+    def changed(current: TeamRecord) -> dict[str, Any]:
+        if adding:
+            return {"models": list(dict.fromkeys([*current.models, *asked.models]))}
+        return {"models": [m for m in current.models if m not in asked.models]}
+
+    team = await svc.store.modify(TEAMS, asked.team_id, changed)
+    if team is None:
+        raise not_found(asked.team_id)
+    svc.accounts.changed("team", asked.team_id)
+    return json(team_view(team))
+
+
+async def model_add(request: web.Request) -> web.Response:
+    return await _change_models(request, adding=True)
+
+
+async def model_delete(request: web.Request) -> web.Response:
+    return await _change_models(request, adding=False)
+
+
+async def member_update(request: web.Request) -> web.Response:
+    await admin(request)
+    svc = services(request)
+    asked = await body(request, UpdateMember)
+    if asked.user_id is None and asked.user_email is None:
+        raise bad_request("Either user_id or user_email needs to be passed in", "user_id")
+    await existing(svc, asked.team_id)
+    found: list[TeamMember] = []
+
+    def changed(current: TeamRecord) -> dict[str, Any] | None:
+        members = []
+        for member in current.members_with_roles:
+            if (asked.user_id is not None and member.user_id == asked.user_id) or \
+                    (asked.user_email is not None and member.user_email == asked.user_email):
+                member = msgspec.structs.replace(member, role=asked.role or member.role)
+                found.append(member)
+            members.append(member)
+        return {"members_with_roles": members} if found else None
+
+    await svc.store.modify(TEAMS, asked.team_id, changed)
+    if not found:
+        raise ApiError(404, f"User={asked.user_id or asked.user_email} is not a member of team={asked.team_id}",
+                       "not_found_error", "user_id")
+    svc.accounts.changed("team", asked.team_id)
+    member = found[0]
+    return json({"team_id": asked.team_id, "user_id": member.user_id, "user_email": member.user_email,
+                 "role": member.role})
+
+
 def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/v2/team/list", list_teams_v2)
+    app.router.add_post(f"{prefix}/team/model/add", model_add)
+    app.router.add_post(f"{prefix}/team/model/delete", model_delete)
+    app.router.add_post(f"{prefix}/team/member_update", member_update)
     app.router.add_post(f"{prefix}/team/new", new_team)
     app.router.add_get(f"{prefix}/team/info", info)
     app.router.add_post(f"{prefix}/team/update", update)
