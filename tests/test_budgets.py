@@ -114,6 +114,21 @@ async def test_a_refused_reservation_says_why_and_how_to_reserve_less(gateway: G
     assert (await chat(http, gateway, key["key"]))[0] == 200  # max_tokens 2: it fits
 
 
+async def test_spend_calculate_prices_a_call_before_or_after(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    async def cost(payload: dict[str, Any]) -> tuple[int, Any]:
+        async with http.post(f"{gateway.url}/spend/calculate", json=payload, headers=ADMIN) as r:
+            return r.status, await r.json()
+
+    after = {"model": "metered", "usage": {"prompt_tokens": 10, "completion_tokens": 5, "total_tokens": 15}}
+    assert await cost({"completion_response": after}) == (200, {"cost": pytest.approx(10 * IN_PRICE + 5 * OUT_PRICE)})
+    status, before = await cost({"model": "metered", "messages": [{"role": "user", "content": "x" * 400}]})
+    assert status == 200 and before["cost"] == pytest.approx(107 * IN_PRICE)  # 430 bytes of JSON, 4 a token
+    status, listed = await cost({"model": "gpt-4o", "messages": MESSAGES})  # not served here: the price table
+    assert status == 200 and listed["cost"] > 0
+    assert (await cost({"model": "no-such-model", "messages": MESSAGES}))[0] == 404
+    assert (await cost({"model": "metered"}))[0] == 400
+
+
 async def test_user_budget(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.post(f"{gateway.url}/user/new", json={"user_id": "thrifty", "max_budget": 2.5 * COST},
                          headers=ADMIN) as r:

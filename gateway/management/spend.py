@@ -5,13 +5,16 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+import msgspec
 from aiohttp import web
 
 from gateway.durations import iso
 from gateway.errors import ApiError, bad_request
-from gateway.management.common import admin, caller, json, query_int, services
+from gateway.management.common import admin, body, caller, json, query_int, services
 from gateway.management.keys import token_of
+from gateway.pricing import FREE, price_for
 from gateway.spend.record import SpendRecord
+from gateway.usage import Usage, estimate
 
 GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "user_id", "model": "model_group"}
 
@@ -107,6 +110,41 @@ async def report(request: web.Request) -> web.Response:
     return json([{"group_by_day": day, plural[group_by]: list(entries.values())} for day, entries in days.items()])
 
 
+class CostRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    model: str | None = None
+    messages: list[Any] | None = None
+    completion_response: dict[str, Any] | None = None
+
+
+async def calculate(request: web.Request) -> web.Response:
+    """LiteLLM's /spend/calculate: what a call would cost, from `model` and `messages` (the prompt, at four
+    characters a token), or what one did from its `completion_response` (its model and usage)."""
+    await caller(request)
+    svc = services(request)
+    asked = await body(request, CostRequest)
+    answer = asked.completion_response or {}
+    model = asked.model or answer.get("model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("pass model and messages, or a completion_response with its model", "model")
+    raw_usage = answer.get("usage")
+    if isinstance(raw_usage, dict):
+        usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0),
+                      int(raw_usage.get("total_tokens") or 0))
+    elif asked.messages is not None:
+        usage = estimate({"messages": asked.messages}, 0)
+    else:
+        raise bad_request("pass messages, or a completion_response with its usage", "messages")
+    candidates = svc.router.candidates(model)
+    if candidates:
+        price = svc.pricing.price(*candidates[0])
+    else:
+        price = price_for(model, "openai", {}, {}, svc.pricing.table)
+        if price is FREE:
+            raise ApiError(404, f"no price known for model {model!r}", "not_found_error", "model")
+    return json({"cost": price.cost(usage)})
+
+
 def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_post(f"{prefix}/spend/calculate", calculate)
     app.router.add_get(f"{prefix}/spend/logs", logs)
     app.router.add_get(f"{prefix}/global/spend/report", report)
