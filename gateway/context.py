@@ -17,6 +17,7 @@ from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
     from gateway.limits.deployments import Admission
+    from gateway.mock_request import MockRequest
     from gateway.stream_usage import StreamMeter
 
 MAX_REQUEST_ID = 128
@@ -40,7 +41,7 @@ class Ctx:
         "deployment", "upstream_model", "stream", "status", "error", "started",
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
-        "budgets", "_reserved", "meter", "response", "client_left",
+        "budgets", "_reserved", "meter", "response", "client_left", "mock",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -72,6 +73,7 @@ class Ctx:
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
         self.budgets: tuple[BudgetStanding, ...] = ()
+        self.mock: MockRequest | None = None  # LiteLLM's testing parameters, when the body had any
         self._reserved: tuple[int, int] | None = None
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started

@@ -25,8 +25,8 @@ def tokens(text: str) -> int:
     return max(1, (len(text) + 3) // 4)
 
 
-def answer_text(deployment: Deployment, body: dict[str, Any]) -> str:
-    fixed = deployment.entry.litellm_params.mock_response
+def answer_text(deployment: Deployment, body: dict[str, Any], given: str | None = None) -> str:
+    fixed = given if given is not None else deployment.entry.litellm_params.mock_response
     if fixed is not None:
         return fixed
     if "messages" in body:
@@ -62,12 +62,14 @@ class MockAnswer:
         self.events = events
 
 
-def answer(deployment: Deployment, endpoint: str, body: dict[str, Any], model: str) -> MockAnswer:
+def answer(deployment: Deployment, endpoint: str, body: dict[str, Any], model: str,
+           given: str | None = None) -> MockAnswer:
+    """`given`: the text to answer with (a request's own mock_response), over the deployment's."""
     if endpoint == "embeddings":
         payload = _embeddings(body, model)
         return MockAnswer(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]),
                           orjson.dumps(payload))
-    text = answer_text(deployment, body)
+    text = answer_text(deployment, body, given)
     usage = _usage(prompt_tokens(body), tokens(text) if text else 0)
     chat = endpoint == "chat/completions"
     if not body.get("stream"):

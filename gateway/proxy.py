@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import __version__, mock, timeouts
+from gateway import __version__, mock, mock_request, timeouts
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
 from gateway.errors import ApiError, bad_request, upstream_error
@@ -176,6 +176,7 @@ class ProxyEndpoint:
         if answer is not None:
             return answer
         route = await self._first_route(ctx, ctx.requested_model)  # a plugin may have rewritten the model
+        ctx.mock = mock_request.take(body, route.group)
         ctx.deployment = route.deployment
         ctx.model_group = route.group
         ctx.upstream_model = route.upstream_model
@@ -306,6 +307,12 @@ class ProxyEndpoint:
         deployment = route.deployment
         requested = ctx.requested_model
         body["model"] = route.upstream_model
+        if ctx.mock is not None:
+            failed = ctx.mock.failure(route.group, route.upstream_model)
+            if failed is not None:
+                raise UpstreamFailure(failed[0], True, failed[1])
+            if ctx.mock.response is not None:
+                return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
         if deployment.provider.is_mock:
             return await self._answer_mock(ctx, route, body, strip_usage)
         deployment.in_flight += 1
@@ -349,10 +356,10 @@ class ProxyEndpoint:
             deployment.in_flight -= 1
 
     async def _answer_mock(self, ctx: Ctx, route: Route, body: dict[str, Any],
-                           strip_usage: bool) -> web.StreamResponse:
+                           strip_usage: bool, text: str | None = None) -> web.StreamResponse:
         """The built-in mock answers as an upstream would, and its answer takes the same way back."""
         ctx.sent_at = None  # no upstream call was made on this attempt
-        answer = mock.answer(route.deployment, self.endpoint, body, route.upstream_model)
+        answer = mock.answer(route.deployment, self.endpoint, body, route.upstream_model, text)
         ctx.first_byte_at = time.perf_counter()
         if answer.events is None:
             assert answer.body is not None

@@ -165,3 +165,31 @@ async def test_retries_and_fallbacks_cross_between_http_and_mock_deployments(
                 assert r.status == 200, raw
                 assert r.headers["x-litellm-model-id"] == landed
             assert raw.endswith(b"data: [DONE]\n\n") if stream else b'"content":"hi"' in raw
+
+
+async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream: FakeUpstream,
+                                           upstream_b: FakeUpstream) -> None:
+    """mock_response answers without an upstream; mock_testing_fallbacks fails the group asked for, so
+    its fallback answers; mock_testing_rate_limit_error and mock_timeout fail every attempt. None of
+    them reaches an upstream."""
+    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url)],
+              "router_settings": {"num_retries": 1, "fallbacks": [{"main": ["spare"]}]}}
+    with Gateway(config) as gw:
+        seen = len(upstream.seen) + len(upstream_b.seen)
+        status, body, headers = await chat(http, gw, "main", mock_response="canned words")
+        assert status == 200 and body["choices"][0]["message"]["content"] == "canned words"
+        assert headers["x-litellm-model-group"] == "main"
+        async with http.post(f"{gw.url}/v1/chat/completions", json={
+                "model": "main", "messages": MESSAGES, "stream": True, "mock_response": "canned stream"}) as r:
+            text = (await r.read()).decode()
+        assert '"content":" stream"' in text and text.endswith("data: [DONE]\n\n")
+        assert len(upstream.seen) + len(upstream_b.seen) == seen  # no upstream was called
+        status, body, headers = await chat(http, gw, "main", mock_testing_fallbacks=True)
+        assert status == 200 and headers["x-litellm-model-group"] == "spare"
+        assert "mock_testing_fallbacks" not in upstream_b.seen[-1].body  # taken out of the body
+        status, body, _ = await chat(http, gw, "main", mock_testing_rate_limit_error=True)
+        assert status == 429 and body["error"]["type"] == "rate_limit_error"
+        status, body, _ = await chat(http, gw, "main", mock_timeout=True)
+        assert status == 408 and body["error"]["type"] == "timeout_error"
+        status, body, _ = await chat(http, gw, "main", mock_response={"not": "text"})
+        assert status == 400 and body["error"]["param"] == "mock_response"
