@@ -60,6 +60,9 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
         return await _enveloped(request, handler)
     started = time.perf_counter()
     response = await _enveloped(request, handler)
+    cors = request.app.get(CORS)
+    if cors is not None and (origin := request.headers.get("Origin")) is not None and not response.prepared:
+        cors.mark_headers(origin, response.headers)
     access_log = request.app.get(ACCESS_LOG)
     if access_log is not None and not request.path.endswith(PROBES):
         access_log.record_other(request, response.status, time.perf_counter() - started)
@@ -116,10 +119,9 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
     if services.redis is not None:
         app[READINESS].append(_redis_check(services.redis))
     app.on_cleanup.append(_close)
-    _add_routes(app, access_source)
     if config.gateway_settings.cors_allow_origins:
-        cors = app[CORS] = Cors(config.gateway_settings.cors_allow_origins)
-        app.on_response_prepare.append(cors.mark)
+        app[CORS] = Cors(config.gateway_settings.cors_allow_origins)
+    _add_routes(app, access_source)
     return app
 
 
@@ -175,13 +177,15 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
-                                    settings.tracking_header_prefix, access_log, pricing, in_flight)
+                                    settings.tracking_header_prefix, access_log, pricing, in_flight,
+                                    cors=app.get(CORS))
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
             app.router.add_post(f"{prefix}/{endpoint}", handler.handle)
             azure = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
-                                  settings.tracking_header_prefix, access_log, pricing, in_flight, model_in_path=True)
+                                  settings.tracking_header_prefix, access_log, pricing, in_flight, model_in_path=True,
+                                  cors=app.get(CORS))
             app.router.add_post(prefix + "/openai/deployments/{model}/" + endpoint, azure.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)

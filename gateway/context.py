@@ -41,7 +41,8 @@ class Ctx:
         "deployment", "upstream_model", "stream", "status", "error", "started",
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
-        "budgets", "_reserved", "meter", "response", "client_left", "mock",
+        "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
+        "timeout_s",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -74,6 +75,9 @@ class Ctx:
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
         self.budgets: tuple[BudgetStanding, ...] = ()
         self.mock: MockRequest | None = None  # LiteLLM's testing parameters, when the body had any
+        self.retries = 0  # attempts after the first, within a group
+        self.fallbacks = 0  # fallback groups tried
+        self.timeout_s: float | None = None  # the last attempt's overall timeout
         self._reserved: tuple[int, int] | None = None
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started

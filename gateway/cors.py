@@ -2,10 +2,13 @@
 header allowed, credentials too), so browser apps can call the gateway: preflights are answered
 here, and answers to an allowed origin carry its Access-Control headers. The origins are
 `gateway_settings.cors_allow_origins` (["*"] by default; [] turns CORS off). No route takes
-OPTIONS, so the error middleware hands every OPTIONS request to `preflight`: nothing is added to
-the routing table or the hot path but one header look-up per answer."""
+OPTIONS, so the error middleware hands every OPTIONS request to `preflight`. Answers are marked
+where their headers are made: the proxy's own, and the error middleware's for every other route;
+so a request without Origin costs one header look-up."""
 
 from __future__ import annotations
+
+from collections.abc import MutableMapping
 
 from aiohttp import web
 
@@ -25,16 +28,13 @@ class Cors:
     def allows(self, origin: str) -> bool:
         return self.any_origin or origin in self.origins
 
-    async def mark(self, request: web.BaseRequest, response: web.StreamResponse) -> None:
-        """on_response_prepare: an answer to an allowed origin says so (the origin itself, since
-        credentials are allowed and a browser refuses `*` with them)."""
-        origin = request.headers.get("Origin")
-        if origin is None or not self.allows(origin) or "Access-Control-Allow-Origin" in response.headers:
-            return
-        headers = response.headers
-        headers["Access-Control-Allow-Origin"] = origin
-        headers["Access-Control-Allow-Credentials"] = "true"
-        headers.add("Vary", "Origin")
+    def mark_headers(self, origin: str, headers: MutableMapping[str, str]) -> None:
+        """An answer to an allowed origin says so (the origin itself, since credentials are allowed and a
+        browser refuses `*` with them)."""
+        if self.allows(origin):
+            headers["Access-Control-Allow-Origin"] = origin
+            headers["Access-Control-Allow-Credentials"] = "true"
+            headers["Vary"] = "Origin"
 
     async def preflight(self, request: web.Request) -> web.StreamResponse:
         origin = request.headers.get("Origin")

@@ -18,7 +18,7 @@ import math
 import time
 from collections import deque
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, NamedTuple
 
 import orjson
 from aiohttp import web
@@ -26,8 +26,10 @@ from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import __version__, mock, mock_request, timeouts
+from gateway.access import check_model_access
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
+from gateway.cors import Cors
 from gateway.errors import ApiError, bad_request, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
@@ -70,11 +72,14 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
-                 "in_flight", "needs_usage", "model_in_path")
+                 "in_flight", "needs_usage", "model_in_path", "names", "max_retries", "cors")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
-                 pricing: Pricing, in_flight: InFlight, model_in_path: bool = False) -> None:
+                 pricing: Pricing, in_flight: InFlight, model_in_path: bool = False, cors: Cors | None = None) -> None:
+        self.cors = cors
+        self.names = HeaderNames.under(header_prefix)
+        self.max_retries = str(router.num_retries)
         # Azure's routes (/openai/deployments/{model}/...) name the model in the path, and it wins.
         self.model_in_path = model_in_path
         self.in_flight = in_flight
@@ -184,7 +189,8 @@ class ProxyEndpoint:
         strip_usage = stream and self.needs_usage and not _asked_for_usage(body)
         if strip_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
-        return await self._forward_with_retries(ctx, route, body, stream, strip_usage, asked)
+        return await self._forward_with_retries(ctx, route, body, stream, strip_usage, asked,
+                                                request_fallbacks(ctx, body, self.router))
 
     async def _first_route(self, ctx: Ctx, requested: str) -> Route:
         """A deployment of the group; when none is available, one of the group's fallbacks."""
@@ -250,7 +256,8 @@ class ProxyEndpoint:
         return headers
 
     async def _forward_with_retries(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
-                                    strip_usage: bool, asked: timeouts.Asked | None) -> web.StreamResponse:
+                                    strip_usage: bool, asked: timeouts.Asked | None,
+                                    asked_fallbacks: list[str] | None = None) -> web.StreamResponse:
         """Retries within the group, then its fallbacks, while nothing has reached the client."""
         router = self.router
         tried: set[str] = set()
@@ -269,6 +276,7 @@ class ProxyEndpoint:
                     if current is None:
                         break
                 if attempt:
+                    ctx.retries += 1
                     await asyncio.sleep(min(router.retry_after or 0.05 * 2 ** attempt, 2.0))
                 ctx.deployment, ctx.model_group, ctx.upstream_model = current.deployment, current.group, \
                     current.upstream_model
@@ -290,10 +298,11 @@ class ProxyEndpoint:
                            "content_policy": router.content_policy_fallbacks}.get(failure.kind or "", {})
                 targets = special.get(group) if failure.kind else None
                 if targets is None and failure.retryable:
-                    targets = router.fallbacks.get(group)
+                    targets = asked_fallbacks if asked_fallbacks is not None else router.fallbacks.get(group)
                 if targets:
                     plan.extend(targets)
                     fallen_back = True
+                    ctx.fallbacks = len(targets)
             if failure is not None and not failure.retryable and not plan:
                 break
         assert failure is not None
@@ -316,10 +325,11 @@ class ProxyEndpoint:
         if deployment.provider.is_mock:
             return await self._answer_mock(ctx, route, body, strip_usage)
         deployment.in_flight += 1
+        limit = timeouts.for_attempt(deployment, stream, asked)
+        ctx.timeout_s = limit.total if limit.total is not None else limit.connect
         ctx.sent_at = time.perf_counter()
         try:
-            upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body),
-                                                  timeouts.for_attempt(deployment, stream, asked))
+            upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
             try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
@@ -429,9 +439,8 @@ class ProxyEndpoint:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
         caller's limits (the rate_limit plugin's)."""
-        prefix = self.header_prefix
-        headers = {"X-Request-ID": ctx.request_id, f"{prefix}call-id": ctx.request_id,
-                   f"{prefix}version": __version__}
+        names = self.names
+        headers = {"X-Request-ID": ctx.request_id, names.call_id: ctx.request_id, names.version: __version__}
         if upstream is not None:
             for raw_name, raw_value in upstream.raw_headers:
                 name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
@@ -444,13 +453,47 @@ class ProxyEndpoint:
         if deployment is not None:
             if ctx.admission is not None:
                 headers.update(ctx.admission.headers)
-            headers[f"{prefix}model-group"] = ctx.model_group or ""
-            headers[f"{prefix}model-id"] = deployment.id
+            headers[names.model_group] = ctx.model_group or ""
+            headers[names.model_id] = deployment.id
             if deployment.api_base:
-                headers[f"{prefix}model-api-base"] = deployment.api_base.split("?")[0]
-            headers[f"{prefix}response-duration-ms"] = f"{ctx.elapsed_ms():.3f}"
+                headers[names.api_base] = deployment.api_base.split("?")[0]
+            elapsed = ctx.elapsed_ms()
+            headers[names.duration] = f"{elapsed:.3f}"
+            # LiteLLM's: what routing did, and what the gateway itself added to the time to this answer.
+            headers[names.retries] = str(ctx.retries)
+            headers[names.fallbacks] = str(ctx.fallbacks)
+            headers[names.max_retries] = self.max_retries
+            if ctx.timeout_s is not None:
+                headers[names.timeout] = f"{ctx.timeout_s:g}"
+            if ctx.sent_at is not None:
+                upstream_ms = ((ctx.upstream_headers_at or ctx.sent_at) - ctx.sent_at) * 1000
+                headers[names.overhead] = f"{max(0.0, elapsed - upstream_ms):.3f}"
+        if self.cors is not None and (origin := ctx.request.headers.get("Origin")) is not None:
+            self.cors.mark_headers(origin, headers)
         self.chain.on_response_headers(ctx, headers)
         return headers
+
+
+class HeaderNames(NamedTuple):
+    """The tracking headers' names under the configured prefix, made once."""
+
+    call_id: str
+    version: str
+    model_group: str
+    model_id: str
+    api_base: str
+    duration: str
+    retries: str
+    fallbacks: str
+    max_retries: str
+    timeout: str
+    overhead: str
+
+    @classmethod
+    def under(cls, prefix: str) -> HeaderNames:
+        return cls(*(prefix + name for name in (
+            "call-id", "version", "model-group", "model-id", "model-api-base", "response-duration-ms",
+            "attempted-retries", "attempted-fallbacks", "max-retries", "timeout", "overhead-duration-ms")))
 
 
 async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, data: bytes) -> bool:
@@ -495,6 +538,25 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     if not isinstance(body, dict):
         raise bad_request("request body must be a JSON object")
     return body
+
+
+def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[str] | None:
+    """LiteLLM's `fallbacks` in the request body: models to try, in order, when the one asked for
+    fails; they replace the configured ones, and the caller must be allowed each. Taken out of the
+    body, which goes upstream."""
+    if "fallbacks" not in body:
+        return None
+    asked = body.pop("fallbacks")
+    if asked is None:
+        return None
+    if not isinstance(asked, list) or not all(isinstance(m, str) and m for m in asked):
+        raise bad_request("fallbacks must be a list of model names", "fallbacks")
+    for model in asked:
+        if not router.knows(model):
+            raise model_not_found(model, ctx.endpoint)
+        if ctx.caller is not None:
+            check_model_access(ctx.caller, model, router.aliases)
+    return asked
 
 
 def check_body(endpoint: str, body: dict[str, Any]) -> None:

@@ -193,3 +193,35 @@ async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream
         assert status == 408 and body["error"]["type"] == "timeout_error"
         status, body, _ = await chat(http, gw, "main", mock_response={"not": "text"})
         assert status == 400 and body["error"]["param"] == "mock_response"
+
+
+async def test_fallbacks_in_the_body_and_litellms_routing_headers(http: aiohttp.ClientSession, upstream: FakeUpstream,
+                                                                  upstream_b: FakeUpstream) -> None:
+    master = {"Authorization": "Bearer sk-failover-master"}
+    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url)],
+              "general_settings": {"master_key": "sk-failover-master"},
+              "router_settings": {"num_retries": 1, "timeout": 42}}
+    with Gateway(config) as gw:
+        async def ask(headers: dict[str, str], **extra: Any) -> tuple[int, Any, Any]:
+            async with http.post(f"{gw.url}/v1/chat/completions", headers=headers,
+                                 json={"model": "main", "messages": MESSAGES, **extra}) as r:
+                return r.status, await r.json(), r.headers
+
+        status, _, headers = await ask(master)
+        assert status == 200 and headers["x-litellm-attempted-retries"] == "0"
+        assert (headers["x-litellm-max-retries"], headers["x-litellm-timeout"]) == ("1", "42")
+        assert float(headers["x-litellm-overhead-duration-ms"]) >= 0
+        status, _, headers = await ask(master, fallbacks=["spare"], mock_testing_fallbacks=True)
+        assert status == 200 and headers["x-litellm-model-group"] == "spare"
+        assert (headers["x-litellm-attempted-retries"], headers["x-litellm-attempted-fallbacks"]) == ("1", "1")
+        assert "fallbacks" not in upstream_b.seen[-1].body
+        status, _, _ = await ask(master, mock_testing_fallbacks=True)  # no fallback asked or configured
+        assert status == 500
+        async with http.post(f"{gw.url}/key/generate", headers=master, json={"models": ["main"]}) as r:
+            main_only = {"Authorization": f"Bearer {(await r.json())['key']}"}
+        status, body, _ = await ask(main_only, fallbacks=["spare"])
+        assert status == 401 and body["error"]["type"] == "key_model_access_denied"
+        status, body, _ = await ask(master, fallbacks=["nowhere"])
+        assert status == 404
+        status, body, _ = await ask(master, fallbacks="spare")
+        assert status == 400 and body["error"]["param"] == "fallbacks"
