@@ -224,3 +224,30 @@ async def test_spend_endpoints(gateway: Gateway, http: aiohttp.ClientSession) ->
         assert r.status == 400
     async with http.get(f"{gateway.url}/global/spend/report", params={"group_by": "planet"}, headers=ADMIN) as r:
         assert r.status == 400
+
+
+async def test_global_spend_by_key_model_and_team(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    async with http.post(f"{gateway.url}/team/new", json={"team_id": f"big-{uuid.uuid4().hex[:6]}"},
+                         headers=ADMIN) as r:
+        team_id = (await r.json())["team_id"]
+    big = await new_key(http, gateway, key_alias=f"big-spender-{uuid.uuid4().hex[:6]}", team_id=team_id)
+    ids = [(await chat(http, gateway, big["key"], max_tokens=4000))[0] for _ in range(3)]
+    spent = sum([(await record(http, gateway, request_id))["spend"] for request_id in ids])
+    async with http.get(f"{gateway.url}/global/spend/keys", params={"limit": "100"}, headers=ADMIN) as r:
+        keys = await r.json()
+    mine = next(k for k in keys if k["api_key"] == big["token"])
+    assert mine["total_spend"] == pytest.approx(spent) and mine["key_alias"] == big["key_alias"]
+    assert [k["total_spend"] for k in keys] == sorted((k["total_spend"] for k in keys), reverse=True)
+    async with http.get(f"{gateway.url}/global/spend/keys", params={"limit": "1"}, headers=ADMIN) as r:
+        assert len(await r.json()) == 1
+    async with http.get(f"{gateway.url}/global/spend/models", headers=ADMIN) as r:
+        models = {m["model"]: m["total_spend"] for m in await r.json()}
+    assert models["priced"] >= spent
+    async with http.get(f"{gateway.url}/global/spend/teams", headers=ADMIN) as r:
+        teams = await r.json()
+    assert team_id in teams["teams"]
+    assert next(t for t in teams["total_spend_per_team"] if t["team_id"] == team_id)["total_spend"] == \
+        pytest.approx(spent)
+    assert sum(day.get(team_id, 0.0) for day in teams["daily_spend"]) == pytest.approx(spent)
+    async with http.get(f"{gateway.url}/global/spend/keys", headers={"Authorization": f"Bearer {big['key']}"}) as r:
+        assert r.status == 403

@@ -14,6 +14,7 @@ from gateway.management.common import admin, body, caller, json, query_int, serv
 from gateway.management.keys import token_of
 from gateway.pricing import FREE, price_for
 from gateway.spend.record import SpendRecord
+from gateway.store.store import KEYS
 from gateway.usage import Usage, estimate
 
 GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "user_id", "model": "model_group"}
@@ -110,6 +111,47 @@ async def report(request: web.Request) -> web.Response:
     return json([{"group_by_day": day, plural[group_by]: list(entries.values())} for day, entries in days.items()])
 
 
+async def _totals(request: web.Request, column: str) -> list[tuple[str, float]]:
+    """All-time spend per value of a spend-log column, largest first, at most `?limit=` of them."""
+    await admin(request)
+    limit = query_int(request, "limit", 10, 1, 10_000)
+    totals: dict[str, float] = {}
+    for row in await services(request).store.spend_by_day({}, None, None, column):
+        if row["grp"] is not None:
+            totals[row["grp"]] = totals.get(row["grp"], 0.0) + row["spend"]
+    return sorted(totals.items(), key=lambda item: item[1], reverse=True)[:limit]
+
+
+async def global_keys(request: web.Request) -> web.Response:
+    """LiteLLM's top keys by spend: `[{"api_key", "total_spend", "key_alias", "key_name"}]`."""
+    top = await _totals(request, "api_key")
+    found, _ = await services(request).store.find(KEYS, {"token": [token for token, _ in top]})
+    named = {k.token: k for k in found}
+    return json([{"api_key": token, "total_spend": spend,
+                  "key_alias": named[token].key_alias if token in named else None,
+                  "key_name": named[token].key_name if token in named else None} for token, spend in top])
+
+
+async def global_models(request: web.Request) -> web.Response:
+    """LiteLLM's top models by spend: `[{"model", "total_spend"}]`."""
+    return json([{"model": model, "total_spend": spend} for model, spend in await _totals(request, "model")])
+
+
+async def global_teams(request: web.Request) -> web.Response:
+    """LiteLLM's team spend: per day, the list of teams, and each team's total."""
+    await admin(request)
+    rows = await services(request).store.spend_by_day({}, None, None, "team_id")
+    days: dict[str, dict[str, Any]] = {}
+    totals: dict[str, float] = {}
+    for row in rows:
+        team = row["grp"] or "Unassigned"
+        day = days.setdefault(row["day"], {"date": row["day"]})
+        day[team] = day.get(team, 0.0) + row["spend"]
+        totals[team] = totals.get(team, 0.0) + row["spend"]
+    return json({"daily_spend": list(days.values()), "teams": sorted(totals),
+                 "total_spend_per_team": [{"team_id": t, "total_spend": v} for t, v in sorted(totals.items())]})
+
+
 class CostRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None
     messages: list[Any] | None = None
@@ -145,6 +187,9 @@ async def calculate(request: web.Request) -> web.Response:
 
 
 def add_routes(app: web.Application, prefix: str) -> None:
+    app.router.add_get(f"{prefix}/global/spend/keys", global_keys)
+    app.router.add_get(f"{prefix}/global/spend/models", global_models)
+    app.router.add_get(f"{prefix}/global/spend/teams", global_teams)
     app.router.add_post(f"{prefix}/spend/calculate", calculate)
     app.router.add_get(f"{prefix}/spend/logs", logs)
     app.router.add_get(f"{prefix}/global/spend/report", report)
