@@ -195,6 +195,8 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         app.router.add_get(f"{prefix}/health", info.health)
         app.router.add_get(f"{prefix}/v2/model/info", info.model_info_v2)
         app.router.add_get(f"{prefix}/routes", info.routes)
+        app.router.add_get(f"{prefix}/guardrails/list", info.guardrails)
+        app.router.add_get(f"{prefix}/v2/guardrails/list", info.guardrails)
         app.router.add_get(f"{prefix}/health/liveliness", info.liveliness)
         app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
         app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)

@@ -127,6 +127,12 @@ class InfoRoutes:
                               "endpoint": getattr(route.handler, "__name__", None)})
         return json_response({"routes": found})
 
+    async def guardrails(self, request: web.Request) -> web.Response:
+        """LiteLLM's guardrail list, for the tools that read it first: the gateway runs no guardrails, so
+        it is empty rather than a 404 that would stop them."""
+        await self.authenticator.authenticate(request.headers)
+        return json_response({"guardrails": []})
+
     async def liveliness(self, request: web.Request) -> web.Response:
         return json_response("I'm alive!")
 

@@ -459,3 +459,5 @@ async def test_model_discovery_routes_litellm_tools_call(gateway: Gateway, http:
     paths = {(r["path"], r["methods"][0]) for r in routes["routes"]}
     assert {("/v1/chat/completions", "POST"), ("/key/generate", "POST"), ("/routes", "GET")} <= paths
     assert (await call(http, "GET", f"{gateway.url}/routes"))[0] == 401
+    for path in ("/guardrails/list", "/v2/guardrails/list"):
+        assert await call(http, "GET", f"{gateway.url}{path}", headers=echo_only) == (200, {"guardrails": []})
