@@ -19,7 +19,9 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
+from typing import NamedTuple
 
 from benchmarks import gateway_config
 from benchmarks.loadgen import LoadSpec, measure
@@ -32,6 +34,30 @@ def cpu_seconds(pid: int) -> float:
     """User and system CPU time of one process (all its threads), from /proc."""
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+class Round(NamedTuple):
+    rps: dict[str, float]
+    cpu_us: dict[str, float]  # CPU time of each server's own process (not its children) per request
+
+
+def paired_rounds(gateways: dict[str, tuple[Server, str]], workload: str, rounds: int, concurrency: int,
+                  duration: float) -> Iterator[Round]:
+    """Every gateway measured once a round, in an order that alternates, so that each pair is taken
+    seconds apart."""
+    names = list(gateways)
+    for round_ in range(rounds):
+        rps: dict[str, float] = {}
+        cpu_us: dict[str, float] = {}
+        for name in names if round_ % 2 == 0 else names[::-1]:
+            server, key = gateways[name]
+            before = cpu_seconds(server.pid)
+            result = measure(LoadSpec(server.url, workload, concurrency, duration, api_key=key))
+            if result.errors:
+                print(f"{name}: {result.errors} errors", flush=True)
+            rps[name] = result.rps
+            cpu_us[name] = (cpu_seconds(server.pid) - before) / max(result.requests, 1) * 1e6
+        yield Round(rps, cpu_us)
 
 
 def _worktree(base: str, where: Path) -> Path:
@@ -76,20 +102,12 @@ def main(argv: list[str] | None = None) -> None:
             for workload in workloads:
                 ratios = []
                 cpu_ratios = []
-                for round_ in range(args.rounds):
-                    rps = {}
-                    cpu_us = {}
-                    order = ("base", "this") if round_ % 2 == 0 else ("this", "base")
-                    for name in order:
-                        server, key = gateways[name]
-                        before = cpu_seconds(server.pid)
-                        result = measure(LoadSpec(server.url, workload, args.concurrency, args.duration,
-                                                  api_key=key))
-                        rps[name] = result.rps
-                        cpu_us[name] = (cpu_seconds(server.pid) - before) / max(result.requests, 1) * 1e6
+                for number, measured in enumerate(paired_rounds(gateways, workload, args.rounds, args.concurrency,
+                                                                 args.duration), 1):
+                    rps, cpu_us = measured
                     ratios.append(rps["this"] / rps["base"])
                     cpu_ratios.append(cpu_us["this"] / cpu_us["base"])
-                    print(f"{workload:<12} round {round_ + 1}: base {rps['base']:8.0f}  this {rps['this']:8.0f} "
+                    print(f"{workload:<12} round {number}: base {rps['base']:8.0f}  this {rps['this']:8.0f} "
                           f"req/s  ratio {ratios[-1]:.3f}; CPU a request base {cpu_us['base']:.0f} us  this "
                           f"{cpu_us['this']:.0f} us", flush=True)
                 print(f"{workload:<12} median paired ratio this/base: {statistics.median(ratios):.3f} "

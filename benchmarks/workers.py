@@ -23,8 +23,7 @@ import urllib.request
 from pathlib import Path
 
 from benchmarks import gateway_config
-from benchmarks.compare import cpu_seconds
-from benchmarks.loadgen import LoadSpec, measure
+from benchmarks.compare import paired_rounds
 from benchmarks.servers import Server, free_port, start_server
 from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, PACED_CHAT_MODEL
 
@@ -77,22 +76,13 @@ def main(argv: list[str] | None = None) -> None:
             for workload in workloads:
                 ratios = []
                 node_us = []
-                for round_ in range(args.rounds):
-                    rps = {}
-                    order = ("one", "two") if round_ % 2 == 0 else ("two", "one")
-                    for name in order:
-                        server, key = gateways[name]
-                        # The supervisor of two workers does nothing on a request but keep the node's counters.
-                        before = cpu_seconds(server.pid)
-                        result = measure(LoadSpec(server.url, workload, args.concurrency, args.duration,
-                                                  api_key=key))
-                        if name == "two" and result.requests:
-                            node_us.append((cpu_seconds(server.pid) - before) / result.requests * 1e6)
-                        if result.errors:
-                            print(f"{name}: {result.errors} errors", flush=True)
-                        rps[name] = result.rps
+                for number, measured in enumerate(paired_rounds(gateways, workload, args.rounds, args.concurrency,
+                                                                 args.duration), 1):
+                    rps, cpu_us = measured
                     ratios.append(rps["two"] / rps["one"])
-                    print(f"{workload:<12} round {round_ + 1}: 1 worker {rps['one']:8.0f}  2 workers "
+                    # The supervisor of two workers does nothing on a request but keep the node's counters.
+                    node_us.append(cpu_us["two"])
+                    print(f"{workload:<12} round {number}: 1 worker {rps['one']:8.0f}  2 workers "
                           f"{rps['two']:8.0f} req/s  ratio {ratios[-1]:.3f}", flush=True)
                 print(f"{workload:<12} median paired ratio 2 workers / 1 worker: {statistics.median(ratios):.3f} "
                       f"(range {min(ratios):.3f}-{max(ratios):.3f}); the node's counters: "

@@ -27,6 +27,10 @@ FLUSH_INTERVAL = 0.2
 KEY_IN_PATH = re.compile(r"sk-[^/]*([^/]{4})")
 
 
+def utc_stamp(now: float) -> str:
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z"
+
+
 def secret_free(path: str) -> str:
     return KEY_IN_PATH.sub(r"sk-...\1", path)
 # Enabled when the `gateway.access` logger is on for INFO (the default; `--log-level warning` turns it off).
@@ -51,49 +55,49 @@ class AccessLog:
 
     def record(self, ctx: Ctx, settled: Settlement) -> None:
         if self.json:
-            self.lines.append(self._json_line(ctx, settled))
-            if self.timer is None:
-                self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+            self._add(self._json_line(ctx, settled))
             return
-        now = time.time()
-        second = int(now)
-        if second != self.stamp_second:
-            self.stamp_second = second
-            self.stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
         deployment = ctx.deployment
         caller = ctx.caller
-        line = (f"{self.stamp},{int(now % 1 * 1000):03d} INFO {self.source}: {ctx.request_id} "
+        line = (f"{self._local_stamp()} INFO {self.source}: {ctx.request_id} "
                 f"{ctx.request.method} {ctx.request.path} status={settled.status} model={ctx.requested_model} "
                 f"group={ctx.model_group} deployment={deployment.id[:12] if deployment else None} "
                 f"stream={ctx.stream} ms={ctx.elapsed_ms():.1f} client={ctx.client_ip} "
                 f"key={caller.label if caller is not None else None}")
         if settled.error is not None:
             line += f" error={settled.error.message!r}"
-        self.lines.append(line + "\n")
-        if self.timer is None:
-            self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+        self._add(line + "\n")
 
     def record_other(self, request: web.BaseRequest, status: int, seconds: float) -> None:
         """A request the proxy did not serve (management, info, health): method, path (keys in it
         shortened), status, latency and caller, never a secret."""
-        now = time.time()
         path = secret_free(request.path)
         caller = request.get("caller_label")
         client = request.remote
         if self.json:
             entry = {
-                "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
-                "level": "INFO", "logger": self.source, "message": "request", "method": request.method,
-                "path": path, "status": status, "latency_ms": round(seconds * 1000, 3), "client_ip": client,
-                "key": caller,
+                "timestamp": utc_stamp(time.time()), "level": "INFO", "logger": self.source, "message": "request",
+                "method": request.method, "path": path, "status": status, "latency_ms": round(seconds * 1000, 3),
+                "client_ip": client, "key": caller,
             }
-            self.lines.append(orjson.dumps(entry).decode() + "\n")
+            self._add(orjson.dumps(entry).decode() + "\n")
         else:
-            stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(now))
-            self.lines.append(f"{stamp},{int(now % 1 * 1000):03d} INFO {self.source}: {request.method} {path} "
-                              f"status={status} ms={seconds * 1000:.1f} client={client} key={caller}\n")
+            self._add(f"{self._local_stamp()} INFO {self.source}: {request.method} {path} status={status} "
+                      f"ms={seconds * 1000:.1f} client={client} key={caller}\n")
+
+    def _add(self, line: str) -> None:
+        self.lines.append(line)
         if self.timer is None:
             self.timer = asyncio.get_running_loop().call_later(FLUSH_INTERVAL, self.flush)
+
+    def _local_stamp(self) -> str:
+        """Now as the logging module's default format writes it; the seconds part made once a second."""
+        now = time.time()
+        second = int(now)
+        if second != self.stamp_second:
+            self.stamp_second = second
+            self.stamp = time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(second))
+        return f"{self.stamp},{int(now % 1 * 1000):03d}"
 
     def _json_line(self, ctx: Ctx, settled: Settlement) -> str:
         now = time.time()
@@ -102,7 +106,7 @@ class AccessLog:
         key = caller.key if caller is not None else None
         usage = settled.usage
         entry = {
-            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(now)) + f".{int(now % 1 * 1000):03d}Z",
+            "timestamp": utc_stamp(now),
             "level": "INFO", "logger": self.source, "message": "request",
             "request_id": ctx.request_id, "method": ctx.request.method, "path": ctx.request.path,
             "status": settled.status, "model": ctx.requested_model, "model_group": ctx.model_group,

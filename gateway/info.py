@@ -60,9 +60,13 @@ class InfoRoutes:
         return json_response(_model_card(name))
 
     async def model_info(self, request: web.Request) -> web.Response:
+        return json_response({"data": await self._deployment_cards(request)})
+
+    async def _deployment_cards(self, request: web.Request) -> list[dict[str, Any]]:
+        """Every deployment the caller may use (`?litellm_model_id=` for one), as /model/info shows it."""
         caller = await self.authenticator.authenticate(request.headers)
         wanted = request.query.get("litellm_model_id")
-        data = [
+        return [
             {
                 "model_name": d.group,
                 "litellm_params": d.public_params(),
@@ -72,13 +76,12 @@ class InfoRoutes:
             for d in self.router.deployments
             if (wanted is None or d.id == wanted) and may_use(caller, d.group, self.router.aliases)
         ]
-        return json_response({"data": data})
 
     async def model_info_v2(self, request: web.Request) -> web.Response:
         """LiteLLM's paged /v2/model/info: `page`, `size` and `search` (in the model name)."""
-        answer = orjson.loads((await self.model_info(request)).body)  # type: ignore[arg-type]
+        cards = await self._deployment_cards(request)
         search = (request.query.get("search") or "").lower()
-        data = [d for d in answer["data"] if search in d["model_name"].lower()]
+        data = [d for d in cards if search in d["model_name"].lower()]
         page, size = _positive(request, "page", 1), _positive(request, "size", 50)
         total_pages = -(-len(data) // size)
         return json_response({"data": data[(page - 1) * size:page * size], "total_count": len(data),

@@ -229,6 +229,7 @@ class Router:
         self.context_window_fallbacks = _fallback_map(settings.context_window_fallbacks)
         self.content_policy_fallbacks = _fallback_map(settings.content_policy_fallbacks)
         self.deployments: list[Deployment] = []
+        self.by_id: dict[str, Deployment] = {}
         self.groups: dict[str, list[Deployment]] = {}
         self.peers: FailurePeers | None = None
         ssl_verify = default_ssl_verify(config)
@@ -249,6 +250,7 @@ class Router:
                 )
             seen_ids[deployment.id] = index
             self.deployments.append(deployment)
+            self.by_id[deployment.id] = deployment
             self.groups.setdefault(deployment.group, []).append(deployment)
         for members in self.groups.values():
             for deployment in members:
@@ -326,12 +328,12 @@ class Router:
 
     def cool_down(self, deployment_id: str, until: float, counted: bool) -> None:
         """The node put a deployment to rest until `until` (this clock); `counted` in this process's metrics."""
-        for deployment in self.deployments:
-            if deployment.id == deployment_id:
-                if counted and deployment.cooldown_until <= self.clock():
-                    deployment.cooldowns += 1
-                deployment.cooldown_until = max(deployment.cooldown_until, until)
-                return
+        deployment = self.by_id.get(deployment_id)
+        if deployment is None:
+            return
+        if counted and deployment.cooldown_until <= self.clock():
+            deployment.cooldowns += 1
+        deployment.cooldown_until = max(deployment.cooldown_until, until)
 
     def record_at_limit(self, deployment: Deployment, retry_after: float) -> None:
         """Its rpm/tpm is used up: routing passes it over until it has refilled."""

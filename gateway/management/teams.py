@@ -187,10 +187,15 @@ async def find_user(svc: Services, user_id: str | None, user_email: str | None) 
     return None
 
 
+def named(member: TeamMember, user_id: str | None, user_email: str | None) -> bool:
+    """Whether the member is the one named: by user_id when given, else by user_email."""
+    if user_id is not None:
+        return member.user_id == user_id
+    return user_email is not None and member.user_email == user_email
+
+
 def is_member(team: TeamRecord, user_id: str | None, user_email: str | None) -> bool:
-    return any((user_id is not None and m.user_id == user_id)
-               or (user_id is None and user_email is not None and m.user_email == user_email)
-               for m in team.members_with_roles)
+    return any(named(m, user_id, user_email) for m in team.members_with_roles)
 
 
 async def enrol(svc: Services, team_id: str, member: Member, user: UserRecord | None) -> UserRecord:
@@ -381,9 +386,7 @@ async def member_delete(request: web.Request) -> web.Response:
     if asked.user_id is None and asked.user_email is None:
         raise bad_request("Either user_id or user_email needs to be passed in", "user_id")
     team = await existing(svc, asked.team_id)
-    gone = [m for m in team.members_with_roles
-            if (asked.user_id is not None and m.user_id == asked.user_id)
-            or (asked.user_id is None and m.user_email == asked.user_email)]
+    gone = [m for m in team.members_with_roles if named(m, asked.user_id, asked.user_email)]
     if not gone:
         raise bad_request("User not found in team", "user_id")
     team = await svc.store.modify(
@@ -467,8 +470,7 @@ async def member_update(request: web.Request) -> web.Response:
     def changed(current: TeamRecord) -> dict[str, Any] | None:
         members = []
         for member in current.members_with_roles:
-            if (asked.user_id is not None and member.user_id == asked.user_id) or \
-                    (asked.user_email is not None and member.user_email == asked.user_email):
+            if named(member, asked.user_id, asked.user_email):
                 member = msgspec.structs.replace(member, role=asked.role or member.role)
                 found.append(member)
             members.append(member)

@@ -92,9 +92,9 @@ class NodeClient(asyncio.Protocol):
             elif type(message) is wire.Cooldown:
                 self.router.cool_down(message.deployment, message.until, message.counted)
             elif type(message) is wire.Failing:
-                for deployment in self.router.deployments:
-                    if deployment.id == message.deployment:
-                        deployment.failures = 1 if message.failing else 0
+                deployment = self.router.by_id.get(message.deployment)
+                if deployment is not None:
+                    deployment.failures = 1 if message.failing else 0
 
     # Sending
 

@@ -33,7 +33,6 @@ class NodeState:
         self.limiter = LocalLimiter()
         self.ledger = LocalLedger()
         self.router = router
-        self.deployments = {d.id: d for d in router.deployments}
         self.workers: set[Worker] = set()
         self.handlers: dict[type, Callable[[Any, Worker], Any]] = {
             wire.Take: self._take, wire.Admit: self._admit, wire.Give: self._give, wire.Acquire: self._acquire,
@@ -95,13 +94,13 @@ class NodeState:
         return True
 
     def _success(self, m: wire.Success, sender: Worker) -> None:
-        found = self.deployments.get(m.deployment)
+        found = self.router.by_id.get(m.deployment)
         if found is not None and found.failures:
             self.router.record_success(found)
             self._broadcast(wire.frame(wire.Failing(m.deployment, False)))
 
     def _failure(self, m: wire.Failure, sender: Worker) -> None:
-        deployment = self.deployments.get(m.deployment)
+        deployment = self.router.by_id.get(m.deployment)
         if deployment is None:
             return
         was_failing, was_until = deployment.failures > 0, deployment.cooldown_until
