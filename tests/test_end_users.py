@@ -151,7 +151,8 @@ async def test_budget_routes(gateway: Gateway, http: aiohttp.ClientSession) -> N
     status, error = await call(http, gateway, "POST", "/budget/new", {"budget_id": tier})
     assert status == 400 and error["error"]["message"] == f"Budget with id '{tier}' already exists."
     status, error = await call(http, gateway, "POST", "/budget/new", {"max_budget": -1})
-    assert status == 400 and error["error"]["message"] == "max_budget must be a non-negative finite number. Received: -1.0"
+    assert status == 400
+    assert error["error"]["message"] == "max_budget must be a non-negative finite number. Received: -1.0"
     status, made_anonymous = await call(http, gateway, "POST", "/budget/new", {"soft_budget": 2})
     assert status == 200 and made_anonymous["budget_id"]
 
