@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import Counter
 
 from gateway.background import Background
-from gateway.store.records import KeyRecord, TeamRecord, UserRecord
-from gateway.store.store import KEYS, TEAMS, USERS, Store
+from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, TeamRecord, UserRecord
+from gateway.store.store import BUDGETS, END_USERS, KEYS, TEAMS, USERS, Store
 
 log = logging.getLogger("gateway.accounts")
 
@@ -167,7 +167,13 @@ class Accounts:
                                                         reads_per_second=UNKNOWN_READS_PER_SECOND)
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
         self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)
-        self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams}
+        # End users are named by whoever sends a request, as keys are: reads of unknown ones are capped too.
+        self.end_users: RecordCache[EndUserRecord] = RecordCache(lambda ref: store.get(END_USERS, ref),
+                                                                 time.monotonic,
+                                                                 reads_per_second=UNKNOWN_READS_PER_SECOND)
+        self.budgets: RecordCache[BudgetRecord] = RecordCache(lambda ref: store.get(BUDGETS, ref), time.monotonic)
+        self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams,
+                                                     "end_user": self.end_users, "budget": self.budgets}
         self._seq = 0
         self._poller: asyncio.Task[None] | None = None
 

@@ -18,7 +18,7 @@ from gateway.cors import Cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
-from gateway.management import keys, spend, teams, users
+from gateway.management import budgets, end_users, keys, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
@@ -204,5 +204,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         users.add_routes(app, prefix)
         teams.add_routes(app, prefix)
         spend.add_routes(app, prefix)
+        end_users.add_routes(app, prefix)
+        budgets.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -97,6 +97,9 @@ class GeneralSettings(Struct):
     health_check_interval: float | None = None
     background_health_checks: bool | None = None
     store_model_in_db: bool | None = None
+    # Where else a request's end user may be named: a header, or LiteLLM's mappings with role "customer".
+    user_header_name: str | None = None
+    user_header_mappings: list[dict[str, Any]] = []
 
 
 class LiteLLMSettings(Struct):
@@ -116,6 +119,9 @@ class LiteLLMSettings(Struct):
     require_auth_for_metrics_endpoint: bool | None = None
     default_key_generate_params: dict[str, Any] = {}
     upperbound_key_generate_params: dict[str, Any] = {}
+    # The budget of end users that have none of their own: an amount, or a budget made with /budget/new.
+    max_end_user_budget: float | None = None
+    max_end_user_budget_id: str | None = None
 
 
 class PluginSpec(Struct):

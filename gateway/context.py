@@ -16,6 +16,7 @@ from gateway.router import Deployment
 from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
+    from gateway.end_users import EndUser
     from gateway.limits.deployments import Admission
     from gateway.mock_request import MockRequest
     from gateway.stream_usage import StreamMeter
@@ -42,7 +43,7 @@ class Ctx:
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
         "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
-        "timeout_s",
+        "timeout_s", "end_user",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -82,6 +83,7 @@ class Ctx:
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started
         self.client_left = False
+        self.end_user: EndUser | None = None  # the customer the request names, once the end_user plugin ran
 
     def reserved_tokens(self) -> tuple[int, int]:
         """The prompt's tokens and the answer's max_tokens, as limits and budgets reserve them."""

@@ -12,9 +12,9 @@ from gateway.plugin import Chain, Plugin
 from gateway.services import Services
 
 # The order requests meet them in: who is calling, what it cost (reached by every authenticated
-# request, so failures are recorded too), may they use this model, which model they mean, are
-# they within their rate limits, and does its cost fit their budgets.
-DEFAULT_PLUGINS = ("auth", "spend", "model_access", "model_alias", "rate_limit", "budget")
+# request, so failures are recorded too), who it is for (the end user), may they use this model,
+# which model they mean, are they within their rate limits, and does its cost fit their budgets.
+DEFAULT_PLUGINS = ("auth", "spend", "end_user", "model_access", "model_alias", "rate_limit", "budget")
 # LiteLLM's callback names (litellm_settings.callbacks / success_callback / failure_callback) and the
 # observer plugin each one turns on. Observers go first in the chain so that every request reaches
 # them, those turned away by auth included.

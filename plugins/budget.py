@@ -21,6 +21,7 @@ from gateway.background import Background
 from gateway.budget.counters import counters_for, tracks_only
 from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
+from gateway.end_users import end_user_counter, exceeded_message
 from gateway.errors import ApiError, shared_state_unreachable
 from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
@@ -70,7 +71,10 @@ class Budget(Plugin):
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         model = ctx.requested_model or ""
-        counters = counters_for(ctx.caller, model, self.proxy_budget, self.proxy_duration, self.clock())
+        now = self.clock()
+        counters = counters_for(ctx.caller, model, self.proxy_budget, self.proxy_duration, now)
+        if (end_user := end_user_counter(ctx.end_user, now)) is not None:
+            counters.append(end_user)
         if not counters:
             return None
         limited = False
@@ -118,6 +122,11 @@ class Budget(Plugin):
 
     def exceeded(self, ctx: Ctx, denied: Denied, amount: float) -> ApiError:
         kind = denied.counter.name.split(":", 1)[0]
+        if kind == "enduser":
+            message = exceeded_message(denied.counter, denied.spent)
+            if denied.counter.limit > 0 and denied.spent < denied.counter.limit:
+                message += self.why_reserved(ctx, denied, amount)
+            return ApiError(self.status, message, "budget_exceeded", None, str(self.status))
         caller = ctx.caller
         who = {
             "key": f"Key={caller.label} " if caller is not None else "",

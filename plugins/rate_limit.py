@@ -17,6 +17,7 @@ from aiohttp import web
 
 from gateway.background import Background
 from gateway.context import Ctx
+from gateway.end_users import end_user_limits
 from gateway.errors import ApiError, shared_state_unreachable
 from gateway.limits.buckets import Bucket, Limiter, LocalLimiter, Short, SlotsFull
 from gateway.plugin import Plugin
@@ -75,7 +76,8 @@ def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int
             requests.append(Bucket(f"rpm:keymodel:{key.token}:{model}", float(key.model_rpm_limit[model])))
         if model in key.model_tpm_limit:
             tokens.append(Bucket(f"tpm:keymodel:{key.token}:{model}", float(key.model_tpm_limit[model])))
-    return requests, tokens, slots
+    end_user = end_user_limits(ctx.end_user)
+    return requests + end_user[0], tokens + end_user[1], slots + end_user[2]
 
 
 class RateLimit(Plugin):

@@ -57,6 +57,7 @@ def record_of(ctx: Ctx, settled: Settlement) -> SpendRecord:
         error=settled.error.message[:2000] if settled.error is not None else None,
         tags=request_tags(ctx),
         client_ip=ctx.client_ip,
+        end_user=ctx.end_user.user_id if ctx.end_user is not None else None,
     )
 
 

@@ -346,7 +346,7 @@ async def test_a_hung_langfuse_costs_requests_nothing_and_drops_are_counted(
     fake.hang()
     plugins = [{"name": "langfuse", "settings": {"queue_size": 5, "flush_at": 2, "timeout": 120,
                                                  "close_timeout": 1}},
-               "auth", "spend", "model_access", "model_alias", "rate_limit", "budget"]
+               "auth", "spend", "end_user", "model_access", "model_alias", "rate_limit", "budget"]
     base = config(upstream, callbacks=["prometheus"])
     base["gateway_settings"] = {"plugins": plugins}
     try:

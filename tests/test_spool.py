@@ -33,3 +33,12 @@ def test_segments_rotate_and_a_dead_writers_segment_is_taken_over(tmp_path: Path
     assert [p.name for p in taken] == [orphan.with_suffix(READY_SUFFIX).name]
     assert rows_of(read_segment(taken[0]))[0][0] == "b"
     spool.close()
+
+
+def test_lines_spooled_before_the_end_user_column_are_still_written() -> None:
+    """An upgrade must not drop what the previous version spooled: its lines lack the end_user column."""
+    current = spool_line(SpendRecord(request_id="new", end_user="acme"))
+    older = b"[1" + spool_line(SpendRecord(request_id="old"))[2:].rsplit(b",", 1)[0] + b"]\n"
+    rows = rows_of(older + current)
+    assert [(row[0], row[-1]) for row in rows] == [("old", None), ("new", "acme")]
+    assert all(len(row) == len(rows[1]) for row in rows)

@@ -113,7 +113,7 @@ async def test_migrations_are_idempotent_and_safe_to_race(store: Store) -> None:
     assert await migrate(store.db) == NEWEST
     assert await asyncio.gather(*(migrate(store.db) for _ in range(3))) == [NEWEST] * 3
     row = await store.db.fetchrow("SELECT COUNT(*) AS n FROM gw_schema")
-    assert row is not None and row["n"] == NEWEST
+    assert row is not None and row["n"] == len(MIGRATIONS)  # each applied once
 
 
 async def test_two_sqlite_connections_share_one_file(tmp_path: Path) -> None:
@@ -196,3 +196,38 @@ async def test_records_of_a_regenerated_key_follow_it(store: Store) -> None:
     assert spends[first] is not None and spends[first].spend == pytest.approx(1.75)  # in its grace period
     assert spends[second] is None
     assert spends[third] is not None and spends[third].spend == pytest.approx(1.0 + 0.5 + 0.25 + 0.125)
+
+
+async def test_end_user_spend_and_budget_periods(store: Store) -> None:
+    """An end user's spend is added with the key's, in one transaction, whether it was created or not; a
+    budget whose period is over starts a new one and zeroes its end users' spend (the time is passed in,
+    so no test waits for a clock)."""
+    from gateway.spend.record import SpendRecord
+    from gateway.store.records import BudgetRecord, EndUserRecord
+    from gateway.store.store import BUDGETS, END_USERS
+
+    now = time.time()
+    await store.insert(BUDGETS, BudgetRecord(budget_id="daily", max_budget=5.0, budget_duration="1d",
+                                             budget_reset_at=now + 10))
+    await store.insert(END_USERS, EndUserRecord(user_id="acme", budget_id="daily", spend=1.0))
+    batch = [SpendRecord(request_id=f"e{i}", end_user=user, spend=0.5, start_time=now)
+             for i, user in enumerate(["acme", "acme", "walk-in"])]
+    assert await store.write_spend(batch) == 3
+    assert await store.write_spend(batch) == 0  # read again after a crash: counted once
+    acme, walk_in = await store.get(END_USERS, "acme"), await store.get(END_USERS, "walk-in")
+    assert acme is not None and acme.spend == pytest.approx(2.0) and acme.budget_id == "daily"
+    assert walk_in is not None and walk_in.spend == pytest.approx(0.5) and not walk_in.blocked
+    logs = await store.spend_logs({"end_user": "acme"}, None, None, 10)
+    assert sorted(r.request_id for r in logs) == ["e0", "e1"]
+
+    seq = await store.latest_change()
+    assert await store.reset_due_budgets(now) == 0  # not due yet
+    assert await store.reset_due_budgets(now + 11) == 1
+    acme, walk_in = await store.get(END_USERS, "acme"), await store.get(END_USERS, "walk-in")
+    budget = await store.get(BUDGETS, "daily")
+    assert acme is not None and acme.spend == 0.0
+    assert walk_in is not None and walk_in.spend == pytest.approx(0.5)  # no budget, no period
+    assert budget is not None and budget.budget_reset_at == pytest.approx(now + 10 + 86400)
+    _, changes = await store.changes_since(seq, now + 3600)
+    assert ("end_user", "acme") in changes and ("budget", "daily") in changes
+    assert await store.reset_due_budgets(now + 11) == 0  # another instance doing it too changes nothing

@@ -17,7 +17,7 @@ from gateway.spend.record import SpendRecord
 from gateway.store.store import KEYS
 from gateway.usage import Usage, estimate
 
-GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "user_id", "model": "model_group"}
+GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "end_user", "model": "model_group"}
 
 
 def log_view(record: SpendRecord) -> dict[str, Any]:
@@ -31,7 +31,7 @@ def log_view(record: SpendRecord) -> dict[str, Any]:
         else None,
         "model": record.upstream_model or record.model, "model_id": record.model_id,
         "model_group": record.model_group, "custom_llm_provider": record.provider, "api_base": record.api_base,
-        "user": record.user_id, "team_id": record.team_id, "request_tags": record.tags,
+        "user": record.user_id, "end_user": record.end_user, "team_id": record.team_id, "request_tags": record.tags,
         "requester_ip_address": record.client_ip, "status": record.status,
         "metadata": {"key_alias": record.key_alias, "status_code": record.status_code, "error": record.error,
                      "usage_estimated": record.usage_estimated, "stream": record.stream,
@@ -60,7 +60,8 @@ async def logs(request: web.Request) -> web.Response:
     where: dict[str, Any] = {}
     if "api_key" in request.query:
         where["api_key"] = token_of(request.query["api_key"])
-    for name, column in (("user_id", "user_id"), ("team_id", "team_id"), ("request_id", "request_id")):
+    for name, column in (("user_id", "user_id"), ("team_id", "team_id"), ("request_id", "request_id"),
+                         ("end_user", "end_user")):
         if name in request.query:
             where[column] = request.query[name]
     if not who.is_admin:
@@ -152,6 +153,50 @@ async def global_teams(request: web.Request) -> web.Response:
                  "total_spend_per_team": [{"team_id": t, "total_spend": v} for t, v in sorted(totals.items())]})
 
 
+class EndUsersSpend(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    """LiteLLM's GlobalEndUsersSpend."""
+
+    api_key: str | None = None
+    startTime: str | None = None  # noqa: N815 - LiteLLM's name
+    endTime: str | None = None  # noqa: N815
+
+
+def _moment(raw: str | None, name: str) -> float | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise bad_request(f"{name} must be an ISO 8601 time", name) from None
+    return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
+
+
+async def global_end_users(request: web.Request) -> web.Response:
+    """LiteLLM's top end users by spend over a window (the last 30 days unless given), at most 100:
+    `[{"end_user", "total_count", "total_spend"}]`."""
+    await admin(request)
+    svc = services(request)
+    asked = await body(request, EndUsersSpend)
+    now = svc.clock()
+    start = _moment(asked.startTime, "startTime") or now - 30 * 86400
+    end = _moment(asked.endTime, "endTime") or now
+    where = {"api_key": token_of(asked.api_key)} if asked.api_key else {}
+    totals: dict[str, list[float]] = {}
+    for row in await svc.store.spend_by_day(where, start, end, "end_user"):
+        if row["grp"] is not None:
+            entry = totals.setdefault(row["grp"], [0, 0.0])
+            entry[0] += int(row["requests"])
+            entry[1] += row["spend"]
+    top = sorted(totals.items(), key=lambda item: item[1][1], reverse=True)[:100]
+    return json([{"end_user": name, "total_count": int(count), "total_spend": spend} for name, (count, spend) in top])
+
+
+async def all_end_users(request: web.Request) -> web.Response:
+    await admin(request)
+    rows = await services(request).store.spend_by_day({}, None, None, "end_user")
+    return json({"end_users": sorted({row["grp"] for row in rows if row["grp"] is not None})})
+
+
 class CostRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     model: str | None = None
     messages: list[Any] | None = None
@@ -190,6 +235,8 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_get(f"{prefix}/global/spend/keys", global_keys)
     app.router.add_get(f"{prefix}/global/spend/models", global_models)
     app.router.add_get(f"{prefix}/global/spend/teams", global_teams)
+    app.router.add_post(f"{prefix}/global/spend/end_users", global_end_users)
+    app.router.add_get(f"{prefix}/global/all_end_users", all_end_users)
     app.router.add_post(f"{prefix}/spend/calculate", calculate)
     app.router.add_get(f"{prefix}/spend/logs", logs)
     app.router.add_get(f"{prefix}/global/spend/report", report)

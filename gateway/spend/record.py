@@ -35,13 +35,16 @@ class SpendRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     error: str | None = None
     tags: list[str] = []
     client_ip: str | None = None
+    end_user: str | None = None  # the customer the request named (body `user`, or LiteLLM's headers)
 
 
 COLUMNS: tuple[str, ...] = tuple(SpendRecord.__struct_fields__)
 ENCODER = msgspec.json.Encoder()
 # A spool line is a JSON array: this version, then the columns in COLUMNS order. The store can
 # then load a whole segment without Python touching each record (see Store.write_spend_lines).
-SPOOL_VERSION = 1
+SPOOL_VERSION = 2
+# Lines written before a column was added are read with it empty: what spooled before an upgrade is kept.
+OLDER_LINES = {1: len(COLUMNS) - 1}
 LINE_DECODER = msgspec.json.Decoder(list[Any])
 
 
@@ -69,6 +72,8 @@ def rows_of(lines: bytes) -> list[list[Any]]:
             continue
         if len(values) == len(COLUMNS) + 1 and values[0] == SPOOL_VERSION:
             rows.append(values[1:])
+        elif values and isinstance(values[0], int) and OLDER_LINES.get(values[0]) == len(values) - 1:
+            rows.append(values[1:] + [None] * (len(COLUMNS) + 1 - len(values)))
     return rows
 
 

@@ -65,6 +65,21 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE gw_users ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
         "ALTER TABLE gw_teams ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
     ]),
+    (7, "end users (customers), budgets, and the end user of each spend record", [
+        """CREATE TABLE gw_budgets (
+            budget_id TEXT PRIMARY KEY, max_budget DOUBLE PRECISION, soft_budget DOUBLE PRECISION,
+            max_parallel_requests BIGINT, tpm_limit BIGINT, rpm_limit BIGINT, model_max_budget TEXT NOT NULL,
+            budget_duration TEXT, budget_reset_at DOUBLE PRECISION, created_by TEXT, updated_by TEXT,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE gw_end_users (
+            user_id TEXT PRIMARY KEY, alias TEXT, spend DOUBLE PRECISION NOT NULL DEFAULT 0,
+            allowed_model_region TEXT, default_model TEXT, budget_id TEXT, blocked BOOLEAN NOT NULL DEFAULT FALSE,
+            extra TEXT NOT NULL DEFAULT '{{}}', created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX gw_end_users_budget ON gw_end_users (budget_id)",
+        "ALTER TABLE gw_spend_logs ADD COLUMN end_user TEXT",
+        "CREATE INDEX gw_spend_end_user ON gw_spend_logs (end_user, start_time)",
+    ]),
 ]
 
 CHANGES_TABLE = {

@@ -70,3 +70,32 @@ class TeamRecord(Limited, kw_only=True):
     members_with_roles: list[TeamMember] = []
     blocked: bool = False
     from_config: bool = False  # declared under `teams:` in config.yaml; the file wins at each start
+
+
+class BudgetRecord(Record, kw_only=True):
+    """LiteLLM's budget table: limits that end users (and, in LiteLLM, other things) point to by budget_id."""
+
+    budget_id: str
+    max_budget: float | None = None
+    soft_budget: float | None = None
+    max_parallel_requests: int | None = None
+    tpm_limit: int | None = None
+    rpm_limit: int | None = None
+    model_max_budget: dict[str, Any] = {}
+    budget_duration: str | None = None
+    budget_reset_at: float | None = None
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+class EndUserRecord(Record, kw_only=True):
+    """A customer of the proxy: the `user` a request names, not a key's owner."""
+
+    user_id: str
+    alias: str | None = None
+    spend: float = 0.0
+    allowed_model_region: str | None = None
+    default_model: str | None = None
+    budget_id: str | None = None
+    blocked: bool = False
+    extra: dict[str, Any] = {}

@@ -18,7 +18,7 @@ from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
 from gateway.store.migrations import migrate
-from gateway.store.records import KeyRecord, Record, TeamRecord, UserRecord
+from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, Record, TeamRecord, UserRecord
 
 R = TypeVar("R", bound=Record)
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
@@ -61,6 +61,8 @@ class Table(Generic[R]):
 KEYS = Table("gw_keys", "key", KeyRecord, "token")
 USERS = Table("gw_users", "user", UserRecord, "user_id")
 TEAMS = Table("gw_teams", "team", TeamRecord, "team_id")
+END_USERS = Table("gw_end_users", "end_user", EndUserRecord, "user_id")
+BUDGETS = Table("gw_budgets", "budget", BudgetRecord, "budget_id")
 
 
 class Store:
@@ -235,6 +237,31 @@ class Store:
                     if touched:
                         await self._log_change(tx, table, row["pk"])
                         count += touched
+        return count + await self._reset_end_user_budgets(now)
+
+    async def _reset_end_user_budgets(self, now: float) -> int:
+        """Budgets whose period is over: the next reset time set, and their end users' spend back to 0."""
+        count = 0
+        rows = await self.db.fetch(
+            "SELECT budget_id, budget_reset_at, budget_duration FROM gw_budgets WHERE budget_reset_at IS NOT NULL "
+            "AND budget_reset_at <= $1 AND budget_duration IS NOT NULL", now)
+        for row in rows:
+            following = row["budget_reset_at"]
+            while following <= now:
+                following = durations.add(following, row["budget_duration"])
+            async with self.db.transaction() as tx:
+                touched = await tx.execute(
+                    "UPDATE gw_budgets SET budget_reset_at = $1, updated_at = $2 WHERE budget_id = $3 "
+                    "AND budget_reset_at = $4", following, now, row["budget_id"], row["budget_reset_at"])
+                if not touched:
+                    continue
+                await self._log_change(tx, BUDGETS, row["budget_id"])
+                users = await tx.fetch("SELECT user_id FROM gw_end_users WHERE budget_id = $1", row["budget_id"])
+                await tx.execute("UPDATE gw_end_users SET spend = 0, updated_at = $2 WHERE budget_id = $1",
+                                 row["budget_id"], now)
+                for user in users:
+                    await self._log_change(tx, END_USERS, user["user_id"])
+                count += len(users)
         return count
 
     async def write_spend(self, records: list[SpendRecord]) -> int:
@@ -311,6 +338,14 @@ class Store:
         await self.db.execute("DELETE FROM gw_changes WHERE at < $1", older_than)
 
 
+# End users are made on their first spend, as LiteLLM does: a `user` never created still has its total.
+END_USER_SPEND = (
+    "INSERT INTO gw_end_users (user_id, spend, blocked, extra, created_at, updated_at) "
+    "SELECT end_user, SUM(spend), FALSE, '{{}}', CAST($1 AS DOUBLE PRECISION), CAST($1 AS DOUBLE PRECISION) "
+    "FROM {source} end_user IS NOT NULL GROUP BY end_user "
+    "ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend")
+
+
 async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
     """PostgreSQL: COPY the batch into a scratch table, keep the rows whose id is new, and add
     their cost to the totals, all in the server."""
@@ -332,6 +367,7 @@ async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
     await tx.execute("UPDATE gw_keys SET spend = gw_keys.spend + s.total FROM (SELECT k.successor, SUM(n.spend) "
                      "AS total FROM gw_spend_new n JOIN gw_key_successors k ON k.token = n.api_key "
                      "GROUP BY k.successor) s WHERE gw_keys.token = s.successor")
+    await tx.execute(END_USER_SPEND.format(source="gw_spend_new WHERE"), time.time())
     row = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_new")
     return int(row["n"]) if row else 0
 
@@ -361,5 +397,6 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
         "ON k.token = l.api_key WHERE l.rowid > $1 AND k.successor = gw_keys.token) "
         "WHERE token IN (SELECT k.successor FROM gw_spend_logs l JOIN gw_key_successors k ON k.token = l.api_key "
         "WHERE l.rowid > $1)", top)
+    await tx.execute(END_USER_SPEND.format(source="gw_spend_logs WHERE rowid > $2 AND"), time.time(), top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0
