@@ -194,6 +194,11 @@ async def test_a_team_in_an_organization_is_refused_a_model_outside_it(api: Api)
     direct = await api.new_key(organization_id=org_id)
     error(*(await api.chat(direct, "third")), 401, "org_model_access_denied")
 
+    await api.ok("PATCH", "/organization/update", {"organization_id": org_id, "blocked": True})
+    error(*(await api.chat(key, "other")), 401, text=f"Organization={org_id} is blocked")
+    await api.ok("PATCH", "/organization/update", {"organization_id": org_id, "blocked": False})
+    assert (await api.chat(key, "other"))[0] == 200
+
 
 async def test_organization_budget_refuses_its_keys_once_spent(api: Api) -> None:
     org = await new_org(api, max_budget=0.05)
