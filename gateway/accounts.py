@@ -1,4 +1,4 @@
-"""Keys, users and teams as the hot path sees them: from memory, kept fresh by the change log.
+"""Keys, users, teams and organizations as the hot path sees them: from memory, kept fresh by the change log.
 
 A record is read from the store once per instance and then served from
 memory. A background task polls the store's change log and drops changed
@@ -21,8 +21,8 @@ from typing import Any, Generic, TypeVar
 from prometheus_client import Counter
 
 from gateway.background import Background
-from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, TeamRecord, UserRecord
-from gateway.store.store import BUDGETS, END_USERS, KEYS, TEAMS, USERS, Store
+from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, OrgRecord, TeamRecord, UserRecord
+from gateway.store.store import BUDGETS, END_USERS, KEYS, ORGS, TEAMS, USERS, Store
 
 log = logging.getLogger("gateway.accounts")
 
@@ -172,8 +172,12 @@ class Accounts:
                                                                  time.monotonic,
                                                                  reads_per_second=UNKNOWN_READS_PER_SECOND)
         self.budgets: RecordCache[BudgetRecord] = RecordCache(lambda ref: store.get(BUDGETS, ref), time.monotonic)
+        self.orgs: RecordCache[OrgRecord] = RecordCache(lambda ref: store.get(ORGS, ref), time.monotonic)
         self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams,
-                                                     "end_user": self.end_users, "budget": self.budgets}
+                                                     "end_user": self.end_users, "budget": self.budgets,
+                                                     "organization": self.orgs}
+        # Called with (kind, ref) for every change seen, from this instance or another (access groups).
+        self.listeners: list[Callable[[str, str], None]] = []
         self._seq = 0
         self._poller: asyncio.Task[None] | None = None
 
@@ -200,6 +204,8 @@ class Accounts:
         cache = self._caches.get(kind)
         if cache is not None:
             cache.drop(ref)
+        for listener in self.listeners:
+            listener(kind, ref)
 
     async def _publish(self, message: str) -> None:
         try:

@@ -18,7 +18,7 @@ from gateway.cors import Cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
-from gateway.management import budgets, end_users, keys, spend, teams, users
+from gateway.management import access_groups, budgets, end_users, keys, organizations, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
@@ -197,6 +197,8 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         app.router.add_get(f"{prefix}/routes", info.routes)
         app.router.add_get(f"{prefix}/guardrails/list", info.guardrails)
         app.router.add_get(f"{prefix}/v2/guardrails/list", info.guardrails)
+        app.router.add_get(f"{prefix}/policies/list", info.policies)
+        app.router.add_get(f"{prefix}/policies/attachments/list", info.policies)
         app.router.add_get(f"{prefix}/health/liveliness", info.liveliness)
         app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
         app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)
@@ -206,5 +208,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         spend.add_routes(app, prefix)
         end_users.add_routes(app, prefix)
         budgets.add_routes(app, prefix)
+        organizations.add_routes(app, prefix)
+        access_groups.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -12,7 +12,7 @@ from multidict import CIMultiDictProxy
 from gateway.accounts import Accounts, hash_key, key_name
 from gateway.durations import iso
 from gateway.errors import ApiError
-from gateway.store.records import KeyRecord, TeamRecord, UserRecord
+from gateway.store.records import KeyRecord, OrgRecord, TeamRecord, UserRecord
 
 log = logging.getLogger("gateway.auth")
 
@@ -25,16 +25,18 @@ KEY_HEADERS = ("api-key", "x-api-key", "x-goog-api-key")
 
 
 class Caller:
-    __slots__ = ("key", "token", "is_master", "role", "user", "team")
+    __slots__ = ("key", "token", "is_master", "role", "user", "team", "org")
 
     def __init__(self, key: KeyRecord | None = None, token: str | None = None, is_master: bool = False,
-                 role: str = PROXY_ADMIN, user: UserRecord | None = None, team: TeamRecord | None = None) -> None:
+                 role: str = PROXY_ADMIN, user: UserRecord | None = None, team: TeamRecord | None = None,
+                 org: OrgRecord | None = None) -> None:
         self.key = key
         self.token = token
         self.is_master = is_master
         self.role = role
         self.user = user
         self.team = team
+        self.org = org
 
     @property
     def is_admin(self) -> bool:
@@ -134,7 +136,11 @@ class Authenticator:
                              "if you're an admin.")
         user = await self.accounts.users.get(key.user_id) if key.user_id else None
         role = user.user_role if user is not None else "internal_user"
-        return Caller(key=key, token=token, role=role, user=user, team=team)
+        org_id = team.organization_id if team is not None and team.organization_id else key.organization_id
+        org = await self.accounts.orgs.get(org_id) if org_id else None
+        if org is not None and org.blocked:
+            raise auth_error(f"Authentication Error, Organization={org.organization_id} is blocked.")
+        return Caller(key=key, token=token, role=role, user=user, team=team, org=org)
 
 
 def _strip_scheme(value: str) -> str | None:

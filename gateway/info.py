@@ -12,9 +12,10 @@ import orjson
 from aiohttp import web
 
 from gateway import __version__
-from gateway.access import may_use
+from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
+from gateway.access_groups import AccessGroups
 from gateway.errors import ApiError
-from gateway.identity import Authenticator
+from gateway.identity import Authenticator, Caller
 from gateway.proxy import model_not_found
 from gateway.router import Deployment, Router
 
@@ -47,15 +48,27 @@ class InfoRoutes:
         self.health_timeout = health_timeout
         self.callbacks = callbacks
 
+    def _may(self, caller: Caller, name: str) -> bool:
+        return may_use(caller, name, self.router.aliases, self.router.access_groups)
+
     async def list_models(self, request: web.Request) -> web.Response:
+        """LiteLLM's `only_model_access_groups=True` lists the access groups the caller's models name
+        (every group for an unrestricted caller) instead of models; `include_model_access_groups=True`
+        adds them after the models."""
         caller = await self.authenticator.authenticate(request.headers)
-        names = [n for n in self.router.public_names() if may_use(caller, n, self.router.aliases)]
+        groups = group_names(caller, self.router.access_groups)
+        if _flag(request, "only_model_access_groups"):
+            names = groups
+        else:
+            names = [n for n in self.router.public_names() if self._may(caller, n)]
+            if _flag(request, "include_model_access_groups"):
+                names += [g for g in groups if g not in names]
         return json_response({"object": "list", "data": [_model_card(n) for n in names]})
 
     async def get_model(self, request: web.Request) -> web.Response:
         caller = await self.authenticator.authenticate(request.headers)
         name = request.match_info["model"]
-        if not self.router.knows(name) or not may_use(caller, name, self.router.aliases):
+        if not self.router.knows(name) or not self._may(caller, name):
             raise model_not_found(name)
         return json_response(_model_card(name))
 
@@ -74,7 +87,7 @@ class InfoRoutes:
                                "litellm_provider": d.provider.name},
             }
             for d in self.router.deployments
-            if (wanted is None or d.id == wanted) and may_use(caller, d.group, self.router.aliases)
+            if (wanted is None or d.id == wanted) and self._may(caller, d.group)
         ]
 
     async def model_info_v2(self, request: web.Request) -> web.Response:
@@ -96,7 +109,7 @@ class InfoRoutes:
             groups.setdefault(deployment.group, []).append(deployment)
         data = []
         for name, members in groups.items():
-            if (wanted is not None and name != wanted) or not may_use(caller, name, self.router.aliases):
+            if (wanted is not None and name != wanted) or not self._may(caller, name):
                 continue
             info = members[0].entry.model_info
             data.append({
@@ -114,7 +127,7 @@ class InfoRoutes:
                 "supports_function_calling": bool(info.get("supports_function_calling")),
                 "supports_vision": bool(info.get("supports_vision")),
                 "is_public_model_group": False,
-                "access_groups": info.get("access_groups") or [],
+                "access_groups": list(self.router.access_groups.of_model.get(name, ())),
             })
         return json_response({"data": data})
 
@@ -135,6 +148,13 @@ class InfoRoutes:
         it is empty rather than a 404 that would stop them."""
         await self.authenticator.authenticate(request.headers)
         return json_response({"guardrails": []})
+
+    async def policies(self, request: web.Request) -> web.Response:
+        """LiteLLM's policy list (and its attachments): the gateway runs no policies, so both are empty in
+        LiteLLM's shape rather than a 404 that would stop the tools that read them first."""
+        await self.authenticator.authenticate(request.headers)
+        field = "attachments" if request.path.endswith("/attachments/list") else "policies"
+        return json_response({field: [], "total_count": 0})
 
     async def liveliness(self, request: web.Request) -> web.Response:
         return json_response("I'm alive!")
@@ -214,6 +234,23 @@ class InfoRoutes:
 def not_found(request: web.Request) -> ApiError:
     return ApiError(404, f"{request.method} {request.path} is not an endpoint of this gateway",
                     "invalid_request_error", code="404")
+
+
+def group_names(caller: Caller, groups: AccessGroups) -> list[str]:
+    """The access groups a caller's models name, as LiteLLM lists them: the key's models, else its team's;
+    every group when neither restricts it."""
+    key = caller.key
+    models = [] if key is None else (caller.team.models if caller.team is not None and ALL_TEAM_MODELS in key.models
+                                     else key.models)
+    if not models and caller.team is not None:
+        models = caller.team.models
+    if not models or any(m in EVERY_MODEL for m in models):
+        return sorted(groups.by_name)
+    return [m for m in dict.fromkeys(models) if m in groups.by_name]
+
+
+def _flag(request: web.Request, name: str) -> bool:
+    return request.query.get(name, "").lower() in ("true", "1", "yes")
 
 
 def _positive(request: web.Request, name: str, default: int) -> int:

@@ -555,7 +555,7 @@ def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[st
         if not router.knows(model):
             raise model_not_found(model, ctx.endpoint)
         if ctx.caller is not None:
-            check_model_access(ctx.caller, model, router.aliases)
+            check_model_access(ctx.caller, model, router.aliases, router.access_groups)
     return asked
 
 

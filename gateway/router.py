@@ -13,6 +13,7 @@ import msgspec
 import orjson
 from aiohttp import ClientTimeout
 
+from gateway.access_groups import AccessGroups
 from gateway.config import Config, ConfigError, ModelEntry
 from gateway.limits.buckets import Bucket
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
@@ -278,6 +279,8 @@ class Router:
             self.aliases[alias] = name
             if not isinstance(given, str) and given.hidden:
                 self.hidden_aliases.add(alias)
+        self.access_groups = AccessGroups.from_deployments(
+            (d.group, d.entry.model_info.get("access_groups")) for d in self.deployments)
 
     def resolve(self, requested: str, exclude: frozenset[str] | set[str] = frozenset()) -> Route | None:
         """A deployment for this name, leaving out those cooling down and, while others remain, those

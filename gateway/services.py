@@ -24,8 +24,8 @@ from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
 from gateway.spend.writer import SpendWriter
 from gateway.store.database import SQLiteDatabase, open_database
-from gateway.store.records import TeamRecord
-from gateway.store.store import TEAMS, Conflict, Store
+from gateway.store.records import AccessGroupRecord, TeamRecord
+from gateway.store.store import ACCESS_GROUPS, TEAMS, Conflict, Store
 
 log = logging.getLogger("gateway")
 
@@ -88,6 +88,10 @@ async def open_services(config: Config, router: Router) -> Services:
     settings = config.gateway_settings
     accounts = Accounts(store, poll_interval=settings.change_poll_interval, redis=redis,
                         channel=f"{settings.redis_key_prefix}:changes")
+    groups = router.access_groups
+    groups.attach(lambda: stored_access_groups(store))
+    await groups.reload()
+    accounts.listeners.append(groups.changed)
     await accounts.start()
     master = master_key(config)
     if master is None:
@@ -159,6 +163,10 @@ def open_redis(config: Config) -> Any:
         socket_timeout=timeout,
         health_check_interval=10, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
     return redis.asyncio.Redis.from_pool(pool)
+
+
+async def stored_access_groups(store: Store) -> list[AccessGroupRecord]:
+    return (await store.find(ACCESS_GROUPS, {}))[0]
 
 
 async def sync_config_teams(config: Config, store: Store) -> None:

@@ -133,6 +133,7 @@ class Budget(Plugin):
             "keymodel": f"Key={caller.label} Model={ctx.requested_model} " if caller is not None else "",
             "team": f"Team={caller.team.team_id} " if caller is not None and caller.team else "",
             "user": f"User={caller.user.user_id} " if caller is not None and caller.user else "",
+            "org": f"Organization={caller.org.organization_id} " if caller is not None and caller.org else "",
             "proxy": "Proxy ",
         }[kind]
         message = f"Budget has been exceeded! {who}Current cost: {denied.spent}, Max budget: {denied.counter.limit}"

@@ -1,4 +1,5 @@
-"""May this key use this model? Its own `models`, narrowed by its team's (gateway/access.py)."""
+"""May this key use this model? Its own `models`, narrowed by its team's and its organization's
+(gateway/access.py)."""
 
 from __future__ import annotations
 
@@ -18,10 +19,11 @@ class ModelAccess(Plugin):
     def __init__(self, services: Services, settings: dict[str, Any]) -> None:
         takes_no_settings("model_access", settings)
         self.group_aliases = services.router.aliases
+        self.access_groups = services.router.access_groups
 
     async def on_request(self, ctx: Ctx) -> web.StreamResponse | None:
         if ctx.caller is not None and ctx.requested_model is not None:
-            check_model_access(ctx.caller, ctx.requested_model, self.group_aliases)
+            check_model_access(ctx.caller, ctx.requested_model, self.group_aliases, self.access_groups)
         return None
 
 

@@ -24,7 +24,7 @@ from gateway.plugin import Plugin
 from gateway.services import Services
 from gateway.settlement import Settlement
 from gateway.shared_link import reported
-from gateway.store.records import KeyRecord, TeamRecord, UserRecord
+from gateway.store.records import KeyRecord, OrgRecord, TeamRecord, UserRecord
 
 log = logging.getLogger("gateway.rate_limit")
 
@@ -56,13 +56,15 @@ def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int
     if caller is None:
         return requests, tokens, slots
     model = ctx.requested_model or ""
-    owners: list[tuple[str, str, KeyRecord | UserRecord | TeamRecord]] = []
+    owners: list[tuple[str, str, KeyRecord | UserRecord | TeamRecord | OrgRecord]] = []
     if caller.key is not None:
         owners.append(("key", caller.key.token, caller.key))
     if caller.user is not None:
         owners.append(("user", caller.user.user_id, caller.user))
     if caller.team is not None:
         owners.append(("team", caller.team.team_id, caller.team))
+    if caller.org is not None:
+        owners.append(("org", caller.org.organization_id, caller.org))
     for kind, ref, record in owners:
         if record.rpm_limit is not None:
             requests.append(Bucket(f"rpm:{kind}:{ref}", float(record.rpm_limit)))

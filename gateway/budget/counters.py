@@ -81,7 +81,8 @@ def counters_for(caller: Caller | None, model: str, proxy_budget: float | None, 
             found.append(Counter(f"keymodel:{key.token}:{model}:{end or 'all'}", limit, 0.0, end))
     if caller is not None:
         for kind, ref, record in (("team", caller.team.team_id if caller.team else "", caller.team),
-                                  ("user", caller.user.user_id if caller.user else "", caller.user)):
+                                  ("user", caller.user.user_id if caller.user else "", caller.user),
+                                  ("org", caller.org.organization_id if caller.org else "", caller.org)):
             if record is not None:
                 found.append(_record_counter(kind, ref, record.max_budget, record.spend, record.budget_reset_at,
                                              record.budget_duration, now))

@@ -32,7 +32,7 @@ from gateway.management.common import (
 )
 from gateway.services import Services
 from gateway.store.records import KeyRecord
-from gateway.store.store import KEYS, TEAMS, Conflict
+from gateway.store.store import KEYS, ORGS, TEAMS, Conflict
 
 RawKey = Annotated[str, msgspec.Meta(min_length=4, max_length=256)]
 LIMITED = ("max_budget", "soft_budget", "tpm_limit", "rpm_limit", "max_parallel_requests")
@@ -74,7 +74,6 @@ class KeptKeyFields(msgspec.Struct, kw_only=True):
     key_type: Any = UNSET
     auto_rotate: Any = UNSET
     rotation_interval: Any = UNSET
-    organization_id: Any = UNSET
     project_id: Any = UNSET
     temp_budget_increase: Any = UNSET
     temp_budget_expiry: Any = UNSET
@@ -94,6 +93,7 @@ class KeyFields(KeptKeyFields, kw_only=True, forbid_unknown_fields=True):
     key_alias: Name | None | UnsetType = UNSET
     user_id: Name | None | UnsetType = UNSET
     team_id: Name | None | UnsetType = UNSET
+    organization_id: Name | None | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
     tags: Names | UnsetType = UNSET
     tpm_limit: Count | None | UnsetType = UNSET
@@ -169,9 +169,21 @@ def apply_key_policy(svc: Services, fields: dict[str, Any]) -> dict[str, Any]:
     return merged
 
 
-async def check_team(svc: Services, team_id: str | None) -> None:
-    if team_id is not None and await svc.store.get(TEAMS, team_id) is None:
+async def check_team(svc: Services, fields: dict[str, Any]) -> None:
+    """The key's team and organization must exist; a key of a team in an organization is in it too (LiteLLM
+    has the key inherit the team's organization)."""
+    team_id = fields.get("team_id")
+    team = await svc.store.get(TEAMS, team_id) if team_id is not None else None
+    if team_id is not None and team is None:
         raise bad_request(f"Team not found, passed team_id={team_id}", "team_id")
+    org_id = fields.get("organization_id")
+    if org_id is not None and await svc.store.get(ORGS, org_id) is None:
+        raise bad_request(f"Organization not found for organization_id={org_id}", "organization_id")
+    if team is not None and team.organization_id:
+        if org_id is not None and org_id != team.organization_id:
+            raise bad_request(f"organization_id={org_id} is not the organization of team={team_id} "
+                              f"({team.organization_id})", "organization_id")
+        fields["organization_id"] = team.organization_id
 
 
 def alias_taken(alias: str | None) -> ApiError:
@@ -194,7 +206,7 @@ async def generate(request: web.Request) -> web.Response:
     raw = fields.pop("key", None) or new_raw_key()
     if not raw.startswith("sk-"):
         raise bad_request("Invalid key format. LiteLLM Virtual Key must start with 'sk-'.", "key")
-    await check_team(svc, fields.get("team_id"))
+    await check_team(svc, fields)
     now = svc.clock()
     record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), created_by=who.user_id or "master",
                        **record_changes(fields, now))
@@ -252,8 +264,8 @@ async def update(request: web.Request) -> web.Response:
         raw = alias
     else:
         token = token_of(raw)
-    if "team_id" in fields:
-        await check_team(svc, fields["team_id"])
+    if "team_id" in fields or "organization_id" in fields:
+        await check_team(svc, fields)
     if KEPT_KEY_FIELDS.intersection(fields):
         existing = await svc.store.get(KEYS, token)
         if existing is None:
@@ -326,8 +338,8 @@ async def regenerate(request: web.Request) -> web.Response:
     now = svc.clock()
     grace = fields.get("grace_period")
     changes = record_changes(with_extra(fields, KEPT_KEY_FIELDS, old.extra), now)
-    if "team_id" in changes:
-        await check_team(svc, changes["team_id"])
+    if "team_id" in changes or "organization_id" in changes:
+        await check_team(svc, changes)
     new = msgspec.structs.replace(old, token=hash_key(new_raw), key_name=key_name(new_raw), updated_at=now,
                                   **changes)
     try:

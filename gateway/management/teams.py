@@ -15,6 +15,7 @@ from aiohttp import web
 from msgspec import UNSET, UnsetType
 
 from gateway import durations
+from gateway.access import EVERY_MODEL, allows
 from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
@@ -36,7 +37,7 @@ from gateway.management.common import (
 )
 from gateway.services import Services
 from gateway.store.records import TeamMember, TeamRecord, UserRecord
-from gateway.store.store import KEYS, TEAMS, USERS, Conflict
+from gateway.store.store import KEYS, ORGS, TEAMS, USERS, Conflict
 
 MAX_MEMBERS = 1000
 
@@ -54,7 +55,6 @@ TeamIds = Annotated[list[Name], msgspec.Meta(min_length=1, max_length=1000)]
 class KeptTeamFields(msgspec.Struct, kw_only=True):
     """Fields of LiteLLM's team requests the gateway keeps and shows back but does not act on."""
 
-    organization_id: Any = UNSET
     admins: Any = UNSET
     members: Any = UNSET
     team_member_permissions: Any = UNSET
@@ -102,6 +102,8 @@ class TeamFields(KeptTeamFields, kw_only=True, forbid_unknown_fields=True):
     max_parallel_requests: Count | None | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
     blocked: bool | None | UnsetType = UNSET
+    # "" takes a team out of its organization (LiteLLM's /team/update).
+    organization_id: Annotated[str, msgspec.Meta(max_length=256)] | None | UnsetType = UNSET
 
 
 class NewTeam(TeamFields):
@@ -159,6 +161,33 @@ def not_found(team_id: str) -> ApiError:
     return ApiError(404, f"Team not found, passed team_id={team_id}", "not_found_error", "team_id")
 
 
+async def check_organization(svc: Services, team: TeamRecord, moving: bool) -> None:
+    """A team in an organization stays within it, as LiteLLM checks when a team joins one: its models among
+    the organization's (unless the organization has every model), its budget and rate limits no larger."""
+    org_id = team.organization_id
+    if not org_id:
+        return
+    org = await svc.store.get(ORGS, org_id)
+    if org is None:
+        raise ApiError(400 if not moving else 404, f"Organization not found for organization_id={org_id}",
+                       "bad_request_error" if not moving else "not_found_error", "organization_id")
+    verb = "move team to" if moving else "create team in"
+    groups = svc.router.access_groups.by_name
+    if org.models and not any(m in EVERY_MODEL for m in org.models):
+        if not team.models:
+            raise ApiError(403, f"Cannot {verb} organization. Team has access to all proxy models, but the "
+                           "organization does not.", "auth_error", "models")
+        for model in team.models:
+            if not allows(org.models, model, groups):
+                raise ApiError(403, f"Cannot {verb} organization. org not allowed to access model. This org can "
+                               f"only access models={org.models!r}. Tried to access {model}", "auth_error", "models")
+    for field in ("max_budget", "tpm_limit", "rpm_limit"):
+        mine, theirs = getattr(team, field), getattr(org, field)
+        if mine and theirs and mine > theirs:
+            raise ApiError(403, f"Cannot {verb} organization. Team has {field} {mine} that is greater than the "
+                           f"organization's {field} {theirs}.", "auth_error", field)
+
+
 def team_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
     """Request fields to record columns: a budget duration also sets when the budget next resets."""
     changes = {k: v for k, v in fields.items() if k not in ("team_id", "members_with_roles")}
@@ -167,6 +196,8 @@ def team_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
         changes["budget_reset_at"] = durations.add(now, budget) if budget else None
     if "blocked" in changes and changes["blocked"] is None:
         changes["blocked"] = False
+    if changes.get("organization_id") == "":
+        changes["organization_id"] = None
     return changes
 
 
@@ -266,9 +297,11 @@ async def new_team(request: web.Request) -> web.Response:
                      "bad_request_error", "team_id")
     if await svc.store.get(TEAMS, team_id) is not None:
         raise taken
+    fresh = TeamRecord(team_id=team_id, **team_changes(fields, svc.clock()))
+    await check_organization(svc, fresh, moving=False)
     users = [await find_user(svc, m.user_id, m.user_email) for m in members]
     try:
-        team = await svc.store.insert(TEAMS, TeamRecord(team_id=team_id, **team_changes(fields, svc.clock())))
+        team = await svc.store.insert(TEAMS, fresh)
     except Conflict:
         raise taken from None
     enrolled = [await enrol(svc, team_id, m, u) for m, u in zip(members, users)]
@@ -303,9 +336,15 @@ async def update(request: web.Request) -> web.Response:
     svc = services(request)
     fields = set_fields(await body(request, UpdateTeam))
     team_id = fields["team_id"]
+    before = await existing(svc, team_id)
     if KEPT_TEAM_FIELDS.intersection(fields):
-        fields = with_extra(fields, KEPT_TEAM_FIELDS, (await existing(svc, team_id)).extra)
-    team = await svc.store.update(TEAMS, team_id, team_changes(fields, svc.clock()))
+        fields = with_extra(fields, KEPT_TEAM_FIELDS, before.extra)
+    changes = team_changes(fields, svc.clock())
+    after = msgspec.structs.replace(before, **changes)
+    if after.organization_id and (after.organization_id != before.organization_id
+                                  or {"models", "max_budget", "tpm_limit", "rpm_limit"} & set(changes)):
+        await check_organization(svc, after, moving=True)
+    team = await svc.store.update(TEAMS, team_id, changes)
     if team is None:
         raise not_found(team_id)
     svc.accounts.changed("team", team_id)

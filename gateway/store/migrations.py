@@ -80,6 +80,25 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE gw_spend_logs ADD COLUMN end_user TEXT",
         "CREATE INDEX gw_spend_end_user ON gw_spend_logs (end_user, start_time)",
     ]),
+    (8, "organizations, access groups, and the organization of teams and keys", [
+        """CREATE TABLE gw_organizations (
+            organization_id TEXT PRIMARY KEY, organization_alias TEXT, models TEXT NOT NULL, budget_id TEXT,
+            members TEXT NOT NULL, max_budget DOUBLE PRECISION, budget_duration TEXT,
+            budget_reset_at DOUBLE PRECISION, tpm_limit BIGINT, rpm_limit BIGINT, max_parallel_requests BIGINT,
+            metadata TEXT NOT NULL, spend DOUBLE PRECISION NOT NULL, extra TEXT NOT NULL, blocked BOOLEAN NOT NULL,
+            created_by TEXT, updated_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE gw_access_groups (
+            access_group_id TEXT PRIMARY KEY, access_group_name TEXT NOT NULL, description TEXT,
+            access_model_names TEXT NOT NULL, access_mcp_server_ids TEXT NOT NULL, access_agent_ids TEXT NOT NULL,
+            assigned_team_ids TEXT NOT NULL, assigned_key_ids TEXT NOT NULL, created_by TEXT, updated_by TEXT,
+            created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE UNIQUE INDEX gw_access_groups_name ON gw_access_groups (access_group_name)",
+        "ALTER TABLE gw_teams ADD COLUMN organization_id TEXT",
+        "ALTER TABLE gw_keys ADD COLUMN organization_id TEXT",
+        "CREATE INDEX gw_teams_org ON gw_teams (organization_id)",
+        "CREATE INDEX gw_keys_org ON gw_keys (organization_id)",
+    ]),
 ]
 
 CHANGES_TABLE = {

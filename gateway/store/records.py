@@ -1,4 +1,4 @@
-"""What the store keeps: keys, users and teams, under LiteLLM's field names.
+"""What the store keeps: keys, users, teams, organizations and access groups, under LiteLLM's field names.
 
 Times are epoch seconds here and ISO 8601 on the wire.
 """
@@ -46,6 +46,7 @@ class KeyRecord(Limited, kw_only=True):
     model_tpm_limit: dict[str, int] = {}
     blocked: bool = False
     created_by: str | None = None
+    organization_id: str | None = None
 
 
 class UserRecord(Limited, kw_only=True):
@@ -70,6 +71,7 @@ class TeamRecord(Limited, kw_only=True):
     members_with_roles: list[TeamMember] = []
     blocked: bool = False
     from_config: bool = False  # declared under `teams:` in config.yaml; the file wins at each start
+    organization_id: str | None = None
 
 
 class BudgetRecord(Record, kw_only=True):
@@ -88,6 +90,32 @@ class BudgetRecord(Record, kw_only=True):
     updated_by: str | None = None
 
 
+class OrgMember(msgspec.Struct, kw_only=True):
+    """A user's membership of an organization, as LiteLLM's LiteLLM_OrganizationMembership row."""
+
+    user_id: str
+    user_role: str = "internal_user"
+    spend: float = 0.0
+    budget_id: str | None = None
+    max_budget_in_organization: float | None = None
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+class OrgRecord(Limited, kw_only=True):
+    """An organization: its teams' and keys' models are narrowed to `models`, and their spend counts
+    against its budget (LiteLLM keeps the budget in a budget table; here it is on the record)."""
+
+    organization_id: str
+    organization_alias: str | None = None
+    models: list[str] = []
+    budget_id: str | None = None
+    members: list[OrgMember] = []
+    blocked: bool = False
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
 class EndUserRecord(Record, kw_only=True):
     """A customer of the proxy: the `user` a request names, not a key's owner."""
 
@@ -99,3 +127,19 @@ class EndUserRecord(Record, kw_only=True):
     budget_id: str | None = None
     blocked: bool = False
     extra: dict[str, Any] = {}
+
+
+class AccessGroupRecord(Record, kw_only=True):
+    """A named set of models (MCP servers and agents are kept, not acted on); a key or team whose
+    `models` names it, or which it is assigned to, may use its models."""
+
+    access_group_id: str
+    access_group_name: str
+    description: str | None = None
+    access_model_names: list[str] = []
+    access_mcp_server_ids: list[str] = []
+    access_agent_ids: list[str] = []
+    assigned_team_ids: list[str] = []
+    assigned_key_ids: list[str] = []
+    created_by: str | None = None
+    updated_by: str | None = None

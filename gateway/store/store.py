@@ -18,7 +18,16 @@ from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
 from gateway.store.migrations import migrate
-from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, Record, TeamRecord, UserRecord
+from gateway.store.records import (
+    AccessGroupRecord,
+    BudgetRecord,
+    EndUserRecord,
+    KeyRecord,
+    OrgRecord,
+    Record,
+    TeamRecord,
+    UserRecord,
+)
 
 R = TypeVar("R", bound=Record)
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
@@ -63,6 +72,8 @@ USERS = Table("gw_users", "user", UserRecord, "user_id")
 TEAMS = Table("gw_teams", "team", TeamRecord, "team_id")
 END_USERS = Table("gw_end_users", "end_user", EndUserRecord, "user_id")
 BUDGETS = Table("gw_budgets", "budget", BudgetRecord, "budget_id")
+ORGS = Table("gw_organizations", "organization", OrgRecord, "organization_id")
+ACCESS_GROUPS = Table("gw_access_groups", "access_group", AccessGroupRecord, "access_group_id")
 
 
 class Store:
@@ -220,7 +231,7 @@ class Store:
         spend back to 0 and the next reset time set. Safe to run on every instance at once: a
         record is reset only while its stored reset time is still the one read."""
         count = 0
-        for table in (KEYS, USERS, TEAMS):
+        for table in (KEYS, USERS, TEAMS, ORGS):
             rows = await self.db.fetch(
                 f"SELECT {table.pk} AS pk, budget_reset_at, budget_duration FROM {table.name} "
                 "WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 AND budget_duration IS NOT NULL",
@@ -344,6 +355,8 @@ END_USER_SPEND = (
     "SELECT end_user, SUM(spend), FALSE, '{{}}', CAST($1 AS DOUBLE PRECISION), CAST($1 AS DOUBLE PRECISION) "
     "FROM {source} end_user IS NOT NULL GROUP BY end_user "
     "ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend")
+# A spend record counts for the organization of its team, else of its key (LiteLLM's order).
+ORG_OF = "COALESCE(t.organization_id, k.organization_id)"
 
 
 async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
@@ -368,6 +381,10 @@ async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
                      "AS total FROM gw_spend_new n JOIN gw_key_successors k ON k.token = n.api_key "
                      "GROUP BY k.successor) s WHERE gw_keys.token = s.successor")
     await tx.execute(END_USER_SPEND.format(source="gw_spend_new WHERE"), time.time())
+    await tx.execute(f"UPDATE gw_organizations SET spend = gw_organizations.spend + s.total FROM (SELECT {ORG_OF} "
+                     "AS org, SUM(n.spend) AS total FROM gw_spend_new n LEFT JOIN gw_teams t ON t.team_id = n.team_id "
+                     "LEFT JOIN gw_keys k ON k.token = n.api_key GROUP BY 1) s "
+                     "WHERE gw_organizations.organization_id = s.org")
     row = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_new")
     return int(row["n"]) if row else 0
 
@@ -398,5 +415,11 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
         "WHERE token IN (SELECT k.successor FROM gw_spend_logs l JOIN gw_key_successors k ON k.token = l.api_key "
         "WHERE l.rowid > $1)", top)
     await tx.execute(END_USER_SPEND.format(source="gw_spend_logs WHERE rowid > $2 AND"), time.time(), top)
+    await tx.execute(
+        f"UPDATE gw_organizations SET spend = spend + (SELECT SUM(n.spend) FROM gw_spend_logs n "
+        f"LEFT JOIN gw_teams t ON t.team_id = n.team_id LEFT JOIN gw_keys k ON k.token = n.api_key "
+        f"WHERE n.rowid > $1 AND {ORG_OF} = gw_organizations.organization_id) "
+        f"WHERE organization_id IN (SELECT {ORG_OF} FROM gw_spend_logs n LEFT JOIN gw_teams t "
+        f"ON t.team_id = n.team_id LEFT JOIN gw_keys k ON k.token = n.api_key WHERE n.rowid > $1)", top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0
