@@ -78,8 +78,12 @@ def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int
             requests.append(Bucket(f"rpm:keymodel:{key.token}:{model}", float(key.model_rpm_limit[model])))
         if model in key.model_tpm_limit:
             tokens.append(Bucket(f"tpm:keymodel:{key.token}:{model}", float(key.model_tpm_limit[model])))
-    end_user = end_user_limits(ctx.end_user)
-    return requests + end_user[0], tokens + end_user[1], slots + end_user[2]
+    if ctx.end_user is not None:
+        more_requests, more_tokens, more_slots = end_user_limits(ctx.end_user)
+        requests += more_requests
+        tokens += more_tokens
+        slots += more_slots
+    return requests, tokens, slots
 
 
 class RateLimit(Plugin):
