@@ -152,7 +152,7 @@ async def test_two_instances_sharing_redis_hold_one_budget(postgres_url: str, re
                                                            http: aiohttp.ClientSession) -> None:
     config = base_config(general_settings={"database_url": postgres_url},
                          router_settings={"redis_url": redis_base},
-                         gateway_settings={"redis_key_prefix": redis_prefix})
+                         gateway_settings={"redis_key_prefix": redis_prefix, "redis_timeout": 30.0})
     with Gateway(config) as first, Gateway(config) as second:
         assert "budgets: shared through Redis" in first.log()
         key = await new_key(http, first, max_budget=ROOM_FOR_TEN)

@@ -118,7 +118,7 @@ async def test_two_instances_sharing_redis_hold_one_deployment_rpm(upstream: Fak
                                                                    http: aiohttp.ClientSession) -> None:
     config = {"model_list": [deployment("shared", upstream.base_url, model_info={"id": "shared"}, rpm=10)],
               "router_settings": {"redis_url": redis_base},
-              "gateway_settings": {"redis_key_prefix": redis_prefix}}
+              "gateway_settings": {"redis_key_prefix": redis_prefix, "redis_timeout": 30.0}}
     with Gateway(config) as first, Gateway(config) as second:
         assert [(await chat(http, first, "shared"))[0] for _ in range(6)] == [200] * 6
         # The second instance finds the 4 the first left, not a limit of its own.

@@ -105,7 +105,8 @@ async def test_with_redis_a_change_lands_everywhere_at_once(postgres_url: str, r
     """The change log is polled only every 60 s here, so only the Redis channel can carry the block."""
     config = {**fleet_config(postgres_url),
               "router_settings": {"redis_url": redis_base},
-              "gateway_settings": {"redis_key_prefix": redis_prefix, "change_poll_interval": 60}}
+              "gateway_settings": {"redis_key_prefix": redis_prefix, "change_poll_interval": 60,
+                                   "redis_timeout": 30.0}}
     with Gateway(config) as first, Gateway(config) as second:
         raw = (await admin_post(http, first, "/key/generate", {}))["key"]
         assert await status_of(http, second, raw) == 200  # now cached on the second instance

@@ -186,7 +186,7 @@ async def test_two_instances_sharing_redis_hold_one_rpm_limit(upstream: FakeUpst
                                                               redis_base: str, redis_prefix: str,
                                                               http: aiohttp.ClientSession) -> None:
     shared = {**config(upstream, database_url=postgres_url), "router_settings": {"redis_url": redis_base},
-              "gateway_settings": {"redis_key_prefix": redis_prefix}}
+              "gateway_settings": {"redis_key_prefix": redis_prefix, "redis_timeout": 30.0}}
     with Gateway(shared) as first, Gateway(shared) as second:
         key = await new_key(http, first, rpm_limit=10)
         results = await asyncio.gather(*(chat(http, (first, second)[i % 2], key) for i in range(40)))
