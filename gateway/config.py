@@ -43,10 +43,12 @@ class LiteLLMParams(Struct):
     stream_timeout: float | None = None
     weight: float | None = None
     max_retries: int | None = None
+    num_retries: int | None = None  # this deployment's retries, over router_settings' (LiteLLM's order)
     max_parallel_requests: int | None = None
     ssl_verify: bool | str | None = None
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    output_cost_per_image: float | None = None
     mock_response: str | None = None
     organization: str | None = None
     api_version: str | None = None
@@ -97,6 +99,7 @@ class GeneralSettings(Struct):
     health_check_interval: float | None = None
     background_health_checks: bool | None = None
     store_model_in_db: bool | None = None
+    moderation_model: str | None = None  # what /moderations uses when the request names no model
 
 
 class LiteLLMSettings(Struct):
@@ -116,6 +119,7 @@ class LiteLLMSettings(Struct):
     require_auth_for_metrics_endpoint: bool | None = None
     default_key_generate_params: dict[str, Any] = {}
     upperbound_key_generate_params: dict[str, Any] = {}
+    public_model_groups: list[str] = []
 
 
 class PluginSpec(Struct):
