@@ -29,6 +29,12 @@ def answer_of(endpoint: str, stream: bool, output: bytes | None) -> Json:
         return None
     if endpoint == "embeddings":
         return _embeddings(body)
+    if endpoint == "moderations":
+        return {"results": body.get("results")}
+    if endpoint == "images/generations":
+        data = body.get("data")
+        # The pictures themselves (megabytes of base64) say nothing a reader of the log wants.
+        return {"images": len(data) if isinstance(data, list) else None}
     choice = _first_choice(body)
     if choice is None:
         return None

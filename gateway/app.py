@@ -18,7 +18,17 @@ from gateway.cors import Cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
-from gateway.management import access_groups, budgets, end_users, keys, organizations, spend, teams, users
+from gateway.management import (
+    access_groups,
+    budgets,
+    end_users,
+    keys,
+    organizations,
+    router_settings,
+    spend,
+    teams,
+    users,
+)
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
@@ -39,7 +49,7 @@ ACCESS_LOG = web.AppKey("access_log", AccessLog)
 DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
-PROXIED = ("chat/completions", "completions", "embeddings")
+PROXIED = ("chat/completions", "completions", "embeddings", "moderations", "images/generations")
 
 
 def path_prefixes(config: Config) -> list[str]:
@@ -174,11 +184,12 @@ def _add_routes(app: web.Application, access_source: str) -> None:
                                                                        config.gateway_settings.fail_open)
     info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
                       config.litellm_settings.success_callback, app[SERVICES].authenticator, app[POOLS].probes)
+    costs = router_settings.CostMap(pricing.table)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
                                     settings.tracking_header_prefix, access_log, pricing, in_flight,
-                                    cors=app.get(CORS))
+                                    cors=app.get(CORS), moderation_model=config.general_settings.moderation_model)
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
@@ -210,5 +221,6 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         budgets.add_routes(app, prefix)
         organizations.add_routes(app, prefix)
         access_groups.add_routes(app, prefix)
+        router_settings.add_routes(app, prefix, costs)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -43,10 +43,12 @@ class LiteLLMParams(Struct):
     stream_timeout: float | None = None
     weight: float | None = None
     max_retries: int | None = None
+    num_retries: int | None = None  # this deployment's retries, over router_settings' (LiteLLM's order)
     max_parallel_requests: int | None = None
     ssl_verify: bool | str | None = None
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
+    output_cost_per_image: float | None = None
     mock_response: str | None = None
     organization: str | None = None
     api_version: str | None = None
@@ -100,6 +102,7 @@ class GeneralSettings(Struct):
     # Where else a request's end user may be named: a header, or LiteLLM's mappings with role "customer".
     user_header_name: str | None = None
     user_header_mappings: list[dict[str, Any]] = []
+    moderation_model: str | None = None  # what /moderations uses when the request names no model
 
 
 class LiteLLMSettings(Struct):
@@ -122,6 +125,7 @@ class LiteLLMSettings(Struct):
     # The budget of end users that have none of their own: an amount, or a budget made with /budget/new.
     max_end_user_budget: float | None = None
     max_end_user_budget_id: str | None = None
+    public_model_groups: list[str] = []
 
 
 class PluginSpec(Struct):

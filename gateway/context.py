@@ -43,7 +43,7 @@ class Ctx:
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
         "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
-        "timeout_s", "end_user",
+        "timeout_s", "end_user", "max_retries",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -79,6 +79,7 @@ class Ctx:
         self.retries = 0  # attempts after the first, within a group
         self.fallbacks = 0  # fallback groups tried
         self.timeout_s: float | None = None  # the last attempt's overall timeout
+        self.max_retries = 0  # retries the group being tried allows
         self._reserved: tuple[int, int] | None = None
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started

@@ -216,12 +216,15 @@ class InfoRoutes:
         timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         headers = deployment.headers
         tls = deployment.endpoint.tls or True
-        if deployment.is_wildcard:
+        if deployment.is_wildcard or deployment.mode == "image_generation":
+            # An image costs real money: that the deployment lists its models is proof enough.
             return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
         body: dict[str, object]
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
+        elif deployment.mode == "moderation":
+            path, body = "moderations", {"model": model, "input": "ping"}
         elif deployment.mode == "completion":
             path, body = "completions", {"model": model, "prompt": "ping", "max_tokens": 1}
         else:

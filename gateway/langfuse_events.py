@@ -24,12 +24,13 @@ from gateway.settlement import CLIENT_LEFT
 from gateway.usage import Usage
 
 REDACTED = "redacted-by-litellm"
-CALL_TYPES = {"chat/completions": "acompletion", "completions": "atext_completion", "embeddings": "aembedding"}
+CALL_TYPES = {"chat/completions": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
+              "moderations": "amoderation", "images/generations": "aimage_generation"}
 # Request fields that are the prompt, who is asking or how to log: not model parameters.
 NOT_PARAMETERS = frozenset({"model", "messages", "prompt", "input", "metadata", "tools", "functions", "user",
                             "stream_options"})
 INPUT_FIELDS = {"chat/completions": ("messages", "tools", "functions"), "completions": ("prompt",),
-                "embeddings": ("input",)}
+                "embeddings": ("input",), "moderations": ("input",), "images/generations": ("prompt",)}
 HEADER_PREFIX = "langfuse_"
 MAX_TAGS = 64
 

@@ -69,6 +69,10 @@ def answer(deployment: Deployment, endpoint: str, body: dict[str, Any], model: s
         payload = _embeddings(body, model)
         return MockAnswer(Usage(payload["usage"]["prompt_tokens"], 0, payload["usage"]["total_tokens"]),
                           orjson.dumps(payload))
+    if endpoint == "moderations":
+        return MockAnswer(Usage(), orjson.dumps(_moderation(body, model)))
+    if endpoint == "images/generations":
+        return MockAnswer(Usage(), orjson.dumps(_images(body)))
     text = answer_text(deployment, body, given)
     usage = _usage(prompt_tokens(body), tokens(text) if text else 0)
     chat = endpoint == "chat/completions"
@@ -150,3 +154,28 @@ def _vector(seed: bytes) -> list[float]:
     raw = [v / 2**31 - 1.0 for v in struct.unpack(f"<{EMBEDDING_DIMENSIONS}I", digest[: 4 * EMBEDDING_DIMENSIONS])]
     norm = sum(v * v for v in raw) ** 0.5 or 1.0
     return [v / norm for v in raw]
+
+
+MODERATION_CATEGORIES = ("harassment", "harassment/threatening", "hate", "hate/threatening", "illicit",
+                         "illicit/violent", "self-harm", "self-harm/instructions", "self-harm/intent", "sexual",
+                         "sexual/minors", "violence", "violence/graphic")
+
+
+def _moderation(body: dict[str, Any], model: str) -> dict[str, Any]:
+    """OpenAI's moderation object, nothing flagged, one result per input."""
+    raw = body["input"]
+    inputs = raw if isinstance(raw, list) else [raw]
+    result = {"flagged": False, "categories": dict.fromkeys(MODERATION_CATEGORIES, False),
+              "category_scores": dict.fromkeys(MODERATION_CATEGORIES, 0.0)}
+    return {"id": f"modr-mock-{uuid.uuid4().hex}", "model": model, "results": [result for _ in inputs]}
+
+
+# A 1x1 transparent PNG: the smallest picture a client can decode.
+MOCK_PNG = ("iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mNkYPhfDwAChwGA60e6kgAAAABJRU5ErkJggg==")
+
+
+def _images(body: dict[str, Any]) -> dict[str, Any]:
+    count = body.get("n") or 1
+    item = {"b64_json": MOCK_PNG} if body.get("response_format") == "b64_json" \
+        else {"url": "data:image/png;base64," + MOCK_PNG}
+    return {"created": int(time.time()), "data": [{**item, "revised_prompt": body["prompt"]} for _ in range(count)]}

@@ -18,12 +18,16 @@ class Price(msgspec.Struct, frozen=True):
     input_cost_per_token: float
     output_cost_per_token: float
     source: str  # "config", "table" or "none"
+    cost_per_image: float = 0.0  # each image generated, as LiteLLM's output_cost_per_image
 
-    def cost(self, usage: Usage) -> float:
-        return usage.prompt_tokens * self.input_cost_per_token + usage.completion_tokens * self.output_cost_per_token
+    def cost(self, usage: Usage, images: int = 0) -> float:
+        tokens = usage.prompt_tokens * self.input_cost_per_token + usage.completion_tokens * self.output_cost_per_token
+        return tokens + images * self.cost_per_image if images else tokens
 
 
 FREE = Price(0.0, 0.0, "none")
+# LiteLLM's names for the price of one generated image, in the order its image cost calculator reads them.
+IMAGE_PRICE_FIELDS = ("output_cost_per_image", "cost_per_image")
 MAX_REMEMBERED = 10_000
 
 
@@ -39,15 +43,24 @@ def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_
     for source in (params, model_info):
         given_in = source.get("input_cost_per_token")
         given_out = source.get("output_cost_per_token")
-        if isinstance(given_in, (int, float)) or isinstance(given_out, (int, float)):
-            return Price(float(given_in or 0.0), float(given_out or 0.0), "config")
+        per_image = _image_price(source)
+        if isinstance(given_in, (int, float)) or isinstance(given_out, (int, float)) or per_image:
+            return Price(float(given_in or 0.0), float(given_out or 0.0), "config", per_image)
     base = model_info.get("base_model")
     for name in (upstream_model, base, f"{provider}/{upstream_model}", upstream_model.rsplit("/", 1)[-1]):
         entry = table.get(name) if isinstance(name, str) else None
         if entry is not None:
             return Price(float(entry.get("input_cost_per_token", 0.0)),
-                         float(entry.get("output_cost_per_token", 0.0)), "table")
+                         float(entry.get("output_cost_per_token", 0.0)), "table", _image_price(entry))
     return FREE
+
+
+def _image_price(source: dict[str, Any]) -> float:
+    for name in IMAGE_PRICE_FIELDS:
+        value = source.get(name)
+        if isinstance(value, (int, float)) and not isinstance(value, bool) and value > 0:
+            return float(value)
+    return 0.0
 
 
 class Pricing:

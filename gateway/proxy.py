@@ -25,7 +25,7 @@ from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
 
-from gateway import __version__, mock, mock_request, timeouts
+from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
 from gateway.access_log import AccessLog
 from gateway.context import Ctx, IPNetwork
@@ -38,7 +38,7 @@ from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
-from gateway.usage import estimate, from_json_body
+from gateway.usage import Usage, estimate, from_json_body, image_count
 
 log = logging.getLogger("gateway")
 
@@ -51,7 +51,11 @@ NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "conte
                          "date", "server", "content-type", "set-cookie", "alt-svc", "via"})
 # What a plugin that needs_output gets of a long stream: enough for any chat answer a log would keep.
 MAX_OUTPUT_BYTES = 1 << 20
-REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input"}
+REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embeddings": "input",
+                  "moderations": "input", "images/generations": "prompt"}
+# Answers that are not text: with no usage in them, none is made up from their size.
+NOT_TEXT = frozenset({"moderations", "images/generations"})
+NO_USAGE = Usage()
 
 
 class InFlight:
@@ -72,20 +76,27 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
-                 "in_flight", "needs_usage", "model_in_path", "names", "max_retries", "cors")
+                 "in_flight", "needs_usage", "model_in_path", "names", "cors", "text", "images",
+                 "default_model")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
-                 pricing: Pricing, in_flight: InFlight, model_in_path: bool = False, cors: Cors | None = None) -> None:
+                 pricing: Pricing, in_flight: InFlight, model_in_path: bool = False, cors: Cors | None = None,
+                 moderation_model: str | None = None) -> None:
         self.cors = cors
         self.names = HeaderNames.under(header_prefix)
-        self.max_retries = str(router.num_retries)
         # Azure's routes (/openai/deployments/{model}/...) name the model in the path, and it wins.
         self.model_in_path = model_in_path
         self.in_flight = in_flight
         self.access_log = access_log
         self.pricing = pricing
         self.endpoint = endpoint
+        self.text = endpoint not in NOT_TEXT
+        self.images = endpoint == "images/generations"
+        # /moderations may name no model (OpenAI picks one): general_settings.moderation_model, else the
+        # first group of mode `moderation`, else OpenAI's default when some deployment serves it.
+        self.default_model = default_moderation_model(router, moderation_model) if endpoint == "moderations" \
+            else None
         self.router = router
         self.limits = limits
         self.chain = chain
@@ -155,7 +166,8 @@ class ProxyEndpoint:
             elif ctx.client_left and ctx.sent_at is not None:
                 ctx.usage = estimate(ctx.body or {}, 0)  # left before any answer: the prompt was read
             if ctx.usage is not None and ctx.deployment is not None:
-                ctx.cost = self.pricing.price(ctx.deployment, ctx.upstream_model or "").cost(ctx.usage)
+                price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
+                ctx.cost = price.cost(ctx.usage, image_count(ctx.body or {}) if self.images else 0)
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
@@ -174,7 +186,11 @@ class ProxyEndpoint:
         body = ctx.body = await read_json(ctx.request)
         if self.model_in_path:
             body["model"] = ctx.request.match_info["model"]
+        elif self.default_model is not None and body.get("model") is None:
+            body["model"] = self.default_model
         check_body(self.endpoint, body)
+        if "," in body["model"] and self.endpoint == "chat/completions":
+            return await batch.serve(self, ctx, body)
         asked = timeouts.asked(ctx.request.headers, body)
         ctx.requested_model = body["model"]
         answer = await self.chain.on_request(ctx)
@@ -267,7 +283,8 @@ class ProxyEndpoint:
         current: Route | None = route
         while plan:
             group = plan.popleft()
-            for attempt in range(router.num_retries + 1):
+            attempt = 0
+            while True:
                 if current is None:
                     try:
                         current = await self._route(ctx, group, tried)
@@ -275,7 +292,11 @@ class ProxyEndpoint:
                         current = None
                     if current is None:
                         break
-                if attempt:
+                if attempt == 0:
+                    # The group's first deployment decides how often the group is retried (LiteLLM's
+                    # litellm_params.num_retries, else the router's).
+                    ctx.max_retries = current.deployment.num_retries
+                else:
                     ctx.retries += 1
                     await asyncio.sleep(min(router.retry_after or 0.05 * 2 ** attempt, 2.0))
                 ctx.deployment, ctx.model_group, ctx.upstream_model = current.deployment, current.group, \
@@ -288,7 +309,8 @@ class ProxyEndpoint:
                     self._release(ctx, 0.0)  # the request counts; it used no tokens there
                     router.record_failure(current.deployment, exc.retry_after)
                     current = None
-                    if exc.kind is not None or not exc.retryable:
+                    attempt += 1
+                    if exc.kind is not None or not exc.retryable or attempt > ctx.max_retries:
                         break
                     continue
                 router.record_success(current.deployment)
@@ -381,9 +403,10 @@ class ProxyEndpoint:
     def _json_answer(self, ctx: Ctx, body: dict[str, Any], payload: bytes, status: int,
                      upstream: Response | None, content_type: str) -> web.Response:
         if self.needs_usage and ctx.usage is None:
-            ctx.usage = from_json_body(payload) or estimate(body, len(payload))
+            ctx.usage = from_json_body(payload) or (estimate(body, len(payload)) if self.text else NO_USAGE)
         if ctx.usage is not None and ctx.deployment is not None:
-            ctx.cost = self.pricing.price(ctx.deployment, ctx.upstream_model or "").cost(ctx.usage)
+            price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
+            ctx.cost = price.cost(ctx.usage) if not self.images else price.cost(ctx.usage, image_count(body))
         if self.chain.needs_output:
             ctx.output = payload
         merged = self._headers(ctx, upstream)  # after usage and cost are known: plugins report them
@@ -462,7 +485,7 @@ class ProxyEndpoint:
             # LiteLLM's: what routing did, and what the gateway itself added to the time to this answer.
             headers[names.retries] = str(ctx.retries)
             headers[names.fallbacks] = str(ctx.fallbacks)
-            headers[names.max_retries] = self.max_retries
+            headers[names.max_retries] = str(ctx.max_retries)
             if ctx.timeout_s is not None:
                 headers[names.timeout] = f"{ctx.timeout_s:g}"
             if ctx.sent_at is not None:
@@ -575,6 +598,12 @@ def check_body(endpoint: str, body: dict[str, Any]) -> None:
         for i, message in enumerate(value):
             if not isinstance(message, dict) or not isinstance(message.get("role"), str):
                 raise bad_request(f"messages[{i}] must be an object with a string 'role'", f"messages[{i}]")
+    elif endpoint == "images/generations":
+        if not isinstance(value, str) or not value:
+            raise bad_request("'prompt' must be a non-empty string", "prompt")
+        count = body.get("n")
+        if count is not None and (not isinstance(count, int) or isinstance(count, bool) or count < 1):
+            raise bad_request("'n' must be a whole number of images, 1 or more", "n")
     elif not isinstance(value, (str, list)) or (isinstance(value, list) and not value):
         raise bad_request(f"'{field}' must be a string or a non-empty array", field)
     if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
@@ -616,6 +645,18 @@ def _retry_after(value: str | None) -> float | None:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
         return None
+
+
+OPENAI_MODERATION_MODEL = "omni-moderation-latest"
+
+
+def default_moderation_model(router: Router, configured: str | None) -> str | None:
+    if configured:
+        return configured
+    for deployment in router.deployments:
+        if deployment.mode == "moderation":
+            return deployment.group
+    return OPENAI_MODERATION_MODEL if router.knows(OPENAI_MODERATION_MODEL) else None
 
 
 def _asked_for_usage(body: dict[str, Any]) -> bool:

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
     from gateway.upstream_http import Endpoint, Pool
 
 DEFAULT_TIMEOUT = 600.0
-MODES = ("chat", "completion", "embedding")
+MODES = ("chat", "completion", "embedding", "moderation", "image_generation")
 LATENCY_SMOOTHING = 0.3
 
 
@@ -35,11 +35,12 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
+        "num_retries",
     )
 
     def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
                  default_stream_timeout: float | None, default_parallel: int | None = None,
-                 default_ssl_verify: bool | str = True) -> None:
+                 default_ssl_verify: bool | str = True, default_retries: int = 0) -> None:
         params = entry.litellm_params
         where = f"model_list[{index}]"
         provider_name, self.model_template = split_model(params.model, params.custom_llm_provider)
@@ -76,6 +77,10 @@ class Deployment:
                                             sock_read=self.stream_seconds or total)
         self.rpm = params.rpm
         self.tpm = params.tpm
+        if params.num_retries is not None and params.num_retries < 0:
+            raise ConfigError(f"{where}.litellm_params.num_retries: must be 0 or more")
+        # Attempts after the first when a request to this deployment fails: its own, else the router's.
+        self.num_retries = params.num_retries if params.num_retries is not None else default_retries
         for name, value in (("rpm", params.rpm), ("tpm", params.tpm)):
             if value is not None and value <= 0:
                 raise ConfigError(f"{where}.litellm_params.{name}: must be above 0")
@@ -224,6 +229,8 @@ class Router:
         self.cooldown_time = settings.cooldown_time if settings.cooldown_time is not None else 5.0
         self.num_retries = (settings.num_retries if settings.num_retries is not None
                             else config.litellm_settings.num_retries or 0)
+        if self.num_retries < 0:
+            raise ConfigError("router_settings.num_retries: must be 0 or more")
         self.retry_after = settings.retry_after or 0.0
         self.cooldown_status = config.gateway_settings.cooldown_status
         self.fallbacks = _fallback_map(settings.fallbacks)
@@ -242,7 +249,7 @@ class Router:
             deployment = Deployment(
                 entry, index, gateway.connect_timeout,
                 settings.timeout or config.litellm_settings.request_timeout, settings.stream_timeout,
-                settings.default_max_parallel_requests, ssl_verify,
+                settings.default_max_parallel_requests, ssl_verify, self.num_retries,
             )
             if deployment.id in seen_ids:
                 raise ConfigError(

@@ -98,3 +98,9 @@ def estimate(body: dict[str, Any], completion_chars: int) -> Usage:
     prompt = max(1, len(orjson.dumps(source)) // CHARS_PER_TOKEN)
     completion = completion_chars // CHARS_PER_TOKEN
     return Usage(prompt, completion, prompt + completion, estimated=True)
+
+
+def image_count(body: dict[str, Any]) -> int:
+    """The images an /images/generations request asks for (`n`, 1 when left out), as LiteLLM prices them."""
+    count = body.get("n")
+    return count if isinstance(count, int) and count > 0 else 1

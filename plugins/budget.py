@@ -27,8 +27,10 @@ from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 from gateway.settlement import Settlement
 from gateway.shared_link import reported
+from gateway.usage import image_count
 
 log = logging.getLogger("gateway.budget")
+NO_TEXT_OUTPUT = frozenset({"embeddings", "moderations", "images/generations"})
 
 
 class Reservation:
@@ -114,10 +116,13 @@ class Budget(Plugin):
             limit = deployment.entry.model_info.get("max_output_tokens")
             output = asked or (
                 limit if isinstance(limit, int) and limit > 0 else self.reserve_output_tokens)
-            if ctx.endpoint == "embeddings":
+            images = 0
+            if ctx.endpoint in NO_TEXT_OUTPUT:
                 output = 0
+                if ctx.endpoint == "images/generations":
+                    images = image_count(ctx.body or {})
             highest = max(highest, prompt_tokens * price.input_cost_per_token
-                          + output * price.output_cost_per_token)
+                          + output * price.output_cost_per_token + images * price.cost_per_image)
         return highest
 
     def exceeded(self, ctx: Ctx, denied: Denied, amount: float) -> ApiError:

@@ -101,6 +101,8 @@ class FakeUpstream:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
+        app.router.add_post("/v1/moderations", self._moderations)
+        app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/v1/models", self._models)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
@@ -168,6 +170,38 @@ class FakeUpstream:
             "data": [{"object": "embedding", "index": i, "embedding": [0.1, 0.2, 0.3]} for i in range(len(inputs))],
             "usage": {"prompt_tokens": len(inputs), "total_tokens": len(inputs)},
         })
+
+    async def _moderations(self, request: web.Request) -> web.StreamResponse:
+        """openai-python's ModerationCreateResponse: id, model, one result per input; no usage."""
+        seen, fake = await self._record(request)
+        failure = await self._misbehave(seen, fake)
+        if failure is not None:
+            return failure
+        inputs = seen.body["input"] if isinstance(seen.body["input"], list) else [seen.body["input"]]
+        seen.outcome = "completed"
+        categories = ("harassment", "hate", "self-harm", "sexual", "violence")
+        return web.json_response({
+            "id": f"modr-{self.name}", "model": seen.body.get("model"),
+            "results": [{"flagged": "kill" in str(text), "categories": dict.fromkeys(categories, False),
+                         "category_scores": dict.fromkeys(categories, 0.01),
+                         "category_applied_input_types": dict.fromkeys(categories, ["text"])} for text in inputs],
+        })
+
+    async def _images(self, request: web.Request) -> web.StreamResponse:
+        """openai-python's ImagesResponse: created, data (url or b64_json each), and usage for gpt-image-1."""
+        seen, fake = await self._record(request)
+        failure = await self._misbehave(seen, fake)
+        if failure is not None:
+            return failure
+        seen.outcome = "completed"
+        count = seen.body.get("n") or 1
+        answer: dict[str, Any] = {"created": 1, "data": [
+            {"url": f"https://images.invalid/{self.name}/{i}.png", "revised_prompt": seen.body["prompt"]}
+            for i in range(count)]}
+        if fake.get("usage"):
+            answer["usage"] = {"input_tokens": 10, "output_tokens": 100, "total_tokens": 110,
+                               "input_tokens_details": {"text_tokens": 10, "image_tokens": 0}}
+        return web.json_response(answer)
 
     async def _misbehave(self, seen: Seen, fake: dict[str, Any]) -> web.Response | None:
         if "hang" in fake:
