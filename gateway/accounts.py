@@ -168,6 +168,8 @@ class Accounts:
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
         self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)
         self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams}
+        # Other kinds of record someone keeps in memory (models, credentials): told of each change.
+        self.watchers: dict[str, Callable[[str], None]] = {}
         self._seq = 0
         self._poller: asyncio.Task[None] | None = None
 
@@ -194,6 +196,8 @@ class Accounts:
         cache = self._caches.get(kind)
         if cache is not None:
             cache.drop(ref)
+        elif (watcher := self.watchers.get(kind)) is not None:
+            watcher(ref)
 
     async def _publish(self, message: str) -> None:
         try:

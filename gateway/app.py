@@ -12,13 +12,14 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access_log import AccessLog
+from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
 from gateway.errors import ApiError
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
-from gateway.management import keys, spend, teams, users
+from gateway.management import credentials, keys, models, spend, teams, users
 from gateway.management.common import SERVICES
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
@@ -115,6 +116,14 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
         await services.close()
         await pools.close()
         raise
+    catalog = app[CATALOG] = Catalog(config, router, pools, services.pricing, services.store)
+    try:
+        await catalog.load()
+    except BaseException:
+        await services.close()
+        await pools.close()
+        raise
+    services.accounts.watchers["model"] = services.accounts.watchers["credential"] = catalog.changed
     app[READINESS] = [_database_check(services)]
     if services.redis is not None:
         app[READINESS].append(_redis_check(services.redis))
@@ -126,6 +135,7 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
 
 
 async def _close(app: web.Application) -> None:
+    await app[CATALOG].close()
     await app[CHAIN].close()
     await app[DEPLOYMENT_LIMITS].close()
     await app[SERVICES].close()
@@ -204,5 +214,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         users.add_routes(app, prefix)
         teams.add_routes(app, prefix)
         spend.add_routes(app, prefix)
+        models.add_routes(app, prefix)
+        credentials.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -1,4 +1,4 @@
-"""What the store keeps: keys, users and teams, under LiteLLM's field names.
+"""What the store keeps: keys, users, teams, models and credentials, under LiteLLM's field names.
 
 Times are epoch seconds here and ISO 8601 on the wire.
 """
@@ -70,3 +70,25 @@ class TeamRecord(Limited, kw_only=True):
     members_with_roles: list[TeamMember] = []
     blocked: bool = False
     from_config: bool = False  # declared under `teams:` in config.yaml; the file wins at each start
+
+
+class ModelRecord(Record, kw_only=True):
+    """A deployment added through /model/new: a model_list entry kept in the store."""
+
+    model_id: str
+    model_name: str
+    litellm_params: dict[str, Any] = {}
+    model_info: dict[str, Any] = {}
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+class CredentialRecord(Record, kw_only=True):
+    """A named set of provider settings (api_key, api_base, api_version) models refer to."""
+
+    credential_name: str
+    display_name: str | None = None
+    credential_values: dict[str, Any] = {}
+    credential_info: dict[str, Any] = {}
+    created_by: str | None = None
+    updated_by: str | None = None

@@ -1,4 +1,4 @@
-"""The Store: keys, users and teams on either database backend, with a change log.
+"""The Store: keys, users, teams, models and credentials on either database backend, with a change log.
 
 Every write records (kind, id) in `gw_changes` in the same transaction, so
 every gateway instance can poll the log and drop what it has cached: a block,
@@ -18,7 +18,7 @@ from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
 from gateway.store.migrations import migrate
-from gateway.store.records import KeyRecord, Record, TeamRecord, UserRecord
+from gateway.store.records import CredentialRecord, KeyRecord, ModelRecord, Record, TeamRecord, UserRecord
 
 R = TypeVar("R", bound=Record)
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
@@ -61,6 +61,8 @@ class Table(Generic[R]):
 KEYS = Table("gw_keys", "key", KeyRecord, "token")
 USERS = Table("gw_users", "user", UserRecord, "user_id")
 TEAMS = Table("gw_teams", "team", TeamRecord, "team_id")
+MODELS = Table("gw_models", "model", ModelRecord, "model_id")
+CREDENTIALS = Table("gw_credentials", "credential", CredentialRecord, "credential_name")
 
 
 class Store:
