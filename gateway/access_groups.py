@@ -99,10 +99,10 @@ class AccessGroups:
         if self.load is not None:
             self.install(await self.load())
 
-    def changed(self, kind: str, ref: str) -> None:
-        """A change log entry (from any instance): reload the stored groups when it names one. One
-        reload runs at a time; a change during it makes it read once more, so the last one is seen."""
-        if kind != "access_group" or self.load is None:
+    def changed(self, ref: str) -> None:
+        """The change log (from any instance) named a stored group: read them again. One reload runs
+        at a time; a change during it makes it read once more, so the last one is seen."""
+        if self.load is None:
             return
         if self._reloading is not None and not self._reloading.done():
             self._again = True

@@ -176,8 +176,8 @@ class Accounts:
         self._caches: dict[str, RecordCache[Any]] = {"key": self.keys, "user": self.users, "team": self.teams,
                                                      "end_user": self.end_users, "budget": self.budgets,
                                                      "organization": self.orgs}
-        # Called with (kind, ref) for every change seen, from this instance or another (access groups).
-        self.listeners: list[Callable[[str, str], None]] = []
+        # Other kinds of record someone keeps in memory (models, credentials, access groups): told of each change.
+        self.watchers: dict[str, Callable[[str], None]] = {}
         self._seq = 0
         self._poller: asyncio.Task[None] | None = None
 
@@ -204,8 +204,8 @@ class Accounts:
         cache = self._caches.get(kind)
         if cache is not None:
             cache.drop(ref)
-        for listener in self.listeners:
-            listener(kind, ref)
+        elif (watcher := self.watchers.get(kind)) is not None:
+            watcher(ref)
 
     async def _publish(self, message: str) -> None:
         try:

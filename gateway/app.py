@@ -12,6 +12,7 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 
 from gateway.access_log import AccessLog
+from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
@@ -21,8 +22,10 @@ from gateway.limits.deployments import DeploymentLimits
 from gateway.management import (
     access_groups,
     budgets,
+    credentials,
     end_users,
     keys,
+    models,
     organizations,
     router_settings,
     spend,
@@ -125,6 +128,14 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
         await services.close()
         await pools.close()
         raise
+    catalog = app[CATALOG] = Catalog(config, router, pools, services.pricing, services.store)
+    try:
+        await catalog.load()
+    except BaseException:
+        await services.close()
+        await pools.close()
+        raise
+    services.accounts.watchers["model"] = services.accounts.watchers["credential"] = catalog.changed
     app[READINESS] = [_database_check(services)]
     if services.redis is not None:
         app[READINESS].append(_redis_check(services.redis))
@@ -136,6 +147,7 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
 
 
 async def _close(app: web.Application) -> None:
+    await app[CATALOG].close()
     await app[CHAIN].close()
     await app[DEPLOYMENT_LIMITS].close()
     await app[SERVICES].close()
@@ -222,5 +234,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         organizations.add_routes(app, prefix)
         access_groups.add_routes(app, prefix)
         router_settings.add_routes(app, prefix, costs)
+        models.add_routes(app, prefix)
+        credentials.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -53,6 +53,7 @@ class LiteLLMParams(Struct):
     organization: str | None = None
     api_version: str | None = None
     extra_headers: dict[str, str] | None = None
+    litellm_credential_name: str | None = None  # api_key, api_base, api_version from this credential
 
 
 class ModelEntry(Struct):
@@ -62,6 +63,14 @@ class ModelEntry(Struct):
     # as written so /model/info shows it back; the keys we use are checked in
     # router.py.
     model_info: dict[str, Any] = {}
+
+
+class CredentialConfig(Struct):
+    """LiteLLM's `credential_list` entry: settings models name with litellm_credential_name."""
+
+    credential_name: str
+    credential_values: dict[str, Any] = {}
+    credential_info: dict[str, Any] = {}
 
 
 class AliasTarget(Struct):
@@ -203,6 +212,7 @@ class Config(Struct):
     environment_variables: dict[str, str] = {}
     gateway_settings: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     teams: list[TeamConfig] = []
+    credential_list: list[CredentialConfig] = []
 
 
 def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
@@ -327,7 +337,7 @@ IGNORED_SETTINGS = {
     "litellm_settings": ("drop_params", "set_verbose", "modify_params"),
     "router_settings": ("enable_pre_call_checks",),
     "general_settings": ("max_response_size_mb", "use_x_forwarded_for", "health_check_interval",
-                         "background_health_checks", "store_model_in_db"),
+                         "background_health_checks"),
 }
 
 

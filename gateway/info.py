@@ -84,7 +84,7 @@ class InfoRoutes:
                 "model_name": d.group,
                 "litellm_params": d.public_params(),
                 "model_info": {**d.entry.model_info, "id": d.id, "mode": d.mode,
-                               "litellm_provider": d.provider.name},
+                               "litellm_provider": d.provider.name, "db_model": d.from_store},
             }
             for d in self.router.deployments
             if (wanted is None or d.id == wanted) and self._may(caller, d.group)

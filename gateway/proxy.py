@@ -76,7 +76,7 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
-                 "in_flight", "needs_usage", "model_in_path", "names", "cors", "text", "images",
+                 "in_flight", "chain_needs_usage", "model_in_path", "names", "cors", "text", "images",
                  "default_model")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
@@ -100,10 +100,15 @@ class ProxyEndpoint:
         self.router = router
         self.limits = limits
         self.chain = chain
-        # A deployment's tpm is settled with real usage, so usage is read for it as for the plugins.
-        self.needs_usage = chain.needs_usage or any(d.tpm is not None for d in router.deployments)
+        self.chain_needs_usage = chain.needs_usage
         self.trusted = trusted
         self.header_prefix = header_prefix
+
+    @property
+    def needs_usage(self) -> bool:
+        # A deployment's tpm is settled with real usage, so usage is read for it as for the plugins;
+        # deployments come and go at runtime (gateway.catalog), so the router is asked each time.
+        return self.chain_needs_usage or self.router.has_tpm
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
         in_flight = self.in_flight

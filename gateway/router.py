@@ -7,7 +7,7 @@ import os
 import random
 import time
 from collections.abc import Callable, Iterable
-from typing import TYPE_CHECKING, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 
 import msgspec
 import orjson
@@ -35,38 +35,44 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries",
+        "num_retries", "declared", "from_store", "fingerprint",
     )
 
-    def __init__(self, entry: ModelEntry, index: int, connect_timeout: float, default_timeout: float | None,
+    def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
                  default_stream_timeout: float | None, default_parallel: int | None = None,
-                 default_ssl_verify: bool | str = True, default_retries: int = 0) -> None:
+                 default_ssl_verify: bool | str = True, default_retries: int = 0,
+                 declared: ModelEntry | None = None, from_store: bool = False, fingerprint: bytes = b"") -> None:
+        """`entry` as routed (a credential's settings filled in); `declared` as written, which is what is
+        shown and what the id derives from. `index` names it in errors: its place in model_list, or a prefix."""
         params = entry.litellm_params
-        where = f"model_list[{index}]"
+        where = f"model_list[{index}]" if isinstance(index, int) else index
+        self.declared = declared or entry
+        self.from_store = from_store
+        self.fingerprint = fingerprint
         provider_name, self.model_template = split_model(params.model, params.custom_llm_provider)
         provider = PROVIDERS.get(provider_name)
         if provider is None:
             known = ", ".join(sorted(PROVIDERS))
             raise ConfigError(
-                f"{where}.litellm_params.model: unknown provider {provider_name!r} in {params.model!r}; "
+                f"{_dot(where)}litellm_params.model: unknown provider {provider_name!r} in {params.model!r}; "
                 f"write the model as <provider>/<name> with one of: {known}"
             )
         self.provider: Provider = provider
         self.entry = entry
         self.group = entry.model_name
-        self.id = _deployment_id(entry, where)
+        self.id = _deployment_id(self.declared, where)
         api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
                     or provider.default_api_base)
         if api_base is None and not provider.is_mock:
-            raise ConfigError(f"{where}.litellm_params.api_base: provider {provider_name!r} needs an api_base")
+            raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an api_base")
         if api_base is not None and not api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"{where}.litellm_params.api_base: {api_base!r} is not an http(s) URL")
+            raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
         self.api_base = api_base or ""
         self.base_url = upstream_base(provider, api_base) if api_base else ""
         self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
         mode = entry.model_info.get("mode", "chat")
         if mode not in MODES:
-            raise ConfigError(f"{where}.model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
+            raise ConfigError(f"{_dot(where)}model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
         self.mode: str = mode
         total = self.total_seconds = params.timeout or default_timeout or DEFAULT_TIMEOUT
         self.stream_seconds = params.stream_timeout or default_stream_timeout  # None: `total` applies
@@ -83,7 +89,7 @@ class Deployment:
         self.num_retries = params.num_retries if params.num_retries is not None else default_retries
         for name, value in (("rpm", params.rpm), ("tpm", params.tpm)):
             if value is not None and value <= 0:
-                raise ConfigError(f"{where}.litellm_params.{name}: must be above 0")
+                raise ConfigError(f"{_dot(where)}litellm_params.{name}: must be above 0")
         # Requests first, then tokens; None when the config sets neither, so routing pays nothing.
         self.limits: list[Bucket] | None = [
             Bucket(f"{kind}:deployment:{self.id}", float(value))
@@ -91,14 +97,14 @@ class Deployment:
         self.limited_until = 0.0  # full for its rpm/tpm until then, as far as this instance knows
         self.pool_size = _pool_size(params.max_parallel_requests, params.rpm, params.tpm, default_parallel)
         if self.pool_size is not None and self.pool_size <= 0:
-            raise ConfigError(f"{where}.litellm_params.max_parallel_requests: must be above 0")
-        self.ssl_verify = (ssl_verify_setting(params.ssl_verify, f"{where}.litellm_params.ssl_verify")
+            raise ConfigError(f"{_dot(where)}litellm_params.max_parallel_requests: must be above 0")
+        self.ssl_verify = (ssl_verify_setting(params.ssl_verify, f"{_dot(where)}litellm_params.ssl_verify")
                            if params.ssl_verify is not None else default_ssl_verify)
         self.endpoint: Endpoint  # where requests go, and the pool they go through; set by upstreams.Pools
         self.pool: Pool
         self.weight = float(params.weight or params.rpm or params.tpm or 1)
         if self.weight <= 0:
-            raise ConfigError(f"{where}.litellm_params.weight: must be above 0")
+            raise ConfigError(f"{_dot(where)}litellm_params.weight: must be above 0")
         self.in_flight = 0
         self.failures = 0
         self.failures_since = 0.0
@@ -134,8 +140,8 @@ class Deployment:
         self.latency = seconds if previous is None else previous + LATENCY_SMOOTHING * (seconds - previous)
 
     def public_params(self) -> dict[str, object]:
-        """litellm_params as /model/info shows them: never the api_key or extra headers."""
-        params: dict[str, object] = msgspec.to_builtins(self.entry.litellm_params)
+        """litellm_params as /model/info shows them: as declared, never the api_key or extra headers."""
+        params: dict[str, object] = msgspec.to_builtins(self.declared.litellm_params)
         params.pop("api_key", None)
         params.pop("extra_headers", None)
         return params
@@ -239,34 +245,32 @@ class Router:
         self.deployments: list[Deployment] = []
         self.by_id: dict[str, Deployment] = {}
         self.groups: dict[str, list[Deployment]] = {}
+        self.wildcards: list[tuple[str, list[Deployment]]] = []
+        self.has_tpm = False  # some deployment settles tokens, so usage is read for every request
         self.peers: FailurePeers | None = None
-        ssl_verify = default_ssl_verify(config)
         if settings.default_max_parallel_requests is not None and settings.default_max_parallel_requests <= 0:
             raise ConfigError("router_settings.default_max_parallel_requests: must be above 0")
-        self.wildcards: list[tuple[str, list[Deployment]]] = []
+        self.connect_timeout = gateway.connect_timeout
+        self.default_timeout = settings.timeout or config.litellm_settings.request_timeout
+        self.default_stream_timeout = settings.stream_timeout
+        self.default_parallel = settings.default_max_parallel_requests
+        self.default_ssl_verify = default_ssl_verify(config)
+        self.config_credentials = {c.credential_name: c.credential_values for c in config.credential_list}
+        built: list[Deployment] = []
         seen_ids: dict[str, int] = {}
         for index, entry in enumerate(config.model_list):
-            deployment = Deployment(
-                entry, index, gateway.connect_timeout,
-                settings.timeout or config.litellm_settings.request_timeout, settings.stream_timeout,
-                settings.default_max_parallel_requests, ssl_verify, self.num_retries,
-            )
+            resolved = with_credential(entry, self.config_credentials)
+            if resolved is None:
+                continue  # its credential is in the store: built once the store is read (gateway.catalog)
+            deployment = self.build(resolved, index, entry)
             if deployment.id in seen_ids:
                 raise ConfigError(
                     f"model_list[{index}].model_info.id: {deployment.id!r} is already used by "
                     f"model_list[{seen_ids[deployment.id]}]"
                 )
             seen_ids[deployment.id] = index
-            self.deployments.append(deployment)
-            self.by_id[deployment.id] = deployment
-            self.groups.setdefault(deployment.group, []).append(deployment)
-        for members in self.groups.values():
-            for deployment in members:
-                deployment.alone = len(members) == 1
-        for name in [g for g in self.groups if "*" in g]:
-            self.wildcards.append((name, self.groups.pop(name)))
-        # The most specific pattern wins: `openai/*` before `*`.
-        self.wildcards.sort(key=lambda item: len(item[0].replace("*", "")), reverse=True)
+            built.append(deployment)
+        self.replace(built)
         for setting, mapping in (("fallbacks", self.fallbacks),
                                  ("context_window_fallbacks", self.context_window_fallbacks),
                                  ("content_policy_fallbacks", self.content_policy_fallbacks)):
@@ -288,6 +292,42 @@ class Router:
                 self.hidden_aliases.add(alias)
         self.access_groups = AccessGroups.from_deployments(
             (d.group, d.entry.model_info.get("access_groups")) for d in self.deployments)
+
+    def build(self, entry: ModelEntry, where: int | str, declared: ModelEntry | None = None,
+              from_store: bool = False) -> Deployment:
+        """A deployment with this router's defaults; ConfigError when the entry is not valid."""
+        return Deployment(entry, where, self.connect_timeout, self.default_timeout, self.default_stream_timeout,
+                          self.default_parallel, self.default_ssl_verify, self.num_retries, declared, from_store,
+                          msgspec.json.encode((entry, from_store)))
+
+    def replace(self, wanted: list[Deployment]) -> tuple[list[Deployment], list[Deployment]]:
+        """Serve exactly `wanted` from now on; (added, removed). A deployment whose id and settings are
+        unchanged keeps its object, so its live numbers (in flight, latency, cooldown) and pool carry on.
+        Requests under way keep the deployment they picked, removed or not, until they end."""
+        kept: list[Deployment] = []
+        added: list[Deployment] = []
+        for deployment in wanted:
+            current = self.by_id.get(deployment.id)
+            if current is not None and current.fingerprint == deployment.fingerprint:
+                kept.append(current)
+            else:
+                kept.append(deployment)
+                added.append(deployment)
+        staying = {id(d) for d in kept}
+        removed = [d for d in self.deployments if id(d) not in staying]
+        groups: dict[str, list[Deployment]] = {}
+        for deployment in kept:
+            groups.setdefault(deployment.group, []).append(deployment)
+        for members in groups.values():
+            for deployment in members:
+                deployment.alone = len(members) == 1
+        wildcards = [(name, groups.pop(name)) for name in [g for g in groups if "*" in g]]
+        # The most specific pattern wins: `openai/*` before `*`.
+        wildcards.sort(key=lambda item: len(item[0].replace("*", "")), reverse=True)
+        # All at once, between two awaits: a request sees the old set or the new one, never a mix.
+        self.deployments, self.by_id, self.groups, self.wildcards = kept, {d.id: d for d in kept}, groups, wildcards
+        self.has_tpm = any(d.tpm is not None for d in kept)
+        return added, removed
 
     def resolve(self, requested: str, exclude: frozenset[str] | set[str] = frozenset()) -> Route | None:
         """A deployment for this name, leaving out those cooling down and, while others remain, those
@@ -314,7 +354,8 @@ class Router:
         """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down."""
         if deployment.alone:
             return  # as in LiteLLM: cooling the only deployment of a group would only turn errors into 503s
-        if self.peers is not None and self.peers.failure(deployment, retry_after):
+        # The node's parent knows only the config's deployments: a stored one is counted per process.
+        if self.peers is not None and not deployment.from_store and self.peers.failure(deployment, retry_after):
             return  # the node counts it, and tells every process of a cooldown (`cool_down`)
         now = self.clock()
         if now - deployment.failures_since > FAILURE_WINDOW:
@@ -392,11 +433,33 @@ def _capture(pattern: str, name: str) -> str:
     return name[len(head): len(name) - len(tail)]
 
 
+def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -> ModelEntry | None:
+    """The entry with its litellm_credential_name's api_key, api_base and api_version where it sets none
+    itself (as LiteLLM fills them); None when that credential is not among `credentials`."""
+    name = entry.litellm_params.litellm_credential_name
+    if name is None:
+        return entry
+    values = credentials.get(name)
+    if values is None:
+        return None
+    params = entry.litellm_params
+    filled = {field: values[field] for field in CREDENTIAL_FIELDS
+              if getattr(params, field) is None and isinstance(values.get(field), str)}
+    return msgspec.structs.replace(entry, litellm_params=msgspec.structs.replace(params, **filled)) if filled else entry
+
+
+CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version")
+
+
+def _dot(where: str) -> str:
+    return f"{where}." if where else ""
+
+
 def _deployment_id(entry: ModelEntry, where: str) -> str:
     given = entry.model_info.get("id")
     if given is not None:
         if not isinstance(given, (str, int)) or isinstance(given, bool):
-            raise ConfigError(f"{where}.model_info.id: expected a string")
+            raise ConfigError(f"{_dot(where)}model_info.id: expected a string")
         return str(given)
     # Stable across restarts and workers, as LiteLLM derives its ids.
     fingerprint = orjson.dumps(

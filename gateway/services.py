@@ -91,7 +91,7 @@ async def open_services(config: Config, router: Router) -> Services:
     groups = router.access_groups
     groups.attach(lambda: stored_access_groups(store))
     await groups.reload()
-    accounts.listeners.append(groups.changed)
+    accounts.watchers["access_group"] = groups.changed
     await accounts.start()
     master = master_key(config)
     if master is None:

@@ -200,6 +200,17 @@ class Pool:
         if left and not self._closed:
             self._sweep = asyncio.get_running_loop().call_later(self.keepalive, self._close_expired)
 
+    def retire(self) -> None:
+        """No new connection is kept: idle ones close now, those in use once their answer ends."""
+        self._closed = True
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
+        for idle in self._idle.values():
+            for connection in idle:
+                connection.close()
+        self._idle.clear()
+
     def _lost(self, connection: Connection) -> None:
         self._open.discard(connection)
 

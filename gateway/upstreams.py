@@ -15,29 +15,40 @@ from __future__ import annotations
 import aiohttp
 
 from gateway.config import Config
-from gateway.router import Router
+from gateway.router import Deployment, Router
 from gateway.upstream_http import Endpoint, Pool
 
 
 class Pools:
-    __slots__ = ("probes", "pools")
+    __slots__ = ("probes", "pools", "shared", "keepalive")
 
     def __init__(self, config: Config, router: Router) -> None:
         """Called inside the running loop: the pools and the session belong to it."""
-        keepalive = config.gateway_settings.upstream_keepalive_timeout
+        keepalive = self.keepalive = config.gateway_settings.upstream_keepalive_timeout
         # Bytes pass through as the upstream sent them: no decompression.
         self.probes = aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0, keepalive_timeout=keepalive),
                                             auto_decompress=False)
-        shared = Pool(None, keepalive)
-        self.pools = [shared]
+        self.shared = Pool(None, keepalive)
+        self.pools = [self.shared]
         for deployment in router.deployments:
-            if deployment.base_url:
-                deployment.endpoint = Endpoint(deployment.base_url, deployment.headers, deployment.ssl_verify)
-            if deployment.pool_size is None:
-                deployment.pool = shared
-            else:
-                deployment.pool = Pool(deployment.pool_size, keepalive)
-                self.pools.append(deployment.pool)
+            self.attach(deployment)
+
+    def attach(self, deployment: Deployment) -> None:
+        """Give a deployment (from the config, or added at runtime) its endpoint and pool."""
+        if deployment.base_url:
+            deployment.endpoint = Endpoint(deployment.base_url, deployment.headers, deployment.ssl_verify)
+        if deployment.pool_size is None:
+            deployment.pool = self.shared
+        else:
+            deployment.pool = Pool(deployment.pool_size, self.keepalive)
+            self.pools.append(deployment.pool)
+
+    def retire(self, deployment: Deployment) -> None:
+        """The deployment is no longer served: its own pool keeps no connection once the requests
+        still using it are done. The shared pool is left alone."""
+        if deployment.pool is not self.shared and deployment.pool in self.pools:
+            self.pools.remove(deployment.pool)
+            deployment.pool.retire()
 
     async def close(self) -> None:
         for pool in self.pools:

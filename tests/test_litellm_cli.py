@@ -82,3 +82,18 @@ def test_keys_users_teams_and_models_from_litellms_cli(cli: Path, gateway: Gatew
     assert "mock/echo" in run(cli, gateway, "models", "info")
     assert "echo" in run(cli, gateway, "model-groups", "list")
     assert "Server Version: 0.1.0" in run(cli, gateway, "version")
+
+
+def test_models_add_and_delete_from_litellms_cli(cli: Path) -> None:
+    """`litellm-proxy models add/delete` against /model/new and /model/delete (store_model_in_db on)."""
+    with Gateway({"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+                  "general_settings": {"master_key": MASTER, "store_model_in_db": True}}) as gw:
+        name = f"cli-model-{uuid.uuid4().hex[:6]}"
+        made = json_of(run(cli, gw, "models", "add", name, "--param", "model=mock/cli", "--param", "rpm=5",
+                           "--param", "api_key=sk-not-shown", "--info", "mode=chat"))
+        assert made["model_name"] == name and made["litellm_params"]["rpm"] == 5, made
+        assert "sk-not-shown" not in str(made)
+        assert name in run(cli, gw, "models", "list")
+        deleted = json_of(run(cli, gw, "models", "delete", str(made["model_id"])))
+        assert deleted["message"] == f"Model: {made['model_id']} deleted successfully"
+        assert name not in run(cli, gw, "models", "list")

@@ -65,6 +65,16 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "ALTER TABLE gw_users ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
         "ALTER TABLE gw_teams ADD COLUMN extra TEXT NOT NULL DEFAULT '{{}}'",
     ]),
+    (6, "models and credentials added through the API (/model/new, /credentials)", [
+        """CREATE TABLE gw_models (
+            model_id TEXT PRIMARY KEY, model_name TEXT NOT NULL, litellm_params TEXT NOT NULL,
+            model_info TEXT NOT NULL, created_by TEXT, updated_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+        """CREATE TABLE gw_credentials (
+            credential_name TEXT PRIMARY KEY, display_name TEXT, credential_values TEXT NOT NULL,
+            credential_info TEXT NOT NULL, created_by TEXT, updated_by TEXT, created_at DOUBLE PRECISION NOT NULL,
+            updated_at DOUBLE PRECISION NOT NULL)""",
+    ]),
     (7, "end users (customers), budgets, and the end user of each spend record", [
         """CREATE TABLE gw_budgets (
             budget_id TEXT PRIMARY KEY, max_budget DOUBLE PRECISION, soft_budget DOUBLE PRECISION,

@@ -1,4 +1,5 @@
-"""What the store keeps: keys, users, teams, organizations and access groups, under LiteLLM's field names.
+"""What the store keeps (keys, users, teams, end users, budgets, organizations, access groups, models and
+credentials), under LiteLLM's field names.
 
 Times are epoch seconds here and ISO 8601 on the wire.
 """
@@ -90,6 +91,17 @@ class BudgetRecord(Record, kw_only=True):
     updated_by: str | None = None
 
 
+class ModelRecord(Record, kw_only=True):
+    """A deployment added through /model/new: a model_list entry kept in the store."""
+
+    model_id: str
+    model_name: str
+    litellm_params: dict[str, Any] = {}
+    model_info: dict[str, Any] = {}
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
 class OrgMember(msgspec.Struct, kw_only=True):
     """A user's membership of an organization, as LiteLLM's LiteLLM_OrganizationMembership row."""
 
@@ -141,5 +153,16 @@ class AccessGroupRecord(Record, kw_only=True):
     access_agent_ids: list[str] = []
     assigned_team_ids: list[str] = []
     assigned_key_ids: list[str] = []
+    created_by: str | None = None
+    updated_by: str | None = None
+
+
+class CredentialRecord(Record, kw_only=True):
+    """A named set of provider settings (api_key, api_base, api_version) models refer to."""
+
+    credential_name: str
+    display_name: str | None = None
+    credential_values: dict[str, Any] = {}
+    credential_info: dict[str, Any] = {}
     created_by: str | None = None
     updated_by: str | None = None

@@ -1,4 +1,4 @@
-"""The Store: keys, users and teams on either database backend, with a change log.
+"""The Store: keys, users, teams, models and credentials on either database backend, with a change log.
 
 Every write records (kind, id) in `gw_changes` in the same transaction, so
 every gateway instance can poll the log and drop what it has cached: a block,
@@ -21,8 +21,10 @@ from gateway.store.migrations import migrate
 from gateway.store.records import (
     AccessGroupRecord,
     BudgetRecord,
+    CredentialRecord,
     EndUserRecord,
     KeyRecord,
+    ModelRecord,
     OrgRecord,
     Record,
     TeamRecord,
@@ -74,6 +76,8 @@ END_USERS = Table("gw_end_users", "end_user", EndUserRecord, "user_id")
 BUDGETS = Table("gw_budgets", "budget", BudgetRecord, "budget_id")
 ORGS = Table("gw_organizations", "organization", OrgRecord, "organization_id")
 ACCESS_GROUPS = Table("gw_access_groups", "access_group", AccessGroupRecord, "access_group_id")
+MODELS = Table("gw_models", "model", ModelRecord, "model_id")
+CREDENTIALS = Table("gw_credentials", "credential", CredentialRecord, "credential_name")
 
 
 class Store:
