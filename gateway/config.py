@@ -97,6 +97,24 @@ class GeneralSettings(Struct):
     health_check_interval: float | None = None
     background_health_checks: bool | None = None
     store_model_in_db: bool | None = None
+    custom_key_generate: str | None = None  # `module.function`: an async function that may refuse /key/generate
+
+
+class TeamKeyGeneration(Struct):
+    allowed_team_member_roles: list[str] | None = None
+    required_params: list[str] | None = None
+
+
+class PersonalKeyGeneration(Struct):
+    allowed_user_roles: list[str] | None = None
+    required_params: list[str] | None = None
+
+
+class KeyGenerationSettings(Struct):
+    """Who other than an admin may call /key/generate, and what they must set (LiteLLM's names)."""
+
+    team_key_generation: TeamKeyGeneration | None = None
+    personal_key_generation: PersonalKeyGeneration | None = None
 
 
 class LiteLLMSettings(Struct):
@@ -116,6 +134,7 @@ class LiteLLMSettings(Struct):
     require_auth_for_metrics_endpoint: bool | None = None
     default_key_generate_params: dict[str, Any] = {}
     upperbound_key_generate_params: dict[str, Any] = {}
+    key_generation_settings: KeyGenerationSettings | None = None
 
 
 class PluginSpec(Struct):
