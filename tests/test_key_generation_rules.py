@@ -12,7 +12,7 @@ import aiohttp
 import pytest
 
 from tests.harness import Gateway, run_cli
-from tests.test_budgets import ADMIN, MASTER, base_config
+from tests.test_budgets import MASTER, base_config
 
 RULES = {"key_generation_settings": {
     "team_key_generation": {"allowed_team_member_roles": ["admin"], "required_params": ["tags"]},

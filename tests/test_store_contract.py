@@ -113,7 +113,7 @@ async def test_migrations_are_idempotent_and_safe_to_race(store: Store) -> None:
     assert await migrate(store.db) == NEWEST
     assert await asyncio.gather(*(migrate(store.db) for _ in range(3))) == [NEWEST] * 3
     row = await store.db.fetchrow("SELECT COUNT(*) AS n FROM gw_schema")
-    assert row is not None and row["n"] == NEWEST
+    assert row is not None and row["n"] == len(MIGRATIONS)  # one row per migration, whatever the version gaps
 
 
 async def test_two_sqlite_connections_share_one_file(tmp_path: Path) -> None:
