@@ -22,7 +22,7 @@ from prometheus_client import Counter
 
 from gateway.background import Background
 from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, OrgRecord, TeamRecord, UserRecord
-from gateway.store.store import BUDGETS, END_USERS, KEYS, ORGS, TEAMS, USERS, Store
+from gateway.store.store import BUDGETS, END_USERS, ORGS, TEAMS, USERS, Store
 
 log = logging.getLogger("gateway.accounts")
 
@@ -163,7 +163,7 @@ class Accounts:
         self.channel = channel
         self._publishing = Background()
         self._listener: asyncio.Task[None] | None = None
-        self.keys: RecordCache[KeyRecord] = RecordCache(lambda ref: store.get(KEYS, ref), time.monotonic,
+        self.keys: RecordCache[KeyRecord] = RecordCache(store.key_for_requests, time.monotonic,
                                                         reads_per_second=UNKNOWN_READS_PER_SECOND)
         self.users: RecordCache[UserRecord] = RecordCache(lambda ref: store.get(USERS, ref), time.monotonic)
         self.teams: RecordCache[TeamRecord] = RecordCache(lambda ref: store.get(TEAMS, ref), time.monotonic)

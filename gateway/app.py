@@ -33,6 +33,8 @@ from gateway.management import (
     users,
 )
 from gateway.management.common import SERVICES
+from gateway.management.key_policy import KEY_POLICY, KeyPolicy
+from gateway.management.rotation import KEY_ROTATION, KeyRotation, RotationSettings
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
@@ -120,8 +122,12 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
     app[MAX_REQUEST_MB] = max_mb
     app[ROUTER] = router
     app[POOLS] = pools
+    app[KEY_POLICY] = KeyPolicy(config)
+    rotation = RotationSettings.from_environment()
     services = await open_services(config, router)
     app[SERVICES] = services
+    if rotation.enabled:
+        app[KEY_ROTATION] = KeyRotation(services, rotation).start()
     try:
         app[CHAIN] = build_chain(config, services)
     except BaseException:
@@ -148,6 +154,8 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
 
 async def _close(app: web.Application) -> None:
     await app[CATALOG].close()
+    if KEY_ROTATION in app:
+        await app[KEY_ROTATION].close()
     await app[CHAIN].close()
     await app[DEPLOYMENT_LIMITS].close()
     await app[SERVICES].close()

@@ -17,6 +17,8 @@ from types import FrameType
 from gateway import logs
 from gateway.config import Config, ConfigError, load_config
 from gateway.logs import json_logs_from_environment
+from gateway.management.key_policy import KeyPolicy
+from gateway.management.rotation import RotationSettings
 from gateway.metrics.shared import DIRECTORY_VARIABLE
 from gateway.node.client import SOCKET_VARIABLE
 from gateway.node.server import NodeServer
@@ -73,6 +75,8 @@ def checked_config(path: str) -> Config | None:
         config = load_config(path, warnings)
         Router(config)
         check_plugins(config, warnings)
+        KeyPolicy(config)
+        RotationSettings.from_environment()
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return None

@@ -112,6 +112,24 @@ class GeneralSettings(Struct):
     user_header_name: str | None = None
     user_header_mappings: list[dict[str, Any]] = []
     moderation_model: str | None = None  # what /moderations uses when the request names no model
+    custom_key_generate: str | None = None  # `module.function`: an async function that may refuse /key/generate
+
+
+class TeamKeyGeneration(Struct):
+    allowed_team_member_roles: list[str] | None = None
+    required_params: list[str] | None = None
+
+
+class PersonalKeyGeneration(Struct):
+    allowed_user_roles: list[str] | None = None
+    required_params: list[str] | None = None
+
+
+class KeyGenerationSettings(Struct):
+    """Who other than an admin may call /key/generate, and what they must set (LiteLLM's names)."""
+
+    team_key_generation: TeamKeyGeneration | None = None
+    personal_key_generation: PersonalKeyGeneration | None = None
 
 
 class LiteLLMSettings(Struct):
@@ -135,6 +153,7 @@ class LiteLLMSettings(Struct):
     max_end_user_budget: float | None = None
     max_end_user_budget_id: str | None = None
     public_model_groups: list[str] = []
+    key_generation_settings: KeyGenerationSettings | None = None
 
 
 class PluginSpec(Struct):

@@ -22,10 +22,19 @@ def check(text: str) -> str:
 
 def add(start: float, text: str) -> float:
     """`start` (epoch seconds) plus the duration; months are calendar months, as LiteLLM counts them."""
+    return _shift(start, text, 1)
+
+
+def subtract(end: float, text: str) -> float:
+    """`end` (epoch seconds) less the duration: where a period of that length ending at `end` began."""
+    return _shift(end, text, -1)
+
+
+def _shift(start: float, text: str, sign: int) -> float:
     match = PATTERN.match(text.strip())
     if match is None:
         raise DurationError(f"{text!r} is not a duration; write a number and a unit: 30s, 30m, 30h, 30d, 1w, 1mo")
-    count, unit = int(match.group(1)), match.group(2)
+    count, unit = sign * int(match.group(1)), match.group(2)
     if unit != "mo":
         return start + count * SECONDS[unit]
     moment = datetime.fromtimestamp(start, UTC)

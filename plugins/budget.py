@@ -18,6 +18,7 @@ from typing import Any
 from aiohttp import web
 
 from gateway.background import Background
+from gateway.budget import windows
 from gateway.budget.counters import counters_for, tracks_only
 from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
@@ -136,6 +137,8 @@ class Budget(Plugin):
         who = {
             "key": f"Key={caller.label} " if caller is not None else "",
             "keymodel": f"Key={caller.label} Model={ctx.requested_model} " if caller is not None else "",
+            windows.KIND: f"Key over {windows.duration_of(denied.counter)} budget. "
+                          + (f"Key={caller.label} " if caller is not None else ""),
             "team": f"Team={caller.team.team_id} " if caller is not None and caller.team else "",
             "user": f"User={caller.user.user_id} " if caller is not None and caller.user else "",
             "org": f"Organization={caller.org.organization_id} " if caller is not None and caller.org else "",

@@ -203,7 +203,7 @@ async def test_litellm_key_fields_we_do_not_act_on_are_kept_and_shown(gateway: G
                                                                       http: aiohttp.ClientSession) -> None:
     made = await generate(http, gateway, key_alias="kept-fields", key_type="llm_api", guardrails=["pii"],
                           allowed_routes=["/chat/completions"], auto_rotate=True, rotation_interval="30d",
-                          budget_limits=[{"budget_limit": 10, "time_period": "1d"}], spend=1.5)
+                          budget_limits=[{"budget_duration": "1d", "max_budget": 10}], spend=1.5)
     assert (made["key_type"], made["guardrails"], made["auto_rotate"]) == ("llm_api", ["pii"], True)
     assert made["spend"] == 1.5  # spend is a column: it is set
     assert "extra" not in made

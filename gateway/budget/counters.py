@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 from gateway import durations
+from gateway.budget import windows
 from gateway.budget.ledger import Counter
 from gateway.identity import Caller
 
@@ -79,6 +80,8 @@ def counters_for(caller: Caller | None, model: str, proxy_budget: float | None, 
             limit, period = per_model
             end = aligned_period(period, now)
             found.append(Counter(f"keymodel:{key.token}:{model}:{end or 'all'}", limit, 0.0, end))
+        if key.budget_limits:
+            found.extend(windows.counters(key, now))
     if caller is not None:
         for kind, ref, record in (("team", caller.team.team_id if caller.team else "", caller.team),
                                   ("user", caller.user.user_id if caller.user else "", caller.user),

@@ -132,7 +132,9 @@ def total_pages(total: int, size: int) -> int:
     return math.ceil(total / size) if total else 0
 
 
-TIME_FIELDS = ("created_at", "updated_at", "expires", "budget_reset_at")
+TIME_FIELDS = ("created_at", "updated_at", "expires", "budget_reset_at", "key_rotation_at", "last_rotation_at")
+# Kept for the gateway's own use, not part of LiteLLM's shapes.
+INTERNAL_FIELDS = ("window_spend", "budget_limits_reset_at")
 
 
 def view(record: Record) -> dict[str, Any]:
@@ -143,6 +145,11 @@ def view(record: Record) -> dict[str, Any]:
     for field in TIME_FIELDS:
         if field in data:
             data[field] = iso(data[field])
+    for field in INTERNAL_FIELDS:
+        data.pop(field, None)
+    for window in data.get("budget_limits") or ():
+        if isinstance(window, dict) and isinstance(window.get("reset_at"), float):
+            window["reset_at"] = iso(window["reset_at"])
     return data
 
 

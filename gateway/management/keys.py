@@ -11,8 +11,10 @@ from msgspec import UNSET, UnsetType
 
 from gateway import durations
 from gateway.accounts import hash_key, is_hashed, key_name, new_raw_key
+from gateway.budget import windows
 from gateway.budget.counters import current_period, spend_counter
-from gateway.budget.current import current
+from gateway.budget.current import current, window_usage
+from gateway.durations import DurationError, check
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import (
     Count,
@@ -30,8 +32,9 @@ from gateway.management.common import (
     view,
     with_extra,
 )
+from gateway.management.key_policy import KEY_POLICY
 from gateway.services import Services
-from gateway.store.records import KeyRecord
+from gateway.store.records import BudgetWindow, KeyRecord
 from gateway.store.store import KEYS, ORGS, TEAMS, Conflict
 
 RawKey = Annotated[str, msgspec.Meta(min_length=4, max_length=256)]
@@ -45,7 +48,6 @@ class KeptKeyFields(msgspec.Struct, kw_only=True):
     """Fields of LiteLLM's key requests the gateway keeps and shows back but does not act on."""
 
     agent_id: Any = UNSET
-    budget_limits: Any = UNSET
     allowed_cache_controls: Any = UNSET
     config: Any = UNSET
     permissions: Any = UNSET
@@ -72,14 +74,19 @@ class KeptKeyFields(msgspec.Struct, kw_only=True):
     access_group_ids: Any = UNSET
     send_invite_email: Any = UNSET
     key_type: Any = UNSET
-    auto_rotate: Any = UNSET
-    rotation_interval: Any = UNSET
     project_id: Any = UNSET
     temp_budget_increase: Any = UNSET
     temp_budget_expiry: Any = UNSET
 
 
 KEPT_KEY_FIELDS = frozenset(KeptKeyFields.__struct_fields__)
+ROTATION_FIELDS = frozenset({"auto_rotate", "rotation_interval"})
+
+
+class BudgetLimit(msgspec.Struct, kw_only=True):
+    budget_duration: Name
+    max_budget: Money
+    reset_at: Any = None  # the gateway sets it; one sent is ignored, as LiteLLM does
 
 
 class KeyFields(KeptKeyFields, kw_only=True, forbid_unknown_fields=True):
@@ -103,6 +110,9 @@ class KeyFields(KeptKeyFields, kw_only=True, forbid_unknown_fields=True):
     model_rpm_limit: dict[Name, Count] | UnsetType = UNSET
     model_tpm_limit: dict[Name, Count] | UnsetType = UNSET
     blocked: bool | None | UnsetType = UNSET
+    budget_limits: Annotated[list[BudgetLimit], msgspec.Meta(max_length=20)] | UnsetType = UNSET
+    auto_rotate: bool | UnsetType = UNSET
+    rotation_interval: Name | UnsetType = UNSET
 
 
 class GenerateKey(KeyFields):
@@ -133,9 +143,20 @@ def token_of(value: str) -> str:
     return hash_key(value) if value.startswith("sk-") or not is_hashed(value) else value
 
 
-def record_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
+def record_changes(fields: dict[str, Any], now: float, existing: KeyRecord | None = None) -> dict[str, Any]:
     """Request fields to record columns: durations become times."""
     changes = {k: v for k, v in fields.items() if k not in ("duration", "key", "new_key", "grace_period")}
+    if "budget_limits" in fields:
+        changes["budget_limits"] = opened = windows.opened(
+            [BudgetWindow(budget_duration=w.budget_duration.strip(), max_budget=w.max_budget)
+             for w in fields["budget_limits"]], now)
+        changes["budget_limits_reset_at"] = windows.soonest(opened)
+    if "auto_rotate" in fields or "rotation_interval" in fields:
+        auto = fields.get("auto_rotate", existing.auto_rotate if existing else False)
+        interval = fields.get("rotation_interval", existing.rotation_interval if existing else None)
+        if auto and not interval:
+            raise bad_request("rotation_interval is required when auto_rotate is true", "rotation_interval")
+        changes["key_rotation_at"] = durations.add(now, interval) if auto and interval else None
     if "duration" in fields:
         changes["expires"] = durations.add(now, fields["duration"]) if fields["duration"] else None
     if "budget_duration" in fields:
@@ -147,6 +168,24 @@ def record_changes(fields: dict[str, Any], now: float) -> dict[str, Any]:
         if column in changes and changes[column] is None:
             changes[column] = []
     return changes
+
+
+def check_key_fields(fields: dict[str, Any]) -> None:
+    """What body() cannot see: durations inside budget_limits, and the rotation interval."""
+    seen: set[str] = set()
+    for window in fields.get("budget_limits") or ():
+        try:
+            duration = check(window.budget_duration)
+        except DurationError as exc:
+            raise bad_request(str(exc), "budget_limits") from None
+        if duration in seen:
+            raise bad_request(f"budget_limits has two windows of budget_duration {duration}", "budget_limits")
+        seen.add(duration)
+    if "rotation_interval" in fields:
+        try:
+            check(fields["rotation_interval"])
+        except DurationError as exc:
+            raise bad_request(str(exc), "rotation_interval") from None
 
 
 def apply_key_policy(svc: Services, fields: dict[str, Any]) -> dict[str, Any]:
@@ -199,10 +238,25 @@ def not_found(value: str) -> ApiError:
     return ApiError(404, "Key not found in database", "not_found_error", "key")
 
 
+# Roles that may not make keys at all. Other users make keys of their own (LiteLLM's internal_user); a key
+# with no user behind it makes none.
+VIEW_ONLY_ROLES = frozenset({"internal_user_viewer", "proxy_admin_viewer"})
+
+
 async def generate(request: web.Request) -> web.Response:
-    who = await admin(request)
+    who = await caller(request)
+    if who.role in VIEW_ONLY_ROLES or (not who.is_admin and who.user_id is None):
+        await admin(request)  # refused, with the admin check's message
     svc = services(request)
-    fields = with_extra(apply_key_policy(svc, set_fields(await body(request, GenerateKey))), KEPT_KEY_FIELDS, {})
+    policy = request.app[KEY_POLICY]
+    sent = set_fields(await body(request, GenerateKey))
+    check_key_fields(sent)
+    await policy.check_custom(sent)
+    team = await svc.store.get(TEAMS, sent["team_id"]) if "team_id" in sent else None
+    policy.check_caller(who, sent, team)
+    if not who.is_admin and "user_id" not in sent:
+        sent["user_id"] = who.user_id
+    fields = with_extra(apply_key_policy(svc, sent), KEPT_KEY_FIELDS, {})
     raw = fields.pop("key", None) or new_raw_key()
     if not raw.startswith("sk-"):
         raise bad_request("Invalid key format. LiteLLM Virtual Key must start with 'sk-'.", "key")
@@ -238,8 +292,13 @@ async def info(request: web.Request) -> web.Response:
         if not who.is_admin and not _owns(who.key, record):
             raise ApiError(403, f"You are not allowed to access this key's info. Your role={who.role}",
                            "auth_error", "key")
-    details = view(await current(svc.ledger, "key", record.token, record, svc.clock()))
+    now = svc.clock()
+    details = view(await current(svc.ledger, "key", record.token, record, now))
     details.pop("token", None)
+    if record.budget_limits:
+        with_spend = await svc.store.key_for_requests(record.token) or record
+        usage = await window_usage(svc.ledger, with_spend, now)
+        details["budget_limits_usage"] = {d: {"current_spend": round(v, 4)} for d, v in usage.items()}
     return json({"key": asked, "info": details})
 
 
@@ -252,6 +311,7 @@ async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
     fields = set_fields(await body(request, UpdateKey))
+    check_key_fields(fields)
     raw = fields.pop("key", None)
     if raw is None:
         alias = fields.pop("key_alias", None)
@@ -266,13 +326,14 @@ async def update(request: web.Request) -> web.Response:
         token = token_of(raw)
     if "team_id" in fields or "organization_id" in fields:
         await check_team(svc, fields)
-    if KEPT_KEY_FIELDS.intersection(fields):
+    existing = None
+    if KEPT_KEY_FIELDS.intersection(fields) or ROTATION_FIELDS.intersection(fields):
         existing = await svc.store.get(KEYS, token)
         if existing is None:
             raise not_found(raw)
         fields = with_extra(fields, KEPT_KEY_FIELDS, existing.extra)
     try:
-        record = await svc.store.update(KEYS, token, record_changes(fields, svc.clock()))
+        record = await svc.store.update(KEYS, token, record_changes(fields, svc.clock(), existing))
     except Conflict:
         raise alias_taken(fields.get("key_alias")) from None
     if record is None:
@@ -326,6 +387,7 @@ async def regenerate(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
     fields = set_fields(await body(request, RegenerateKey))
+    check_key_fields(fields)
     named = request.match_info.get("key") or fields.get("key")
     if not named:
         raise bad_request("No key passed in.", "key")
@@ -335,9 +397,20 @@ async def regenerate(request: web.Request) -> web.Response:
     old = await svc.store.get(KEYS, token_of(named))
     if old is None:
         raise not_found(named)
+    replaced = await regenerate_key(svc, old, fields, new_raw)
+    if replaced is None:
+        raise not_found(named)
+    return json(generated(replaced, new_raw))
+
+
+async def regenerate_key(svc: Services, old: KeyRecord, fields: dict[str, Any], new_raw: str,
+                         overrides: dict[str, Any] | None = None) -> KeyRecord | None:
+    """/key/regenerate's work, shared with scheduled rotation: a new key in the old one's place, with
+    `fields` changed; the old one goes now, or when `fields`' grace_period ends. None if the old key
+    is gone."""
     now = svc.clock()
     grace = fields.get("grace_period")
-    changes = record_changes(with_extra(fields, KEPT_KEY_FIELDS, old.extra), now)
+    changes = {**record_changes(with_extra(dict(fields), KEPT_KEY_FIELDS, old.extra), now, old), **(overrides or {})}
     if "team_id" in changes or "organization_id" in changes:
         await check_team(svc, changes)
     new = msgspec.structs.replace(old, token=hash_key(new_raw), key_name=key_name(new_raw), updated_at=now,
@@ -347,20 +420,27 @@ async def regenerate(request: web.Request) -> web.Response:
     except Conflict:
         raise bad_request("a key with this value already exists", "new_key") from None
     if replaced is None:
-        raise not_found(named)
+        return None
     await _carry_counter(svc, old, replaced, now)
     svc.accounts.changed("key", old.token)
     svc.accounts.changed("key", replaced.token)
-    return json(generated(replaced, new_raw))
+    return replaced
 
 
 async def _carry_counter(svc: Services, old: KeyRecord, new: KeyRecord, now: float) -> None:
-    """The new key's budget counter starts where the old one's is: requests answered but not yet in the store."""
+    """The new key's budget counters start where the old one's are: requests answered but not yet in the store."""
     source, _ = spend_counter("key", old.token, old.budget_reset_at, old.budget_duration, now)
     target, _ = spend_counter("key", new.token, new.budget_reset_at, new.budget_duration, now)
     end, _ = current_period(new.budget_reset_at, new.budget_duration, now)
+    pairs = [(source, target, end)]
+    if old.budget_limits == new.budget_limits:
+        for window in new.budget_limits:
+            window_end = windows.period(window, now).end
+            pairs.append((windows.counter_name(old.token, window.budget_duration, window_end),
+                          windows.counter_name(new.token, window.budget_duration, window_end), window_end))
     try:
-        await svc.ledger.copy(source, target, end)
+        for source, target, end in pairs:
+            await svc.ledger.copy(source, target, end)
     except Exception as exc:  # noqa: BLE001 - the store carries the spend; the counter starts from it
         log.warning("regenerate: the budget counter was not carried over: %s: %s", type(exc).__name__, exc)
 

@@ -109,6 +109,17 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX gw_teams_org ON gw_teams (organization_id)",
         "CREATE INDEX gw_keys_org ON gw_keys (organization_id)",
     ]),
+    (9, "keys' budget windows and scheduled rotation", [
+        "ALTER TABLE gw_keys ADD COLUMN budget_limits TEXT NOT NULL DEFAULT '[]'",
+        "ALTER TABLE gw_keys ADD COLUMN budget_limits_reset_at DOUBLE PRECISION",
+        "ALTER TABLE gw_keys ADD COLUMN auto_rotate BOOLEAN NOT NULL DEFAULT FALSE",
+        "ALTER TABLE gw_keys ADD COLUMN rotation_interval TEXT",
+        "ALTER TABLE gw_keys ADD COLUMN key_rotation_at DOUBLE PRECISION",
+        "ALTER TABLE gw_keys ADD COLUMN last_rotation_at DOUBLE PRECISION",
+        "ALTER TABLE gw_keys ADD COLUMN rotation_count BIGINT NOT NULL DEFAULT 0",
+        "CREATE INDEX gw_keys_windows_reset ON gw_keys (budget_limits_reset_at)",
+        "CREATE INDEX gw_keys_rotation ON gw_keys (key_rotation_at)",
+    ]),
 ]
 
 CHANGES_TABLE = {

@@ -6,7 +6,7 @@ Times are epoch seconds here and ISO 8601 on the wire.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import msgspec
 
@@ -31,7 +31,19 @@ class Limited(Record, kw_only=True):
     extra: dict[str, Any] = {}
 
 
+class BudgetWindow(msgspec.Struct, kw_only=True):
+    """One of a key's `budget_limits`: a limit of its own, over a period of its own."""
+
+    budget_duration: str
+    max_budget: float
+    reset_at: float | None = None  # when this window's period ends and the next starts from zero
+
+
 class KeyRecord(Limited, kw_only=True):
+    # Filled when the key is read for the request path, never stored: each budget window's spend in
+    # its current period, as the store's spend logs have it (by budget_duration).
+    derived_fields: ClassVar[frozenset[str]] = frozenset({"window_spend"})
+
     token: str  # SHA-256 of the raw key, hex; the raw key is never stored
     key_name: str  # "sk-...abcd": enough to recognise a key, not to use it
     key_alias: str | None = None
@@ -48,6 +60,14 @@ class KeyRecord(Limited, kw_only=True):
     blocked: bool = False
     created_by: str | None = None
     organization_id: str | None = None
+    budget_limits: list[BudgetWindow] = []
+    budget_limits_reset_at: float | None = None  # the soonest window reset, for the reset job to find
+    auto_rotate: bool = False
+    rotation_interval: str | None = None
+    key_rotation_at: float | None = None
+    last_rotation_at: float | None = None
+    rotation_count: int = 0
+    window_spend: dict[str, float] = {}
 
 
 class UserRecord(Limited, kw_only=True):

@@ -14,6 +14,7 @@ from typing import Any, Generic, TypeVar
 import msgspec
 
 from gateway import durations
+from gateway.budget import windows
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
@@ -52,10 +53,11 @@ class Table(Generic[R]):
         self.pk = pk
         info = msgspec.inspect.type_info(record)
         assert isinstance(info, msgspec.inspect.StructType)
-        self.columns = [f.name for f in info.fields]
+        derived: frozenset[str] = getattr(record, "derived_fields", frozenset())
+        self.columns = [f.name for f in info.fields if f.name not in derived]
         self.json_columns = {
             f.name for f in info.fields
-            if isinstance(f.type, (msgspec.inspect.ListType, msgspec.inspect.DictType))
+            if f.name not in derived and isinstance(f.type, (msgspec.inspect.ListType, msgspec.inspect.DictType))
         }
 
     def to_row(self, record: R) -> list[Any]:
@@ -111,6 +113,27 @@ class Store:
     async def get(self, table: Table[R], pk: str) -> R | None:
         row = await self.db.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1", pk)
         return table.from_row(row) if row else None
+
+    async def key_for_requests(self, token: str) -> KeyRecord | None:
+        """A key as the request path needs it: with the spend of each budget window's current period,
+        from the spend logs (its own and those of the keys it was regenerated from)."""
+        key = await self.get(KEYS, token)
+        if key is None or not key.budget_limits:
+            return key
+        now = time.time()
+        starts = {w.budget_duration: p.start for w in key.budget_limits if (p := windows.period(w, now)).stored}
+        if not starts:
+            return key
+        names = list(starts)
+        sums = ", ".join(f"COALESCE(SUM(CASE WHEN start_time >= ${i + 2} THEN spend ELSE 0 END), 0) AS w{i}"
+                         for i in range(len(names)))
+        row = await self.db.fetchrow(
+            f"SELECT {sums} FROM gw_spend_logs WHERE start_time >= ${len(names) + 2} AND (api_key = $1 OR "
+            "api_key IN (SELECT token FROM gw_key_successors WHERE successor = $1))",
+            token, *starts.values(), min(starts.values()))
+        if row is None:
+            return key
+        return msgspec.structs.replace(key, window_spend={n: float(row[f"w{i}"]) for i, n in enumerate(names)})
 
     async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
                    limit: int | None = None) -> tuple[list[R], int]:
@@ -252,7 +275,7 @@ class Store:
                     if touched:
                         await self._log_change(tx, table, row["pk"])
                         count += touched
-        return count + await self._reset_end_user_budgets(now)
+        return count + await self._reset_end_user_budgets(now) + await self._reset_due_windows(now)
 
     async def _reset_end_user_budgets(self, now: float) -> int:
         """Budgets whose period is over: the next reset time set, and their end users' spend back to 0."""
@@ -278,6 +301,47 @@ class Store:
                     await self._log_change(tx, END_USERS, user["user_id"])
                 count += len(users)
         return count
+
+    async def _reset_due_windows(self, now: float) -> int:
+        """Keys' budget windows whose reset time has come start their next period. Each key is read and
+        written under its row lock, so instances running this together move each window once."""
+        rows = await self.db.fetch("SELECT token FROM gw_keys WHERE budget_limits_reset_at IS NOT NULL AND "
+                                   "budget_limits_reset_at <= $1", now)
+        count = 0
+        for row in rows:
+            moved = False
+
+            def advance(key: KeyRecord) -> dict[str, Any] | None:
+                nonlocal moved
+                following = windows.advanced(key.budget_limits, now)
+                if following is None:
+                    return None
+                moved = True
+                return {"budget_limits": following, "budget_limits_reset_at": windows.soonest(following)}
+
+            await self.modify(KEYS, row["token"], advance)
+            count += moved
+        return count
+
+    async def due_rotations(self, now: float) -> list[str]:
+        rows = await self.db.fetch("SELECT token FROM gw_keys WHERE key_rotation_at IS NOT NULL AND "
+                                   "key_rotation_at <= $1 ORDER BY key_rotation_at", now)
+        return [r["token"] for r in rows]
+
+    async def claim_rotation(self, token: str, now: float) -> KeyRecord | None:
+        """The key, if its rotation is due and this caller is the one to do it: the rotation time is
+        cleared in the same locked step, so of instances that find a key due together, one rotates it."""
+        claimed: KeyRecord | None = None
+
+        def claim(key: KeyRecord) -> dict[str, Any] | None:
+            nonlocal claimed
+            if key.key_rotation_at is None or key.key_rotation_at > now:
+                return None
+            claimed = key
+            return {"key_rotation_at": None}
+
+        await self.modify(KEYS, token, claim)
+        return claimed
 
     async def write_spend(self, records: list[SpendRecord]) -> int:
         return await self.write_spend_lines(b"".join(spool_line(r) for r in records))
