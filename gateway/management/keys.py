@@ -30,6 +30,7 @@ from gateway.management.common import (
     view,
     with_extra,
 )
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import KeyRecord
 from gateway.store.store import KEYS, TEAMS, Conflict
@@ -187,6 +188,7 @@ def not_found(value: str) -> ApiError:
     return ApiError(404, "Key not found in database", "not_found_error", "key")
 
 
+@documented(summary="Create a virtual key", body=GenerateKey)
 async def generate(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -209,6 +211,7 @@ async def generate(request: web.Request) -> web.Response:
     return json(generated(record, raw))
 
 
+@documented(summary="A key's record (the caller's own without ?key=)", query=[Query("key")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -236,6 +239,7 @@ def _owns(own: KeyRecord | None, record: KeyRecord) -> bool:
                                                               and own.user_id == record.user_id))
 
 
+@documented(summary="Change a key, named by key or key_alias", body=UpdateKey)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -269,6 +273,7 @@ async def update(request: web.Request) -> web.Response:
     return json({**view(record), "key": raw})
 
 
+@documented(summary="Delete keys by value or alias", body=DeleteKeys)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -302,14 +307,17 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     return json(view(record))
 
 
+@documented(summary="Block a key", body=KeyRef)
 async def block(request: web.Request) -> web.Response:
     return await _set_blocked(request, True)
 
 
+@documented(summary="Unblock a key", body=KeyRef)
 async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 
 
+@documented(summary="Replace a key's value, keeping its settings", body=RegenerateKey)
 async def regenerate(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -353,6 +361,9 @@ async def _carry_counter(svc: Services, old: KeyRecord, new: KeyRecord, now: flo
         log.warning("regenerate: the budget counter was not carried over: %s: %s", type(exc).__name__, exc)
 
 
+@documented(summary="Keys, a page at a time", query=[
+    Query("page", "integer"), Query("size", "integer"), Query("user_id"), Query("team_id"), Query("key_alias"),
+    Query("key_hash"), Query("return_full_object", "boolean")])
 async def list_keys(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

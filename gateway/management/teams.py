@@ -34,6 +34,7 @@ from gateway.management.common import (
     view,
     with_extra,
 )
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import TeamMember, TeamRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Conflict
@@ -254,6 +255,7 @@ def _check_members(members: list[Member]) -> None:
         seen.add(ref)
 
 
+@documented(summary="Create a team", body=NewTeam)
 async def new_team(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -280,6 +282,7 @@ async def new_team(request: web.Request) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="A team and its members", query=[Query("team_id")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -298,6 +301,7 @@ async def info(request: web.Request) -> web.Response:
                  "team_memberships": []})
 
 
+@documented(summary="Change a team", body=UpdateTeam)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -312,6 +316,7 @@ async def update(request: web.Request) -> web.Response:
     return json({"team_id": team_id, "data": team_view(team)})
 
 
+@documented(summary="Delete teams", body=DeleteTeams)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -334,6 +339,7 @@ async def delete(request: web.Request) -> web.Response:
     return json({"deleted_teams": team_ids})
 
 
+@documented(summary="Every team (or a user's)", query=[Query("user_id")])
 async def list_teams(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -347,6 +353,7 @@ async def list_teams(request: web.Request) -> web.Response:
     return json([team_view(t) for t in teams])
 
 
+@documented(summary="Add members to a team", body=AddMembers)
 async def member_add(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -379,6 +386,7 @@ async def member_add(request: web.Request) -> web.Response:
                  "updated_team_memberships": []})
 
 
+@documented(summary="Remove a member from a team", body=RemoveMember)
 async def member_delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -413,14 +421,17 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="Block a team", body=TeamRef)
 async def block(request: web.Request) -> web.Response:
     return await _set_blocked(request, True)
 
 
+@documented(summary="Unblock a team", body=TeamRef)
 async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 
 
+@documented(summary="Teams, a page at a time", query=[Query("page", "integer"), Query("page_size", "integer")])
 async def list_teams_v2(request: web.Request) -> web.Response:
     """LiteLLM's paged team list: `{"teams": [...], "total", "page", "page_size", "total_pages"}`."""
     await admin(request)
@@ -450,14 +461,17 @@ async def _change_models(request: web.Request, adding: bool) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="Allow a team more models", body=TeamModels)
 async def model_add(request: web.Request) -> web.Response:
     return await _change_models(request, adding=True)
 
 
+@documented(summary="Take models from a team", body=TeamModels)
 async def model_delete(request: web.Request) -> web.Response:
     return await _change_models(request, adding=False)
 
 
+@documented(summary="Change a member's role or budget", body=UpdateMember)
 async def member_update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
