@@ -33,6 +33,16 @@ def utc_stamp(now: float) -> str:
 
 def secret_free(path: str) -> str:
     return KEY_IN_PATH.sub(r"sk-...\1", path)
+
+
+def printable(text: str | None) -> str | None:
+    """A path or model name as one line: a decoded %0A (or any control character) in it would
+    otherwise start a forged line of the log."""
+    if text is None or text.isprintable():
+        return text
+    return text.encode("unicode_escape").decode("ascii")
+
+
 # Enabled when the `gateway.access` logger is on for INFO (the default; `--log-level warning` turns it off).
 LOGGER = logging.getLogger("gateway.access")
 
@@ -60,7 +70,8 @@ class AccessLog:
         deployment = ctx.deployment
         caller = ctx.caller
         line = (f"{self._local_stamp()} INFO {self.source}: {ctx.request_id} "
-                f"{ctx.request.method} {ctx.request.path} status={settled.status} model={ctx.requested_model} "
+                f"{ctx.request.method} {printable(ctx.request.path)} status={settled.status} "
+                f"model={printable(ctx.requested_model)} "
                 f"group={ctx.model_group} deployment={deployment.id[:12] if deployment else None} "
                 f"stream={ctx.stream} ms={ctx.elapsed_ms():.1f} client={ctx.client_ip} "
                 f"key={caller.label if caller is not None else None}")
@@ -82,7 +93,7 @@ class AccessLog:
             }
             self._add(orjson.dumps(entry).decode() + "\n")
         else:
-            self._add(f"{self._local_stamp()} INFO {self.source}: {request.method} {path} status={status} "
+            self._add(f"{self._local_stamp()} INFO {self.source}: {request.method} {printable(path)} status={status} "
                       f"ms={seconds * 1000:.1f} client={client} key={caller}\n")
 
     def _add(self, line: str) -> None:

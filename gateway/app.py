@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
+from gateway import openapi
 from gateway.access_log import AccessLog
 from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
@@ -35,6 +36,8 @@ from gateway.management import (
 from gateway.management.common import SERVICES
 from gateway.management.key_policy import KEY_POLICY, KeyPolicy
 from gateway.management.rotation import KEY_ROTATION, KeyRotation, RotationSettings
+from gateway.openai_requests import REQUESTS
+from gateway.openapi import Operation, describe
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
@@ -149,7 +152,12 @@ async def build_app(config: Config, access_source: str = "gateway.access") -> we
     if config.gateway_settings.cors_allow_origins:
         app[CORS] = Cors(config.gateway_settings.cors_allow_origins)
     _add_routes(app, access_source)
+    app.on_startup.append(_publish_openapi)
     return app
+
+
+async def _publish_openapi(app: web.Application) -> None:
+    openapi.publish(app, path_prefixes(app[CONFIG]))
 
 
 async def _close(app: web.Application) -> None:
@@ -212,11 +220,14 @@ def _add_routes(app: web.Application, access_source: str) -> None:
                                     cors=app.get(CORS), moderation_model=config.general_settings.moderation_model)
             # A bound coroutine method, so aiohttp calls it directly rather than through its
             # wrapper for plain callables.
+            describe(handler.handle, Operation(body=REQUESTS[endpoint], summary=f"OpenAI's /v1/{endpoint}"))
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
             app.router.add_post(f"{prefix}/{endpoint}", handler.handle)
             azure = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
                                   settings.tracking_header_prefix, access_log, pricing, in_flight, model_in_path=True,
                                   cors=app.get(CORS))
+            describe(azure.handle, Operation(body=REQUESTS[endpoint],
+                                             summary=f"Azure OpenAI's {endpoint}, the deployment named in the path"))
             app.router.add_post(prefix + "/openai/deployments/{model}/" + endpoint, azure.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)
@@ -244,5 +255,6 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         router_settings.add_routes(app, prefix, costs)
         models.add_routes(app, prefix)
         credentials.add_routes(app, prefix)
+        openapi.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -16,6 +16,7 @@ from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
 from gateway.access_groups import AccessGroups
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
+from gateway.openapi import Query, documented
 from gateway.proxy import model_not_found
 from gateway.router import Deployment, Router
 
@@ -51,6 +52,7 @@ class InfoRoutes:
     def _may(self, caller: Caller, name: str) -> bool:
         return may_use(caller, name, self.router.aliases, self.router.access_groups)
 
+    @documented(summary="The models the caller's key may use")
     async def list_models(self, request: web.Request) -> web.Response:
         """LiteLLM's `only_model_access_groups=True` lists the access groups the caller's models name
         (every group for an unrestricted caller) instead of models; `include_model_access_groups=True`
@@ -65,6 +67,7 @@ class InfoRoutes:
                 names += [g for g in groups if g not in names]
         return json_response({"object": "list", "data": [_model_card(n) for n in names]})
 
+    @documented(summary="One model, if the caller's key may use it")
     async def get_model(self, request: web.Request) -> web.Response:
         caller = await self.authenticator.authenticate(request.headers)
         name = request.match_info["model"]
@@ -72,6 +75,7 @@ class InfoRoutes:
             raise model_not_found(name)
         return json_response(_model_card(name))
 
+    @documented(summary="Every deployment the caller may use", query=[Query("litellm_model_id")])
     async def model_info(self, request: web.Request) -> web.Response:
         return json_response({"data": await self._deployment_cards(request)})
 
@@ -90,6 +94,8 @@ class InfoRoutes:
             if (wanted is None or d.id == wanted) and self._may(caller, d.group)
         ]
 
+    @documented(summary="Deployments, a page at a time", query=[Query("page", "integer"), Query("size", "integer"),
+                                                                  Query("search")])
     async def model_info_v2(self, request: web.Request) -> web.Response:
         """LiteLLM's paged /v2/model/info: `page`, `size` and `search` (in the model name)."""
         cards = await self._deployment_cards(request)
@@ -100,6 +106,7 @@ class InfoRoutes:
         return json_response({"data": data[(page - 1) * size:page * size], "total_count": len(data),
                               "current_page": page, "total_pages": total_pages, "size": size})
 
+    @documented(summary="One entry per model group", query=[Query("model_group")])
     async def model_group_info(self, request: web.Request) -> web.Response:
         """LiteLLM's /model_group/info: one entry per group the caller may use (`?model_group=` for one)."""
         caller = await self.authenticator.authenticate(request.headers)
@@ -131,6 +138,7 @@ class InfoRoutes:
             })
         return json_response({"data": data})
 
+    @documented(summary="Every route the gateway serves")
     async def routes(self, request: web.Request) -> web.Response:
         """LiteLLM's /routes: every route the gateway serves, for tools that discover them (any valid key)."""
         await self.authenticator.authenticate(request.headers)
@@ -143,6 +151,7 @@ class InfoRoutes:
                               "endpoint": getattr(route.handler, "__name__", None)})
         return json_response({"routes": found})
 
+    @documented(summary="The guardrails (none)")
     async def guardrails(self, request: web.Request) -> web.Response:
         """LiteLLM's guardrail list, for the tools that read it first: the gateway runs no guardrails, so
         it is empty rather than a 404 that would stop them."""
@@ -156,9 +165,11 @@ class InfoRoutes:
         field = "attachments" if request.path.endswith("/attachments/list") else "policies"
         return json_response({field: [], "total_count": 0})
 
+    @documented(summary="The process answers", public=True)
     async def liveliness(self, request: web.Request) -> web.Response:
         return json_response("I'm alive!")
 
+    @documented(summary="The database and cache answer", public=True)
     async def readiness_check(self, request: web.Request) -> web.Response:
         results = await asyncio.gather(*(check() for check in self.readiness))
         ready = all(ok for _, ok, _ in results)
@@ -176,6 +187,7 @@ class InfoRoutes:
             200 if ready else 503,
         )
 
+    @documented(summary="Probe every deployment (proxy admins)", query=[Query("model")])
     async def health(self, request: web.Request) -> web.Response:
         caller = await self.authenticator.authenticate(request.headers)
         if not caller.is_admin:

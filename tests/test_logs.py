@@ -141,3 +141,23 @@ async def test_management_requests_are_in_the_access_log_without_secrets(
         assert callers[:3] == ["master"] * 3
         for secret in (MASTER, key):
             assert secret not in log
+
+
+async def test_a_newline_in_a_path_or_model_cannot_forge_a_log_line(upstream: FakeUpstream,
+                                                                    http: aiohttp.ClientSession) -> None:
+    # Found by the schemathesis pass (tests/test_openapi_fuzz.py): a decoded %0A went to the log as is.
+    with Gateway(config(upstream)) as gw:
+        async with http.get(f"{gw.url}/key/info%0AFORGED-path", headers=ADMIN) as r:
+            assert r.status == 404
+        async with http.post(f"{gw.url}/v1/chat/completions", headers=ADMIN,
+                             json={"model": "chat\nFORGED-model\x1b[2J", "messages": MESSAGES}) as r:
+            assert r.status == 404  # no such model
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + PATIENCE
+        while gw.log().count("FORGED") < 2:
+            assert loop.time() < deadline, gw.log()
+            await asyncio.sleep(0.1)
+        lines = [line for line in gw.log().splitlines() if "FORGED" in line]
+        assert len(lines) == 2 and all(line.startswith("20") and " INFO gateway.access: " in line for line in lines)
+        assert "/key/info\\nFORGED-path status=404" in lines[0]
+        assert "model=chat\\nFORGED-model\\x1b[2J group=" in lines[1]

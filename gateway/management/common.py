@@ -66,6 +66,13 @@ async def body(request: web.Request, shape: type[T]) -> T:
     except msgspec.DecodeError as exc:
         raise bad_request(f"Invalid JSON payload: {exc}", "request_body") from None
     try:
+        # What is stored is shown back through orjson, which writes no integer past 64 bits: one such
+        # number kept in metadata would make every later listing of the record fail.
+        orjson.dumps(parsed)
+    except TypeError:
+        raise bad_request("a number in the request body is out of range: integers must fit in 64 bits",
+                          "request_body") from None
+    try:
         # As LiteLLM's request models read it: null is the same as leaving a field out (pydantic clients
         # send null for every field they do not set), and "10" is 10 where a number is wanted.
         value = msgspec.convert(without_nulls(parsed), type=shape, strict=False)

@@ -33,6 +33,7 @@ from gateway.management.common import (
     with_extra,
 )
 from gateway.management.key_policy import KEY_POLICY
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import BudgetWindow, KeyRecord
 from gateway.store.store import KEYS, ORGS, TEAMS, Conflict
@@ -243,6 +244,7 @@ def not_found(value: str) -> ApiError:
 VIEW_ONLY_ROLES = frozenset({"internal_user_viewer", "proxy_admin_viewer"})
 
 
+@documented(summary="Create a virtual key", body=GenerateKey)
 async def generate(request: web.Request) -> web.Response:
     who = await caller(request)
     if who.role in VIEW_ONLY_ROLES or (not who.is_admin and who.user_id is None):
@@ -275,6 +277,7 @@ async def generate(request: web.Request) -> web.Response:
     return json(generated(record, raw))
 
 
+@documented(summary="A key's record (the caller's own without ?key=)", query=[Query("key")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -307,6 +310,7 @@ def _owns(own: KeyRecord | None, record: KeyRecord) -> bool:
                                                               and own.user_id == record.user_id))
 
 
+@documented(summary="Change a key, named by key or key_alias", body=UpdateKey)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -342,6 +346,7 @@ async def update(request: web.Request) -> web.Response:
     return json({**view(record), "key": raw})
 
 
+@documented(summary="Delete keys by value or alias", body=DeleteKeys)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -375,14 +380,17 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     return json(view(record))
 
 
+@documented(summary="Block a key", body=KeyRef)
 async def block(request: web.Request) -> web.Response:
     return await _set_blocked(request, True)
 
 
+@documented(summary="Unblock a key", body=KeyRef)
 async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 
 
+@documented(summary="Replace a key's value, keeping its settings", body=RegenerateKey)
 async def regenerate(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -445,6 +453,9 @@ async def _carry_counter(svc: Services, old: KeyRecord, new: KeyRecord, now: flo
         log.warning("regenerate: the budget counter was not carried over: %s: %s", type(exc).__name__, exc)
 
 
+@documented(summary="Keys, a page at a time", query=[
+    Query("page", "integer"), Query("size", "integer"), Query("user_id"), Query("team_id"), Query("key_alias"),
+    Query("key_hash"), Query("return_full_object", "boolean")])
 async def list_keys(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

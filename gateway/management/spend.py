@@ -12,6 +12,7 @@ from gateway.durations import iso
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import admin, body, caller, json, query_int, services
 from gateway.management.keys import token_of
+from gateway.openapi import Query, documented
 from gateway.pricing import FREE, price_for
 from gateway.spend.record import SpendRecord
 from gateway.store.store import KEYS
@@ -39,6 +40,10 @@ def log_view(record: SpendRecord) -> dict[str, Any]:
     }
 
 
+SPEND_QUERY = [Query("start_date", description="YYYY-MM-DD or ISO 8601"),
+               Query("end_date", description="YYYY-MM-DD (the whole day) or ISO 8601"), Query("api_key")]
+
+
 def _day(request: web.Request, name: str, end: bool = False) -> float | None:
     raw = request.query.get(name)
     if raw is None:
@@ -54,6 +59,9 @@ def _day(request: web.Request, name: str, end: bool = False) -> float | None:
     return moment.timestamp()
 
 
+@documented(summary="Spend logs, or daily totals with a date range", query=[
+    *SPEND_QUERY, Query("user_id"), Query("team_id"), Query("request_id"), Query("summarize", "boolean"),
+    Query("limit", "integer")])
 async def logs(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -86,6 +94,8 @@ async def logs(request: web.Request) -> web.Response:
     return json([log_view(r) for r in records])
 
 
+@documented(summary="Daily spend grouped by team, key, user, customer or model",
+            query=[*SPEND_QUERY, Query("group_by")])
 async def report(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -123,6 +133,7 @@ async def _totals(request: web.Request, column: str) -> list[tuple[str, float]]:
     return sorted(totals.items(), key=lambda item: item[1], reverse=True)[:limit]
 
 
+@documented(summary="Top keys by spend", query=[Query("limit", "integer")])
 async def global_keys(request: web.Request) -> web.Response:
     """LiteLLM's top keys by spend: `[{"api_key", "total_spend", "key_alias", "key_name"}]`."""
     top = await _totals(request, "api_key")
@@ -133,11 +144,13 @@ async def global_keys(request: web.Request) -> web.Response:
                   "key_name": named[token].key_name if token in named else None} for token, spend in top])
 
 
+@documented(summary="Top models by spend", query=[Query("limit", "integer")])
 async def global_models(request: web.Request) -> web.Response:
     """LiteLLM's top models by spend: `[{"model", "total_spend"}]`."""
     return json([{"model": model, "total_spend": spend} for model, spend in await _totals(request, "model")])
 
 
+@documented(summary="Spend per team per day")
 async def global_teams(request: web.Request) -> web.Response:
     """LiteLLM's team spend: per day, the list of teams, and each team's total."""
     await admin(request)
@@ -203,6 +216,7 @@ class CostRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     completion_response: dict[str, Any] | None = None
 
 
+@documented(summary="What a request or answer would cost", body=CostRequest)
 async def calculate(request: web.Request) -> web.Response:
     """LiteLLM's /spend/calculate: what a call would cost, from `model` and `messages` (the prompt, at four
     characters a token), or what one did from its `completion_response` (its model and usage)."""

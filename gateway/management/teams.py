@@ -35,6 +35,7 @@ from gateway.management.common import (
     view,
     with_extra,
 )
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import TeamMember, TeamRecord, UserRecord
 from gateway.store.store import KEYS, ORGS, TEAMS, USERS, Conflict
@@ -285,6 +286,7 @@ def _check_members(members: list[Member]) -> None:
         seen.add(ref)
 
 
+@documented(summary="Create a team", body=NewTeam)
 async def new_team(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -313,6 +315,7 @@ async def new_team(request: web.Request) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="A team and its members", query=[Query("team_id")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -331,6 +334,7 @@ async def info(request: web.Request) -> web.Response:
                  "team_memberships": []})
 
 
+@documented(summary="Change a team", body=UpdateTeam)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -351,6 +355,7 @@ async def update(request: web.Request) -> web.Response:
     return json({"team_id": team_id, "data": team_view(team)})
 
 
+@documented(summary="Delete teams", body=DeleteTeams)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -373,6 +378,7 @@ async def delete(request: web.Request) -> web.Response:
     return json({"deleted_teams": team_ids})
 
 
+@documented(summary="Every team (or a user's)", query=[Query("user_id")])
 async def list_teams(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -386,6 +392,7 @@ async def list_teams(request: web.Request) -> web.Response:
     return json([team_view(t) for t in teams])
 
 
+@documented(summary="Add members to a team", body=AddMembers)
 async def member_add(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -418,6 +425,7 @@ async def member_add(request: web.Request) -> web.Response:
                  "updated_team_memberships": []})
 
 
+@documented(summary="Remove a member from a team", body=RemoveMember)
 async def member_delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -452,14 +460,17 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="Block a team", body=TeamRef)
 async def block(request: web.Request) -> web.Response:
     return await _set_blocked(request, True)
 
 
+@documented(summary="Unblock a team", body=TeamRef)
 async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 
 
+@documented(summary="Teams, a page at a time", query=[Query("page", "integer"), Query("page_size", "integer")])
 async def list_teams_v2(request: web.Request) -> web.Response:
     """LiteLLM's paged team list: `{"teams": [...], "total", "page", "page_size", "total_pages"}`."""
     await admin(request)
@@ -489,14 +500,17 @@ async def _change_models(request: web.Request, adding: bool) -> web.Response:
     return json(team_view(team))
 
 
+@documented(summary="Allow a team more models", body=TeamModels)
 async def model_add(request: web.Request) -> web.Response:
     return await _change_models(request, adding=True)
 
 
+@documented(summary="Take models from a team", body=TeamModels)
 async def model_delete(request: web.Request) -> web.Response:
     return await _change_models(request, adding=False)
 
 
+@documented(summary="Change a member's role or budget", body=UpdateMember)
 async def member_update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

@@ -31,6 +31,7 @@ from gateway.management.common import (
 )
 from gateway.management.keys import alias_taken, record_changes
 from gateway.management.teams import join, leave, team_view
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import KeyRecord, UserRecord
 from gateway.store.store import KEYS, TEAMS, USERS, Conflict
@@ -138,6 +139,7 @@ async def check_email(svc: Services, email: str | None, user_id: str | None = No
         raise ApiError(409, f"User with email {email} already exists", "conflict_error", "user_email")
 
 
+@documented(summary="Create a user (and a key for them)", body=NewUser)
 async def new_user(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -184,6 +186,7 @@ async def new_user(request: web.Request) -> web.Response:
     return json({**key, **view(user), "key": raw})
 
 
+@documented(summary="A user, their keys and teams", query=[Query("user_id")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -206,6 +209,7 @@ async def info(request: web.Request) -> web.Response:
                  "teams": [team_view(t) for t in teams]})
 
 
+@documented(summary="Change a user", body=UpdateUser)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -241,6 +245,7 @@ async def update(request: web.Request) -> web.Response:
     return json({"user_id": user_id, "data": view(user)})
 
 
+@documented(summary="Delete users", body=DeleteUsers)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -261,6 +266,9 @@ async def delete(request: web.Request) -> web.Response:
     return json(len(deleted))
 
 
+@documented(summary="Users, a page at a time", query=[
+    Query("page", "integer"), Query("page_size", "integer"), Query("role"),
+    Query("user_ids", description="comma-separated")])
 async def list_users(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

@@ -1,0 +1,67 @@
+"""The OpenAI request bodies the proxy relays, as /openapi.json shows them.
+
+The proxy itself never decodes them into these: it reads the model and relays the bytes, so every
+other field OpenAI or a provider defines passes too (hence no forbid_unknown_fields)."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+import msgspec
+from msgspec import UNSET, UnsetType
+
+
+class ChatMessage(msgspec.Struct, kw_only=True):
+    role: Literal["system", "developer", "user", "assistant", "tool", "function"]
+    content: str | list[dict[str, Any]] | None = None
+    name: str | UnsetType = UNSET
+    tool_call_id: str | UnsetType = UNSET
+    tool_calls: list[dict[str, Any]] | UnsetType = UNSET
+
+
+class StreamOptions(msgspec.Struct, kw_only=True):
+    include_usage: bool | UnsetType = UNSET
+
+
+class ChatCompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    messages: list[ChatMessage]
+    stream: bool | UnsetType = UNSET
+    stream_options: StreamOptions | UnsetType = UNSET
+    max_tokens: int | UnsetType = UNSET
+    max_completion_tokens: int | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    n: int | UnsetType = UNSET
+    stop: str | list[str] | UnsetType = UNSET
+    tools: list[dict[str, Any]] | UnsetType = UNSET
+    tool_choice: str | dict[str, Any] | UnsetType = UNSET
+    response_format: dict[str, Any] | UnsetType = UNSET
+    user: str | UnsetType = UNSET
+    metadata: dict[str, Any] | UnsetType = UNSET
+    fallbacks: list[str] | UnsetType = UNSET
+
+
+class CompletionRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str | list[str]
+    stream: bool | UnsetType = UNSET
+    stream_options: StreamOptions | UnsetType = UNSET
+    max_tokens: int | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    top_p: float | UnsetType = UNSET
+    n: int | UnsetType = UNSET
+    stop: str | list[str] | UnsetType = UNSET
+    user: str | UnsetType = UNSET
+
+
+class EmbeddingRequest(msgspec.Struct, kw_only=True):
+    model: str
+    input: str | list[Any]  # texts, or token ids: msgspec's schema takes one list type in a union
+    encoding_format: Literal["float", "base64"] | UnsetType = UNSET
+    dimensions: int | UnsetType = UNSET
+    user: str | UnsetType = UNSET
+
+
+REQUESTS: dict[str, type] = {"chat/completions": ChatCompletionRequest, "completions": CompletionRequest,
+                             "embeddings": EmbeddingRequest}
