@@ -63,5 +63,22 @@ class EmbeddingRequest(msgspec.Struct, kw_only=True):
     user: str | UnsetType = UNSET
 
 
+class ModerationRequest(msgspec.Struct, kw_only=True):
+    input: str | list[Any]  # texts, or OpenAI's text and image_url parts
+    model: str | UnsetType = UNSET  # general_settings.moderation_model, or the moderation group, when left out
+
+
+class ImageGenerationRequest(msgspec.Struct, kw_only=True):
+    model: str
+    prompt: str
+    n: int | UnsetType = UNSET
+    size: str | UnsetType = UNSET
+    quality: str | UnsetType = UNSET
+    style: str | UnsetType = UNSET
+    response_format: Literal["url", "b64_json"] | UnsetType = UNSET
+    user: str | UnsetType = UNSET
+
+
 REQUESTS: dict[str, type] = {"chat/completions": ChatCompletionRequest, "completions": CompletionRequest,
-                             "embeddings": EmbeddingRequest}
+                             "embeddings": EmbeddingRequest, "moderations": ModerationRequest,
+                             "images/generations": ImageGenerationRequest}
