@@ -304,13 +304,23 @@ async def test_team_models_members_and_the_paged_list_as_litellms_tools_call_the
     assert len(paged["teams"]) == 1 and paged["total"] >= 1 and paged["total_pages"] == paged["total"]
 
 
+async def test_user_update_by_the_admin_makes_a_missing_user(api: Api) -> None:
+    """As LiteLLM's proxy admin may: by user_id, or by an email no user has (a new id is made)."""
+    ghost = unique("ghost")
+    made = await api.ok("POST", "/user/update", {"user_id": ghost, "max_budget": 1, "spend": 0})
+    assert made["user_id"] == ghost and made["data"]["max_budget"] == 1
+    info = await api.ok("GET", "/user/info", user_id=ghost)
+    assert info["user_info"]["max_budget"] == 1 and info["keys"] == []  # no key made along
+    email = f"{unique('ghost')}@x.io"
+    by_email = await api.ok("POST", "/user/update", {"user_email": email, "max_budget": 2})
+    assert by_email["user_id"] != email and by_email["data"]["user_email"] == email
+    again = await api.ok("POST", "/user/update", {"user_email": email, "max_budget": 3})
+    assert again["user_id"] == by_email["user_id"] and again["data"]["max_budget"] == 3
+    status, body = await api.post("/user/update", {"user_id": unique("ghost"), "teams": ["no-such-team"]})
+    error(status, body, 400, text="Team not found")
+
+
 async def test_user_update_errors(api: Api) -> None:
-    status, body = await api.post("/user/update", {"user_id": "ghost-user", "max_budget": 1})
-    error(status, body, 404, "not_found_error", "User not found, passed user_id=ghost-user")
-    status, body = await api.get("/user/info", user_id="ghost-user")
-    error(status, body, 404)  # no upsert
-    status, body = await api.post("/user/update", {"user_email": "ghost@x.io", "max_budget": 1})
-    error(status, body, 404, "not_found_error")
     status, body = await api.post("/user/update", {"max_budget": 1})
     error(status, body, 400, text="Either user_id or user_email must be provided")
     user_id = unique("u")
