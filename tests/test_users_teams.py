@@ -197,6 +197,23 @@ async def test_user_new_joins_its_teams(api: Api) -> None:
     error(status, body, 400, text="Team not found, passed team_id=no-such-team")
 
 
+
+async def test_user_new_with_team_id_joins_it_and_its_key_is_the_teams(api: Api) -> None:
+    """LiteLLM's older `team_id` on /user/new: the user becomes a member, the key made along a team key."""
+    team_id = unique("t")
+    await api.ok("POST", "/team/new", {"team_id": team_id, "models": ["echo"]})
+    user_id = unique("u")
+    made = await api.ok("POST", "/user/new", {"user_id": user_id, "team_id": team_id, "models": ["echo"]})
+    assert made["teams"] == [team_id] and made["team_id"] == team_id
+    key = (await api.ok("GET", "/key/info", key=made["key"]))["info"]
+    assert key["team_id"] == team_id and key["user_id"] == user_id
+    team = (await api.ok("GET", "/team/info", team_id=team_id))["team_info"]
+    assert {"role": "user", "user_id": user_id, "user_email": None} in team["members_with_roles"]
+    status, _ = await api.chat(made["key"])
+    assert status == 200
+    status, body = await api.post("/user/new", {"team_id": "no-such-team"})
+    error(status, body, 400, text="Team not found, passed team_id=no-such-team")
+
 # --- /user/info --------------------------------------------------------------------------------------------
 
 async def test_user_info_for_admins_and_for_the_user_itself(api: Api) -> None:

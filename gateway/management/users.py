@@ -88,6 +88,7 @@ class NewUser(UserFields):
     auto_create_key: bool = True
     key_alias: Name | None | UnsetType = UNSET  # for the key made with the user
     duration: Name | None | UnsetType = UNSET  # likewise
+    team_id: Name | None | UnsetType = UNSET  # LiteLLM's older way: the user joins it, the key is the team's
     # Accepted so LiteLLM's UI can post its form; there is no mail to send.
     send_invite_email: bool | None | UnsetType = UNSET
 
@@ -145,6 +146,9 @@ async def new_user(request: web.Request) -> web.Response:
     make_key = fields.pop("auto_create_key")
     key_fields: dict[str, Any] = {k: fields.pop(k) for k in ("key_alias", "duration") if k in fields}
     fields.pop("send_invite_email", None)
+    team_id = fields.pop("team_id", None)
+    if team_id is not None:
+        fields["teams"] = [*fields.get("teams", []), team_id]
     user_id = fields.pop("user_id", None) or uuid.uuid4().hex
     check_role(fields.get("user_role"))
     now = svc.clock()
@@ -168,7 +172,7 @@ async def new_user(request: web.Request) -> web.Response:
         return json({**view(user), "key": ""})
     raw = new_raw_key()
     inherited = {k: getattr(user, k) for k in KEY_INHERITS}
-    record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id,
+    record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id, team_id=team_id,
                        created_by=who.user_id or "master", **inherited, **record_changes(key_fields, now))
     try:
         record = await svc.store.insert(KEYS, record)
