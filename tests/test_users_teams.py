@@ -669,6 +669,20 @@ async def test_all_team_models_follows_the_team(api: Api) -> None:
     error(status, body, 401, text="not allowed to access model")
 
 
+
+async def test_a_teams_model_aliases_rename_what_its_keys_ask_for(api: Api) -> None:
+    """LiteLLM's team `model_aliases`: a team key asking for the alias gets the model it names, judged by it."""
+    team_id = unique("t")
+    await api.ok("POST", "/team/new", {"team_id": team_id, "model_aliases": {"cheap": "echo", "pricey": "other"}})
+    key = await api.new_key(team_id=team_id, models=["echo"])
+    async with api.http.post(f"{api.url}/v1/chat/completions", json={"model": "cheap", "messages": HELLO},
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+        assert r.status == 200 and r.headers["x-litellm-model-group"] == "echo", await r.text()
+    status, body = await api.chat(key, "pricey")  # names a model this key may not use
+    error(status, body, 401, text="not allowed to access model")
+    status, body = await api.chat(await api.new_key(models=["echo"]), "cheap")  # no team, no alias
+    error(status, body, 401, text="not allowed to access model")
+
 # --- who may call what -------------------------------------------------------------------------------------
 
 ADMIN_ROUTES = [
