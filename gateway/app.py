@@ -197,6 +197,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         app.router.add_get(f"{prefix}/routes", info.routes)
         app.router.add_get(f"{prefix}/guardrails/list", info.guardrails)
         app.router.add_get(f"{prefix}/v2/guardrails/list", info.guardrails)
+        app.router.add_get(f"{prefix}/policies/list", info.policies)
         app.router.add_get(f"{prefix}/health/liveliness", info.liveliness)
         app.router.add_get(f"{prefix}/health/liveness", info.liveliness)
         app.router.add_get(f"{prefix}/health/readiness", info.readiness_check)

@@ -136,6 +136,11 @@ class InfoRoutes:
         await self.authenticator.authenticate(request.headers)
         return json_response({"guardrails": []})
 
+    async def policies(self, request: web.Request) -> web.Response:
+        """LiteLLM's guardrail policies, likewise: none, listed as LiteLLM lists them."""
+        await self.authenticator.authenticate(request.headers)
+        return json_response({"policies": [], "total_count": 0})
+
     async def liveliness(self, request: web.Request) -> web.Response:
         return json_response("I'm alive!")
 
