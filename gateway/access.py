@@ -32,11 +32,20 @@ def denial(kind: str, models: list[str], model: str) -> ApiError:
                     f"Tried to access {model}", f"{kind}_model_access_denied", "model")
 
 
+def team_alias(caller: Caller, model: str) -> str | None:
+    """What the caller's team's `model_aliases` (LiteLLM's, kept as given) turn `model` into, if anything."""
+    aliases = caller.team.extra.get("model_aliases") if caller.team is not None else None
+    target = aliases.get(model) if isinstance(aliases, dict) else None
+    return target if isinstance(target, str) and target else None
+
+
 def check_model_access(caller: Caller, model: str, group_aliases: Mapping[str, str], groups: AccessGroups) -> None:
-    """A `model_group_alias` is allowed wherever the group it names is (LiteLLM's rule), and by its own name."""
+    """A `model_group_alias` is allowed wherever the group it names is (LiteLLM's rule), and by its own name.
+    A team's alias is judged by the model it names."""
     key = caller.key
     if key is None or model in key.aliases:
         return  # the master key, an open proxy, or an alias the admin put on this very key
+    model = team_alias(caller, model) or model
     target = group_aliases.get(model)
     names = (model,) if target is None else (model, target)
     by_name = groups.by_name

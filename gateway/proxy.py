@@ -343,6 +343,8 @@ class ProxyEndpoint:
         deployment = route.deployment
         requested = ctx.requested_model
         body["model"] = route.upstream_model
+        limit = timeouts.for_attempt(deployment, stream, asked)
+        ctx.timeout_s = limit.total if limit.total is not None else limit.connect
         if ctx.mock is not None:
             failed = ctx.mock.failure(route.group, route.upstream_model)
             if failed is not None:
@@ -352,8 +354,6 @@ class ProxyEndpoint:
         if deployment.provider.is_mock:
             return await self._answer_mock(ctx, route, body, strip_usage)
         deployment.in_flight += 1
-        limit = timeouts.for_attempt(deployment, stream, asked)
-        ctx.timeout_s = limit.total if limit.total is not None else limit.connect
         ctx.sent_at = time.perf_counter()
         try:
             upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
@@ -492,7 +492,7 @@ class ProxyEndpoint:
             headers[names.fallbacks] = str(ctx.fallbacks)
             headers[names.max_retries] = str(ctx.max_retries)
             if ctx.timeout_s is not None:
-                headers[names.timeout] = f"{ctx.timeout_s:g}"
+                headers[names.timeout] = str(float(ctx.timeout_s))  # as LiteLLM prints it: "1.0", "0.001"
             if ctx.sent_at is not None:
                 upstream_ms = ((ctx.upstream_headers_at or ctx.sent_at) - ctx.sent_at) * 1000
                 headers[names.overhead] = f"{max(0.0, elapsed - upstream_ms):.3f}"

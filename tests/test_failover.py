@@ -209,7 +209,7 @@ async def test_fallbacks_in_the_body_and_litellms_routing_headers(http: aiohttp.
 
         status, _, headers = await ask(master)
         assert status == 200 and headers["x-litellm-attempted-retries"] == "0"
-        assert (headers["x-litellm-max-retries"], headers["x-litellm-timeout"]) == ("1", "42")
+        assert (headers["x-litellm-max-retries"], headers["x-litellm-timeout"]) == ("1", "42.0")
         assert float(headers["x-litellm-overhead-duration-ms"]) >= 0
         status, _, headers = await ask(master, fallbacks=["spare"], mock_testing_fallbacks=True)
         assert status == 200 and headers["x-litellm-model-group"] == "spare"

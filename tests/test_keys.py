@@ -464,3 +464,6 @@ async def test_model_discovery_routes_litellm_tools_call(gateway: Gateway, http:
     assert (await call(http, "GET", f"{gateway.url}/routes"))[0] == 401
     for path in ("/guardrails/list", "/v2/guardrails/list"):
         assert await call(http, "GET", f"{gateway.url}{path}", headers=echo_only) == (200, {"guardrails": []})
+    listed = await call(http, "GET", f"{gateway.url}/policies/list", headers=echo_only)
+    assert listed == (200, {"policies": [], "total_count": 0})
+    assert (await call(http, "GET", f"{gateway.url}/policies/list"))[0] == 401

@@ -79,3 +79,13 @@ async def test_a_timeout_that_is_not_a_duration_is_refused(gateway: Gateway, htt
                                                            value: Any) -> None:
     status, raw = await post(http, gateway, timeout=value)
     assert status == 400 and b'"param":"timeout"' in raw
+
+
+async def test_the_timeout_header_is_printed_as_litellm_prints_it(gateway: Gateway,
+                                                               http: aiohttp.ClientSession) -> None:
+    """x-litellm-timeout is LiteLLM's float, on answers and on the failures a timeout causes."""
+    async with http.post(f"{gateway.url}/v1/chat/completions", json={"model": "patient", "messages": MESSAGES}) as r:
+        assert r.status == 200 and r.headers["x-litellm-timeout"] == f"{float(FOREVER)}"
+    async with http.post(f"{gateway.url}/v1/chat/completions", headers={"x-litellm-timeout": "0.25"},
+                         json={"model": "patient", "messages": MESSAGES, "mock_timeout": True}) as r:
+        assert r.status == 408 and r.headers["x-litellm-timeout"] == "0.25"

@@ -197,6 +197,23 @@ async def test_user_new_joins_its_teams(api: Api) -> None:
     error(status, body, 400, text="Team not found, passed team_id=no-such-team")
 
 
+
+async def test_user_new_with_team_id_joins_it_and_its_key_is_the_teams(api: Api) -> None:
+    """LiteLLM's older `team_id` on /user/new: the user becomes a member, the key made along a team key."""
+    team_id = unique("t")
+    await api.ok("POST", "/team/new", {"team_id": team_id, "models": ["echo"]})
+    user_id = unique("u")
+    made = await api.ok("POST", "/user/new", {"user_id": user_id, "team_id": team_id, "models": ["echo"]})
+    assert made["teams"] == [team_id] and made["team_id"] == team_id
+    key = (await api.ok("GET", "/key/info", key=made["key"]))["info"]
+    assert key["team_id"] == team_id and key["user_id"] == user_id
+    team = (await api.ok("GET", "/team/info", team_id=team_id))["team_info"]
+    assert {"role": "user", "user_id": user_id, "user_email": None} in team["members_with_roles"]
+    status, _ = await api.chat(made["key"])
+    assert status == 200
+    status, body = await api.post("/user/new", {"team_id": "no-such-team"})
+    error(status, body, 400, text="Team not found, passed team_id=no-such-team")
+
 # --- /user/info --------------------------------------------------------------------------------------------
 
 async def test_user_info_for_admins_and_for_the_user_itself(api: Api) -> None:
@@ -304,13 +321,23 @@ async def test_team_models_members_and_the_paged_list_as_litellms_tools_call_the
     assert len(paged["teams"]) == 1 and paged["total"] >= 1 and paged["total_pages"] == paged["total"]
 
 
+async def test_user_update_by_the_admin_makes_a_missing_user(api: Api) -> None:
+    """As LiteLLM's proxy admin may: by user_id, or by an email no user has (a new id is made)."""
+    ghost = unique("ghost")
+    made = await api.ok("POST", "/user/update", {"user_id": ghost, "max_budget": 1, "spend": 0})
+    assert made["user_id"] == ghost and made["data"]["max_budget"] == 1
+    info = await api.ok("GET", "/user/info", user_id=ghost)
+    assert info["user_info"]["max_budget"] == 1 and info["keys"] == []  # no key made along
+    email = f"{unique('ghost')}@x.io"
+    by_email = await api.ok("POST", "/user/update", {"user_email": email, "max_budget": 2})
+    assert by_email["user_id"] != email and by_email["data"]["user_email"] == email
+    again = await api.ok("POST", "/user/update", {"user_email": email, "max_budget": 3})
+    assert again["user_id"] == by_email["user_id"] and again["data"]["max_budget"] == 3
+    status, body = await api.post("/user/update", {"user_id": unique("ghost"), "teams": ["no-such-team"]})
+    error(status, body, 400, text="Team not found")
+
+
 async def test_user_update_errors(api: Api) -> None:
-    status, body = await api.post("/user/update", {"user_id": "ghost-user", "max_budget": 1})
-    error(status, body, 404, "not_found_error", "User not found, passed user_id=ghost-user")
-    status, body = await api.get("/user/info", user_id="ghost-user")
-    error(status, body, 404)  # no upsert
-    status, body = await api.post("/user/update", {"user_email": "ghost@x.io", "max_budget": 1})
-    error(status, body, 404, "not_found_error")
     status, body = await api.post("/user/update", {"max_budget": 1})
     error(status, body, 400, text="Either user_id or user_email must be provided")
     user_id = unique("u")
@@ -641,6 +668,20 @@ async def test_all_team_models_follows_the_team(api: Api) -> None:
     status, body = await api.chat(key)
     error(status, body, 401, text="not allowed to access model")
 
+
+
+async def test_a_teams_model_aliases_rename_what_its_keys_ask_for(api: Api) -> None:
+    """LiteLLM's team `model_aliases`: a team key asking for the alias gets the model it names, judged by it."""
+    team_id = unique("t")
+    await api.ok("POST", "/team/new", {"team_id": team_id, "model_aliases": {"cheap": "echo", "pricey": "other"}})
+    key = await api.new_key(team_id=team_id, models=["echo"])
+    async with api.http.post(f"{api.url}/v1/chat/completions", json={"model": "cheap", "messages": HELLO},
+                             headers={"Authorization": f"Bearer {key}"}) as r:
+        assert r.status == 200 and r.headers["x-litellm-model-group"] == "echo", await r.text()
+    status, body = await api.chat(key, "pricey")  # names a model this key may not use
+    error(status, body, 401, text="not allowed to access model")
+    status, body = await api.chat(await api.new_key(models=["echo"]), "cheap")  # no team, no alias
+    error(status, body, 401, text="not allowed to access model")
 
 # --- who may call what -------------------------------------------------------------------------------------
 

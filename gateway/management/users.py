@@ -89,6 +89,7 @@ class NewUser(UserFields):
     auto_create_key: bool = True
     key_alias: Name | None | UnsetType = UNSET  # for the key made with the user
     duration: Name | None | UnsetType = UNSET  # likewise
+    team_id: Name | None | UnsetType = UNSET  # LiteLLM's older way: the user joins it, the key is the team's
     # Accepted so LiteLLM's UI can post its form; there is no mail to send.
     send_invite_email: bool | None | UnsetType = UNSET
 
@@ -147,6 +148,9 @@ async def new_user(request: web.Request) -> web.Response:
     make_key = fields.pop("auto_create_key")
     key_fields: dict[str, Any] = {k: fields.pop(k) for k in ("key_alias", "duration") if k in fields}
     fields.pop("send_invite_email", None)
+    team_id = fields.pop("team_id", None)
+    if team_id is not None:
+        fields["teams"] = [*fields.get("teams", []), team_id]
     user_id = fields.pop("user_id", None) or uuid.uuid4().hex
     check_role(fields.get("user_role"))
     now = svc.clock()
@@ -170,7 +174,7 @@ async def new_user(request: web.Request) -> web.Response:
         return json({**view(user), "key": ""})
     raw = new_raw_key()
     inherited = {k: getattr(user, k) for k in KEY_INHERITS}
-    record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id,
+    record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id, team_id=team_id,
                        created_by=who.user_id or "master", **inherited, **record_changes(key_fields, now))
     try:
         record = await svc.store.insert(KEYS, record)
@@ -220,14 +224,12 @@ async def update(request: web.Request) -> web.Response:
         if email is None:
             raise bad_request("Either user_id or user_email must be provided", "user_id")
         found, _ = await svc.store.find(USERS, {"user_email": email}, limit=1)
-        if not found:
-            raise ApiError(404, f"User not found, passed user_email={email}", "not_found_error", "user_email")
-        user_id = found[0].user_id
+        user_id = found[0].user_id if found else uuid.uuid4().hex
     check_role(fields.get("user_role"))
     fields.pop("auto_create_key", None)
     before = await svc.store.get(USERS, user_id)
     if before is None:
-        raise not_found(user_id)
+        return await upsert(svc, user_id, fields)
     changes = user_changes(with_extra(fields, KEPT_USER_FIELDS, before.extra), svc.clock())
     if "teams" in changes:
         await check_teams(svc, changes["teams"])
@@ -242,6 +244,21 @@ async def update(request: web.Request) -> web.Response:
         for team_id in user.teams:
             if team_id not in before.teams:
                 await join(svc, team_id, user)
+    return json({"user_id": user_id, "data": view(user)})
+
+
+async def upsert(svc: Services, user_id: str, fields: dict[str, Any]) -> web.Response:
+    """LiteLLM's /user/update for a user that does not exist: the admin's update makes it, with no key."""
+    changes = user_changes(with_extra(fields, KEPT_USER_FIELDS, {}), svc.clock())
+    await check_teams(svc, changes.get("teams", []))
+    await check_email(svc, changes.get("user_email"))
+    try:
+        user = await svc.store.insert(USERS, UserRecord(user_id=user_id, **changes))
+    except Conflict:
+        raise ApiError(409, f"User with id {user_id} already exists", "conflict_error", "user_id") from None
+    svc.accounts.changed("user", user_id)
+    for team_id in user.teams:
+        await join(svc, team_id, user)
     return json({"user_id": user_id, "data": view(user)})
 
 
