@@ -5,8 +5,8 @@ The tool lives in a venv of its own (`.venv-litellm-as-code`, made on first use;
 names another). Without network to make it, the test is skipped, except under CI=true.
 
 It lists budgets, models, credentials, organizations, users, teams, keys, guardrails and policies on
-every run, whatever the spec holds, and stops at the first list that answers 404: until /budget/list,
-/credentials and /organization/list are served (work under way elsewhere), it stops at /budget/list."""
+every run, whatever the spec holds, and stops at the first list that answers 404, so this test also
+keeps every one of those listings served."""
 
 from __future__ import annotations
 
@@ -48,7 +48,7 @@ def tool() -> Path:
 @pytest.fixture(scope="module")
 def gateway() -> Iterator[Gateway]:
     with Gateway({"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
-                  "general_settings": {"master_key": MASTER}}) as gw:
+                  "general_settings": {"master_key": MASTER, "store_model_in_db": True}}) as gw:
         yield gw
 
 
@@ -57,9 +57,6 @@ def reconcile(tool: Path, gw: Gateway, spec: Path, *flags: str) -> subprocess.Co
     return subprocess.run([str(tool), str(spec), *flags], capture_output=True, text=True, env=env, timeout=120)
 
 
-@pytest.mark.xfail(strict=True, reason="litellm-as-code stops at GET /budget/list (404) before anything else; "
-                   "/budget/list, /credentials and /organization/list come with the budgets, credentials and "
-                   "organizations work")
 async def test_a_spec_of_users_teams_and_keys_is_applied_then_unchanged(tool: Path, gateway: Gateway) -> None:
     tag = uuid.uuid4().hex[:8]
     admin, dev, team = f"admin-{tag}", f"dev-{tag}", f"team-{tag}"
@@ -86,3 +83,40 @@ async def test_a_spec_of_users_teams_and_keys_is_applied_then_unchanged(tool: Pa
         async with http.get(f"{gateway.url}/key/list", params={"return_full_object": "true"}) as r:
             keys = [k for k in (await r.json())["keys"] if k.get("key_alias") == f"cli-{tag}"]
         assert len(keys) == 1 and keys[0]["team_id"] == team and keys[0]["user_id"] == dev
+
+
+async def test_budgets_credentials_models_and_organizations_are_applied_then_unchanged(
+        tool: Path, gateway: Gateway) -> None:
+    """The tool applies models before the credentials they name: the model is served once both exist."""
+    tag = uuid.uuid4().hex[:8]
+    model, org = f"stored-{tag}", f"org-{tag}"
+    spec = gateway.dir / f"spec-{tag}.yml"
+    spec.write_text(yaml.safe_dump({
+        "budgets": [{"budget_id": f"budget-{tag}", "max_budget": 5, "budget_duration": "30d", "rpm_limit": 100}],
+        "credentials": [{"credential_name": f"cred-{tag}", "credential_info": {"description": "mock"},
+                         "credential_values": {"api_key": "sk-upstream-secret"}}],
+        "models": [{"model_name": model, "model_info": {"id": f"id-{tag}"},
+                    "litellm_params": {"model": "mock/stored", "litellm_credential_name": f"cred-{tag}"}}],
+        "organizations": [{"organization_alias": org, "models": ["echo", model],
+                           "members_with_roles": [{"user_id": f"member-{tag}", "role": "org_admin"}]}],
+        "users": [{"user_id": f"member-{tag}", "user_role": "internal_user"}],
+    }))
+    applied = reconcile(tool, gateway, spec)
+    assert applied.returncode == 0, applied.stdout + applied.stderr
+    again = reconcile(tool, gateway, spec, "--dry-run")
+    assert again.returncode == 0 and "0 to create, 0 to update" in again.stdout, again.stdout + again.stderr
+
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {MASTER}"}) as http:
+        async with http.post(f"{gateway.url}/budget/info", json={"budgets": [f"budget-{tag}"]}) as r:
+            assert r.status == 200, await r.text()
+            assert [b["max_budget"] for b in await r.json()] == [5.0]
+        async with http.get(f"{gateway.url}/organization/list") as r:
+            listed = [o for o in await r.json() if o["organization_alias"] == org]
+        assert len(listed) == 1 and listed[0]["models"] == ["echo", model]
+        assert [m["user_id"] for m in listed[0]["members"]] == [f"member-{tag}"]
+        async with http.post(f"{gateway.url}/v1/chat/completions",
+                             json={"model": model, "messages": [{"role": "user", "content": "hi"}]}) as r:
+            assert r.status == 200, await r.text()
+        async with http.get(f"{gateway.url}/credentials") as r:
+            shown = str(await r.json())
+        assert "sk-upstream-secret" not in shown

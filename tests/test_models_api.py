@@ -133,10 +133,6 @@ async def test_bad_model_requests(gateway: Gateway, http: aiohttp.ClientSession)
     status, error = await call(http, gateway, "POST", "/model/new",
                                {"model_name": "x", "litellm_params": {"model": "mock/x", "rpm": "lots"}})
     assert status == 400 and error["error"]["param"] == "litellm_params.rpm", error
-    status, error = await call(http, gateway, "POST", "/model/new",
-                               {"model_name": "x", "litellm_params": {"model": "mock/x",
-                                                                      "litellm_credential_name": "nope"}})
-    assert status == 400 and "'nope' does not exist" in error["error"]["message"], error
     status, error = await call(http, gateway, "POST", "/model/new", {
         "model_name": "x", "litellm_params": {"model": "mock/x"}, "model_info": {"id": "cfg-echo"}})
     assert status == 400 and "config" in error["error"]["message"]
@@ -209,6 +205,22 @@ async def test_credentials_feed_models_and_follow_changes(gateway: Gateway, http
     assert status == 200 and gone["success"] is True
     await eventually(http, gateway, name, 404)  # without its credential the model is not served
     assert (await call(http, gateway, "DELETE", f"/credentials/{cred}"))[0] == 404
+
+
+async def test_a_model_may_come_before_its_credential(gateway: Gateway, http: aiohttp.ClientSession,
+                                                     upstream: FakeUpstream) -> None:
+    """As LiteLLM: declarative tools add models before credentials, so the model is accepted and is
+    served from the moment its credential exists."""
+    cred, name = f"later-{uuid.uuid4().hex[:6]}", f"waits-{uuid.uuid4().hex[:6]}"
+    status, made = await call(http, gateway, "POST", "/model/new", {
+        "model_name": name, "litellm_params": {"model": "openai/echo", "litellm_credential_name": cred}})
+    assert status == 200, made
+    assert (await chat(http, gateway, name))[0] == 404
+    status, _ = await call(http, gateway, "POST", "/credentials", {
+        "credential_name": cred, "credential_info": {},
+        "credential_values": {"api_key": "sk-credential-secret", "api_base": upstream.base_url}})
+    assert status == 200
+    await eventually(http, gateway, name, 200)
 
 
 def test_store_model_in_db_off_refuses_model_new(tmp_path: Path) -> None:

@@ -91,14 +91,10 @@ def checked(catalog: Catalog, model_id: str, model_name: str, params: dict[str, 
         path = at.rstrip("`").removeprefix("$").removeprefix(".") if sep else ""
         field = f"litellm_params.{path}" if path else "litellm_params"
         raise bad_request(f"{field}: {text if sep else exc}", field) from None
-    credential = typed.litellm_credential_name
-    credentials = catalog.credential_values()
-    if credential is not None and credential not in credentials:
-        raise bad_request(f"credential {credential!r} does not exist; create it with POST /credentials first",
-                          "litellm_params.litellm_credential_name")
     declared = ModelEntry(model_name=model_name, litellm_params=typed, model_info={**model_info, "id": model_id})
-    resolved = with_credential(declared, credentials)
-    assert resolved is not None
+    # A credential not made yet is accepted, as LiteLLM accepts it (declarative tools add models before
+    # credentials): the model is served from the moment the credential exists.
+    resolved = with_credential(declared, catalog.credential_values()) or declared
     try:
         catalog.router.build(resolved, "", declared, from_store=True)
     except ConfigError as exc:
