@@ -411,7 +411,8 @@ class Store:
         return await self.db.fetch(
             f"SELECT day, NULLIF({group}, '') AS grp, NULLIF(model_group, '') AS model_group, SUM(spend) AS spend, "
             f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
-            f"FROM gw_spend_daily{clauses} GROUP BY day, {group}, model_group ORDER BY day, {group}, model_group",
+            f"FROM gw_spend_daily{clauses} GROUP BY day, {group}, gw_spend_daily.model_group "
+            f"ORDER BY day, grp, model_group",
             *args)
 
     async def spend_totals(self, where: dict[str, Any], start: float | None, end: float | None, group: str,
