@@ -21,7 +21,8 @@ from gateway.spend.record import SpendRecord, spool_line
 from gateway.spend.upkeep import SpendUpkeep
 from gateway.store import migrations
 from gateway.store.database import open_database, split_schema
-from gateway.store.store import DAILY_DIMENSIONS, Store
+from gateway.store.records import BudgetWindow, KeyRecord
+from gateway.store.store import DAILY_DIMENSIONS, KEYS, Store
 from tests.harness import Gateway
 
 MASTER = "sk-scale-master"
@@ -356,3 +357,20 @@ async def test_migration_keeps_every_record_of_a_database_from_before(
     if database.startswith("postgres"):
         names = await partition_names(database)
         assert {partitions.name_of(partitions.day_of(r.start_time)) for r in records} <= names
+
+
+async def test_a_long_budget_window_sums_whole_days_from_the_daily_totals(store: Store) -> None:
+    now = time.time()
+    token, older = "b" * 64, "c" * 64
+    window = BudgetWindow(budget_duration="30d", max_budget=100.0, reset_at=now + 20 * DAY + 1234.5)
+    await store.insert(KEYS, KeyRecord(token=token, key_name="sk-...bbbb", budget_limits=[window]))
+    await store.db.execute("INSERT INTO gw_key_successors (token, successor) VALUES ($1, $2)", older, token)
+    start = now - 10 * DAY + 1234.5
+    moments = [start - 60, start + 1, start + 3600, now - 5 * DAY, now - DAY, now - 1, start - 2 * DAY]
+    records = [SpendRecord(request_id=f"w{i}", api_key=token if i % 3 else older, spend=float(2 ** i),
+                           start_time=moment) for i, moment in enumerate(moments)]
+    await store.write_spend(records + [SpendRecord(request_id="other", api_key="d" * 64, spend=999.0,
+                                                   start_time=now - DAY)])
+    key = await store.key_for_requests(token)
+    assert key is not None
+    assert key.window_spend == {"30d": sum(r.spend for r in records if r.start_time >= start)}

@@ -123,7 +123,7 @@ class Store:
 
     async def key_for_requests(self, token: str) -> KeyRecord | None:
         """A key as the request path needs it: with the spend of each budget window's current period,
-        from the spend logs (its own and those of the keys it was regenerated from)."""
+        from the daily totals and the spend logs (its own and those of the keys it was regenerated from)."""
         key = await self.get(KEYS, token)
         if key is None or not key.budget_limits:
             return key
@@ -131,16 +131,27 @@ class Store:
         starts = {w.budget_duration: p.start for w in key.budget_limits if (p := windows.period(w, now)).stored}
         if not starts:
             return key
-        names = list(starts)
-        sums = ", ".join(f"COALESCE(SUM(CASE WHEN start_time >= ${i + 2} THEN spend ELSE 0 END), 0) AS w{i}"
-                         for i in range(len(names)))
-        row = await self.db.fetchrow(
-            f"SELECT {sums} FROM gw_spend_logs WHERE start_time >= ${len(names) + 2} AND (api_key = $1 OR "
-            "api_key IN (SELECT token FROM gw_key_successors WHERE successor = $1))",
-            token, *starts.values(), min(starts.values()))
-        if row is None:
-            return key
-        return msgspec.structs.replace(key, window_spend={n: float(row[f"w{i}"]) for i, n in enumerate(names)})
+        spent = {name: await self._key_spend_since(token, start, now) for name, start in starts.items()}
+        return msgspec.structs.replace(key, window_spend=spent)
+
+    async def _key_spend_since(self, token: str, start: float, now: float) -> float:
+        """A key's spend (its own and its predecessors') since `start`: whole UTC days from the daily totals,
+        and from the log only the part-days at either end, so a 30-day window reads at most two days of records."""
+        keys = "(api_key = $1 OR api_key IN (SELECT token FROM gw_key_successors WHERE successor = $1))"
+        first, today = -int(-start // partitions.DAY), partitions.day_of(now)
+        if first >= today:
+            row = await self.db.fetchrow(
+                f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_logs WHERE start_time >= $2 AND {keys}",
+                token, start)
+            return float(row["s"]) if row else 0.0
+        edges = await self.db.fetchrow(
+            f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_logs WHERE ((start_time >= $2 AND start_time < $3) "
+            f"OR start_time >= $4) AND {keys}", token, start, float(first * partitions.DAY),
+            float(today * partitions.DAY))
+        days = await self.db.fetchrow(
+            f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_daily WHERE day >= $2 AND day < $3 AND {keys}",
+            token, partitions.iso_day(first), partitions.iso_day(today))
+        return (float(edges["s"]) if edges else 0.0) + (float(days["s"]) if days else 0.0)
 
     async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
                    limit: int | None = None) -> tuple[list[R], int]:
