@@ -98,7 +98,7 @@ def unprefixed(path: str, prefixes: list[str]) -> str | None:
 
 def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    bodies: list[type] = []
+    bodies: list[tuple[dict[str, Any], type]] = []
     taken: set[str] = set()
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
@@ -124,16 +124,20 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
         if parameters:
             spec["parameters"] = parameters
         if operation.body is not None:
-            bodies.append(operation.body)
-            spec["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}}}
+            spec["requestBody"] = {"required": True, "content": {"application/json": {}}}
+            bodies.append((spec["requestBody"]["content"]["application/json"], operation.body))
         elif route.method in ("POST", "PUT", "PATCH"):
             spec["requestBody"] = {"required": False, "content": {"application/json": {"schema": FREE_FORM}}}
         if operation.public:
             spec["security"] = []
         paths.setdefault(re.sub(r"{(\w+):[^}]*}", r"{\1}", path), {})[route.method.lower()] = spec
-    _, schemas = msgspec.json.schema_components(list(dict.fromkeys(bodies)),
-                                                ref_template="#/components/schemas/{name}")
+    # msgspec names two Structs of one name by their modules (teams' and organizations' AddMembers):
+    # its own references, not __name__, point at the right one.
+    kinds = list(dict.fromkeys(kind for _, kind in bodies))
+    refs, schemas = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
+    ref_of = dict(zip(kinds, refs, strict=True))
+    for content, kind in bodies:
+        content["schema"] = ref_of[kind]
     used = {tag for operations in paths.values() for spec in operations.values() for tag in spec["tags"]}
     return {
         "openapi": "3.1.0",

@@ -4,6 +4,7 @@ chromium is installed."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -76,6 +77,19 @@ async def test_bodies_are_the_structs_the_handlers_decode(gateway: Gateway, http
     assert regenerate["parameters"][0] == {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
     # A route whose handler says nothing still takes a body: the metrics plugin's is a GET, so none.
     assert "requestBody" not in document["paths"]["/metrics"]["get"]
+
+
+async def test_every_reference_resolves_and_namesakes_stay_apart(gateway: Gateway,
+                                                                 http: aiohttp.ClientSession) -> None:
+    """Teams and organizations each have an AddMembers: msgspec names them apart, and each route points
+    at its own."""
+    document = await fetch_json(http, f"{gateway.url}/openapi.json")
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs and refs <= set(document["components"]["schemas"])
+    team_add = schema_of(document, "/team/member_add")
+    org_add = schema_of(document, "/organization/member_add")
+    assert team_add["required"] == ["team_id", "member"]
+    assert org_add["required"] == ["organization_id", "member"]
 
 
 async def test_the_keys_headers_and_the_public_probes(gateway: Gateway, http: aiohttp.ClientSession) -> None:
