@@ -61,9 +61,14 @@ def operation_of(handler: object) -> Operation:
 
 # The first path segments that name an area; the rest fall under "other".
 TAGS = {"key": "keys", "user": "users", "team": "teams", "spend": "spend", "global": "spend",
-        "models": "models", "model": "models", "model_group": "models", "health": "health",
-        "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy"}
-TAG_ORDER = ("proxy", "models", "keys", "users", "teams", "spend", "health", "other")
+        "models": "models", "model": "models", "model_group": "models", "public": "models", "router": "models",
+        "health": "health", "metrics": "health",
+        "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy", "moderations": "proxy",
+        "images": "proxy",
+        "end_user": "end users", "customer": "end users", "budget": "budgets", "organization": "organizations",
+        "access_group": "access groups", "unified_access_group": "access groups", "credentials": "credentials"}
+TAG_ORDER = ("proxy", "models", "credentials", "keys", "users", "teams", "organizations", "end users", "budgets",
+             "access groups", "spend", "health", "other")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
