@@ -129,7 +129,9 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
         if parameters:
             spec["parameters"] = parameters
         if operation.body is not None:
-            spec["requestBody"] = {"required": True, "content": {"application/json": {}}}
+            # A management body whose fields are all optional may be left out: it reads as {}.
+            needed = any(field.required for field in msgspec.structs.fields(operation.body))
+            spec["requestBody"] = {"required": needed, "content": {"application/json": {}}}
             bodies.append((spec["requestBody"]["content"]["application/json"], operation.body))
         elif route.method in ("POST", "PUT", "PATCH"):
             spec["requestBody"] = {"required": False, "content": {"application/json": {"schema": FREE_FORM}}}

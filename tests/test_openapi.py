@@ -129,6 +129,19 @@ async def test_every_reference_resolves_and_namesakes_stay_apart(gateway: Gatewa
     assert org_add["required"] == ["organization_id", "member"]
 
 
+async def test_a_body_of_optional_fields_may_be_left_out(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """The document says a body is required only where the handler refuses one left out."""
+    document = await fetch_json(http, f"{gateway.url}/openapi.json")
+    required = {(method, path): op["requestBody"]["required"] for path, ops in document["paths"].items()
+                for method, op in ops.items() if "requestBody" in op}
+    assert required[("post", "/global/spend/end_users")] is False
+    assert required[("post", "/key/generate")] is False
+    assert required[("post", "/end_user/new")] is True and required[("post", "/chat/completions")] is True
+    async with http.post(f"{gateway.url}/global/spend/end_users", headers=ADMIN) as r:
+        assert r.status == 200 and await r.json() == []
+    async with http.post(f"{gateway.url}/end_user/new", headers=ADMIN) as r:
+        assert r.status == 400 and (await r.json())["error"]["param"] == "user_id"
+
 async def test_the_keys_headers_and_the_public_probes(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     document = await fetch_json(http, f"{gateway.url}/openapi.json")
     schemes = document["components"]["securitySchemes"]
