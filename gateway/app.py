@@ -17,7 +17,7 @@ from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
-from gateway.errors import ApiError
+from gateway.errors import ApiError, bad_request
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.deployments import DeploymentLimits
 from gateway.management import (
@@ -91,7 +91,13 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 PROBES = ("/health/liveliness", "/health/liveness", "/health/readiness")
 
 
+# PostgreSQL keeps no text with a NUL in it: a name holding one is refused here, not at the store's 500.
+NUL_IN_URL = "the request's path or query holds a NUL character (%00)"
+
+
 async def _enveloped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if "\x00" in request.path or "\x00" in request.query_string:
+        return bad_request(NUL_IN_URL).response()
     try:
         return await handler(request)
     except ApiError as error:

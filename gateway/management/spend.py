@@ -184,6 +184,7 @@ def _moment(raw: str | None, name: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+@documented(summary="Top end users by spend", body=EndUsersSpend)
 async def global_end_users(request: web.Request) -> web.Response:
     """LiteLLM's top end users by spend over a window (the last 30 days unless given), at most 100:
     `[{"end_user", "total_count", "total_spend"}]`."""
@@ -204,6 +205,7 @@ async def global_end_users(request: web.Request) -> web.Response:
     return json([{"end_user": name, "total_count": int(count), "total_spend": spend} for name, (count, spend) in top])
 
 
+@documented(summary="Every end user with spend")
 async def all_end_users(request: web.Request) -> web.Response:
     await admin(request)
     rows = await services(request).store.spend_by_day({}, None, None, "end_user")
