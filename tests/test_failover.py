@@ -170,9 +170,10 @@ async def test_retries_and_fallbacks_cross_between_http_and_mock_deployments(
 async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream: FakeUpstream,
                                            upstream_b: FakeUpstream) -> None:
     """mock_response answers without an upstream; mock_testing_fallbacks fails the group asked for, so
-    its fallback answers; mock_testing_rate_limit_error and mock_timeout fail every attempt. None of
-    them reaches an upstream."""
-    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url)],
+    its fallback answers; mock_testing_rate_limit_error fails the first attempt only (the retry goes on to
+    the upstream, as LiteLLM's does), mock_timeout every attempt."""
+    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url),
+                             deployment("unretried", upstream.base_url, num_retries=0)],
               "router_settings": {"num_retries": 1, "fallbacks": [{"main": ["spare"]}]}}
     with Gateway(config) as gw:
         seen = len(upstream.seen) + len(upstream_b.seen)
@@ -187,8 +188,13 @@ async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream
         status, body, headers = await chat(http, gw, "main", mock_testing_fallbacks=True)
         assert status == 200 and headers["x-litellm-model-group"] == "spare"
         assert "mock_testing_fallbacks" not in upstream_b.seen[-1].body  # taken out of the body
-        status, body, _ = await chat(http, gw, "main", mock_testing_rate_limit_error=True)
+        seen = len(upstream.seen)
+        status, body, headers = await chat(http, gw, "main", mock_testing_rate_limit_error=True)
+        assert status == 200 and headers["x-litellm-attempted-retries"] == "1"
+        assert len(upstream.seen) == seen + 1 and "mock_testing_rate_limit_error" not in upstream.seen[-1].body
+        status, body, _ = await chat(http, gw, "unretried", mock_testing_rate_limit_error=True)
         assert status == 429 and body["error"]["type"] == "rate_limit_error"
+        assert "mock exception for model=unretried, to trigger a rate limit error" in body["error"]["message"]
         status, body, _ = await chat(http, gw, "main", mock_timeout=True)
         assert status == 408 and body["error"]["type"] == "timeout_error"
         status, body, _ = await chat(http, gw, "main", mock_response={"not": "text"})
