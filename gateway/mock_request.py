@@ -1,8 +1,9 @@
 """LiteLLM's testing parameters in a request body: `mock_response` (answer with this text, call no
 upstream), `mock_testing_fallbacks` (the group asked for fails, so its fallbacks are tried),
 `mock_testing_rate_limit_error` (the first attempt gets a 429, retries go on as LiteLLM's do) and
-`mock_timeout` (every attempt times out). They are taken out of the body, since no upstream knows them, and acted on at each attempt,
-so retries, fallbacks, cooldowns, settlement and spend see them as they would see the real thing."""
+`mock_timeout` (every attempt times out). They are taken out of the body, since no upstream knows
+them, and acted on at each attempt, so retries, fallbacks, cooldowns, settlement and spend see them as
+they would see the real thing."""
 
 from __future__ import annotations
 
