@@ -160,14 +160,14 @@ def _measure_workload(gateways: dict[str, tuple[Server, str]], client: redis.Red
                 per_request.append(sum(delta.values()) / max(result.requests, 1))
                 calls.append(sum(n for c, n in delta.items() if c in CALLED) / max(result.requests, 1))
                 requests_total += result.requests
-                for command, calls in delta.items():
-                    mix[command] = mix.get(command, 0) + calls
+                for command, count in delta.items():
+                    mix[command] = mix.get(command, 0) + count
         ratios.append(rps["redis"] / rps["embedded"])
         print(f"{workload:<12} round {round_ + 1}: embedded {rps['embedded']:7.0f}  redis {rps['redis']:7.0f} req/s "
               f"ratio {ratios[-1]:.3f}; p50 {p50s['embedded'][-1]:.1f} / {p50s['redis'][-1]:.1f} ms; "
               f"{calls[-1]:.2f} calls ({per_request[-1]:.1f} commands) to Redis a request", flush=True)
-    shares = ", ".join(f"{command} {calls / max(requests_total, 1):.2f}"
-                       for command, calls in sorted(mix.items(), key=lambda item: -item[1]))
+    shares = ", ".join(f"{command} {count / max(requests_total, 1):.2f}"
+                       for command, count in sorted(mix.items(), key=lambda item: -item[1]))
     print(f"{workload:<12} median paired ratio redis/embedded: {statistics.median(ratios):.3f} "
           f"(range {min(ratios):.3f}-{max(ratios):.3f}); p50 embedded {statistics.median(p50s['embedded']):.1f} ms, "
           f"redis {statistics.median(p50s['redis']):.1f} ms; CPU a request embedded "

@@ -118,7 +118,7 @@ async def open_services(config: Config, router: Router) -> Services:
         await node.start()
     if redis is not None:
         link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
-        batch = SettleBatch(redis, link)
+        batch = SettleBatch(redis, link, tallies)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
         log.info("limits and budgets: shared through Redis")

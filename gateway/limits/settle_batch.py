@@ -15,12 +15,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import time
 from typing import Any
 
 from redis.commands.core import AsyncScript
 from redis.exceptions import NoScriptError
 
 from gateway.background import Background
+from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
 from gateway.shared_link import SharedLink, reported
 
 log = logging.getLogger("gateway.settle")
@@ -28,13 +30,16 @@ log = logging.getLogger("gateway.settle")
 INTERVAL = 0.01  # seconds a settlement may wait for others to go with it
 MOST = 512  # settlements sent at once, without waiting for the interval
 
+LABELS = ("settle",)  # one pipeline is one call, timed as such
 Item = tuple[AsyncScript | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
 
 
 class SettleBatch:
-    def __init__(self, redis: Any, link: SharedLink, interval: float = INTERVAL, most: int = MOST) -> None:
+    def __init__(self, redis: Any, link: SharedLink, tallies: Tallies, interval: float = INTERVAL,
+                 most: int = MOST) -> None:
         self.redis = redis
         self.link = link
+        self.tallies = tallies
         self.interval = interval
         self.most = most
         self.items: list[Item] = []
@@ -68,15 +73,19 @@ class SettleBatch:
         if link.down:
             log.warning("%d settlements not sent: Redis is unreachable", len(items))
             return
+        started = time.perf_counter()
         try:
             async with asyncio.timeout(link.timeout * 4):
                 await self._pipeline(items)
         except Exception as exc:
+            self.tallies.add("litellm_redis_fails", LABELS)
             link.failed(exc)
             if not reported(exc):
                 log.error("%d settlements not sent to Redis: %s: %s", len(items), type(exc).__name__, exc)
             else:
                 log.warning("%d settlements not sent: %s: %s", len(items), type(exc).__name__, exc)
+        finally:
+            self.tallies.observe("litellm_redis_latency", LABELS, time.perf_counter() - started, REDIS_BUCKETS)
 
     async def _pipeline(self, items: list[Item]) -> None:
         for unloaded in {id(s): s for s, _, _ in items if s is not None and s.sha not in self.loaded}.values():
