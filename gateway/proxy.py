@@ -28,6 +28,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
 from gateway.access_log import AccessLog
+from gateway.admission import pending, run_alone
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.errors import ApiError, bad_request, upstream_error
@@ -225,8 +226,11 @@ class ProxyEndpoint:
                     continue
                 if route is not None:
                     return route
+            # A caller over its limits or budget hears that first, as when the plugins took them.
+            await run_alone(ctx, pending(ctx))
             raise self._unavailable(exc) from None
         if route is None:
+            await run_alone(ctx, pending(ctx))
             raise model_not_found(requested, self.endpoint)
         return route
 
@@ -236,10 +240,16 @@ class ProxyEndpoint:
         router = self.router
         for _ in range(len(router.deployments) + 1):
             route = router.resolve(group, tried)
-            if route is None or route.deployment.limits is None:
+            if route is None:
+                return route
+            claims = pending(ctx)
+            if route.deployment.limits is None:
+                if claims:
+                    await self.limits.admit_with(ctx, claims, None, 0.0)
                 return route
             prompt_tokens, max_tokens = ctx.reserved_tokens()
-            admission = await self.limits.admit(route.deployment, float(prompt_tokens + max_tokens))
+            # The plugins' claims go with the first deployment's limits, in one round trip.
+            admission = await self.limits.admit_with(ctx, claims, route.deployment, float(prompt_tokens + max_tokens))
             if admission is not None:
                 ctx.admission = admission
                 return route
