@@ -10,8 +10,15 @@ from msgspec import UNSET, UnsetType
 
 from gateway.end_users import MAX_ID_LENGTH, budget_counter
 from gateway.errors import ApiError, bad_request
-from gateway.management.budgets import BUDGET_COLUMNS, budget_changes, budget_view, create_budget, update_budget
-from gateway.management.common import Count, Name, admin, body, caller, json, services, set_fields, view
+from gateway.management.budgets import (
+    BUDGET_COLUMNS,
+    BudgetFields,
+    budget_changes,
+    budget_view,
+    create_budget,
+    update_budget,
+)
+from gateway.management.common import Name, admin, body, caller, json, services, set_fields, view
 from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import BudgetRecord, EndUserRecord
@@ -22,24 +29,15 @@ EndUserIds = Annotated[list[EndUserId], msgspec.Meta(max_length=1000)]
 Region = Literal["eu", "us"]
 
 
-class CustomerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CustomerFields(BudgetFields, kw_only=True, forbid_unknown_fields=True):
     """LiteLLM's NewCustomerRequest and UpdateCustomerRequest: the end user, and its budget's limits."""
 
     user_id: EndUserId
     alias: Name | UnsetType = UNSET
     blocked: bool | UnsetType = UNSET
-    budget_id: Name | UnsetType = UNSET
     spend: float | UnsetType = UNSET
     allowed_model_region: Region | UnsetType = UNSET
     default_model: Name | UnsetType = UNSET
-    max_budget: float | UnsetType = UNSET
-    soft_budget: float | UnsetType = UNSET
-    max_parallel_requests: Count | UnsetType = UNSET
-    tpm_limit: Count | UnsetType = UNSET
-    rpm_limit: Count | UnsetType = UNSET
-    budget_duration: Name | UnsetType = UNSET
-    model_max_budget: dict[str, Any] | UnsetType = UNSET
-    budget_reset_at: str | UnsetType = UNSET
     # Kept and shown back; not acted on here.
     object_permission: Any = UNSET
     metadata: Any = UNSET
