@@ -13,12 +13,15 @@ from aiohttp.typedefs import Handler
 
 from gateway import openapi
 from gateway.access_log import AccessLog
+from gateway.budget.ledger import RedisLedger
 from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
-from gateway.errors import ApiError
+from gateway.errors import ApiError, bad_request
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
+from gateway.limits.buckets import RedisLimiter
+from gateway.limits.combined import RedisAdmitter
 from gateway.limits.deployments import DeploymentLimits
 from gateway.management import (
     access_groups,
@@ -91,7 +94,13 @@ async def openai_errors(request: web.Request, handler: Handler) -> web.StreamRes
 PROBES = ("/health/liveliness", "/health/liveness", "/health/readiness")
 
 
+# PostgreSQL keeps no text with a NUL in it: a name holding one is refused here, not at the store's 500.
+NUL_IN_URL = "the request's path or query holds a NUL character (%00)"
+
+
 async def _enveloped(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if "\x00" in request.path or "\x00" in request.query_string:
+        return bad_request(NUL_IN_URL).response()
     try:
         return await handler(request)
     except ApiError as error:
@@ -208,8 +217,11 @@ def _add_routes(app: web.Application, access_source: str) -> None:
     if access_log is not None:
         app[ACCESS_LOG] = access_log
         app.on_cleanup.append(lambda _: _close_access_log(access_log))
-    deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(app[SERVICES].limiter, router,
-                                                                       config.gateway_settings.fail_open)
+    services = app[SERVICES]
+    combined = RedisAdmitter(services.limiter, services.ledger) \
+        if isinstance(services.limiter, RedisLimiter) and isinstance(services.ledger, RedisLedger) else None
+    deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(services.limiter, router,
+                                                                       config.gateway_settings.fail_open, combined)
     info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
                       config.litellm_settings.success_callback, app[SERVICES].authenticator, app[POOLS].probes)
     costs = router_settings.CostMap(pricing.table)

@@ -23,7 +23,7 @@ from gateway.errors import ApiError, bad_request
 from gateway.router import Route
 
 if TYPE_CHECKING:
-    from gateway.proxy import ProxyEndpoint
+    from gateway.proxy import Fallback, ProxyEndpoint
 
 log = logging.getLogger("gateway")
 
@@ -42,7 +42,7 @@ class Call:
         self.body = ctx.body = {**body, "model": model}
         self.route: Route | None = None
         self.asked: timeouts.Asked | None = None
-        self.fallbacks: list[str] | None = None
+        self.fallbacks: list[Fallback] | None = None
         self.response: web.StreamResponse | None = None
         self.admitted = False  # the chain ran for it: it must be settled
         self.settled = False

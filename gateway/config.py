@@ -115,6 +115,8 @@ class GeneralSettings(Struct):
     user_header_mappings: list[dict[str, Any]] = []
     moderation_model: str | None = None  # what /moderations uses when the request names no model
     custom_key_generate: str | None = None  # `module.function`: an async function that may refuse /key/generate
+    # LiteLLM adds the master key's caller (user `default_user_id`) to each team it makes, as an admin, unless this.
+    disable_auto_add_proxy_admin_to_teams: bool | None = None
     # Spend records older than this are dropped ("30d"); how often that runs (a day unless set).
     maximum_spend_logs_retention_period: str | None = None
     maximum_spend_logs_retention_interval: str | None = None

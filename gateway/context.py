@@ -16,6 +16,7 @@ from gateway.router import Deployment
 from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
+    from gateway.admission import Claim
     from gateway.end_users import EndUser
     from gateway.limits.deployments import Admission
     from gateway.mock_request import MockRequest
@@ -43,7 +44,7 @@ class Ctx:
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
         "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
-        "timeout_s", "end_user", "max_retries",
+        "timeout_s", "end_user", "max_retries", "claims",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -75,6 +76,7 @@ class Ctx:
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
         self.budgets: tuple[BudgetStanding, ...] = ()
+        self.claims: list[Claim] = []  # limits and budgets asked for, taken in one step with the deployment's
         self.mock: MockRequest | None = None  # LiteLLM's testing parameters, when the body had any
         self.retries = 0  # attempts after the first, within a group
         self.fallbacks = 0  # fallback groups tried

@@ -17,6 +17,7 @@ from gateway.store.records import KeyRecord, OrgRecord, TeamRecord, UserRecord
 log = logging.getLogger("gateway.auth")
 
 PROXY_ADMIN = "proxy_admin"
+PROXY_ADMIN_USER = "default_user_id"  # the user LiteLLM takes the master key's caller to be
 # LiteLLM's own header, for clients whose Authorization carries something else (a provider's key): it wins.
 LITELLM_KEY_HEADER = "x-litellm-api-key"
 # Checked after the configured header, LiteLLM's and Authorization, in this order: Azure, Anthropic and

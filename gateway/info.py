@@ -158,6 +158,7 @@ class InfoRoutes:
         await self.authenticator.authenticate(request.headers)
         return json_response({"guardrails": []})
 
+    @documented(summary="The policies and their attachments (none)")
     async def policies(self, request: web.Request) -> web.Response:
         """LiteLLM's policy list (and its attachments): the gateway runs no policies, so both are empty in
         LiteLLM's shape rather than a 404 that would stop the tools that read them first."""

@@ -1,8 +1,9 @@
 """LiteLLM's testing parameters in a request body: `mock_response` (answer with this text, call no
 upstream), `mock_testing_fallbacks` (the group asked for fails, so its fallbacks are tried),
-`mock_testing_rate_limit_error` (every attempt gets a 429) and `mock_timeout` (every attempt times
-out). They are taken out of the body, since no upstream knows them, and acted on at each attempt,
-so retries, fallbacks, cooldowns, settlement and spend see them as they would see the real thing."""
+`mock_testing_rate_limit_error` (the first attempt gets a 429, retries go on as LiteLLM's do) and
+`mock_timeout` (every attempt times out). They are taken out of the body, since no upstream knows
+them, and acted on at each attempt, so retries, fallbacks, cooldowns, settlement and spend see them as
+they would see the real thing."""
 
 from __future__ import annotations
 
@@ -29,8 +30,9 @@ class MockRequest:
             return ApiError(408, f"litellm.Timeout: mock_timeout: model={model} did not answer in time",
                             "timeout_error"), None
         if self.rate_limited:
-            return ApiError(429, f"litellm.RateLimitError: This is a mock rate limit error for model={model}",
-                            "rate_limit_error"), None
+            self.rate_limited = False
+            return ApiError(429, f"litellm.RateLimitError: This is a mock exception for model={group}, to trigger "
+                            "a rate limit error.", "rate_limit_error"), None
         if group == self.failing_group:
             return ApiError(500, f"litellm.InternalServerError: This is a mock exception for model={model}, "
                             "to trigger a fallback.", "api_error"), None

@@ -61,9 +61,14 @@ def operation_of(handler: object) -> Operation:
 
 # The first path segments that name an area; the rest fall under "other".
 TAGS = {"key": "keys", "user": "users", "team": "teams", "spend": "spend", "global": "spend",
-        "models": "models", "model": "models", "model_group": "models", "health": "health",
-        "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy"}
-TAG_ORDER = ("proxy", "models", "keys", "users", "teams", "spend", "health", "other")
+        "models": "models", "model": "models", "model_group": "models", "public": "models", "router": "models",
+        "health": "health", "metrics": "health",
+        "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy", "moderations": "proxy",
+        "images": "proxy",
+        "end_user": "end users", "customer": "end users", "budget": "budgets", "organization": "organizations",
+        "access_group": "access groups", "unified_access_group": "access groups", "credentials": "credentials"}
+TAG_ORDER = ("proxy", "models", "credentials", "keys", "users", "teams", "organizations", "end users", "budgets",
+             "access groups", "spend", "health", "other")
 
 ERROR_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -98,7 +103,7 @@ def unprefixed(path: str, prefixes: list[str]) -> str | None:
 
 def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
     paths: dict[str, dict[str, Any]] = {}
-    bodies: list[type] = []
+    bodies: list[tuple[dict[str, Any], type]] = []
     taken: set[str] = set()
     for route in app.router.routes():
         if route.method in ("HEAD", "OPTIONS", "*") or route.resource is None:
@@ -124,16 +129,22 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
         if parameters:
             spec["parameters"] = parameters
         if operation.body is not None:
-            bodies.append(operation.body)
-            spec["requestBody"] = {"required": True, "content": {"application/json": {
-                "schema": {"$ref": f"#/components/schemas/{operation.body.__name__}"}}}}
+            # A management body whose fields are all optional may be left out: it reads as {}.
+            needed = any(field.required for field in msgspec.structs.fields(operation.body))
+            spec["requestBody"] = {"required": needed, "content": {"application/json": {}}}
+            bodies.append((spec["requestBody"]["content"]["application/json"], operation.body))
         elif route.method in ("POST", "PUT", "PATCH"):
             spec["requestBody"] = {"required": False, "content": {"application/json": {"schema": FREE_FORM}}}
         if operation.public:
             spec["security"] = []
         paths.setdefault(re.sub(r"{(\w+):[^}]*}", r"{\1}", path), {})[route.method.lower()] = spec
-    _, schemas = msgspec.json.schema_components(list(dict.fromkeys(bodies)),
-                                                ref_template="#/components/schemas/{name}")
+    # msgspec names two Structs of one name by their modules (teams' and organizations' AddMembers):
+    # its own references, not __name__, point at the right one.
+    kinds = list(dict.fromkeys(kind for _, kind in bodies))
+    refs, schemas = msgspec.json.schema_components(kinds, ref_template="#/components/schemas/{name}")
+    ref_of = dict(zip(kinds, refs, strict=True))
+    for content, kind in bodies:
+        content["schema"] = ref_of[kind]
     used = {tag for operations in paths.values() for spec in operations.values() for tag in spec["tags"]}
     return {
         "openapi": "3.1.0",

@@ -28,6 +28,7 @@ from aiohttp.web_protocol import RequestPayloadError
 from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
 from gateway.access_log import AccessLog
+from gateway.admission import pending, run_alone
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.errors import ApiError, bad_request, upstream_error
@@ -225,8 +226,11 @@ class ProxyEndpoint:
                     continue
                 if route is not None:
                     return route
+            # A caller over its limits or budget hears that first, as when the plugins took them.
+            await run_alone(ctx, pending(ctx))
             raise self._unavailable(exc) from None
         if route is None:
+            await run_alone(ctx, pending(ctx))
             raise model_not_found(requested, self.endpoint)
         return route
 
@@ -236,10 +240,16 @@ class ProxyEndpoint:
         router = self.router
         for _ in range(len(router.deployments) + 1):
             route = router.resolve(group, tried)
-            if route is None or route.deployment.limits is None:
+            if route is None:
+                return route
+            claims = pending(ctx)
+            if route.deployment.limits is None:
+                if claims:
+                    await self.limits.admit_with(ctx, claims, None, 0.0)
                 return route
             prompt_tokens, max_tokens = ctx.reserved_tokens()
-            admission = await self.limits.admit(route.deployment, float(prompt_tokens + max_tokens))
+            # The plugins' claims go with the first deployment's limits, in one round trip.
+            admission = await self.limits.admit_with(ctx, claims, route.deployment, float(prompt_tokens + max_tokens))
             if admission is not None:
                 ctx.admission = admission
                 return route
@@ -278,16 +288,19 @@ class ProxyEndpoint:
 
     async def _forward_with_retries(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
                                     strip_usage: bool, asked: timeouts.Asked | None,
-                                    asked_fallbacks: list[str] | None = None) -> web.StreamResponse:
+                                    asked_fallbacks: list[Fallback] | None = None) -> web.StreamResponse:
         """Retries within the group, then its fallbacks, while nothing has reached the client."""
         router = self.router
         tried: set[str] = set()
-        plan = deque([route.group])
+        plan = deque([Fallback(route.group)])
         fallen_back = False
         failure: UpstreamFailure | None = None
         current: Route | None = route
+        sent = body
         while plan:
-            group = plan.popleft()
+            group, overrides = plan.popleft()
+            if overrides:  # a client-side fallback with its own parameters (LiteLLM: they update the call's)
+                sent = {**sent, **overrides}
             attempt = 0
             while True:
                 if current is None:
@@ -308,7 +321,7 @@ class ProxyEndpoint:
                     current.upstream_model
                 tried.add(current.deployment.id)
                 try:
-                    response = await self._forward(ctx, current, body, stream, strip_usage, asked)
+                    response = await self._forward(ctx, current, sent, stream, strip_usage, asked)
                 except UpstreamFailure as exc:
                     failure = exc
                     self._release(ctx, 0.0)  # the request counts; it used no tokens there
@@ -323,11 +336,11 @@ class ProxyEndpoint:
             if failure is not None and not fallen_back:
                 special = {"context_window": router.context_window_fallbacks,
                            "content_policy": router.content_policy_fallbacks}.get(failure.kind or "", {})
-                targets = special.get(group) if failure.kind else None
+                targets: list[str] | list[Fallback] | None = special.get(group) if failure.kind else None
                 if targets is None and failure.retryable:
                     targets = asked_fallbacks if asked_fallbacks is not None else router.fallbacks.get(group)
                 if targets:
-                    plan.extend(targets)
+                    plan.extend(t if isinstance(t, Fallback) else Fallback(t) for t in targets)
                     fallen_back = True
                     ctx.fallbacks = len(targets)
             if failure is not None and not failure.retryable and not plan:
@@ -568,23 +581,45 @@ async def read_json(request: web.Request) -> dict[str, Any]:
     return body
 
 
-def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[str] | None:
+class Fallback(NamedTuple):
+    """A group to fall back to, and for a client-side fallback given as an object, the request
+    parameters it sets in place of the request's own (`{"model": ..., "messages": [...]}`)."""
+
+    group: str
+    overrides: dict[str, Any] | None = None
+
+
+def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[Fallback] | None:
     """LiteLLM's `fallbacks` in the request body: models to try, in order, when the one asked for
-    fails; they replace the configured ones, and the caller must be allowed each. Taken out of the
-    body, which goes upstream."""
+    fails, each a name or an object with a `model` and parameters of its own; they replace the
+    configured ones, and the caller must be allowed each. Taken out of the body, which goes upstream."""
     if "fallbacks" not in body:
         return None
     asked = body.pop("fallbacks")
     if asked is None:
         return None
-    if not isinstance(asked, list) or not all(isinstance(m, str) and m for m in asked):
-        raise bad_request("fallbacks must be a list of model names", "fallbacks")
-    for model in asked:
-        if not router.knows(model):
-            raise model_not_found(model, ctx.endpoint)
+    if not isinstance(asked, list):
+        raise bad_request(FALLBACKS_SHAPE, "fallbacks")
+    found = []
+    for entry in asked:
+        if isinstance(entry, str) and entry:
+            found.append(Fallback(entry))
+        elif isinstance(entry, dict) and isinstance(entry.get("model"), str) and entry["model"]:
+            overrides = {k: v for k, v in entry.items() if k != "model"}
+            if "stream" in overrides and overrides["stream"] is not body.get("stream", False):
+                raise bad_request("a fallback cannot change whether the answer streams", "fallbacks")
+            found.append(Fallback(entry["model"], overrides))
+        else:
+            raise bad_request(FALLBACKS_SHAPE, "fallbacks")
+    for fallback in found:
+        if not router.knows(fallback.group):
+            raise model_not_found(fallback.group, ctx.endpoint)
         if ctx.caller is not None:
-            check_model_access(ctx.caller, model, router.aliases, router.access_groups)
-    return asked
+            check_model_access(ctx.caller, fallback.group, router.aliases, router.access_groups)
+    return found
+
+
+FALLBACKS_SHAPE = "fallbacks must be a list of model names, or of objects with a `model` and the parameters to send it"
 
 
 def check_body(endpoint: str, body: dict[str, Any]) -> None:

@@ -15,6 +15,7 @@ from gateway.budget.ledger import Ledger, LocalLedger, RedisLedger
 from gateway.config import Config
 from gateway.identity import Authenticator
 from gateway.limits.buckets import Limiter, LocalLimiter, RedisLimiter
+from gateway.limits.settle_batch import SettleBatch
 from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
@@ -35,13 +36,16 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "spend_upkeep")
+                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch",
+                 "spend_upkeep")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
                  redis_link: SharedLink | None = None, node: NodeClient | None = None,
-                 clock: Callable[[], float] = time.time, spend_upkeep: SpendUpkeep | None = None) -> None:
+                 clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None,
+                 spend_upkeep: SpendUpkeep | None = None) -> None:
+        self.settle_batch = settle_batch
         self.spend_upkeep = spend_upkeep
         self.redis_link = redis_link
         self.node = node
@@ -64,6 +68,8 @@ class Services:
             await self.spend_upkeep.close()
         await self.spend_writer.close()
         await self.ledger.close()
+        if self.settle_batch is not None:
+            await self.settle_batch.close()  # every settlement made before shutdown reaches Redis
         if self.redis_link is not None:
             await self.redis_link.close()
         if self.node is not None:
@@ -115,14 +121,16 @@ async def open_services(config: Config, router: Router) -> Services:
     limiter: Limiter
     tallies = Tallies()
     link = None
+    batch = None
     # The workers of one node count deployment failures together, and without Redis share every counter.
     node = NodeClient.from_environment(router, settings.redis_timeout, settings.fail_open)
     if node is not None:
         await node.start()
     if redis is not None:
         link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
-        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix)
-        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix)
+        batch = SettleBatch(redis, link, tallies)
+        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
+        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
         log.info("limits and budgets: shared through Redis")
     elif node is not None:
         ledger = NodeLedger(node)
@@ -136,7 +144,7 @@ async def open_services(config: Config, router: Router) -> Services:
         price = pricing.price(deployment, deployment.model_template)
         deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
     return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
-                    tallies, redis, link, node, spend_upkeep=upkeep)
+                    tallies, redis, link, node, settle_batch=batch, spend_upkeep=upkeep)
 
 
 def redis_url(config: Config) -> str | None:

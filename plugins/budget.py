@@ -17,6 +17,7 @@ from typing import Any
 
 from aiohttp import web
 
+from gateway.admission import BudgetClaim
 from gateway.background import Background
 from gateway.budget import windows
 from gateway.budget.counters import counters_for, tracks_only
@@ -34,18 +35,33 @@ log = logging.getLogger("gateway.budget")
 NO_TEXT_OUTPUT = frozenset({"embeddings", "moderations", "images/generations"})
 
 
-class Reservation:
-    __slots__ = ("names", "amount", "spent_before", "counters", "ledger", "key_at", "limited")
+class Reservation(BudgetClaim):
+    """The budgets one request asks to reserve its estimate under; once granted, on which ledger and
+    what each counter had spent before it."""
 
-    def __init__(self, counters: list[Counter], amount: float, spent_before: list[float], ledger: Ledger,
-                 limited: bool) -> None:
-        self.counters = counters
-        self.ledger = ledger
+    __slots__ = ("plugin", "names", "spent_before", "ledger", "key_at", "limited")
+
+    def __init__(self, plugin: Budget, counters: list[Counter], amount: float, limited: bool) -> None:
+        super().__init__(counters, amount)
+        self.plugin = plugin
+        self.ledger: Ledger = plugin.ledger
         self.names = [c.name for c in counters]
-        self.amount = amount
-        self.spent_before = spent_before
+        self.spent_before: list[float] = []
         self.limited = limited  # some counter is a budget, not only the spend kept current
         self.key_at = next((i for i, name in enumerate(self.names) if name.startswith("key:")), -1)
+
+    async def alone(self, ctx: Ctx) -> None:
+        await self.plugin.reserve(ctx, self)
+
+    def reserved(self, ctx: Ctx, spent_before: list[float], ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.spent_before = spent_before
+        if self.limited:
+            ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent)
+                                     for c, spent in zip(self.counters, spent_before) if not tracks_only(c))
+
+    def refused(self, ctx: Ctx, denied: Denied) -> ApiError:
+        return self.plugin.exceeded(ctx, denied, self.amount)
 
 
 class Budget(Plugin):
@@ -87,25 +103,30 @@ class Budget(Plugin):
                 break
         # A counter that only keeps the spend current admits anything: nothing to estimate for it.
         amount = self.estimate(ctx, model) if limited else 0.0
+        reservation = Reservation(self, counters, amount, limited)
+        self.hold(ctx, reservation)
+        ctx.claims.append(reservation)  # taken with the limits and the deployment's: gateway/admission.py
+        return None
+
+    async def reserve(self, ctx: Ctx, reservation: Reservation) -> None:
+        """The claim by itself, on this process's or the node's ledger (or Redis's, if it failed together)."""
+        counters, amount = reservation.counters, reservation.amount
         ledger = self.ledger
         try:
             outcome = ledger.reserve_at_once(counters, amount)
             if outcome is None:
                 outcome = await ledger.reserve(counters, amount)
         except Exception as exc:
-            if not self.fail_open and limited:
+            if not self.fail_open and reservation.limited:
                 raise shared_state_unreachable("budgets") from exc
             if not reported(exc):
                 log.warning("budgets kept by this process: %s: %s", type(exc).__name__, exc)
             ledger = self.local
             outcome = await ledger.reserve(counters, amount)
         if isinstance(outcome, Denied):
-            raise self.exceeded(ctx, outcome, amount)
-        self.hold(ctx, Reservation(counters, amount, outcome, ledger, limited))
-        if limited:
-            ctx.budgets = tuple(BudgetStanding(c.name, c.limit, spent) for c, spent in zip(counters, outcome)
-                                if not tracks_only(c))
-        return None
+            raise reservation.refused(ctx, outcome)
+        reservation.granted = True
+        reservation.reserved(ctx, outcome, ledger)
 
     def estimate(self, ctx: Ctx, model: str) -> float:
         """An upper bound on what the answer may cost: the priciest deployment it may go to, the
@@ -165,7 +186,8 @@ class Budget(Plugin):
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         reservation = self.held(ctx, Reservation)
         caller = ctx.caller
-        if reservation is None or caller is None or caller.key is None or reservation.key_at < 0:
+        if reservation is None or not reservation.granted or caller is None or caller.key is None \
+                or reservation.key_at < 0:
             return
         counter = reservation.counters[reservation.key_at]
         spent = reservation.spent_before[reservation.key_at] + ctx.cost
@@ -178,7 +200,7 @@ class Budget(Plugin):
 
     def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         reservation = self.held(ctx, Reservation)
-        if reservation is None:
+        if reservation is None or not reservation.granted:
             return
         try:
             if reservation.ledger.settle_at_once(reservation.names, reservation.amount, settled.cost):

@@ -34,6 +34,8 @@ class EndUsers(Plugin):
             return None
         if len(user_id) > MAX_ID_LENGTH:
             raise bad_request(f"the end user id is longer than {MAX_ID_LENGTH} characters", "user")
+        if "\x00" in user_id:
+            raise bad_request("the end user id holds a NUL character", "user")
         record = await self.accounts.end_users.get(user_id)
         if record is not None and record.blocked:
             ctx.end_user = EndUser(user_id, record, None)

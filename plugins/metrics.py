@@ -25,6 +25,7 @@ from gateway.errors import ApiError
 from gateway.metrics.exposition import GAUGE_COMBINE, library_counters, merge_library_counters, render
 from gateway.metrics.shared import DIRECTORY_VARIABLE, SharedTallies
 from gateway.metrics.tallies import Labels, merge
+from gateway.openapi import Operation, describe
 from gateway.plugin import Plugin
 from gateway.proxy import IN_FLIGHT
 from gateway.services import Services
@@ -173,8 +174,9 @@ class Metrics(Plugin):
 
     def add_routes(self, app: web.Application, prefix: str) -> None:
         self.in_flight = app.get(IN_FLIGHT)
-        app.router.add_get(f"{prefix}/metrics", self.serve)
-        app.router.add_get(f"{prefix}/metrics/", self.serve)
+        serve = describe(self.serve, Operation(summary="Prometheus metrics", public=not self.require_auth))
+        app.router.add_get(f"{prefix}/metrics", serve)
+        app.router.add_get(f"{prefix}/metrics/", serve)
 
     async def serve(self, request: web.Request) -> web.Response:
         if self.require_auth:

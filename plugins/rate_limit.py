@@ -15,6 +15,7 @@ from typing import Any
 import msgspec
 from aiohttp import web
 
+from gateway.admission import LimitsClaim
 from gateway.background import Background
 from gateway.context import Ctx
 from gateway.end_users import end_user_limits
@@ -33,18 +34,41 @@ class Settings(msgspec.Struct, forbid_unknown_fields=True):
     fail_open: bool | None = None  # the earlier, plugin-only place of gateway_settings.fail_open
 
 
-class Held:
-    """What one request holds of its caller's limits, and the headers that report them."""
+class Held(LimitsClaim):
+    """What one request asks of its caller's limits; once granted, what it holds and the headers that
+    report it."""
 
-    __slots__ = ("token_buckets", "estimate", "slots", "limiter", "headers")
+    __slots__ = ("plugin", "requests", "token_buckets", "estimate", "limiter", "headers")
 
-    def __init__(self, token_buckets: list[Bucket], estimate: float, slots: list[str], limiter: Limiter,
-                 headers: dict[str, str]) -> None:
-        self.token_buckets = token_buckets
+    def __init__(self, plugin: RateLimit, requests: list[Bucket], tokens: list[Bucket], slots: list[tuple[str, int]],
+                 estimate: float, token: str) -> None:
+        super().__init__(requests + tokens, [1.0] * len(requests) + [estimate] * len(tokens), slots, token)
+        self.plugin = plugin
+        self.requests = requests
+        self.token_buckets = tokens
         self.estimate = estimate
-        self.slots = slots
+        self.limiter: Limiter = plugin.limiter
+        self.headers: dict[str, str] = {}
+
+    async def alone(self, ctx: Ctx) -> None:
+        await self.plugin.take(ctx, self)
+
+    def taken(self, ctx: Ctx, levels: list[float], limiter: Limiter) -> None:
         self.limiter = limiter
-        self.headers = headers
+        headers = self.headers
+        count = len(self.requests)
+        for what, buckets, left in (("requests", self.requests, levels[:count]),
+                                    ("tokens", self.token_buckets, levels[count:])):
+            if buckets:
+                headers[f"x-ratelimit-limit-{what}"] = str(int(min(b.capacity for b in buckets)))
+                headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, min(left))))
+
+    def refused(self, ctx: Ctx, outcome: Short | SlotsFull) -> ApiError:
+        if isinstance(outcome, Short):
+            return RateLimit.limited(outcome, "requests" if outcome.bucket.name.startswith("rpm:") else "tokens")
+        return ApiError(429, f"Max parallel request limit reached: {outcome.limit} in flight for "
+                        f"{outcome.name.split(':')[1]}", "rate_limit_error", None, "429",
+                        headers={"retry-after": "1"})
 
 
 def limits_of(ctx: Ctx) -> tuple[list[Bucket], list[Bucket], list[tuple[str, int]]]:
@@ -105,40 +129,27 @@ class RateLimit(Plugin):
         requests, tokens, slots = limits_of(ctx)
         if not (requests or tokens or slots):
             return None
-        estimate = self.estimate(ctx) if tokens else 0.0
+        held = Held(self, requests, tokens, slots, self.estimate(ctx) if tokens else 0.0, ctx.request_id)
+        self.hold(ctx, held)
+        ctx.claims.append(held)  # taken with the budget and the deployment's limits: gateway/admission.py
+        return None
+
+    async def take(self, ctx: Ctx, held: Held) -> None:
+        """The claim by itself: requests, tokens and slots in one step (one call to the node's counters)."""
         limiter = self.limiter
         try:
-            outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
-        except ApiError:
-            raise
+            taken = await limiter.admit(held.buckets, held.amounts, held.slots, held.token)
         except Exception as exc:
             if not self.fail_open:
                 raise shared_state_unreachable("rate limits") from exc
             if not reported(exc):
                 log.warning("rate limits kept by this process: %s: %s", type(exc).__name__, exc)
             limiter = self.local
-            outcome = await self._check(limiter, ctx, requests, tokens, slots, estimate)
-        self.hold(ctx, Held(tokens, estimate, [name for name, _ in slots], limiter, outcome))
-        return None
-
-    async def _check(self, limiter: Limiter, ctx: Ctx, requests: list[Bucket], tokens: list[Bucket],
-                     slots: list[tuple[str, int]], estimate: float) -> dict[str, str]:
-        # Requests, tokens and slots in one step: one call to the node's counters.
-        taken = await limiter.admit(requests + tokens, [1.0] * len(requests) + [estimate] * len(tokens), slots,
-                                    ctx.request_id)
-        if isinstance(taken, Short):
-            raise self.limited(taken, "requests" if taken.bucket.name.startswith("rpm:") else "tokens")
-        if isinstance(taken, SlotsFull):
-            raise ApiError(429, f"Max parallel request limit reached: {taken.limit} in flight for "
-                           f"{taken.name.split(':')[1]}", "rate_limit_error", None, "429",
-                           headers={"retry-after": "1"})
-        headers: dict[str, str] = {}
-        for what, buckets, left in (("requests", requests, taken[:len(requests)]),
-                                    ("tokens", tokens, taken[len(requests):])):
-            if buckets:
-                headers[f"x-ratelimit-limit-{what}"] = str(int(min(b.capacity for b in buckets)))
-                headers[f"x-ratelimit-remaining-{what}"] = str(int(max(0.0, min(left))))
-        return headers
+            taken = await limiter.admit(held.buckets, held.amounts, held.slots, held.token)
+        if isinstance(taken, (Short, SlotsFull)):
+            raise held.refused(ctx, taken)
+        held.granted = True
+        held.taken(ctx, taken, limiter)
 
     @staticmethod
     def limited(short: Short, what: str) -> ApiError:
@@ -157,25 +168,26 @@ class RateLimit(Plugin):
 
     def on_response_headers(self, ctx: Ctx, headers: dict[str, str]) -> None:
         held = self.held(ctx, Held)
-        if held is not None and held.headers:
+        if held is not None and held.granted and held.headers:
             headers.update(held.headers)
 
     def on_settle(self, ctx: Ctx, settled: Settlement) -> None:
         held = self.held(ctx, Held)
-        if held is None:
+        if held is None or not held.granted:
             return
         used = float(settled.usage.total_tokens) if settled.usage is not None else 0.0
         # Admitted on an estimate: give back what was not used, or take what was used beyond it.
         owed = held.estimate - used if held.token_buckets else 0.0
         buckets = held.token_buckets if owed else []
+        slots = [name for name, _ in held.slots]
         try:
-            if held.limiter.settle_at_once(held.slots, ctx.request_id, buckets, owed):
+            if held.limiter.settle_at_once(slots, ctx.request_id, buckets, owed):
                 return
         except Exception as exc:
             log.warning("could not settle rate limits (slots expire by themselves): %s: %s",
                         type(exc).__name__, exc)
             return
-        self.background.spawn(self._settle_now(held.limiter, held.slots, ctx.request_id, buckets, owed))
+        self.background.spawn(self._settle_now(held.limiter, slots, ctx.request_id, buckets, owed))
 
     async def close(self) -> None:
         await self.background.finish()

@@ -170,9 +170,10 @@ async def test_retries_and_fallbacks_cross_between_http_and_mock_deployments(
 async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream: FakeUpstream,
                                            upstream_b: FakeUpstream) -> None:
     """mock_response answers without an upstream; mock_testing_fallbacks fails the group asked for, so
-    its fallback answers; mock_testing_rate_limit_error and mock_timeout fail every attempt. None of
-    them reaches an upstream."""
-    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url)],
+    its fallback answers; mock_testing_rate_limit_error fails the first attempt only (the retry goes on to
+    the upstream, as LiteLLM's does), mock_timeout every attempt."""
+    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url),
+                             deployment("unretried", upstream.base_url, num_retries=0)],
               "router_settings": {"num_retries": 1, "fallbacks": [{"main": ["spare"]}]}}
     with Gateway(config) as gw:
         seen = len(upstream.seen) + len(upstream_b.seen)
@@ -187,8 +188,13 @@ async def test_litellms_testing_parameters(http: aiohttp.ClientSession, upstream
         status, body, headers = await chat(http, gw, "main", mock_testing_fallbacks=True)
         assert status == 200 and headers["x-litellm-model-group"] == "spare"
         assert "mock_testing_fallbacks" not in upstream_b.seen[-1].body  # taken out of the body
-        status, body, _ = await chat(http, gw, "main", mock_testing_rate_limit_error=True)
+        seen = len(upstream.seen)
+        status, body, headers = await chat(http, gw, "main", mock_testing_rate_limit_error=True)
+        assert status == 200 and headers["x-litellm-attempted-retries"] == "1"
+        assert len(upstream.seen) == seen + 1 and "mock_testing_rate_limit_error" not in upstream.seen[-1].body
+        status, body, _ = await chat(http, gw, "unretried", mock_testing_rate_limit_error=True)
         assert status == 429 and body["error"]["type"] == "rate_limit_error"
+        assert "mock exception for model=unretried, to trigger a rate limit error" in body["error"]["message"]
         status, body, _ = await chat(http, gw, "main", mock_timeout=True)
         assert status == 408 and body["error"]["type"] == "timeout_error"
         status, body, _ = await chat(http, gw, "main", mock_response={"not": "text"})
@@ -225,3 +231,37 @@ async def test_fallbacks_in_the_body_and_litellms_routing_headers(http: aiohttp.
         assert status == 404
         status, body, _ = await ask(master, fallbacks="spare")
         assert status == 400 and body["error"]["param"] == "fallbacks"
+
+
+async def test_fallbacks_given_as_objects_send_their_own_parameters(http: aiohttp.ClientSession,
+                                                                   upstream: FakeUpstream,
+                                                                   upstream_b: FakeUpstream) -> None:
+    """LiteLLM's client-side fallbacks may be objects: `model` names the group, the other fields replace
+    the request's own for that fallback (its messages, say); the first group still gets the request's."""
+    master = {"Authorization": "Bearer sk-failover-master"}
+    config = {"model_list": [deployment("main", upstream.base_url), deployment("spare", upstream_b.base_url)],
+              "general_settings": {"master_key": "sk-failover-master"}, "router_settings": {"num_retries": 0}}
+    own = [{"role": "assistant", "content": "said before"}, {"role": "user", "content": "shorter question"}]
+    with Gateway(config) as gw:
+        async def ask(**extra: Any) -> tuple[int, Any, Any]:
+            async with http.post(f"{gw.url}/v1/chat/completions", headers=master,
+                                 json={"model": "main", "messages": MESSAGES, **extra}) as r:
+                return r.status, await r.json(), r.headers
+
+        status, body, headers = await ask(mock_testing_fallbacks=True, temperature=0.5,
+                                          fallbacks=[{"model": "spare", "messages": own, "temperature": 0}])
+        assert status == 200, body
+        assert (headers["x-litellm-model-group"], headers["x-litellm-attempted-fallbacks"]) == ("spare", "1")
+        sent = upstream_b.seen[-1].body
+        assert sent["messages"] == own and sent["temperature"] == 0 and sent["model"] == "spare-upstream"
+        assert "fallbacks" not in sent
+        seen = len(upstream.seen)
+        status, _, _ = await ask(fallbacks=[{"model": "spare", "messages": own}])  # main answers: no fallback
+        assert status == 200
+        assert upstream.seen[-1].body["messages"] == MESSAGES and len(upstream.seen) == seen + 1
+        for bad, expected in (([{"messages": own}], 400), ([{"model": ""}], 400), ([{"model": "nowhere"}], 404),
+                              ([{"model": "spare", "stream": True}], 400), ([["spare"]], 400)):
+            status, body, _ = await ask(fallbacks=bad)
+            assert status == expected, (bad, body)
+            if expected == 400:
+                assert body["error"]["param"] == "fallbacks"

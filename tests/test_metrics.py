@@ -161,6 +161,26 @@ async def test_metrics_off_unless_asked_for(upstream: FakeUpstream, http: aiohtt
             assert response.status == 404
 
 
+async def test_one_redis_call_admits_a_request(upstream: FakeUpstream, redis_base: str, redis_prefix: str,
+                                               http: aiohttp.ClientSession) -> None:
+    """Caller limits, budget and the deployment's rpm/tpm: one round trip to Redis a request; a
+    deployment that is full costs one more, for its own limits only."""
+    shared = config(upstream, router_settings={"redis_url": redis_base},
+                    gateway_settings={"redis_key_prefix": redis_prefix})
+    shared["model_list"][0]["litellm_params"].update(rpm=4, tpm=1_000_000)
+    with Gateway(shared) as gw:
+        key = await new_key(http, gw, rpm_limit=100, tpm_limit=1_000_000, max_parallel_requests=10, max_budget=10.0)
+        assert await chat(http, gw, key) == 200  # the script is loaded into Redis, if it was not yet
+        before = total(await scrape(http, gw), "litellm_redis_latency_count", operation="rate_limit")
+        assert [await chat(http, gw, key) for _ in range(3)] == [200] * 3
+        samples = await scrape(http, gw)
+        assert total(samples, "litellm_redis_latency_count", operation="rate_limit") == before + 3
+        assert total(samples, "litellm_redis_latency_count", operation="budget") == 0
+        assert await chat(http, gw, key) == 429  # the deployment's rpm is used up
+        samples = await scrape(http, gw)
+        assert total(samples, "litellm_redis_latency_count", operation="rate_limit") == before + 4
+
+
 async def test_redis_latency_and_failures(upstream: FakeUpstream, redis_base: str, redis_prefix: str,
                                           http: aiohttp.ClientSession) -> None:
     shared = config(upstream, router_settings={"redis_url": redis_base},
@@ -175,8 +195,15 @@ async def test_redis_latency_and_failures(upstream: FakeUpstream, redis_base: st
         key = await new_key(http, gw, rpm_limit=100, max_budget=10.0)
         assert [await chat(http, gw, key) for _ in range(3)] == [200] * 3
         samples = await scrape(http, gw)
+        # The rate limit and the budget in one script a request (gateway/admission.py)...
         assert total(samples, "litellm_redis_latency_count", operation="rate_limit") >= 3
-        assert total(samples, "litellm_redis_latency_count", operation="budget") >= 3
+        assert total(samples, "litellm_redis_latency_count", operation="budget") == 0
+        # ...and their settlements sent in pipelines (gateway/limits/settle_batch.py), a few ms later.
+        for _ in range(100):
+            if total(samples, "litellm_redis_latency_count", operation="settle") >= 1:
+                break
+            samples = await scrape(http, gw)
+        assert total(samples, "litellm_redis_latency_count", operation="settle") >= 1
         assert total(samples, "litellm_redis_fails_total") == 0
     # A Redis that is not there: every call fails, and fail_open keeps serving.
     from tests.harness import free_port
@@ -238,3 +265,27 @@ async def test_scrape_during_load_does_not_disturb_requests(upstream: FakeUpstre
         assert list(statuses) == [200] * 60 and scrapes == 20
         samples = await scrape(http, gw)
         assert total(samples, "litellm_proxy_total_requests_metric_total") == 60
+
+
+async def test_settlements_queued_at_shutdown_reach_redis(upstream: FakeUpstream, redis_base: str,
+                                                          redis_prefix: str, http: aiohttp.ClientSession) -> None:
+    """Settlements wait a few ms to go in one pipeline: a gateway stopped right after answering still
+    sends them, so no reservation is left held and the spend is counted."""
+    shared = config(upstream, router_settings={"redis_url": redis_base},
+                    gateway_settings={"redis_key_prefix": redis_prefix})
+    with Gateway(shared) as gw:
+        key = await new_key(http, gw, max_budget=10.0, max_parallel_requests=5)
+        assert [await chat(http, gw, key) for _ in range(3)] == [200] * 3
+    import redis.asyncio
+
+    client = redis.asyncio.Redis.from_url(redis_base, decode_responses=True)
+    try:
+        counters = [name async for name in client.scan_iter(f"{redis_prefix}:budget:key:*")]
+        assert len(counters) == 1
+        spent, reserved = await client.hmget(counters[0], "spent", "reserved")
+        assert float(spent) > 0
+        assert float(reserved) == 0
+        assert [name async for name in client.scan_iter(f"{redis_prefix}:slots:*")
+                if await client.zcard(name)] == []
+    finally:
+        await client.aclose()

@@ -4,6 +4,7 @@ chromium is installed."""
 
 from __future__ import annotations
 
+import json
 import re
 import shutil
 from collections.abc import Iterator
@@ -14,6 +15,7 @@ from urllib.parse import urljoin, urlsplit
 import aiohttp
 import pytest
 
+from gateway.openapi import TAG_ORDER
 from tests.harness import Gateway
 
 MASTER = "sk-openapi-master"
@@ -58,7 +60,28 @@ async def test_every_route_the_gateway_serves_is_an_operation(gateway: Gateway, 
     operation_ids = [op["operationId"] for operations in document["paths"].values() for op in operations.values()]
     assert len(operation_ids) == len(set(operation_ids))
     tags = {op["tags"][0] for operations in document["paths"].values() for op in operations.values()}
-    assert {"keys", "users", "teams", "spend", "models", "health", "proxy"} <= tags
+    assert {"keys", "users", "teams", "spend", "models", "health", "proxy", "end users", "budgets", "organizations",
+            "access groups", "credentials"} <= tags
+    assert [tag["name"] for tag in document["tags"]] == [t for t in TAG_ORDER if t in tags]
+
+
+# Writes that read no body; any other POST, PUT or PATCH must name the Struct its handler decodes.
+BODILESS: set[tuple[str, str]] = set()
+
+
+async def test_every_operation_has_a_summary_and_every_write_its_body(gateway: Gateway,
+                                                                      http: aiohttp.ClientSession) -> None:
+    document = await fetch_json(http, f"{gateway.url}/openapi.json")
+    operations = [(method.upper(), path, op) for path, ops in document["paths"].items() for method, op in ops.items()]
+    assert len(operations) > 100
+    assert [(method, path) for method, path, op in operations if not op.get("summary")] == []
+    free_form = [(method, path) for method, path, op in operations
+                 if method in ("POST", "PUT", "PATCH") and (method, path) not in BODILESS
+                 and "$ref" not in op["requestBody"]["content"]["application/json"]["schema"]]
+    assert free_form == []
+    assert [(method, path) for method, path, op in operations if op["tags"] == ["other"]] == [
+        ("GET", path) for path in ("/routes", "/guardrails/list", "/v2/guardrails/list", "/policies/list",
+                                   "/policies/attachments/list") if ("GET", path) in {(m, p) for m, p, _ in operations}]
 
 
 async def test_bodies_are_the_structs_the_handlers_decode(gateway: Gateway, http: aiohttp.ClientSession) -> None:
@@ -76,7 +99,48 @@ async def test_bodies_are_the_structs_the_handlers_decode(gateway: Gateway, http
     assert regenerate["parameters"][0] == {"name": "key", "in": "path", "required": True, "schema": {"type": "string"}}
     # A route whose handler says nothing still takes a body: the metrics plugin's is a GET, so none.
     assert "requestBody" not in document["paths"]["/metrics"]["get"]
+    # The routes merged after the first document: their own Structs, a DELETE's body, a path value.
+    assert schema_of(document, "/end_user/new")["required"] == ["user_id"]
+    assert schema_of(document, "/customer/block")["required"] == ["user_ids"]
+    assert "budget_duration" in schema_of(document, "/budget/new")["properties"]
+    assert schema_of(document, "/organization/new")["required"] == ["organization_alias"]
+    assert schema_of(document, "/organization/delete", "delete")["required"] == ["organization_ids"]
+    assert schema_of(document, "/organization/member_update", "patch")["required"] == ["organization_id"]
+    assert schema_of(document, "/v1/access_group")["required"] == ["access_group_name"]
+    assert schema_of(document, "/access_group/{access_group}/update", "put")["properties"].keys() == {
+        "model_names", "model_ids"}
+    assert schema_of(document, "/model/new")["required"] == ["model_name", "litellm_params"]
+    assert schema_of(document, "/credentials/{name}", "patch")["required"] == ["credential_info"]
+    assert document["paths"]["/budget/settings"]["get"]["parameters"][0]["name"] == "budget_id"
+    assert document["paths"]["/public/litellm_model_cost_map"]["get"]["security"] == []
+    assert "security" not in document["paths"]["/public/model_hub"]["get"]
 
+
+async def test_every_reference_resolves_and_namesakes_stay_apart(gateway: Gateway,
+                                                                 http: aiohttp.ClientSession) -> None:
+    """Teams and organizations each have an AddMembers: msgspec names them apart, and each route points
+    at its own."""
+    document = await fetch_json(http, f"{gateway.url}/openapi.json")
+    refs = set(re.findall(r'"\$ref": ?"#/components/schemas/([^"]+)"', json.dumps(document)))
+    assert refs and refs <= set(document["components"]["schemas"])
+    team_add = schema_of(document, "/team/member_add")
+    org_add = schema_of(document, "/organization/member_add")
+    assert team_add["required"] == ["team_id", "member"]
+    assert org_add["required"] == ["organization_id", "member"]
+
+
+async def test_a_body_of_optional_fields_may_be_left_out(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """The document says a body is required only where the handler refuses one left out."""
+    document = await fetch_json(http, f"{gateway.url}/openapi.json")
+    required = {(method, path): op["requestBody"]["required"] for path, ops in document["paths"].items()
+                for method, op in ops.items() if "requestBody" in op}
+    assert required[("post", "/global/spend/end_users")] is False
+    assert required[("post", "/key/generate")] is False
+    assert required[("post", "/end_user/new")] is True and required[("post", "/chat/completions")] is True
+    async with http.post(f"{gateway.url}/global/spend/end_users", headers=ADMIN) as r:
+        assert r.status == 200 and await r.json() == []
+    async with http.post(f"{gateway.url}/end_user/new", headers=ADMIN) as r:
+        assert r.status == 400 and (await r.json())["error"]["param"] == "user_id"
 
 async def test_the_keys_headers_and_the_public_probes(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     document = await fetch_json(http, f"{gateway.url}/openapi.json")

@@ -27,7 +27,8 @@ CONFIG: dict[str, Any] = {
         {"model_name": "echo", "litellm_params": {"model": "mock/echo"}},
         {"model_name": "other", "litellm_params": {"model": "mock/other"}},
     ],
-    "general_settings": {"master_key": MASTER},
+    # These tests name every member themselves; the master key's own membership is tested on its own.
+    "general_settings": {"master_key": MASTER, "disable_auto_add_proxy_admin_to_teams": True},
     "teams": [{"team_id": "cfg-team", "models": ["echo"], "budget_limit": 5}],
 }
 ROLES = ("proxy_admin", "proxy_admin_viewer", "internal_user", "internal_user_viewer")
@@ -472,6 +473,28 @@ async def test_team_new_by_a_proxy_admin_key_makes_it_team_admin(api: Api) -> No
     status, team = await api.post("/team/new", {"team_alias": "theirs"}, key=made["key"])
     assert status == 200, team
     assert team["members_with_roles"] == [{"role": "admin", "user_id": admin_id, "user_email": None}]
+
+
+async def test_the_master_key_makes_the_proxy_admin_user_a_member_of_its_teams(http: aiohttp.ClientSession) -> None:
+    """LiteLLM takes the master key's caller to be user `default_user_id`, so a team it makes has that user
+    as an admin (and the user row exists), unless general_settings.disable_auto_add_proxy_admin_to_teams."""
+    config = copy.deepcopy(CONFIG)
+    del config["general_settings"]["disable_auto_add_proxy_admin_to_teams"]
+    with Gateway(config, env={"DATABASE_URL": "", "LITELLM_MASTER_KEY": ""}) as gw:
+        api = Api(http, gw.url)
+        made = await api.ok("POST", "/team/new", {"team_alias": "mine", "members_with_roles": [{"user_id": "u1"}]})
+        assert made["members_with_roles"] == [{"role": "user", "user_id": "u1", "user_email": None},
+                                              {"role": "admin", "user_id": "default_user_id", "user_email": None}]
+        admin_user = (await api.ok("GET", "/user/info", user_id="default_user_id"))["user_info"]
+        assert admin_user["teams"] == [made["team_id"]]
+        named = await api.ok("POST", "/team/new",
+                             {"members_with_roles": [{"role": "user", "user_id": "default_user_id"}]})
+        assert named["members_with_roles"] == [{"role": "user", "user_id": "default_user_id", "user_email": None}]
+        user_id = unique("admin")
+        key = (await api.ok("POST", "/user/new", {"user_id": user_id, "user_role": "proxy_admin"}))["key"]
+        status, theirs = await api.post("/team/new", {}, key=key)
+        assert status == 200 and theirs["members_with_roles"] == [
+            {"role": "admin", "user_id": user_id, "user_email": None}]
 
 
 async def test_team_info_errors_and_own_team(api: Api) -> None:

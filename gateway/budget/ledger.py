@@ -12,7 +12,10 @@ A counter starts from the spend the store knew when it was first used.
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from gateway.limits.settle_batch import SettleBatch
 
 
 class Counter(NamedTuple):
@@ -181,9 +184,10 @@ return spent
 
 
 class RedisLedger:
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, batch: SettleBatch | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.batch = batch  # settlements sent with others', in one pipeline, rather than awaited one by one
         self._reserve = redis.register_script(RESERVE)
         self._settle = redis.register_script(SETTLE)
         self._copy = redis.register_script(COPY)
@@ -206,7 +210,11 @@ class RedisLedger:
         return None
 
     def settle_at_once(self, names: list[str], reserved: float, actual: float) -> bool:
-        return False
+        if self.batch is None:
+            return False
+        if names:
+            self.batch.script(self._settle, [self._key(n) for n in names], [repr(reserved), repr(actual)])
+        return True
 
     async def settle(self, names: list[str], reserved: float, actual: float) -> None:
         if names:

@@ -14,7 +14,10 @@ so that instances with skewed clocks still share one limit.
 from __future__ import annotations
 
 import time
-from typing import Any, NamedTuple, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+if TYPE_CHECKING:
+    from gateway.limits.settle_batch import SettleBatch
 
 SLOT_TTL = 600.0  # a request holding a slot longer than this is presumed gone
 
@@ -216,9 +219,10 @@ return 0
 
 
 class RedisLimiter:
-    def __init__(self, redis: Any, prefix: str) -> None:
+    def __init__(self, redis: Any, prefix: str, batch: SettleBatch | None = None) -> None:
         self.redis = redis
         self.prefix = prefix
+        self.batch = batch  # settlements sent with others', in one pipeline, rather than awaited one by one
         self._take = redis.register_script(TAKE)
         self._give = redis.register_script(GIVE)
         self._acquire = redis.register_script(ACQUIRE)
@@ -252,7 +256,15 @@ class RedisLimiter:
             await self.redis.zrem(self._key("slots", name), token)
 
     def settle_at_once(self, slots: list[str], token: str, buckets: list[Bucket], amount: float) -> bool:
-        return False
+        batch = self.batch
+        if batch is None:
+            return False
+        for name in slots:
+            batch.zrem(self._key("slots", name), token)
+        if buckets:
+            batch.script(self._give, [self._key("bucket", b.name) for b in buckets],
+                         [repr(amount), *(repr(b.capacity) for b in buckets)])
+        return True
 
     async def admit(self, buckets: list[Bucket], amounts: list[float], slots: list[tuple[str, int]],
                     token: str) -> Short | SlotsFull | list[float]:

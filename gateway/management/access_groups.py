@@ -27,6 +27,7 @@ from gateway.durations import iso
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
 from gateway.management.common import Name, Names, admin, body, json, services, set_fields
+from gateway.openapi import documented
 from gateway.services import Services
 from gateway.store.records import AccessGroupRecord
 from gateway.store.store import ACCESS_GROUPS, TEAMS, Conflict
@@ -120,6 +121,7 @@ async def _insert(svc: Services, record: AccessGroupRecord) -> AccessGroupRecord
     return record
 
 
+@documented(summary="Create an access group of model groups", body=NewModelGroup)
 async def new_model_group(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -136,6 +138,7 @@ async def new_model_group(request: web.Request) -> web.Response:
                  "model_ids": asked.model_ids, "models_updated": _deployments(svc, models)})
 
 
+@documented(summary="Every access group and its models")
 async def list_model_groups(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -162,6 +165,7 @@ def _stored(svc: Services, name: str) -> AccessGroupRecord:
     return record
 
 
+@documented(summary="One access group and its models")
 async def model_group_info(request: web.Request) -> web.Response:
     await admin(request)
     found = info_of(services(request), _name(request))
@@ -170,6 +174,7 @@ async def model_group_info(request: web.Request) -> web.Response:
     return json(found)
 
 
+@documented(summary="Change an access group's models", body=UpdateModelGroup)
 async def update_model_group(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -183,6 +188,7 @@ async def update_model_group(request: web.Request) -> web.Response:
                  "model_ids": asked.model_ids, "models_updated": _deployments(svc, models)})
 
 
+@documented(summary="Delete an access group")
 async def delete_model_group(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -218,6 +224,7 @@ async def _check_teams(svc: Services, team_ids: list[str] | None) -> None:
         raise bad_request(f"Unknown team ids: {', '.join(missing)}", "assigned_team_ids")
 
 
+@documented(summary="Create an access group (models, MCP servers, agents, keys, teams)", body=NewAccessGroup)
 async def create(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -232,6 +239,7 @@ async def create(request: web.Request) -> web.Response:
     return json(unified_view(record), status=201)
 
 
+@documented(summary="Every access group made through the API")
 async def list_all(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -246,11 +254,13 @@ async def _by_id(svc: Services, group_id: str) -> AccessGroupRecord:
     return record
 
 
+@documented(summary="One access group by id")
 async def get(request: web.Request) -> web.Response:
     await admin(request)
     return json(unified_view(await _by_id(services(request), request.match_info["access_group_id"])))
 
 
+@documented(summary="Change an access group", body=UpdateAccessGroup)
 async def put(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -271,6 +281,7 @@ async def put(request: web.Request) -> web.Response:
     return json(unified_view(record))
 
 
+@documented(summary="Delete an access group")
 async def remove(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

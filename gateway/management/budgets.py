@@ -15,6 +15,7 @@ from gateway import durations
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
 from gateway.management.common import Count, Name, Names, admin, body, caller, json, services, set_fields, view
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import BudgetRecord
 from gateway.store.store import BUDGETS, END_USERS, Conflict
@@ -119,6 +120,7 @@ async def update_budget(svc: Services, who: Caller, budget_id: str, changes: dic
     return budget
 
 
+@documented(summary="Create a budget", body=BudgetFields)
 async def new(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -127,6 +129,7 @@ async def new(request: web.Request) -> web.Response:
     return json(budget_view(budget))
 
 
+@documented(summary="Change a budget", body=BudgetFields)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -138,6 +141,7 @@ async def update(request: web.Request) -> web.Response:
     return json(budget_view(budget))
 
 
+@documented(summary="Budgets by id", body=BudgetIds)
 async def info(request: web.Request) -> web.Response:
     await admin(request)
     ids = (await body(request, BudgetIds)).budgets
@@ -154,6 +158,7 @@ async def _admin_view(request: web.Request) -> Caller:
     return who
 
 
+@documented(summary="A budget's fields, as LiteLLM's UI reads them", query=[Query("budget_id")])
 async def settings(request: web.Request) -> web.Response:
     await _admin_view(request)
     budget_id = request.query.get("budget_id")
@@ -166,12 +171,14 @@ async def settings(request: web.Request) -> web.Response:
                  for name, kind, description in SETTINGS])
 
 
+@documented(summary="Every budget")
 async def list_budgets(request: web.Request) -> web.Response:
     await _admin_view(request)
     found, _ = await services(request).store.find(BUDGETS, {})
     return json([budget_view(b) for b in found])
 
 
+@documented(summary="Delete a budget (its end users keep going without one)", body=BudgetDelete)
 async def delete(request: web.Request) -> web.Response:
     who = await caller(request)
     if not who.is_admin:

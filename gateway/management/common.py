@@ -72,6 +72,9 @@ async def body(request: web.Request, shape: type[T]) -> T:
     except TypeError:
         raise bad_request("a number in the request body is out of range: integers must fit in 64 bits",
                           "request_body") from None
+    if b"\\u0000" in raw and holds_nul(parsed):
+        raise bad_request("a string in the request body holds a NUL character (\\u0000), which cannot be stored",
+                          "request_body")
     try:
         # As LiteLLM's request models read it: null is the same as leaving a field out (pydantic clients
         # send null for every field they do not set), and "10" is 10 where a number is wanted.
@@ -89,6 +92,18 @@ async def body(request: web.Request, shape: type[T]) -> T:
             except DurationError as exc:
                 raise bad_request(str(exc), field) from None
     return value
+
+
+def holds_nul(parsed: Any) -> bool:
+    """PostgreSQL keeps no text (and no JSON) with a NUL character in it; SQLite would, and the two
+    stores would disagree."""
+    if isinstance(parsed, str):
+        return "\x00" in parsed
+    if isinstance(parsed, dict):
+        return any("\x00" in k or holds_nul(v) for k, v in parsed.items())
+    if isinstance(parsed, list):
+        return any(holds_nul(v) for v in parsed)
+    return False
 
 
 def without_nulls(parsed: Any) -> Any:

@@ -18,6 +18,7 @@ from gateway.catalog import CATALOG, Catalog
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import Name, admin, body, json, services
 from gateway.management.models import ADMIN_NAME
+from gateway.openapi import documented
 from gateway.router import CREDENTIAL_FIELDS
 from gateway.store.records import CredentialRecord
 from gateway.store.store import CREDENTIALS, Conflict
@@ -92,6 +93,7 @@ async def _changed(request: web.Request, name: str) -> None:
     services(request).accounts.changed("credential", name)
 
 
+@documented(summary="Create a credential", body=NewCredential)
 async def create(request: web.Request) -> web.Response:
     who = await admin(request)
     given = await body(request, NewCredential)
@@ -118,11 +120,13 @@ async def create(request: web.Request) -> web.Response:
     return json({"success": True, "message": "Credential created successfully"})
 
 
+@documented(summary="Every credential, its values masked")
 async def list_credentials(request: web.Request) -> web.Response:
     await admin(request)
     return json({"success": True, "credentials": _cards(_catalog(request))})
 
 
+@documented(summary="One credential by name")
 async def by_name(request: web.Request) -> web.Response:
     await admin(request)
     name = request.match_info["name"]
@@ -132,6 +136,7 @@ async def by_name(request: web.Request) -> web.Response:
     raise ApiError(404, f"Credential not found. Got credential name: {name}", "not_found_error")
 
 
+@documented(summary="The credential a model uses")
 async def by_model(request: web.Request) -> web.Response:
     await admin(request)
     catalog = _catalog(request)
@@ -142,6 +147,7 @@ async def by_model(request: web.Request) -> web.Response:
                  "credential_info": {}})
 
 
+@documented(summary="Change a credential", body=CredentialChange)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
     name = request.match_info["name"]
@@ -172,6 +178,7 @@ async def update(request: web.Request) -> web.Response:
     return json({"success": True, "message": "Credential updated successfully"})
 
 
+@documented(summary="Delete a credential")
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     name = request.match_info["name"]

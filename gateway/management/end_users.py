@@ -10,8 +10,16 @@ from msgspec import UNSET, UnsetType
 
 from gateway.end_users import MAX_ID_LENGTH, budget_counter
 from gateway.errors import ApiError, bad_request
-from gateway.management.budgets import BUDGET_COLUMNS, budget_changes, budget_view, create_budget, update_budget
-from gateway.management.common import Count, Name, admin, body, caller, json, services, set_fields, view
+from gateway.management.budgets import (
+    BUDGET_COLUMNS,
+    BudgetFields,
+    budget_changes,
+    budget_view,
+    create_budget,
+    update_budget,
+)
+from gateway.management.common import Name, admin, body, caller, json, services, set_fields, view
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import BudgetRecord, EndUserRecord
 from gateway.store.store import BUDGETS, END_USERS, Conflict
@@ -21,24 +29,15 @@ EndUserIds = Annotated[list[EndUserId], msgspec.Meta(max_length=1000)]
 Region = Literal["eu", "us"]
 
 
-class CustomerFields(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+class CustomerFields(BudgetFields, kw_only=True, forbid_unknown_fields=True):
     """LiteLLM's NewCustomerRequest and UpdateCustomerRequest: the end user, and its budget's limits."""
 
     user_id: EndUserId
     alias: Name | UnsetType = UNSET
     blocked: bool | UnsetType = UNSET
-    budget_id: Name | UnsetType = UNSET
     spend: float | UnsetType = UNSET
     allowed_model_region: Region | UnsetType = UNSET
     default_model: Name | UnsetType = UNSET
-    max_budget: float | UnsetType = UNSET
-    soft_budget: float | UnsetType = UNSET
-    max_parallel_requests: Count | UnsetType = UNSET
-    tpm_limit: Count | UnsetType = UNSET
-    rpm_limit: Count | UnsetType = UNSET
-    budget_duration: Name | UnsetType = UNSET
-    model_max_budget: dict[str, Any] | UnsetType = UNSET
-    budget_reset_at: str | UnsetType = UNSET
     # Kept and shown back; not acted on here.
     object_permission: Any = UNSET
     metadata: Any = UNSET
@@ -97,6 +96,7 @@ async def _check_budget_id(svc: Services, budget_id: str | None) -> None:
         raise bad_request(f"Budget not found, passed budget_id={budget_id}", "budget_id")
 
 
+@documented(summary="Create an end user (a customer), with its budget", body=CustomerFields)
 async def new(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -129,6 +129,7 @@ async def new(request: web.Request) -> web.Response:
     return json(end_user_view(record, budget or await _budget_of(svc, record)))
 
 
+@documented(summary="One end user and its budget", query=[Query("end_user_id")])
 async def info(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -143,6 +144,7 @@ async def info(request: web.Request) -> web.Response:
     return json({k: v for k, v in shown.items() if v is not None})
 
 
+@documented(summary="Change an end user or its budget", body=CustomerFields)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -169,6 +171,7 @@ async def update(request: web.Request) -> web.Response:
     return json(end_user_view(record, await _budget_of(svc, record)))
 
 
+@documented(summary="Delete end users", body=CustomerIds)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -187,6 +190,7 @@ async def delete(request: web.Request) -> web.Response:
                  "message": "Successfully deleted customers with ids: " + str(user_ids)})
 
 
+@documented(summary="Every end user")
 async def list_end_users(request: web.Request) -> web.Response:
     who = await caller(request)
     if not (who.is_master or who.role in ("proxy_admin", "proxy_admin_viewer")):
@@ -218,10 +222,12 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     return json({"blocked_users": changed})
 
 
+@documented(summary="Block end users (one never seen is created, blocked)", body=CustomerIds)
 async def block(request: web.Request) -> web.Response:
     return await _set_blocked(request, True)
 
 
+@documented(summary="Unblock end users", body=CustomerIds)
 async def unblock(request: web.Request) -> web.Response:
     return await _set_blocked(request, False)
 

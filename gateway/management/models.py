@@ -19,6 +19,7 @@ from gateway.config import ConfigError, LiteLLMParams, ModelEntry
 from gateway.errors import ApiError, bad_request
 from gateway.identity import Caller
 from gateway.management.common import Name, admin, body, json, services, view
+from gateway.openapi import documented
 from gateway.router import with_credential
 from gateway.store.records import ModelRecord
 from gateway.store.store import MODELS, Conflict
@@ -103,6 +104,7 @@ def checked(catalog: Catalog, model_id: str, model_name: str, params: dict[str, 
     return {**params, **msgspec.to_builtins(typed)}
 
 
+@documented(summary="Add a model (store_model_in_db)", body=NewModel)
 async def new_model(request: web.Request) -> web.Response:
     who = await admin(request)
     given = await body(request, NewModel)
@@ -142,6 +144,7 @@ def _in_config(catalog: Catalog, model_id: str) -> bool:
     return found is not None and not found.from_store
 
 
+@documented(summary="Change a stored model, named by model_info.id or id", body=ModelChange)
 async def update_model(request: web.Request) -> web.Response:
     """LiteLLM's /model/update: litellm_params merged into the stored ones, model_name renamed;
     the model is named by model_info.id (or `id`)."""
@@ -159,6 +162,7 @@ async def update_model(request: web.Request) -> web.Response:
     return json(shown(await _change(request, who, model_id, change.model_name, change.litellm_params, None)))
 
 
+@documented(summary="Change a stored model", body=ModelChange)
 async def patch_model(request: web.Request) -> web.Response:
     """PATCH /model/{model_id}/update: only the fields given change; litellm_params and model_info
     are merged into the stored ones."""
@@ -204,6 +208,7 @@ async def _change(request: web.Request, who: Caller, model_id: str, name: str | 
     return updated
 
 
+@documented(summary="Delete a stored model", body=ModelDelete)
 async def delete_model(request: web.Request) -> web.Response:
     await admin(request)
     given = await body(request, ModelDelete)

@@ -34,6 +34,7 @@ from gateway.management.common import (
     with_extra,
 )
 from gateway.management.teams import find_user, team_view
+from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import OrgMember, OrgRecord, UserRecord
 from gateway.store.store import KEYS, ORGS, TEAMS, USERS, Conflict
@@ -162,6 +163,7 @@ async def existing(svc: Services, org_id: str, status: int = 404) -> OrgRecord:
     return org
 
 
+@documented(summary="Create an organization", body=NewOrg)
 async def new_org(request: web.Request) -> web.Response:
     who = await caller(request)
     if not who.is_admin:
@@ -182,6 +184,7 @@ async def new_org(request: web.Request) -> web.Response:
     return json(org_view(record))
 
 
+@documented(summary="Change an organization", body=UpdateOrg)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
@@ -198,6 +201,7 @@ async def update(request: web.Request) -> web.Response:
     return json(await with_members(svc, org))
 
 
+@documented(summary="Delete organizations, with their teams and keys", body=DeleteOrgs)
 async def delete(request: web.Request) -> web.Response:
     """As LiteLLM: the organizations go with their teams, their memberships and their keys."""
     who = await caller(request)
@@ -223,6 +227,7 @@ async def delete(request: web.Request) -> web.Response:
     return json(shown)
 
 
+@documented(summary="Organizations (all for an admin, one's own otherwise)")
 async def list_orgs(request: web.Request) -> web.Response:
     """Every organization for an admin; for anyone else, those they are a member of."""
     who = await caller(request)
@@ -233,6 +238,7 @@ async def list_orgs(request: web.Request) -> web.Response:
     return json([await with_members(svc, o) for o in orgs])
 
 
+@documented(summary="One organization, its members and teams", query=[Query("organization_id")])
 async def info(request: web.Request) -> web.Response:
     who = await caller(request)
     svc = services(request)
@@ -248,6 +254,7 @@ async def info(request: web.Request) -> web.Response:
     return json(await with_members(svc, org))
 
 
+@documented(summary="Organizations by id", body=OrgsRef)
 async def info_many(request: web.Request) -> web.Response:
     """LiteLLM's older POST /organization/info: a list of organizations by id."""
     await admin(request)
@@ -259,6 +266,7 @@ async def info_many(request: web.Request) -> web.Response:
     return json([org_view(o) for o in orgs])
 
 
+@documented(summary="Add members to an organization", body=AddMembers)
 async def member_add(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -311,6 +319,7 @@ async def _member_id(svc: Services, user_id: str | None, user_email: str | None)
     return user.user_id
 
 
+@documented(summary="Change a member's role or budget", body=UpdateMember)
 async def member_update(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)
@@ -339,6 +348,7 @@ async def member_update(request: web.Request) -> web.Response:
     return json(member_view(asked.organization_id, found[0]))
 
 
+@documented(summary="Remove a member from an organization", body=RemoveMember)
 async def member_delete(request: web.Request) -> web.Response:
     await admin(request)
     svc = services(request)

@@ -13,6 +13,7 @@ from aiohttp import web
 
 from gateway.config import Config, RoutingStrategy
 from gateway.management.common import admin, caller, json, services
+from gateway.openapi import documented
 
 
 class Field(msgspec.Struct):
@@ -81,6 +82,7 @@ def current_values(config: Config) -> dict[str, Any]:
     return values
 
 
+@documented(summary="The router's settings, their types and current values")
 async def router_settings(request: web.Request) -> web.Response:
     await admin(request)
     values = current_values(services(request).config)
@@ -108,10 +110,12 @@ class CostMap:
     def __init__(self, table: dict[str, dict[str, Any]]) -> None:
         self.payload = cost_map(table)
 
+    @documented(summary="The model cost map", public=True)
     async def handle(self, request: web.Request) -> web.Response:
         return web.Response(body=self.payload, content_type="application/json")
 
 
+@documented(summary="The public model groups")
 async def model_hub(request: web.Request) -> web.Response:
     await caller(request)
     found = services(request)

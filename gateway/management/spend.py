@@ -181,6 +181,7 @@ def _moment(raw: str | None, name: str) -> float | None:
     return (moment if moment.tzinfo else moment.replace(tzinfo=UTC)).timestamp()
 
 
+@documented(summary="Top end users by spend", body=EndUsersSpend)
 async def global_end_users(request: web.Request) -> web.Response:
     """LiteLLM's top end users by spend over a window (the last 30 days unless given), at most 100:
     `[{"end_user", "total_count", "total_spend"}]`. The window is read in whole UTC days."""
@@ -196,6 +197,7 @@ async def global_end_users(request: web.Request) -> web.Response:
                  for row in top])
 
 
+@documented(summary="Every end user with spend")
 async def all_end_users(request: web.Request) -> web.Response:
     await admin(request)
     rows = await services(request).store.spend_totals({}, None, None, "end_user")

@@ -18,7 +18,7 @@ from gateway import durations
 from gateway.access import EVERY_MODEL, allows
 from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
-from gateway.identity import Caller
+from gateway.identity import PROXY_ADMIN_USER, Caller
 from gateway.management.common import (
     Count,
     Money,
@@ -268,11 +268,15 @@ async def join(svc: Services, team_id: str, user: UserRecord, role: str = "user"
     svc.accounts.changed("team", team_id)
 
 
-def _admitted(who: Caller, members: list[Member]) -> list[Member]:
-    """As in LiteLLM, whoever makes a team is its admin, when they are a user at all."""
-    if who.user_id is None or any(m.user_id == who.user_id for m in members):
+def _admitted(who: Caller, members: list[Member], svc: Services) -> list[Member]:
+    """As in LiteLLM, whoever makes a team is its admin: a key's user, or for the master key the proxy
+    admin's user `default_user_id` (unless general_settings.disable_auto_add_proxy_admin_to_teams)."""
+    maker = who.user_id
+    if maker is None and who.is_master and not svc.config.general_settings.disable_auto_add_proxy_admin_to_teams:
+        maker = PROXY_ADMIN_USER
+    if maker is None or any(m.user_id == maker for m in members):
         return members
-    return [*members, Member(role="admin", user_id=who.user_id)]
+    return [*members, Member(role="admin", user_id=maker)]
 
 
 def _check_members(members: list[Member]) -> None:
@@ -293,7 +297,7 @@ async def new_team(request: web.Request) -> web.Response:
     asked = await body(request, NewTeam)
     fields = with_extra(set_fields(asked), KEPT_TEAM_FIELDS, {})
     team_id = fields.get("team_id") or uuid.uuid4().hex
-    members = _admitted(who, list(fields.get("members_with_roles", [])))
+    members = _admitted(who, list(fields.get("members_with_roles", [])), svc)
     _check_members(members)
     taken = ApiError(400, f"Team id = {team_id} already exists. Please use a different team id.",
                      "bad_request_error", "team_id")

@@ -1,0 +1,113 @@
+"""Settlements for Redis, gathered across requests and sent as one pipeline.
+
+A request's settlement (its budget reservation replaced by the real cost, its tpm estimate given
+back, its parallel slots released, its deployment's tokens) needs no answer, so none is awaited:
+each is queued here, in the settlement path (`settle_at_once`), and every `interval` seconds, or
+as soon as `most` are waiting, they go to Redis as one pipeline, each command as it would have
+been sent alone (the same scripts, the same keys). `close` sends whatever is still queued, so a
+settlement made before shutdown is not lost.
+
+A pipeline that fails is logged and dropped, as a single settlement that failed was: slots expire
+by themselves, and a reservation left behind is gone with its counter's period.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from typing import Any
+
+from redis.commands.core import AsyncScript
+from redis.exceptions import NoScriptError
+
+from gateway.background import Background
+from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
+from gateway.shared_link import SharedLink, reported
+
+log = logging.getLogger("gateway.settle")
+
+INTERVAL = 0.01  # seconds a settlement may wait for others to go with it
+MOST = 512  # settlements sent at once, without waiting for the interval
+
+LABELS = ("settle",)  # one pipeline is one call, timed as such
+Item = tuple[AsyncScript | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
+
+
+class SettleBatch:
+    def __init__(self, redis: Any, link: SharedLink, tallies: Tallies, interval: float = INTERVAL,
+                 most: int = MOST) -> None:
+        self.redis = redis
+        self.link = link
+        self.tallies = tallies
+        self.interval = interval
+        self.most = most
+        self.items: list[Item] = []
+        self.loaded: set[str] = set()
+        self.timer: asyncio.TimerHandle | None = None
+        self.background = Background()
+
+    def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> None:
+        self._add((script, keys, args))
+
+    def zrem(self, key: str, member: str) -> None:
+        self._add((None, [key], [member]))
+
+    def _add(self, item: Item) -> None:
+        self.items.append(item)
+        if len(self.items) >= self.most:
+            self._send()
+        elif self.timer is None:
+            self.timer = asyncio.get_running_loop().call_later(self.interval, self._send)
+
+    def _send(self) -> None:
+        if self.timer is not None:
+            self.timer.cancel()
+            self.timer = None
+        items, self.items = self.items, []
+        if items:
+            self.background.spawn(self._flush(items))
+
+    async def _flush(self, items: list[Item]) -> None:
+        link = self.link
+        if link.down:
+            log.warning("%d settlements not sent: Redis is unreachable", len(items))
+            return
+        started = time.perf_counter()
+        try:
+            async with asyncio.timeout(link.timeout * 4):
+                await self._pipeline(items)
+        except Exception as exc:
+            self.tallies.add("litellm_redis_fails", LABELS)
+            link.failed(exc)
+            if not reported(exc):
+                log.error("%d settlements not sent to Redis: %s: %s", len(items), type(exc).__name__, exc)
+            else:
+                log.warning("%d settlements not sent: %s: %s", len(items), type(exc).__name__, exc)
+        finally:
+            self.tallies.observe("litellm_redis_latency", LABELS, time.perf_counter() - started, REDIS_BUCKETS)
+
+    async def _pipeline(self, items: list[Item]) -> None:
+        for unloaded in {id(s): s for s, _, _ in items if s is not None and s.sha not in self.loaded}.values():
+            await self.redis.script_load(unloaded.script)
+            self.loaded.add(unloaded.sha)
+        pipe = self.redis.pipeline(transaction=False)
+        for script, keys, args in items:
+            if script is None:
+                pipe.zrem(keys[0], *args)
+            else:
+                pipe.evalsha(script.sha, len(keys), *keys, *args)
+        results = await pipe.execute(raise_on_error=False)
+        again = [item for item, result in zip(items, results) if isinstance(result, NoScriptError)]
+        if again:  # Redis restarted or its scripts were flushed: each is sent by itself, loading it
+            self.loaded.clear()
+            for retried, keys, args in again:
+                assert retried is not None
+                await retried(keys=keys, args=args)
+        failed = next((r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)), None)
+        if failed is not None:
+            raise failed
+
+    async def close(self) -> None:
+        self._send()
+        await self.background.finish()
