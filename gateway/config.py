@@ -15,6 +15,8 @@ from typing import Annotated, Any, Literal
 import msgspec
 import yaml
 
+from gateway.durations import PATTERN as DURATION
+
 ENV_PREFIX = "os.environ/"
 # Where the store and the spool were, whatever the config's name, before they were named after it.
 LEGACY_DATABASE = "gateway.db"
@@ -115,6 +117,10 @@ class GeneralSettings(Struct):
     custom_key_generate: str | None = None  # `module.function`: an async function that may refuse /key/generate
     # LiteLLM adds the master key's caller (user `default_user_id`) to each team it makes, as an admin, unless this.
     disable_auto_add_proxy_admin_to_teams: bool | None = None
+    # Spend records older than this are dropped ("30d"); how often that runs (a day unless set).
+    maximum_spend_logs_retention_period: str | None = None
+    maximum_spend_logs_retention_interval: str | None = None
+    maximum_spend_logs_cleanup_cron: str | None = None  # accepted; the interval above is what schedules
 
 
 class TeamKeyGeneration(Struct):
@@ -342,6 +348,12 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
         config = msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_with_valid_values(_readable(str(exc)), str(exc))) from None
+    general = config.general_settings
+    for name in ("maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval"):
+        value = getattr(general, name)
+        if value is not None and not DURATION.match(str(value).strip()):
+            raise ConfigError(f"general_settings.{name}: {value!r} is not a duration; write a number and a unit: "
+                              "7d, 24h, 60m, 3600s")
     if not config.model_list and not config.general_settings.store_model_in_db:
         strays = [k for k in resolved if k not in Config.__struct_fields__]
         hint = f" (unknown top-level keys: {', '.join(strays)}; a typo?)" if strays else ""
@@ -358,7 +370,7 @@ IGNORED_SETTINGS = {
     "litellm_settings": ("drop_params", "set_verbose", "modify_params"),
     "router_settings": ("enable_pre_call_checks",),
     "general_settings": ("max_response_size_mb", "use_x_forwarded_for", "health_check_interval",
-                         "background_health_checks"),
+                         "background_health_checks", "maximum_spend_logs_cleanup_cron"),
 }
 
 

@@ -23,6 +23,7 @@ from gateway.pricing import Pricing
 from gateway.router import Router
 from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
+from gateway.spend.upkeep import SpendUpkeep
 from gateway.spend.writer import SpendWriter
 from gateway.store.database import SQLiteDatabase, open_database
 from gateway.store.records import AccessGroupRecord, TeamRecord
@@ -35,14 +36,17 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch")
+                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch",
+                 "spend_upkeep")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
                  redis_link: SharedLink | None = None, node: NodeClient | None = None,
-                 clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None) -> None:
+                 clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None,
+                 spend_upkeep: SpendUpkeep | None = None) -> None:
         self.settle_batch = settle_batch
+        self.spend_upkeep = spend_upkeep
         self.redis_link = redis_link
         self.node = node
         self.tallies = tallies
@@ -60,6 +64,8 @@ class Services:
         self.clock = clock
 
     async def close(self) -> None:
+        if self.spend_upkeep is not None:
+            await self.spend_upkeep.close()
         await self.spend_writer.close()
         await self.ledger.close()
         if self.settle_batch is not None:
@@ -107,6 +113,10 @@ async def open_services(config: Config, router: Router) -> Services:
     spool = Spool(config.gateway_settings.spool_dir)
     writer = SpendWriter(spool, store, settings.spend_write_interval)
     writer.start()
+    general = config.general_settings
+    upkeep = SpendUpkeep(store, general.maximum_spend_logs_retention_period,
+                         general.maximum_spend_logs_retention_interval)
+    upkeep.start()
     ledger: Ledger
     limiter: Limiter
     tallies = Tallies()
@@ -134,7 +144,7 @@ async def open_services(config: Config, router: Router) -> Services:
         price = pricing.price(deployment, deployment.model_template)
         deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
     return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
-                    tallies, redis, link, node, settle_batch=batch)
+                    tallies, redis, link, node, settle_batch=batch, spend_upkeep=upkeep)
 
 
 def redis_url(config: Config) -> str | None:

@@ -106,6 +106,8 @@ REFUSED = [
     pytest.param({"model_lists": [mock("a")]}, ["model_list is empty", "model_lists; a typo?"], id="typo-top-level"),
     pytest.param({"model_list": [mock("a")], "include": "missing.yaml"}, ["cannot read config", "missing.yaml"],
                  id="include-missing"),
+    pytest.param({"model_list": [mock("a")], "general_settings": {"maximum_spend_logs_retention_period": "a month"}},
+                 ["general_settings.maximum_spend_logs_retention_period", "a month", "7d"], id="retention-period"),
 ]
 
 

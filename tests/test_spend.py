@@ -8,6 +8,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import asyncpg
 import orjson
 import pytest
 
@@ -20,9 +21,9 @@ PRICE_IN, PRICE_OUT = 0.001, 0.002
 PATIENCE = 15.0
 
 
-@pytest.fixture(scope="module")
-def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
-    config = {
+@pytest.fixture(scope="module", params=["sqlite", "postgres"])
+def gateway(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[Gateway]:
+    config: dict[str, Any] = {
         "model_list": [
             deployment("priced", upstream.base_url, input_cost_per_token=PRICE_IN, output_cost_per_token=PRICE_OUT),
             deployment("gpt-4o-mini", upstream.base_url, model="openai/gpt-4o-mini"),
@@ -32,8 +33,28 @@ def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
         ],
         "general_settings": {"master_key": MASTER},
     }
-    with Gateway(config) as gw:
-        yield gw
+    base, schema = None, None
+    if request.param == "postgres":
+        base = str(request.getfixturevalue("postgres_base"))
+        schema = f"gw_spend_{uuid.uuid4().hex[:12]}"
+        config["general_settings"]["database_url"] = f"{base}{'&' if '?' in base else '?'}schema={schema}"
+    try:
+        with Gateway(config, env={"DATABASE_URL": ""}) as gw:
+            yield gw
+    finally:
+        if base is not None and schema is not None:
+            drop_schema(base, schema)
+
+
+def drop_schema(base: str, schema: str) -> None:
+    async def drop() -> None:
+        conn = await asyncpg.connect(base)
+        try:
+            await conn.execute(f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+        finally:
+            await conn.close()
+
+    asyncio.run(drop())
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> dict[str, Any]:

@@ -126,11 +126,8 @@ async def _totals(request: web.Request, column: str) -> list[tuple[str, float]]:
     """All-time spend per value of a spend-log column, largest first, at most `?limit=` of them."""
     await admin(request)
     limit = query_int(request, "limit", 10, 1, 10_000)
-    totals: dict[str, float] = {}
-    for row in await services(request).store.spend_by_day({}, None, None, column):
-        if row["grp"] is not None:
-            totals[row["grp"]] = totals.get(row["grp"], 0.0) + row["spend"]
-    return sorted(totals.items(), key=lambda item: item[1], reverse=True)[:limit]
+    rows = await services(request).store.spend_totals({}, None, None, column, limit)
+    return [(row["grp"], row["spend"]) for row in rows]
 
 
 @documented(summary="Top keys by spend", query=[Query("limit", "integer")])
@@ -187,7 +184,7 @@ def _moment(raw: str | None, name: str) -> float | None:
 @documented(summary="Top end users by spend", body=EndUsersSpend)
 async def global_end_users(request: web.Request) -> web.Response:
     """LiteLLM's top end users by spend over a window (the last 30 days unless given), at most 100:
-    `[{"end_user", "total_count", "total_spend"}]`."""
+    `[{"end_user", "total_count", "total_spend"}]`. The window is read in whole UTC days."""
     await admin(request)
     svc = services(request)
     asked = await body(request, EndUsersSpend)
@@ -195,21 +192,16 @@ async def global_end_users(request: web.Request) -> web.Response:
     start = _moment(asked.startTime, "startTime") or now - 30 * 86400
     end = _moment(asked.endTime, "endTime") or now
     where = {"api_key": token_of(asked.api_key)} if asked.api_key else {}
-    totals: dict[str, list[float]] = {}
-    for row in await svc.store.spend_by_day(where, start, end, "end_user"):
-        if row["grp"] is not None:
-            entry = totals.setdefault(row["grp"], [0, 0.0])
-            entry[0] += int(row["requests"])
-            entry[1] += row["spend"]
-    top = sorted(totals.items(), key=lambda item: item[1][1], reverse=True)[:100]
-    return json([{"end_user": name, "total_count": int(count), "total_spend": spend} for name, (count, spend) in top])
+    top = await svc.store.spend_totals(where, start, end, "end_user", 100)
+    return json([{"end_user": row["grp"], "total_count": int(row["requests"]), "total_spend": row["spend"]}
+                 for row in top])
 
 
 @documented(summary="Every end user with spend")
 async def all_end_users(request: web.Request) -> web.Response:
     await admin(request)
-    rows = await services(request).store.spend_by_day({}, None, None, "end_user")
-    return json({"end_users": sorted({row["grp"] for row in rows if row["grp"] is not None})})
+    rows = await services(request).store.spend_totals({}, None, None, "end_user")
+    return json({"end_users": sorted(row["grp"] for row in rows)})
 
 
 class CostRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):

@@ -9,8 +9,53 @@ from gateway.store.database import Database
 
 log = logging.getLogger("gateway.store")
 
+# A statement, or statements per dialect ({"postgres": [...], "sqlite": [...]}) where the two differ.
+Statement = str | dict[str, list[str]]
+
+# The spend log's columns as of migration 10, for the tables that migration makes.
+SPEND_LOG_COLUMNS = """request_id TEXT NOT NULL, api_key TEXT, key_alias TEXT, user_id TEXT, team_id TEXT, model TEXT,
+    model_group TEXT, model_id TEXT, upstream_model TEXT, provider TEXT, api_base TEXT, call_type TEXT NOT NULL,
+    stream BOOLEAN NOT NULL, prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL,
+    total_tokens BIGINT NOT NULL, usage_estimated BOOLEAN NOT NULL, spend DOUBLE PRECISION NOT NULL,
+    start_time DOUBLE PRECISION NOT NULL, end_time DOUBLE PRECISION NOT NULL, ttft_ms DOUBLE PRECISION,
+    status TEXT NOT NULL, status_code BIGINT NOT NULL, error TEXT, tags TEXT NOT NULL, client_ip TEXT, end_user TEXT,
+    PRIMARY KEY (request_id, start_time)"""
+SPEND_LOG_NAMES = ("request_id, api_key, key_alias, user_id, team_id, model, model_group, model_id, upstream_model, "
+                   "provider, api_base, call_type, stream, prompt_tokens, completion_tokens, total_tokens, "
+                   "usage_estimated, spend, start_time, end_time, ttft_ms, status, status_code, error, tags, "
+                   "client_ip, end_user")
+SPEND_LOG_INDEXES = [
+    "CREATE INDEX gw_spend_key ON gw_spend_logs (api_key, start_time)",
+    "CREATE INDEX gw_spend_user ON gw_spend_logs (user_id, start_time)",
+    "CREATE INDEX gw_spend_team ON gw_spend_logs (team_id, start_time)",
+    "CREATE INDEX gw_spend_time ON gw_spend_logs (start_time)",
+    "CREATE INDEX gw_spend_end_user ON gw_spend_logs (end_user, start_time)",
+]
+# One row per UTC day and (key, user, team, end user, model group, model asked for); '' stands for none, as a unique key
+# treats NULLs as all different.
+SPEND_DAILY = [
+    """CREATE TABLE gw_spend_daily (
+        day TEXT NOT NULL, api_key TEXT NOT NULL, user_id TEXT NOT NULL, team_id TEXT NOT NULL,
+        end_user TEXT NOT NULL, model_group TEXT NOT NULL, model TEXT NOT NULL, spend DOUBLE PRECISION NOT NULL,
+        prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+        requests BIGINT NOT NULL, PRIMARY KEY (day, api_key, user_id, team_id, end_user, model_group, model))""",
+    "CREATE INDEX gw_spend_daily_key ON gw_spend_daily (api_key, day)",
+    "CREATE INDEX gw_spend_daily_user ON gw_spend_daily (user_id, day)",
+    "CREATE INDEX gw_spend_daily_team ON gw_spend_daily (team_id, day)",
+    "CREATE INDEX gw_spend_daily_end_user ON gw_spend_daily (end_user, day)",
+]
+SPEND_DAILY_FILL = (
+    "INSERT INTO gw_spend_daily SELECT {day} AS d, COALESCE(api_key, ''), COALESCE(user_id, ''), "
+    "COALESCE(team_id, ''), COALESCE(end_user, ''), COALESCE(model_group, ''), COALESCE(model, ''), SUM(spend), "
+    "SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), COUNT(*) FROM gw_spend_logs "
+    "GROUP BY 1, 2, 3, 4, 5, 6, 7")
+DAY_OF_START = {
+    "postgres": "to_char(to_timestamp(start_time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
+    "sqlite": "date(start_time, 'unixepoch')",
+}
+
 # Each entry is applied once, in order; never edit one that has shipped, add the next.
-MIGRATIONS: list[tuple[int, str, list[str]]] = [
+MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
     (1, "keys, users, teams and the change log", [
         """CREATE TABLE gw_keys (
             token TEXT PRIMARY KEY, key_name TEXT NOT NULL, key_alias TEXT, user_id TEXT, team_id TEXT,
@@ -120,6 +165,35 @@ MIGRATIONS: list[tuple[int, str, list[str]]] = [
         "CREATE INDEX gw_keys_windows_reset ON gw_keys (budget_limits_reset_at)",
         "CREATE INDEX gw_keys_rotation ON gw_keys (key_rotation_at)",
     ]),
+    (10, "spend logs keyed by (request id, start time), by day on PostgreSQL, with daily totals", [
+        {"postgres": [
+            "ALTER TABLE gw_spend_logs RENAME TO gw_spend_logs_v9",
+            f"CREATE TABLE gw_spend_logs ({SPEND_LOG_COLUMNS}) PARTITION BY RANGE (start_time)",
+            "CREATE TABLE gw_spend_logs_default PARTITION OF gw_spend_logs DEFAULT",
+            # A partition for every day the old table has rows of (named as gateway/spend/partitions.py names them).
+            """DO $$ DECLARE d BIGINT; BEGIN
+                FOR d IN SELECT DISTINCT floor(start_time / 86400)::BIGINT FROM gw_spend_logs_v9 LOOP
+                    EXECUTE format('CREATE TABLE %I PARTITION OF gw_spend_logs FOR VALUES FROM (%s) TO (%s)',
+                        'gw_spend_logs_p' || to_char(to_timestamp(d * 86400) AT TIME ZONE 'UTC', 'YYYYMMDD'),
+                        d * 86400, (d + 1) * 86400);
+                END LOOP; END $$""",
+            f"INSERT INTO gw_spend_logs ({SPEND_LOG_NAMES}) SELECT {SPEND_LOG_NAMES} FROM gw_spend_logs_v9",
+            "DROP TABLE gw_spend_logs_v9",
+            *SPEND_LOG_INDEXES,
+            *SPEND_DAILY,
+            # Room in each page, so that adding to a day's row is a HOT update that touches no index.
+            "ALTER TABLE gw_spend_daily SET (fillfactor = 50)",
+            SPEND_DAILY_FILL.format(day=DAY_OF_START["postgres"]),
+        ], "sqlite": [
+            f"CREATE TABLE gw_spend_logs_v10 ({SPEND_LOG_COLUMNS})",
+            f"INSERT INTO gw_spend_logs_v10 ({SPEND_LOG_NAMES}) SELECT {SPEND_LOG_NAMES} FROM gw_spend_logs",
+            "DROP TABLE gw_spend_logs",
+            "ALTER TABLE gw_spend_logs_v10 RENAME TO gw_spend_logs",
+            *SPEND_LOG_INDEXES,
+            *SPEND_DAILY,
+            SPEND_DAILY_FILL.format(day=DAY_OF_START["sqlite"]),
+        ]},
+    ]),
 ]
 
 CHANGES_TABLE = {
@@ -129,6 +203,16 @@ CHANGES_TABLE = {
                 "ref TEXT NOT NULL, at DOUBLE PRECISION NOT NULL)",
 }
 LOCK_ID = 7_340_112_001  # pg_advisory_xact_lock key for migrations
+
+
+def _for_dialect(statements: list[Statement], dialect: str) -> list[str]:
+    found: list[str] = []
+    for statement in statements:
+        if isinstance(statement, dict):
+            found.extend(statement[dialect])
+        else:
+            found.append(statement.format(changes_table=CHANGES_TABLE[dialect]))
+    return found
 
 
 async def migrate(db: Database) -> int:
@@ -144,8 +228,8 @@ async def migrate(db: Database) -> int:
         for version, description, statements in MIGRATIONS:
             if version <= current:
                 continue
-            for statement in statements:
-                await tx.execute(statement.format(changes_table=CHANGES_TABLE[db.dialect]))
+            for statement in _for_dialect(statements, db.dialect):
+                await tx.execute(statement)
             await tx.execute("INSERT INTO gw_schema (version, description, applied_at) VALUES ($1, $2, $3)",
                              version, description, time.time())
             log.info("schema: applied migration %d (%s)", version, description)

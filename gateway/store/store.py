@@ -15,10 +15,11 @@ import msgspec
 
 from gateway import durations
 from gateway.budget import windows
+from gateway.spend import partitions
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
-from gateway.store.migrations import migrate
+from gateway.store.migrations import DAY_OF_START, migrate
 from gateway.store.records import (
     AccessGroupRecord,
     BudgetRecord,
@@ -33,6 +34,11 @@ from gateway.store.records import (
 )
 
 R = TypeVar("R", bound=Record)
+START_TIME = SPEND_COLUMNS.index("start_time")
+# What the daily totals are kept per (besides the day); spend can be filtered and grouped by any of them.
+DAILY_DIMENSIONS = ("api_key", "user_id", "team_id", "end_user", "model_group", "model")
+# Rows per delete when retention trims SQLite's log: short transactions, so writers are not held up.
+RETENTION_BATCH = 5000
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
 CHUNK = 500
 
@@ -85,6 +91,7 @@ CREDENTIALS = Table("gw_credentials", "credential", CredentialRecord, "credentia
 class Store:
     def __init__(self, db: Database) -> None:
         self.db = db
+        self.partition_days: set[int] = set()  # PostgreSQL's day partitions known to exist
 
     async def start(self) -> None:
         await migrate(self.db)
@@ -116,7 +123,7 @@ class Store:
 
     async def key_for_requests(self, token: str) -> KeyRecord | None:
         """A key as the request path needs it: with the spend of each budget window's current period,
-        from the spend logs (its own and those of the keys it was regenerated from)."""
+        from the daily totals and the spend logs (its own and those of the keys it was regenerated from)."""
         key = await self.get(KEYS, token)
         if key is None or not key.budget_limits:
             return key
@@ -124,16 +131,27 @@ class Store:
         starts = {w.budget_duration: p.start for w in key.budget_limits if (p := windows.period(w, now)).stored}
         if not starts:
             return key
-        names = list(starts)
-        sums = ", ".join(f"COALESCE(SUM(CASE WHEN start_time >= ${i + 2} THEN spend ELSE 0 END), 0) AS w{i}"
-                         for i in range(len(names)))
-        row = await self.db.fetchrow(
-            f"SELECT {sums} FROM gw_spend_logs WHERE start_time >= ${len(names) + 2} AND (api_key = $1 OR "
-            "api_key IN (SELECT token FROM gw_key_successors WHERE successor = $1))",
-            token, *starts.values(), min(starts.values()))
-        if row is None:
-            return key
-        return msgspec.structs.replace(key, window_spend={n: float(row[f"w{i}"]) for i, n in enumerate(names)})
+        spent = {name: await self._key_spend_since(token, start, now) for name, start in starts.items()}
+        return msgspec.structs.replace(key, window_spend=spent)
+
+    async def _key_spend_since(self, token: str, start: float, now: float) -> float:
+        """A key's spend (its own and its predecessors') since `start`: whole UTC days from the daily totals,
+        and from the log only the part-days at either end, so a 30-day window reads at most two days of records."""
+        keys = "(api_key = $1 OR api_key IN (SELECT token FROM gw_key_successors WHERE successor = $1))"
+        first, today = -int(-start // partitions.DAY), partitions.day_of(now)
+        if first >= today:
+            row = await self.db.fetchrow(
+                f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_logs WHERE start_time >= $2 AND {keys}",
+                token, start)
+            return float(row["s"]) if row else 0.0
+        edges = await self.db.fetchrow(
+            f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_logs WHERE ((start_time >= $2 AND start_time < $3) "
+            f"OR start_time >= $4) AND {keys}", token, start, float(first * partitions.DAY),
+            float(today * partitions.DAY))
+        days = await self.db.fetchrow(
+            f"SELECT COALESCE(SUM(spend), 0) AS s FROM gw_spend_daily WHERE day >= $2 AND day < $3 AND {keys}",
+            token, partitions.iso_day(first), partitions.iso_day(today))
+        return (float(edges["s"]) if edges else 0.0) + (float(days["s"]) if days else 0.0)
 
     async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
                    limit: int | None = None) -> tuple[list[R], int]:
@@ -347,15 +365,42 @@ class Store:
         return await self.write_spend_lines(b"".join(spool_line(r) for r in records))
 
     async def write_spend_lines(self, lines: bytes) -> int:
-        """Insert spooled records once each (a known request id is skipped) and add the new ones'
-        cost to their key, user and team totals in the same transaction; how many were new."""
+        """Insert spooled records once each (a known (request id, start time) is skipped) and add the new
+        ones' cost to their key, user and team totals and to the daily totals in the same transaction;
+        how many were new. A replayed spool line carries the start time it was first written with, so a
+        segment read twice is still counted once."""
         if not lines.strip():
             return 0
         rows = rows_of(lines)
+        if self.db.dialect == "postgres" and rows:
+            await self.ensure_spend_partitions({partitions.day_of(r[START_TIME]) for r in rows})
         async with self.db.transaction() as tx:
             if self.db.dialect == "sqlite":
                 return await _insert_spend_sqlite(tx, rows)
             return await _insert_spend_copy(tx, rows)
+
+    async def ensure_spend_partitions(self, days: set[int]) -> None:
+        """PostgreSQL: make sure each of these days has its partition (no-op for days made before)."""
+        if self.db.dialect != "postgres" or days <= self.partition_days:
+            return
+        self.partition_days |= await partitions.ensure(self.db, days - self.partition_days)
+
+    async def prune_spend_logs(self, cutoff: float) -> int:
+        """Retention: drop spend records that started before `cutoff`. PostgreSQL drops whole day partitions
+        (a day straddling the cutoff stays until it is wholly past); SQLite deletes in short batches. The
+        daily totals stay, so reports over older days still answer. The number of partitions or rows gone."""
+        if self.db.dialect == "postgres":
+            dropped = await partitions.drop_before(self.db, cutoff)
+            self.partition_days -= {d for name in dropped if (d := partitions.day_named(name)) is not None}
+            return len(dropped)
+        removed = 0
+        while True:
+            gone = await self.db.execute(
+                "DELETE FROM gw_spend_logs WHERE rowid IN (SELECT rowid FROM gw_spend_logs WHERE start_time < $1 "
+                f"LIMIT {RETENTION_BATCH})", cutoff)
+            removed += gone
+            if gone < RETENTION_BATCH:
+                return removed
 
     async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None,
                          limit: int) -> list[SpendRecord]:
@@ -366,11 +411,38 @@ class Store:
 
     async def spend_by_day(self, where: dict[str, Any], start: float | None, end: float | None,
                            group: str) -> list[Row]:
-        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column)."""
+        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column), from the
+        daily totals: whole UTC days, those that `start` and `end` fall in included. Filtered by a column the
+        totals do not keep (a request id), from the log itself, which that filter narrows to a row or two."""
         if group not in SPEND_COLUMNS:
             raise ValueError(f"cannot group spend by {group}")
-        day = ("date(start_time, 'unixepoch')" if self.db.dialect == "sqlite"
-               else "to_char(to_timestamp(start_time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')")
+        if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
+            return await self._spend_by_day_from_log(where, start, end, group)
+        clauses, args = _daily_filter(where, start, end)
+        return await self.db.fetch(
+            f"SELECT day, NULLIF({group}, '') AS grp, NULLIF(model_group, '') AS model_group, SUM(spend) AS spend, "
+            f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
+            f"FROM gw_spend_daily{clauses} GROUP BY day, {group}, gw_spend_daily.model_group "
+            f"ORDER BY day, grp, model_group",
+            *args)
+
+    async def spend_totals(self, where: dict[str, Any], start: float | None, end: float | None, group: str,
+                           limit: int | None = None) -> list[Row]:
+        """Spend, tokens and requests per value of `group` (one of DAILY_DIMENSIONS) over whole UTC days,
+        largest spend first, leaving out records without a value; from the daily totals."""
+        if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
+            raise ValueError(f"cannot total spend by {group} filtered by {sorted(where)}")
+        clauses, args = _daily_filter({**where}, start, end)
+        clauses = f"{clauses} AND {group} <> ''" if clauses else f" WHERE {group} <> ''"
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        return await self.db.fetch(
+            f"SELECT {group} AS grp, SUM(spend) AS spend, CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, "
+            f"CAST(SUM(requests) AS BIGINT) AS requests FROM gw_spend_daily{clauses} GROUP BY {group} "
+            f"ORDER BY SUM(spend) DESC, {group}{page}", *args)
+
+    async def _spend_by_day_from_log(self, where: dict[str, Any], start: float | None, end: float | None,
+                                     group: str) -> list[Row]:
+        day = DAY_OF_START[self.db.dialect]
         clauses, args = self._spend_filter(where, start, end)
         return await self.db.fetch(
             f"SELECT {day} AS day, {group} AS grp, model_group, SUM(spend) AS spend, "
@@ -417,6 +489,36 @@ class Store:
         await self.db.execute("DELETE FROM gw_changes WHERE at < $1", older_than)
 
 
+def _daily_filter(where: dict[str, Any], start: float | None, end: float | None) -> tuple[str, list[Any]]:
+    """WHERE for the daily totals: the columns given, and the UTC days from `start`'s to `end`'s
+    (an end on midnight is exclusive, as the log's own filter reads it)."""
+    clauses, args = [], []
+    for column, value in where.items():
+        args.append("" if value is None else value)
+        clauses.append(f"{column} = ${len(args)}")
+    if start is not None:
+        args.append(partitions.iso_day(partitions.day_of(start)))
+        clauses.append(f"day >= ${len(args)}")
+    if end is not None:
+        args.append(partitions.iso_day(-int(-end // partitions.DAY)))
+        clauses.append(f"day < ${len(args)}")
+    return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+# Daily totals of the records in {source} (a FROM and the start of a WHERE), added to what each day has.
+DAILY_SPEND = (
+    "INSERT INTO gw_spend_daily (day, api_key, user_id, team_id, end_user, model_group, model, spend, "
+    "prompt_tokens, completion_tokens, total_tokens, requests) "
+    "SELECT {day}, COALESCE(api_key, ''), COALESCE(user_id, ''), COALESCE(team_id, ''), COALESCE(end_user, ''), "
+    "COALESCE(model_group, ''), COALESCE(model, ''), SUM(spend), SUM(prompt_tokens), SUM(completion_tokens), "
+    "SUM(total_tokens), COUNT(*) FROM {source} GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7 "
+    "ON CONFLICT (day, api_key, user_id, team_id, end_user, model_group, model) DO UPDATE SET "
+    "spend = gw_spend_daily.spend + excluded.spend, "
+    "prompt_tokens = gw_spend_daily.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = gw_spend_daily.completion_tokens + excluded.completion_tokens, "
+    "total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens, "
+    "requests = gw_spend_daily.requests + excluded.requests")
+
 # End users are made on their first spend, as LiteLLM does: a `user` never created still has its total.
 END_USER_SPEND = (
     "INSERT INTO gw_end_users (user_id, spend, blocked, extra, created_at, updated_at) "
@@ -438,8 +540,8 @@ async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
     await tx.execute(
         "CREATE TEMP TABLE IF NOT EXISTS gw_spend_new (LIKE gw_spend_logs) ON COMMIT DELETE ROWS")
     await tx.execute(
-        f"WITH added AS (INSERT INTO gw_spend_logs ({names}) SELECT DISTINCT ON (request_id) {names} "
-        f"FROM gw_spend_in ON CONFLICT (request_id) DO NOTHING RETURNING *) "
+        f"WITH added AS (INSERT INTO gw_spend_logs ({names}) SELECT DISTINCT ON (request_id, start_time) {names} "
+        f"FROM gw_spend_in ON CONFLICT (request_id, start_time) DO NOTHING RETURNING *) "
         f"INSERT INTO gw_spend_new SELECT * FROM added")
     for table, column, ref in (("gw_keys", "token", "api_key"), ("gw_users", "user_id", "user_id"),
                                ("gw_teams", "team_id", "team_id")):
@@ -453,6 +555,7 @@ async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
                      "AS org, SUM(n.spend) AS total FROM gw_spend_new n LEFT JOIN gw_teams t ON t.team_id = n.team_id "
                      "LEFT JOIN gw_keys k ON k.token = n.api_key GROUP BY 1) s "
                      "WHERE gw_organizations.organization_id = s.org")
+    await tx.execute(DAILY_SPEND.format(day=DAY_OF_START["postgres"], source="gw_spend_new WHERE TRUE"))
     row = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_new")
     return int(row["n"]) if row else 0
 
@@ -489,5 +592,6 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
         f"WHERE n.rowid > $1 AND {ORG_OF} = gw_organizations.organization_id) "
         f"WHERE organization_id IN (SELECT {ORG_OF} FROM gw_spend_logs n LEFT JOIN gw_teams t "
         f"ON t.team_id = n.team_id LEFT JOIN gw_keys k ON k.token = n.api_key WHERE n.rowid > $1)", top)
+    await tx.execute(DAILY_SPEND.format(day=DAY_OF_START["sqlite"], source="gw_spend_logs WHERE rowid > $1"), top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0
