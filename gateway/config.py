@@ -98,6 +98,31 @@ class RouterSettings(Struct):
     redis_url: str | None = None
 
 
+class ClusterNodeAddress(Struct):
+    host: str
+    port: int
+
+
+class RedisConnection(Struct):
+    """A Redis as LiteLLM's `litellm_settings.cache_params` and `general_settings.coordination_redis` name
+    one: a URL, a host, Sentinel's nodes and service name, or a Cluster's startup nodes (read in redis_client.py)."""
+
+    type: str | None = None  # cache_params: "redis"; LiteLLM's other cache types name no Redis
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = None
+    ssl: bool | None = None
+    db: int | None = None
+    # Cluster: cache_params calls them redis_startup_nodes, coordination_redis startup_nodes.
+    redis_startup_nodes: list[ClusterNodeAddress] | None = None
+    startup_nodes: list[ClusterNodeAddress] | None = None
+    service_name: str | None = None
+    sentinel_nodes: list[tuple[str, int]] | None = None
+    sentinel_password: str | None = None
+
+
 class GeneralSettings(Struct):
     master_key: str | None = None
     database_url: str | None = None
@@ -115,6 +140,7 @@ class GeneralSettings(Struct):
     custom_key_generate: str | None = None  # `module.function`: an async function that may refuse /key/generate
     # LiteLLM adds the master key's caller (user `default_user_id`) to each team it makes, as an admin, unless this.
     disable_auto_add_proxy_admin_to_teams: bool | None = None
+    coordination_redis: RedisConnection | None = None  # LiteLLM's Redis for limits, budgets and sync
 
 
 class TeamKeyGeneration(Struct):
@@ -156,6 +182,9 @@ class LiteLLMSettings(Struct):
     max_end_user_budget_id: str | None = None
     public_model_groups: list[str] = []
     key_generation_settings: KeyGenerationSettings | None = None
+    # Response caching is not done here; a Redis named in cache_params is still the one limits are shared in.
+    cache: bool | None = None
+    cache_params: RedisConnection | None = None
 
 
 class PluginSpec(Struct):
@@ -355,7 +384,7 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
 # LiteLLM settings a config may carry that change nothing here (the gateway passes bodies through,
 # logs at its own level, and reads client addresses from trusted_proxies).
 IGNORED_SETTINGS = {
-    "litellm_settings": ("drop_params", "set_verbose", "modify_params"),
+    "litellm_settings": ("drop_params", "set_verbose", "modify_params", "cache"),
     "router_settings": ("enable_pre_call_checks",),
     "general_settings": ("max_response_size_mb", "use_x_forwarded_for", "health_check_interval",
                          "background_health_checks"),
