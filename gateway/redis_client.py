@@ -282,7 +282,9 @@ def _sentinel(target: RedisTarget, timeout: float, common: dict[str, Any]) -> An
 
 
 def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any:
+    from redis.asyncio.client import PubSub
     from redis.asyncio.cluster import ClusterNode, RedisCluster
+    from redis.asyncio.connection import ConnectionPool, SSLConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ClusterDownError, SlotNotCoveredError
@@ -299,9 +301,32 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
             super().__init__(*args, **kwargs)
             self._in_flight = asyncio.Semaphore(REDIS_CONNECTIONS)
 
+            self._next_subscriber = 0
+            self._loading = asyncio.Lock()
+
         async def execute_command(self, *args: Any, **kwargs: Any) -> Any:
             async with self._in_flight:
+                if self._initialize:
+                    # Commands that find the slots unloaded together break each other's connections
+                    # (redis-py 8.1): one loads them, the others wait for it.
+                    async with self._loading:
+                        if self._initialize:
+                            await self.initialize()
                 return await super().execute_command(*args, **kwargs)
+
+        def pubsub(self, **kwargs: Any) -> PubSub:  # type: ignore[override]
+            """A subscription on one node, on a connection of its own: a Cluster passes every PUBLISH to
+            all its nodes, so any node hears every change. Each new subscription (after a lost one) tries
+            the next node known, so a dead master is left behind. (redis-py's cluster subscription
+            lends the node's command connections out, and needs the slots loaded first.)"""
+            known = {(n.host, n.port) for n in self.get_nodes()} | set(target.nodes)
+            nodes = sorted(known)
+            host, port = nodes[self._next_subscriber % len(nodes)]
+            self._next_subscriber += 1
+            connection: dict[str, Any] = {"connection_class": SSLConnection} if target.ssl else {}
+            pool = ConnectionPool(host=host, port=port, username=target.username, password=target.password,
+                                  socket_connect_timeout=timeout, socket_timeout=timeout, **connection)
+            return PubSub(pool, **kwargs)
 
     # The Cluster client finds a moved slot or a promoted replica by reloading the slots and trying
     # again, once; the node connections themselves do not retry.
