@@ -8,6 +8,7 @@ exactly, in Redis never more."""
 from __future__ import annotations
 
 import asyncio
+import json
 import shutil
 import subprocess
 import tempfile
@@ -93,7 +94,8 @@ class Topology:
     async def start(self) -> None:
         raise NotImplementedError
 
-    def settings(self, variant: int) -> dict[str, Any]:
+    def settings(self, variant: int) -> tuple[dict[str, Any], dict[str, str]]:
+        """The config sections and environment variables of one of LiteLLM's ways of naming it."""
         raise NotImplementedError
 
     async def master_of(self, prefix: str) -> RedisProcess:
@@ -137,13 +139,15 @@ class Cluster(Topology):
             state = str(await client.execute_command("CLUSTER", "INFO"))
         return "cluster_state:ok" in state and "cluster_known_nodes:6" in state
 
-    def settings(self, variant: int) -> dict[str, Any]:
-        # Two of LiteLLM's ways of naming a Cluster: a cache's redis_startup_nodes, the coordination block's.
+    def settings(self, variant: int) -> tuple[dict[str, Any], dict[str, str]]:
+        # LiteLLM's ways of naming a Cluster: a cache's redis_startup_nodes, the coordination block's, the variable.
         nodes = [{"host": "127.0.0.1", "port": str(node.port)} for node in self.processes[:3]]
         if variant == 0:
             return {"litellm_settings": {"cache": True, "cache_params": {"type": "redis",
-                                                                          "redis_startup_nodes": nodes}}}
-        return {"general_settings": {"coordination_redis": {"startup_nodes": nodes}}}
+                                                                          "redis_startup_nodes": nodes}}}, {}
+        if variant == 1:
+            return {"general_settings": {"coordination_redis": {"startup_nodes": nodes}}}, {}
+        return {}, {"REDIS_CLUSTER_NODES": json.dumps(nodes)}
 
     async def master_of(self, prefix: str) -> RedisProcess:
         for node in self.processes:
@@ -191,12 +195,15 @@ class Sentinels(Topology):
 
         await eventually(sentinel_knows_the_replica)
 
-    def settings(self, variant: int) -> dict[str, Any]:
-        # Two of LiteLLM's ways of naming Sentinel: a redis+sentinel:// URL, a cache's sentinel_nodes.
+    def settings(self, variant: int) -> tuple[dict[str, Any], dict[str, str]]:
+        # LiteLLM's ways of naming Sentinel: a redis+sentinel:// URL, a cache's sentinel_nodes, the variables.
         if variant == 0:
-            return {"router_settings": {"redis_url": f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}"}}
-        return {"litellm_settings": {"cache_params": {"type": "redis", "service_name": SERVICE,
-                                                      "sentinel_nodes": [["127.0.0.1", self.sentinel.port]]}}}
+            return {"router_settings": {"redis_url": f"redis+sentinel://127.0.0.1:{self.sentinel.port}/{SERVICE}"}}, {}
+        nodes = [["127.0.0.1", self.sentinel.port]]
+        if variant == 1:
+            return {"litellm_settings": {"cache_params": {"type": "redis", "service_name": SERVICE,
+                                                          "sentinel_nodes": nodes}}}, {}
+        return {}, {"REDIS_SENTINEL_NODES": json.dumps(nodes), "REDIS_SERVICE_NAME": SERVICE}
 
     async def master_of(self, prefix: str) -> RedisProcess:
         async with self.sentinel.client() as client:
@@ -227,16 +234,17 @@ def metered(name: str = "metered") -> dict[str, Any]:
                                                    "output_cost_per_token": OUT_PRICE}}
 
 
-def gateway_config(topology: Topology, variant: int, database_url: str, prefix: str, fail_open: bool = True,
-                   **gateway: Any) -> dict[str, Any]:
+def gateway(topology: Topology, variant: int, database_url: str, prefix: str, fail_open: bool = True,
+            **settings: Any) -> Gateway:
     config: dict[str, Any] = {
         "model_list": [metered()], "general_settings": {"master_key": MASTER, "database_url": database_url},
         # The change log is read once an hour: a change seen sooner on the other gateway came by pub/sub.
         "gateway_settings": {"redis_key_prefix": prefix, "fail_open": fail_open, "change_poll_interval": 3600,
-                             "redis_timeout": 10.0, **gateway}}
-    for section, values in topology.settings(variant).items():
+                             "redis_timeout": 10.0, **settings}}
+    sections, env = topology.settings(variant)
+    for section, values in sections.items():
         config.setdefault(section, {}).update(values)
-    return config
+    return Gateway(config, env=env)
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> dict[str, Any]:
@@ -272,8 +280,8 @@ async def shared_limits_hold(http: aiohttp.ClientSession, gateways: tuple[Gatewa
 async def test_two_gateways_share_limits_budgets_and_changes(topology: Topology, postgres_url: str,
                                                              http: aiohttp.ClientSession) -> None:
     prefix = f"share-{topology.name}"
-    with Gateway(gateway_config(topology, 0, postgres_url, prefix, redis_timeout=30.0)) as first, \
-            Gateway(gateway_config(topology, 1, postgres_url, prefix, redis_timeout=30.0)) as second:
+    with gateway(topology, 0, postgres_url, prefix, redis_timeout=30.0) as first, \
+            gateway(topology, 1, postgres_url, prefix, redis_timeout=30.0) as second:
         for gw in (first, second):
             assert "limits and budgets: shared through Redis" in gw.log()
             assert f"Redis {'Cluster' if topology.name == 'cluster' else 'master'}" in gw.log()
@@ -338,8 +346,8 @@ async def test_master_killed_under_load(topology: Topology, postgres_url: str,
     prefix = f"failover-{topology.name}"
     master = await topology.master_of(prefix)
     await eventually(lambda: topology.replica_synced(master))
-    with Gateway(gateway_config(topology, 0, postgres_url, prefix, fail_open=True)) as open_gw, \
-            Gateway(gateway_config(topology, 1, postgres_url, prefix, fail_open=False)) as closed_gw:
+    with gateway(topology, 0, postgres_url, prefix, fail_open=True) as open_gw, \
+            gateway(topology, 2, postgres_url, prefix, fail_open=False) as closed_gw:
         # Limits and a budget far above what the test sends: only the outage can turn a request away.
         key = (await new_key(http, open_gw, rpm_limit=100_000, max_budget=1000.0))["key"]
         loads = [Load(http, gw, key) for gw in (open_gw, closed_gw)]
@@ -374,7 +382,8 @@ async def test_master_killed_under_load(topology: Topology, postgres_url: str,
         try:
             await eventually(lambda: _equals(key_spend(http, open_gw, key), served * COST))
         except AssertionError:
-            raise AssertionError(f"{served} served, {await key_spend(http, open_gw, key) / COST} in the store")
+            stored = await key_spend(http, open_gw, key) / COST
+            raise AssertionError(f"{served} served, {stored} in the store") from None
         async with http.get(f"{open_gw.url}/spend/logs", params={"api_key": key, "limit": 10_000}, headers=ADMIN) as r:
             records = [x for x in await r.json() if x["spend"]]  # refused requests are logged at no cost
         assert len(records) == served and sum(x["spend"] for x in records) == pytest.approx(served * COST)
