@@ -11,8 +11,9 @@ reads them. A place that names two targets at once, or half of Sentinel, is a co
 
 Every topology gets the same client behaviour: at most `REDIS_CONNECTIONS` commands in flight (more
 wait for a free connection, up to the request's timeout, rather than fail under a burst), connect and
-socket timeouts of `redis_timeout`, and one more try on a fresh connection when a connection breaks
-(a restarted server; Sentinel's new master; a Cluster's promoted replica, found by reloading the slots).
+socket timeouts of `redis_timeout`. A command whose connection broke is sent once more on a fresh one
+(a restarted server, Sentinel's new master); on a Cluster it is not, since the Cluster client would
+resend after a timeout as well, and the slots are reloaded for the next command instead.
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ import msgspec
 
 from gateway.config import Config, ConfigError, RedisConnection
 from gateway.redis_keys import shared_key
+from gateway.shared_link import UNREACHABLE
 
 REDIS_CONNECTIONS = 64
 SENTINEL_PORT = 26379
@@ -287,20 +289,14 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
     from redis.asyncio.connection import ConnectionPool, SSLConnection
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
-    from redis.exceptions import ClusterDownError, SlotNotCoveredError
-    from redis.exceptions import ConnectionError as RedisConnectionError
 
     class BoundedCluster(RedisCluster):
         """At most REDIS_CONNECTIONS commands at once; more wait, as on the single server's pool (a
-        Cluster node's own pool refuses past its size instead). A command that timed out is not sent
-        again: its script may have run."""
-
-        ERRORS_ALLOW_RETRY = (RedisConnectionError, ClusterDownError, SlotNotCoveredError)  # type: ignore[assignment]
+        Cluster node's own pool refuses past its size instead)."""
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
             self._in_flight = asyncio.Semaphore(REDIS_CONNECTIONS)
-
             self._next_subscriber = 0
             self._loading = asyncio.Lock()
 
@@ -312,7 +308,27 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
                     async with self._loading:
                         if self._initialize:
                             await self.initialize()
-                return await super().execute_command(*args, **kwargs)
+                try:
+                    return await super().execute_command(*args, **kwargs)
+                except UNREACHABLE:
+                    self._initialize = True  # not every failing path asks for it (a split EXISTS does not)
+                    raise
+
+        def pipeline(self, transaction: Any = None, shard_hint: Any = None) -> Any:
+            """Pipelines (the batched settlements) that fail for want of a node have the slots reloaded
+            too: with no retry, redis-py's pipeline would leave them as they were."""
+            pipe = super().pipeline(transaction, shard_hint)
+            execute = pipe.execute
+
+            async def execute_then_reload(*args: Any, **kwargs: Any) -> Any:
+                try:
+                    return await execute(*args, **kwargs)
+                except UNREACHABLE:
+                    self._initialize = True
+                    raise
+
+            pipe.execute = execute_then_reload  # type: ignore[method-assign]
+            return pipe
 
         def pubsub(self, **kwargs: Any) -> PubSub:  # type: ignore[override]
             """A subscription on one node, on a connection of its own: a Cluster passes every PUBLISH to
@@ -328,9 +344,11 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
                                   socket_connect_timeout=timeout, socket_timeout=timeout, **connection)
             return PubSub(pool, **kwargs)
 
-    # The Cluster client finds a moved slot or a promoted replica by reloading the slots and trying
-    # again, once; the node connections themselves do not retry.
-    options = {**common, "retry": Retry(NoBackoff(), 1)}
+    # No command is sent twice: the Cluster client would send one again after a timeout too, and
+    # its pipelines (the batched settlements) likewise, where the first may have run. A command that
+    # finds its node gone fails (the request follows fail_open) and has the slots reloaded, so the
+    # next one goes to the promoted replica; a moved slot is followed without a retry.
+    options = {**common, "retry": Retry(NoBackoff(), 0)}
     return BoundedCluster(
         startup_nodes=[ClusterNode(host, port) for host, port in target.nodes], username=target.username,
         password=target.password, ssl=target.ssl,
@@ -341,7 +359,7 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
 
 
 def probe_key(prefix: str) -> str:
-    """A key read to see whether the gateway's slot answers (on a Cluster, PING asks every node)."""
+    """A key read (GET) to see whether the gateway's slot answers (on a Cluster, PING asks every node)."""
     return shared_key(prefix, "probe")
 
 

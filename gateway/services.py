@@ -119,7 +119,7 @@ async def open_services(config: Config, router: Router) -> Services:
         await node.start()
     if redis is not None:
         probe = probe_key(settings.redis_key_prefix)
-        link = SharedLink("Redis", lambda: redis.exists(probe), settings.redis_timeout, settings.fail_open)
+        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open)
         batch = SettleBatch(redis, link, tallies)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
