@@ -23,6 +23,7 @@ from gateway.metrics.shared import DIRECTORY_VARIABLE
 from gateway.node.client import SOCKET_VARIABLE
 from gateway.node.server import NodeServer
 from gateway.plugin_loader import check_plugins
+from gateway.redis_client import redis_target
 from gateway.router import Router
 
 log = logging.getLogger("gateway")
@@ -77,6 +78,7 @@ def checked_config(path: str) -> Config | None:
         check_plugins(config, warnings)
         KeyPolicy(config)
         RotationSettings.from_environment()
+        redis_target(config)
     except ConfigError as exc:
         print(f"gateway: config error: {exc}", file=sys.stderr)
         return None

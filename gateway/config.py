@@ -100,6 +100,31 @@ class RouterSettings(Struct):
     redis_url: str | None = None
 
 
+class ClusterNodeAddress(Struct):
+    host: str
+    port: int
+
+
+class RedisConnection(Struct):
+    """A Redis as LiteLLM's `litellm_settings.cache_params` and `general_settings.coordination_redis` name
+    one: a URL, a host, Sentinel's nodes and service name, or a Cluster's startup nodes (read in redis_client.py)."""
+
+    type: str | None = None  # cache_params: "redis"; LiteLLM's other cache types name no Redis
+    url: str | None = None
+    host: str | None = None
+    port: int | None = None
+    username: str | None = None
+    password: str | None = None
+    ssl: bool | None = None
+    db: int | None = None
+    # Cluster: cache_params calls them redis_startup_nodes, coordination_redis startup_nodes.
+    redis_startup_nodes: list[ClusterNodeAddress] | None = None
+    startup_nodes: list[ClusterNodeAddress] | None = None
+    service_name: str | None = None
+    sentinel_nodes: list[tuple[str, int]] | None = None
+    sentinel_password: str | None = None
+
+
 class GeneralSettings(Struct):
     master_key: str | None = None
     database_url: str | None = None
@@ -121,6 +146,7 @@ class GeneralSettings(Struct):
     maximum_spend_logs_retention_period: str | None = None
     maximum_spend_logs_retention_interval: str | None = None
     maximum_spend_logs_cleanup_cron: str | None = None  # accepted; the interval above is what schedules
+    coordination_redis: RedisConnection | None = None  # LiteLLM's Redis for limits, budgets and sync
 
 
 class TeamKeyGeneration(Struct):
@@ -162,6 +188,9 @@ class LiteLLMSettings(Struct):
     max_end_user_budget_id: str | None = None
     public_model_groups: list[str] = []
     key_generation_settings: KeyGenerationSettings | None = None
+    # Response caching is not done here; a Redis named in cache_params is still the one limits are shared in.
+    cache: bool | None = None
+    cache_params: RedisConnection | None = None
 
 
 class PluginSpec(Struct):
@@ -367,7 +396,7 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
 # LiteLLM settings a config may carry that change nothing here (the gateway passes bodies through,
 # logs at its own level, and reads client addresses from trusted_proxies).
 IGNORED_SETTINGS = {
-    "litellm_settings": ("drop_params", "set_verbose", "modify_params"),
+    "litellm_settings": ("drop_params", "set_verbose", "modify_params", "cache"),
     "router_settings": ("enable_pre_call_checks",),
     "general_settings": ("max_response_size_mb", "use_x_forwarded_for", "health_check_interval",
                          "background_health_checks", "maximum_spend_logs_cleanup_cron"),

@@ -7,7 +7,6 @@ import os
 import time
 from collections.abc import Callable
 from typing import Any
-from urllib.parse import quote
 
 from gateway import durations
 from gateway.accounts import Accounts
@@ -20,6 +19,8 @@ from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
+from gateway.redis_client import close_redis, open_redis, probe_key, redis_target
+from gateway.redis_keys import shared_key
 from gateway.router import Router
 from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
@@ -30,9 +31,6 @@ from gateway.store.records import AccessGroupRecord, TeamRecord
 from gateway.store.store import ACCESS_GROUPS, TEAMS, Conflict, Store
 
 log = logging.getLogger("gateway")
-
-REDIS_CONNECTIONS = 64
-
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
@@ -75,7 +73,7 @@ class Services:
         if self.node is not None:
             await self.node.close()
         if self.redis is not None:
-            await self.redis.aclose()
+            await close_redis(self.redis)
         await self.accounts.close()
         await self.store.close()
 
@@ -94,10 +92,13 @@ async def open_services(config: Config, router: Router) -> Services:
     store = Store(db)
     await store.start()
     await sync_config_teams(config, store)
-    redis = open_redis(config)
     settings = config.gateway_settings
+    target = redis_target(config)
+    redis = open_redis(target, settings.redis_timeout) if target is not None else None
+    if target is not None:
+        log.info("shared state: %s", target.describe())
     accounts = Accounts(store, poll_interval=settings.change_poll_interval, redis=redis,
-                        channel=f"{settings.redis_key_prefix}:changes")
+                        channel=shared_key(settings.redis_key_prefix, "changes"))
     groups = router.access_groups
     groups.attach(lambda: stored_access_groups(store))
     await groups.reload()
@@ -127,7 +128,8 @@ async def open_services(config: Config, router: Router) -> Services:
     if node is not None:
         await node.start()
     if redis is not None:
-        link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
+        probe = probe_key(settings.redis_key_prefix)
+        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open)
         batch = SettleBatch(redis, link, tallies)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
@@ -145,40 +147,6 @@ async def open_services(config: Config, router: Router) -> Services:
         deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
     return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
                     tallies, redis, link, node, settle_batch=batch, spend_upkeep=upkeep)
-
-
-def redis_url(config: Config) -> str | None:
-    """LiteLLM's ways of naming a Redis: router_settings, then REDIS_URL / REDIS_HOST in the environment."""
-    settings = config.router_settings
-    if settings.redis_url:
-        return settings.redis_url
-    host = settings.redis_host or os.environ.get("REDIS_HOST")
-    if host:
-        port = settings.redis_port or int(os.environ.get("REDIS_PORT", "6379"))
-        password = settings.redis_password or os.environ.get("REDIS_PASSWORD")
-        auth = f":{quote(password, safe='')}@" if password else ""
-        return f"redis://{auth}{host}:{port}/0"
-    return os.environ.get("REDIS_URL") or None
-
-
-def open_redis(config: Config) -> Any:
-    url = redis_url(config)
-    if url is None:
-        return None
-    import redis.asyncio
-    from redis.asyncio.retry import Retry
-    from redis.backoff import NoBackoff
-    from redis.exceptions import ConnectionError as RedisConnectionError
-
-    # A bounded pool that makes callers wait for a free connection rather than fail under a burst.
-    # A command on a connection the server closed (it restarted) is sent once more on a new one;
-    # a connection that times out is not retried, so an unreachable Redis costs one timeout.
-    timeout = config.gateway_settings.redis_timeout
-    pool = redis.asyncio.BlockingConnectionPool.from_url(
-        url, max_connections=REDIS_CONNECTIONS, timeout=timeout, socket_connect_timeout=timeout,
-        socket_timeout=timeout,
-        health_check_interval=10, retry=Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)))
-    return redis.asyncio.Redis.from_pool(pool)
 
 
 async def stored_access_groups(store: Store) -> list[AccessGroupRecord]:

@@ -14,6 +14,7 @@ import pytest
 from gateway.config import parse_config
 from gateway.node.client import NodeClient
 from gateway.node.server import NodeServer
+from gateway.redis_keys import shared_key
 from gateway.router import Router
 from gateway.store.database import open_database
 from gateway.store.store import Store
@@ -110,7 +111,7 @@ async def scratch_prefix(redis_base: str) -> AsyncIterator[str]:
     yield prefix
     client = redis.asyncio.Redis.from_url(redis_base)
     try:
-        async for key in client.scan_iter(match=f"{prefix}:*", count=500):
+        async for key in client.scan_iter(match=shared_key(prefix, "*"), count=500):
             await client.delete(key)
     finally:
         await client.aclose()

@@ -23,7 +23,9 @@ ROOT = Path(__file__).resolve().parent.parent
 
 # Variables the gateway reads on its own; a test that wants one passes it explicitly, so a
 # developer's shell (or CI's) cannot point test gateways at a real database or Redis.
-GATEWAY_VARIABLES = ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD",
+GATEWAY_VARIABLES = ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_USERNAME",
+                     "REDIS_SSL", "REDIS_CLUSTER_NODES", "REDIS_SENTINEL_NODES", "REDIS_SERVICE_NAME",
+                     "REDIS_SENTINEL_PASSWORD",
                      "LITELLM_MASTER_KEY", "SERVER_ROOT_PATH", "CONFIG_FILE_PATH", "PORT", "LOG_LEVEL",
                      "SSL_VERIFY")
 

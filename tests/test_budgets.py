@@ -11,6 +11,7 @@ from urllib.parse import urlsplit
 import aiohttp
 import pytest
 
+from gateway.redis_keys import shared_key
 from tests.harness import Gateway
 from tests.tcp_relay import TcpRelay
 
@@ -200,7 +201,8 @@ async def test_shutdown_lets_a_settlement_under_way_finish(redis_base: str, redi
     assert "could not settle" not in gw.log(), gw.log()
     client = redis.asyncio.Redis.from_url(redis_base, decode_responses=True)
     try:
-        counters = [await client.hgetall(name) async for name in client.scan_iter(match=f"{redis_prefix}:budget:key:*")]
+        pattern = shared_key(redis_prefix, "budget", "key", "*")
+        counters = [await client.hgetall(name) async for name in client.scan_iter(match=pattern)]
     finally:
         await client.aclose()
     assert len(counters) == 1, counters

@@ -130,7 +130,8 @@ def version() -> str:
 
 def read_by_gateway() -> set[str]:
     """Environment variables the gateway's own code (plugins included) reads."""
-    pattern = re.compile(r"""os\.environ(?:\.get\(|\[)\s*["']([A-Z_][A-Z0-9_]*)["']""")
+    # `environ` alone too: redis_client.py reads a mapping that is os.environ outside its tests.
+    pattern = re.compile(r"""(?:os\.)?environ(?:\.get\(|\[)\s*["']([A-Z_][A-Z0-9_]*)["']""")
     names: set[str] = set()
     for path in [*(ROOT / "gateway").rglob("*.py"), *(ROOT / "plugins").rglob("*.py")]:
         names.update(pattern.findall(path.read_text()))

@@ -11,6 +11,7 @@ import aiohttp
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
+from gateway.redis_keys import shared_key
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment
 
@@ -280,12 +281,12 @@ async def test_settlements_queued_at_shutdown_reach_redis(upstream: FakeUpstream
 
     client = redis.asyncio.Redis.from_url(redis_base, decode_responses=True)
     try:
-        counters = [name async for name in client.scan_iter(f"{redis_prefix}:budget:key:*")]
+        counters = [name async for name in client.scan_iter(shared_key(redis_prefix, "budget", "key", "*"))]
         assert len(counters) == 1
         spent, reserved = await client.hmget(counters[0], "spent", "reserved")
         assert float(spent) > 0
         assert float(reserved) == 0
-        assert [name async for name in client.scan_iter(f"{redis_prefix}:slots:*")
+        assert [name async for name in client.scan_iter(shared_key(redis_prefix, "slots", "*"))
                 if await client.zcard(name)] == []
     finally:
         await client.aclose()

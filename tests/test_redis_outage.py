@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 import redis.asyncio
 
+from gateway.redis_keys import shared_key
 from tests.harness import Gateway, free_port
 
 MASTER = "sk-outage-master"
@@ -165,9 +166,10 @@ async def test_redis_stopped_and_restarted_mid_load(redis_server: RedisServer,
             for gw in (open_gw, closed_gw):
                 key = await new_key(http, gw, 2)
                 assert [await chat(http, gw, key) for _ in range(3)] == [200, 200, 429]
-            buckets = [k async for k in client.scan_iter(match=f"{PREFIX}:bucket:rpm:key:*")]
+            buckets = [k async for k in client.scan_iter(match=shared_key(PREFIX, "bucket", "rpm", "key", "*"))]
             levels = [float(await client.hget(k, "level") or 0) for k in buckets]
             assert sum(1 for level in levels if level < 1) == 2  # the two small keys, emptied in Redis
-            assert await client.exists(f"{PREFIX}:bucket:rpm:deployment:{await deployment_id(http, open_gw)}")
+            deployment = await deployment_id(http, open_gw)
+            assert await client.exists(shared_key(PREFIX, "bucket", "rpm", "deployment", deployment))
         finally:
             await client.aclose()

@@ -17,6 +17,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 if TYPE_CHECKING:
     from gateway.limits.settle_batch import SettleBatch
 
+from gateway.redis_keys import shared_key
+
 
 class Counter(NamedTuple):
     name: str  # unique per budget and period, e.g. "key:<hash>:<period end>"
@@ -193,7 +195,7 @@ class RedisLedger:
         self._copy = redis.register_script(COPY)
 
     def _key(self, name: str) -> str:
-        return f"{self.prefix}:budget:{name}"
+        return shared_key(self.prefix, "budget", name)
 
     async def reserve(self, counters: list[Counter], amount: float) -> Denied | list[float]:
         if not counters:

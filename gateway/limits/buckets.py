@@ -19,6 +19,8 @@ from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
 if TYPE_CHECKING:
     from gateway.limits.settle_batch import SettleBatch
 
+from gateway.redis_keys import shared_key
+
 SLOT_TTL = 600.0  # a request holding a slot longer than this is presumed gone
 
 
@@ -228,7 +230,7 @@ class RedisLimiter:
         self._acquire = redis.register_script(ACQUIRE)
 
     def _key(self, kind: str, name: str) -> str:
-        return f"{self.prefix}:{kind}:{name}"
+        return shared_key(self.prefix, kind, name)
 
     async def take(self, buckets: list[Bucket], amount: float) -> Short | list[float]:
         return await self.take_each(buckets, [amount] * len(buckets))
