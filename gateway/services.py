@@ -20,6 +20,7 @@ from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
+from gateway.redis_wire import RedisWire
 from gateway.router import Router
 from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
@@ -35,14 +36,17 @@ REDIS_CONNECTIONS = 64
 
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
-                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch")
+                 "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch",
+                 "redis_wire")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
                  redis_link: SharedLink | None = None, node: NodeClient | None = None,
-                 clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None) -> None:
+                 clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None,
+                 redis_wire: RedisWire | None = None) -> None:
         self.settle_batch = settle_batch
+        self.redis_wire = redis_wire
         self.redis_link = redis_link
         self.node = node
         self.tallies = tallies
@@ -64,6 +68,8 @@ class Services:
         await self.ledger.close()
         if self.settle_batch is not None:
             await self.settle_batch.close()  # every settlement made before shutdown reaches Redis
+        if self.redis_wire is not None:
+            await self.redis_wire.close()
         if self.redis_link is not None:
             await self.redis_link.close()
         if self.node is not None:
@@ -112,15 +118,19 @@ async def open_services(config: Config, router: Router) -> Services:
     tallies = Tallies()
     link = None
     batch = None
+    wire = None
     # The workers of one node count deployment failures together, and without Redis share every counter.
     node = NodeClient.from_environment(router, settings.redis_timeout, settings.fail_open)
     if node is not None:
         await node.start()
     if redis is not None:
         link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
-        batch = SettleBatch(redis, link, tallies)
-        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
-        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
+        # The scripts that admit and settle requests go over a connection of the gateway's own.
+        wire = RedisWire.for_pool(redis.connection_pool)
+        batch = SettleBatch(redis, link, tallies, wire=wire)
+        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link, wire), settings.redis_key_prefix, batch)
+        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link, wire), settings.redis_key_prefix,
+                               batch)
         log.info("limits and budgets: shared through Redis")
     elif node is not None:
         ledger = NodeLedger(node)
@@ -134,7 +144,7 @@ async def open_services(config: Config, router: Router) -> Services:
         price = pricing.price(deployment, deployment.model_template)
         deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
     return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
-                    tallies, redis, link, node, settle_batch=batch)
+                    tallies, redis, link, node, settle_batch=batch, redis_wire=wire)
 
 
 def redis_url(config: Config) -> str | None:

@@ -18,11 +18,12 @@ import logging
 import time
 from typing import Any
 
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.background import Background
+from gateway.metrics.redis_timing import Script
 from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
+from gateway.redis_wire import RedisWire
 from gateway.shared_link import SharedLink, reported
 
 log = logging.getLogger("gateway.settle")
@@ -31,13 +32,14 @@ INTERVAL = 0.01  # seconds a settlement may wait for others to go with it
 MOST = 512  # settlements sent at once, without waiting for the interval
 
 LABELS = ("settle",)  # one pipeline is one call, timed as such
-Item = tuple[AsyncScript | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
+Item = tuple[Script | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
 
 
 class SettleBatch:
     def __init__(self, redis: Any, link: SharedLink, tallies: Tallies, interval: float = INTERVAL,
-                 most: int = MOST) -> None:
+                 most: int = MOST, wire: RedisWire | None = None) -> None:
         self.redis = redis
+        self.wire = wire  # the gateway's own pipelined connection, when there is one; else redis-py's pipeline
         self.link = link
         self.tallies = tallies
         self.interval = interval
@@ -47,7 +49,7 @@ class SettleBatch:
         self.timer: asyncio.TimerHandle | None = None
         self.background = Background()
 
-    def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> None:
+    def script(self, script: Script, keys: list[str], args: list[Any]) -> None:
         self._add((script, keys, args))
 
     def zrem(self, key: str, member: str) -> None:
@@ -76,7 +78,10 @@ class SettleBatch:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(link.timeout * 4):
-                await self._pipeline(items)
+                if self.wire is not None:
+                    await self._wire_pipeline(self.wire, items, link.timeout * 4)
+                else:
+                    await self._pipeline(items)
         except Exception as exc:
             self.tallies.add("litellm_redis_fails", LABELS)
             link.failed(exc)
@@ -105,6 +110,21 @@ class SettleBatch:
                 assert retried is not None
                 await retried(keys=keys, args=args)
         failed = next((r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)), None)
+        if failed is not None:
+            raise failed
+
+    @staticmethod
+    async def _wire_pipeline(wire: RedisWire, items: list[Item], timeout: float) -> None:
+        replies = await wire.pipeline([("ZREM", keys[0], *args) if script is None
+                                       else ("EVALSHA", script.sha, len(keys), *keys, *args)
+                                       for script, keys, args in items], timeout)
+        again = [(script, keys, args) for (script, keys, args), reply in zip(items, replies)
+                 if script is not None and isinstance(reply, NoScriptError)]
+        if again:  # not cached on this server yet (or any more): sent whole, which caches them
+            replies = [r for r in replies if not isinstance(r, NoScriptError)]
+            replies += await wire.pipeline([("EVAL", script.script, len(keys), *keys, *args)
+                                            for script, keys, args in again if script is not None], timeout)
+        failed = next((r for r in replies if isinstance(r, ResponseError)), None)
         if failed is not None:
             raise failed
 
