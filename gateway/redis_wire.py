@@ -230,8 +230,12 @@ class RedisWire:
                 if self.db:
                     hello.append(("SELECT", self.db))
                 if hello:
-                    replies = await connection.send(b"".join(pack(c) for c in hello), len(hello),
-                                                    self.connect_timeout)
+                    try:
+                        replies = await connection.send(b"".join(pack(c) for c in hello), len(hello),
+                                                        self.connect_timeout)
+                    except BaseException:
+                        connection._fail(RedisConnectionError("Connection abandoned while opening"))
+                        raise
                     failed = next((r for r in replies if isinstance(r, ResponseError)), None)
                     if failed is not None:
                         connection._fail(RedisConnectionError(str(failed)))
