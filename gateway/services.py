@@ -126,7 +126,7 @@ async def open_services(config: Config, router: Router) -> Services:
     if redis is not None:
         link = SharedLink("Redis", redis.ping, settings.redis_timeout, settings.fail_open)
         # The scripts that admit and settle requests go over a connection of the gateway's own.
-        wire = RedisWire.for_pool(redis.connection_pool)
+        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None))  # None for Cluster
         batch = SettleBatch(redis, link, tallies, wire=wire)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link, wire), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link, wire), settings.redis_key_prefix,
