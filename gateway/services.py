@@ -21,6 +21,7 @@ from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
 from gateway.redis_client import close_redis, open_redis, probe_key, redis_target
 from gateway.redis_keys import shared_key
+from gateway.redis_wire import RedisWire
 from gateway.router import Router
 from gateway.shared_link import SharedLink
 from gateway.spend.spool import Spool
@@ -35,16 +36,17 @@ log = logging.getLogger("gateway")
 class Services:
     __slots__ = ("config", "router", "store", "accounts", "authenticator", "spool", "spend_writer", "clock",
                  "pricing", "ledger", "redis", "redis_link", "node", "limiter", "tallies", "settle_batch",
-                 "spend_upkeep")
+                 "spend_upkeep", "redis_wire")
 
     def __init__(self, config: Config, router: Router, store: Store, accounts: Accounts,
                  authenticator: Authenticator, spool: Spool, spend_writer: SpendWriter, pricing: Pricing,
                  ledger: Ledger, limiter: Limiter, tallies: Tallies, redis: Any = None,
                  redis_link: SharedLink | None = None, node: NodeClient | None = None,
                  clock: Callable[[], float] = time.time, settle_batch: SettleBatch | None = None,
-                 spend_upkeep: SpendUpkeep | None = None) -> None:
+                 spend_upkeep: SpendUpkeep | None = None, redis_wire: RedisWire | None = None) -> None:
         self.settle_batch = settle_batch
         self.spend_upkeep = spend_upkeep
+        self.redis_wire = redis_wire
         self.redis_link = redis_link
         self.node = node
         self.tallies = tallies
@@ -68,6 +70,8 @@ class Services:
         await self.ledger.close()
         if self.settle_batch is not None:
             await self.settle_batch.close()  # every settlement made before shutdown reaches Redis
+        if self.redis_wire is not None:
+            await self.redis_wire.close()
         if self.redis_link is not None:
             await self.redis_link.close()
         if self.node is not None:
@@ -123,6 +127,7 @@ async def open_services(config: Config, router: Router) -> Services:
     tallies = Tallies()
     link = None
     batch = None
+    wire = None
     # The workers of one node count deployment failures together, and without Redis share every counter.
     node = NodeClient.from_environment(router, settings.redis_timeout, settings.fail_open)
     if node is not None:
@@ -130,9 +135,13 @@ async def open_services(config: Config, router: Router) -> Services:
     if redis is not None:
         probe = probe_key(settings.redis_key_prefix)
         link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open)
-        batch = SettleBatch(redis, link, tallies)
-        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link), settings.redis_key_prefix, batch)
-        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link), settings.redis_key_prefix, batch)
+        # The scripts that admit and settle requests go over a connection of the gateway's own (a plain
+        # Redis only: Sentinel and Cluster stay on redis-py).
+        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None))
+        batch = SettleBatch(redis, link, tallies, wire=wire)
+        ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link, wire), settings.redis_key_prefix, batch)
+        limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link, wire), settings.redis_key_prefix,
+                               batch)
         log.info("limits and budgets: shared through Redis")
     elif node is not None:
         ledger = NodeLedger(node)
@@ -146,7 +155,7 @@ async def open_services(config: Config, router: Router) -> Services:
         price = pricing.price(deployment, deployment.model_template)
         deployment.unit_cost = price.input_cost_per_token + price.output_cost_per_token
     return Services(config, router, store, accounts, authenticator, spool, writer, pricing, ledger, limiter,
-                    tallies, redis, link, node, settle_batch=batch, spend_upkeep=upkeep)
+                    tallies, redis, link, node, settle_batch=batch, spend_upkeep=upkeep, redis_wire=wire)
 
 
 async def stored_access_groups(store: Store) -> list[AccessGroupRecord]:

@@ -7,6 +7,10 @@ as soon as `most` are waiting, they go to Redis as one pipeline, each command as
 been sent alone (the same scripts, the same keys). `close` sends whatever is still queued, so a
 settlement made before shutdown is not lost.
 
+Over the gateway's own connection (gateway/redis_wire.py) a batch is one script call, not one
+command per settlement: the scripts in it become Lua functions of one script (`merged`), which
+runs each settlement in turn with its own keys and arguments, exactly as its script would alone.
+
 A pipeline that fails is logged and dropped, as a single settlement that failed was: slots expire
 by themselves, and a reservation left behind is gone with its counter's period.
 """
@@ -14,15 +18,17 @@ by themselves, and a reservation left behind is gone with its counter's period.
 from __future__ import annotations
 
 import asyncio
+import hashlib
 import logging
 import time
 from typing import Any
 
-from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError
+from redis.exceptions import NoScriptError, ResponseError
 
 from gateway.background import Background
+from gateway.metrics.redis_timing import Script
 from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
+from gateway.redis_wire import RedisWire
 from gateway.shared_link import SharedLink, reported
 
 log = logging.getLogger("gateway.settle")
@@ -31,23 +37,48 @@ INTERVAL = 0.01  # seconds a settlement may wait for others to go with it
 MOST = 512  # settlements sent at once, without waiting for the interval
 
 LABELS = ("settle",)  # one pipeline is one call, timed as such
-Item = tuple[AsyncScript | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
+Item = tuple[Script | None, list[str], list[Any]]  # a script (or ZREM when None), its keys and args
+
+ZREM = "redis.call('ZREM', KEYS[1], ARGV[1])"
+# ARGV[1] is the number of settlements; each then has (function, key count, argument count) and its
+# arguments in ARGV, and its keys in KEYS, in order.
+RUN_EACH = """
+local at_key, at = 1, 2
+for _ = 1, tonumber(ARGV[1]) do
+  local run, nk, na = tonumber(ARGV[at]), tonumber(ARGV[at + 1]), tonumber(ARGV[at + 2])
+  at = at + 3
+  local keys, args = {}, {}
+  for j = 1, nk do keys[j] = KEYS[at_key + j - 1] end
+  for j = 1, na do args[j] = ARGV[at + j - 1] end
+  functions[run](keys, args)
+  at_key, at = at_key + nk, at + na
+end
+return 1
+"""
+
+
+def merged(bodies: list[str]) -> str:
+    """One script whose function i runs script body i with its own KEYS and ARGV."""
+    functions = ",\n".join(f"function(KEYS, ARGV)\n{body}\nend" for body in bodies)
+    return f"local functions = {{\n{functions}\n}}\n{RUN_EACH}"
 
 
 class SettleBatch:
     def __init__(self, redis: Any, link: SharedLink, tallies: Tallies, interval: float = INTERVAL,
-                 most: int = MOST) -> None:
+                 most: int = MOST, wire: RedisWire | None = None) -> None:
         self.redis = redis
+        self.wire = wire  # the gateway's own pipelined connection, when there is one; else redis-py's pipeline
         self.link = link
         self.tallies = tallies
         self.interval = interval
         self.most = most
         self.items: list[Item] = []
         self.loaded: set[str] = set()
+        self.merged: dict[tuple[str, ...], tuple[str, str]] = {}  # script SHAs -> merged script and its SHA
         self.timer: asyncio.TimerHandle | None = None
         self.background = Background()
 
-    def script(self, script: AsyncScript, keys: list[str], args: list[Any]) -> None:
+    def script(self, script: Script, keys: list[str], args: list[Any]) -> None:
         self._add((script, keys, args))
 
     def zrem(self, key: str, member: str) -> None:
@@ -76,7 +107,10 @@ class SettleBatch:
         started = time.perf_counter()
         try:
             async with asyncio.timeout(link.timeout * 4):
-                await self._pipeline(items)
+                if self.wire is not None:
+                    await self._wire_pipeline(self.wire, items, link.timeout * 4)
+                else:
+                    await self._pipeline(items)
         except Exception as exc:
             self.tallies.add("litellm_redis_fails", LABELS)
             link.failed(exc)
@@ -107,6 +141,32 @@ class SettleBatch:
         failed = next((r for r in results if isinstance(r, Exception) and not isinstance(r, NoScriptError)), None)
         if failed is not None:
             raise failed
+
+    async def _wire_pipeline(self, wire: RedisWire, items: list[Item], timeout: float) -> None:
+        index: dict[str, int] = {}
+        bodies: list[str] = []
+        keys: list[str] = []
+        args: list[Any] = [len(items)]
+        for script, item_keys, item_args in items:
+            sha, body = ("zrem", ZREM) if script is None else (script.sha, script.script)
+            assert isinstance(body, str)
+            run = index.get(sha)
+            if run is None:
+                run = index[sha] = len(bodies) + 1
+                bodies.append(body)
+            keys += item_keys
+            args += (run, len(item_keys), len(item_args), *item_args)
+        signature = tuple(index)
+        found = self.merged.get(signature)
+        if found is None:
+            text = merged(bodies)
+            found = self.merged[signature] = (text, hashlib.sha1(text.encode()).hexdigest())
+        text, sha = found
+        reply = await wire.call(("EVALSHA", sha, len(keys), *keys, *args), timeout)
+        if isinstance(reply, NoScriptError):  # not cached on this server yet (or any more): sent whole
+            reply = await wire.call(("EVAL", text, len(keys), *keys, *args), timeout)
+        if isinstance(reply, ResponseError):
+            raise reply
 
     async def close(self) -> None:
         self._send()
