@@ -13,6 +13,7 @@ from gateway.limits.buckets import Bucket, RedisLimiter
 from gateway.limits.settle_batch import SettleBatch
 from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
+from gateway.redis_keys import shared_key
 from gateway.redis_wire import RedisWire, _pack_bytes, pack
 from gateway.shared_link import SharedLink
 
@@ -75,10 +76,10 @@ async def test_a_batch_of_settlements_runs_as_one_merged_script(redis_base: str,
             assert limiter.settle_at_once(["wire"], "request-1", [bucket], 100.0)
             assert ledger.settle_at_once(["wire"], 1.0, 0.75)
             await batch.close()
-        level = float(await client.hget(f"{redis_prefix}:bucket:tpm:wire", "level") or 0)
+        level = float(await client.hget(shared_key(redis_prefix, "bucket", "tpm", "wire"), "level") or 0)
         assert 600.0 <= level < 620.0  # 400 + 2 * 100, and what refilled meanwhile
-        assert await client.hmget(f"{redis_prefix}:budget:wire", "spent", "reserved") == [b"2.5", b"0"]
-        assert await client.zcard(f"{redis_prefix}:slots:wire") == 0
+        assert await client.hmget(shared_key(redis_prefix, "budget", "wire"), "spent", "reserved") == [b"2.5", b"0"]
+        assert await client.zcard(shared_key(redis_prefix, "slots", "wire")) == 0
         assert await client.script_exists(batch.merged[("zrem", limiter._give.sha, ledger._settle.sha)][1]) == [True]
     finally:
         await wire.close()
