@@ -16,7 +16,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -282,12 +281,12 @@ class ProxyEndpoint:
         """Retries within the group, then its fallbacks, while nothing has reached the client."""
         router = self.router
         tried: set[str] = set()
-        plan = deque([route.group])
+        plan = [route.group]  # a list: it lives as long as the stream, and a deque is 600 bytes
         fallen_back = False
         failure: UpstreamFailure | None = None
         current: Route | None = route
         while plan:
-            group = plan.popleft()
+            group = plan.pop(0)
             attempt = 0
             while True:
                 if current is None:
@@ -367,8 +366,10 @@ class ProxyEndpoint:
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
                 if stream or upstream.content_type == "text/event-stream":
                     sse = upstream.content_type == "text/event-stream"
-                    return await self._relay(ctx, upstream.status, self._headers(ctx, upstream),
-                                             upstream.chunks(), strip_usage and sse, requested, deployment)
+                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
+                                        strip_usage and sse, requested, deployment)
+                    upstream.raw_headers = []  # relayed now: not held for as long as the stream lasts
+                    return await relay
                 payload = await upstream.read()
             finally:
                 upstream.release()
@@ -423,6 +424,7 @@ class ProxyEndpoint:
         """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
         upstream failure becomes a last error event; a client that left ends the relay quietly."""
         response = web.StreamResponse(status=status, headers={**headers, **SSE_HEADERS})
+        del headers  # copied into the response; this frame lives as long as the stream
         try:
             await response.prepare(ctx.request)
         except ConnectionError:
