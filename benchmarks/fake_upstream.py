@@ -14,7 +14,10 @@ proxy that buffers the stream shows up as TTFB close to total).
 Models whose name ends in "-held" stream --held-events events, one every
 --held-interval-ms, each stamped with the time it was written (`"sent_at"`,
 time.monotonic(), the same clock in every process on the machine): the
-held-streams benchmark holds thousands of these open at once.
+held-streams benchmark holds thousands of these open at once. With --held-wait
+they send their first event and then wait for `POST /held/go`, after which each
+starts at a random phase of the interval: N streams open without paying for the
+events of those opened first, then all run at once.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import random
 import struct
 import time
 from dataclasses import dataclass
@@ -55,6 +59,7 @@ class StreamShape:
     paced_delay_s: float
     held_events: int = 300
     held_interval_s: float = 0.1
+    held_wait: bool = False
 
     def delay_for(self, model: str) -> float:
         return self.paced_delay_s if model.endswith(PACED_SUFFIX) else self.delay_s
@@ -181,10 +186,11 @@ def _error(status: int, message: str) -> web.Response:
 class FakeUpstream:
     """Low-level aiohttp handler: no router, no middlewares, just a path switch."""
 
-    __slots__ = ("_bodies", "_embeddings", "_models", "_shape")
+    __slots__ = ("_bodies", "_embeddings", "_go", "_models", "_shape")
 
     def __init__(self, shape: StreamShape) -> None:
         self._shape = shape
+        self._go = asyncio.Event()
         self._bodies: dict[str, ModelBodies] = {}
         self._embeddings: dict[tuple[str, int, bool], bytes] = {}
         self._models = _build_models()
@@ -197,6 +203,9 @@ class FakeUpstream:
             return web.Response(body=b'{"status":"ok"}', headers=JSON_HEADERS)
         if request.method != "POST":
             return _error(404, f"no route for {request.method} {path}")
+        if path == "/held/go":
+            self._go.set()
+            return web.Response(body=b'{"status":"ok"}', headers=JSON_HEADERS)
         try:
             payload = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -259,6 +268,9 @@ class FakeUpstream:
         content = parts.content[: -len(b"}\n\n")] + b',"sent_at":'
         interval = self._shape.held_interval_s
         due = time.monotonic()
+        if self._shape.held_wait:
+            await self._go.wait()
+            due = time.monotonic() + random.random() * interval - interval
         for _ in range(self._shape.held_events):
             due += interval
             wait = due - time.monotonic()
@@ -304,6 +316,7 @@ def main(argv: list[str] | None = None) -> None:
     )
     parser.add_argument("--held-events", type=int, default=300, help="events per stream for models named *-held")
     parser.add_argument("--held-interval-ms", type=float, default=100.0, help="pause between held-stream events")
+    parser.add_argument("--held-wait", action="store_true", help="held streams wait for POST /held/go")
     args = parser.parse_args(argv)
     shape = StreamShape(
         chunks=max(0, args.stream_chunks),
@@ -311,6 +324,7 @@ def main(argv: list[str] | None = None) -> None:
         paced_delay_s=max(0.0, args.paced_delay_ms) / 1000,
         held_events=max(1, args.held_events),
         held_interval_s=max(0.001, args.held_interval_ms) / 1000,
+        held_wait=args.held_wait,
     )
     run(serve(args.host, args.port, shape))
 

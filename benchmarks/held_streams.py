@@ -2,12 +2,15 @@
 
     python -m benchmarks.held_streams                       # quick: 500 streams, about 2 minutes
     python -m benchmarks.held_streams --streams 1000,5000,10000 --events 300
+    python -m benchmarks.held_streams --base main     # adds the gateway of another commit
 
 For each N and each target (direct to the upstream, the aiohttp pass-through,
 nginx with `proxy_buffering off`, the gateway with its whole chain), a fresh
-upstream and a fresh proxy are started, N streams are opened that each get an
-event every --interval-ms, and once all are open a window of --window seconds
-is measured:
+upstream and a fresh proxy are started and N streams are opened. Each gets its
+first event at once, then waits until all are open (so that the streams opened
+first do not slow the opening of the rest); from then on each gets an event
+every --interval-ms, at a random phase, and after --settle seconds a window of
+--window seconds is measured:
 
 - memory per open stream: the proxy's RSS at the end of the window, minus its
   RSS before the streams opened (after a few warm-up requests), divided by N;
@@ -22,6 +25,7 @@ Targets run in a rotating order per N. Writes DIR/held-streams.md and .json.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import os
 import subprocess
@@ -42,8 +46,9 @@ from benchmarks.workloads import all_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-DIRECT, FLOOR, NGINX, GATEWAY = "direct", "passthrough", "nginx", "gateway"
+DIRECT, FLOOR, NGINX, GATEWAY, BASE = "direct", "passthrough", "nginx", "gateway", "gateway (base)"
 TARGETS = (DIRECT, FLOOR, NGINX, GATEWAY)
+ORDER = (*TARGETS, BASE)
 # A proxy holds two sockets per stream (client and upstream), plus its own few files.
 FILES_PER_STREAM = 2
 FILES_SPARE = 200
@@ -79,6 +84,8 @@ class Options:
     targets: tuple[str, ...]
     out_dir: Path
     gateway_args: tuple[str, ...]
+    base: str | None = None
+    base_root: Path | None = None
 
 
 def _log(message: str) -> None:
@@ -122,6 +129,13 @@ def _warm_up(url: str, api_key: str) -> None:
             "Content-Type": "application/json", "Authorization": f"Bearer {api_key}"})
         with urllib.request.urlopen(request, timeout=15) as response:
             response.read()
+
+
+def _go(upstream: str) -> None:
+    """Every held stream starts its events."""
+    with urllib.request.urlopen(urllib.request.Request(upstream + "/held/go", data=b"", method="POST"),
+                                timeout=15) as response:
+        response.read()
 
 
 class Clients:
@@ -189,8 +203,9 @@ def _start_target(target: str, upstream: Server, tmp: Path, opts: Options, files
         servers.append(server)
         return server, "sk-bench"
     config = gateway_config.write_config(tmp, upstream.url)
+    root = opts.base_root if target == BASE and opts.base_root is not None else REPO_ROOT
     server = start_server("gateway", [python, "-m", "gateway", "--config", str(config), "--host", "127.0.0.1",
-                                      "--port", str(port), *opts.gateway_args], port, tmp, REPO_ROOT,
+                                      "--port", str(port), *opts.gateway_args], port, tmp, root,
                           timeout_s=30.0)
     servers.append(server)
     return server, gateway_config.issue_virtual_key(server.url)
@@ -206,7 +221,7 @@ def run_cell(target: str, streams: int, opts: Options, files: int) -> Cell:
             up_port = free_port()
             upstream = start_server("fake_upstream", [
                 sys.executable, "-m", "benchmarks.fake_upstream", "--port", str(up_port),
-                "--held-events", str(opts.events), "--held-interval-ms", str(opts.interval_ms)],
+                "--held-events", str(opts.events), "--held-interval-ms", str(opts.interval_ms), "--held-wait"],
                 up_port, tmp, REPO_ROOT)  # fmt: skip
             servers.append(upstream)
             proxy, api_key = (upstream, "sk-bench") if target == DIRECT else \
@@ -220,6 +235,7 @@ def run_cell(target: str, streams: int, opts: Options, files: int) -> Cell:
             cell.ramp_s = max(float(line.get("ramp_s") or 0.0) for line in opened)  # type: ignore[arg-type]
             if _total(opened, "open") < streams:
                 cell.problems.append(f"only {_total(opened, 'open')} of {streams} streams opened")
+            _go(upstream.url)
             time.sleep(opts.settle_s)
             before = clients.mark()
             cpu_before, at_before = cpu_seconds(proxy.pid), time.monotonic()
@@ -276,7 +292,7 @@ def render(cells: list[Cell], settings: list[tuple[str, str]]) -> str:
             "| delay p50 ms | p99 ms | added p50 ms | added p99 ms | ramp s |",
             "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|",
         ]  # fmt: skip
-        for cell in sorted((c for c in cells if c.streams == streams), key=lambda c: TARGETS.index(c.target)):
+        for cell in sorted((c for c in cells if c.streams == streams), key=lambda c: ORDER.index(c.target)):
             lines.append(
                 f"| {cell.target} | {cell.idle_rss_kib / 1024:.1f} | {cell.rss_kib / 1024:.1f} "
                 f"| {_fmt(cell.kib_per_stream)} | {_fmt(cell.cpu_us_per_event)} "
@@ -328,6 +344,7 @@ def benchmark(opts: Options) -> str:
         ("targets", "a fresh upstream and proxy per cell; nginx: 1 worker, proxy_buffering off; gateway: "
                     "master key, virtual key, default plugin chain"),
         ("wall time", f"{time.monotonic() - started:.0f} s"),
+        *((("gateway (base)", f"the gateway at {opts.base}"),) if opts.base else ()),
         *(("note", n) for n in notes),
     ]
     markdown = render(cells, settings)
@@ -349,6 +366,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--targets", default=",".join(TARGETS), help=f"comma-separated, of {', '.join(TARGETS)}")
     parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
     parser.add_argument("--gateway-arg", action="append", default=[], help="extra gateway argument, repeatable")
+    parser.add_argument("--base", default=None, help="also run the gateway of this commit (from a git worktree)")
     args = parser.parse_args(argv)
     targets = tuple(t for t in args.targets.split(",") if t)
     if unknown := set(targets) - set(TARGETS):
@@ -360,15 +378,26 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         settle_s=max(0.0, args.settle),
         window_s=max(1.0, args.window),
         clients=max(0, args.clients),
-        targets=targets,
+        targets=(*targets, BASE) if args.base else targets,
         out_dir=args.out,
         gateway_args=tuple(args.gateway_arg),
+        base=args.base,
     )
 
 
 def main(argv: Sequence[str] | None = None) -> None:
     opts = parse_args(argv)
-    print(benchmark(opts))
+    if opts.base is None:
+        print(benchmark(opts))
+    else:
+        with tempfile.TemporaryDirectory(prefix="held-base-") as tmp:
+            root = Path(tmp) / "base-checkout"
+            subprocess.run(["git", "worktree", "add", "--detach", "--quiet", str(root), opts.base], cwd=REPO_ROOT,
+                           check=True)
+            try:
+                print(benchmark(dataclasses.replace(opts, base_root=root)))
+            finally:
+                subprocess.run(["git", "worktree", "remove", "--force", str(root)], cwd=REPO_ROOT, check=False)
     _log(f"wrote {opts.out_dir / 'held-streams.md'}")
 
 
