@@ -23,6 +23,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from multidict import istr
 
 from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
@@ -44,6 +45,10 @@ log = logging.getLogger("gateway")
 MAX_REQUEST_MB = web.AppKey("max_request_mb", float)
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A stream's header names as istr, made once: aiohttp's CIMultiDict keeps a case-folded copy of each
+# plain str name, and another once the headers are written, for as long as the stream is open.
+HEADER_NAMES: dict[str, istr] = {}
+MAX_HEADER_NAMES = 1024  # names are the gateway's, its plugins' and the upstreams': past this, not cached
 # Hop-by-hop and framing headers belong to each connection; everything else the
 # upstream said is relayed under `llm_provider-`, as LiteLLM does.
 NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
@@ -423,7 +428,8 @@ class ProxyEndpoint:
                      strip_usage: bool, requested: str | None, deployment: Deployment) -> web.StreamResponse:
         """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
         upstream failure becomes a last error event; a client that left ends the relay quietly."""
-        response = web.StreamResponse(status=status, headers={**headers, **SSE_HEADERS})
+        response = web.StreamResponse(status=status, headers={_header_name(name): value for name, value in
+                                                              {**headers, **SSE_HEADERS}.items()})
         del headers  # copied into the response; this frame lives as long as the stream
         try:
             await response.prepare(ctx.request)
@@ -524,6 +530,15 @@ class HeaderNames(NamedTuple):
         return cls(*(prefix + name for name in (
             "call-id", "version", "model-group", "model-id", "model-api-base", "response-duration-ms",
             "attempted-retries", "attempted-fallbacks", "max-retries", "timeout", "overhead-duration-ms")))
+
+
+def _header_name(name: str) -> str:
+    interned = HEADER_NAMES.get(name)
+    if interned is None:
+        interned = istr(name)
+        if len(HEADER_NAMES) < MAX_HEADER_NAMES:
+            HEADER_NAMES[name] = interned
+    return interned
 
 
 async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, data: bytes) -> bool:

@@ -19,8 +19,8 @@ from gateway.usage import Usage, estimate, from_json_body, from_object
 
 # Enough for the last events (where usage is) and a sample of the answer's text; held for as long as a
 # stream is open, so it is most of what a long stream costs the gateway beyond its sockets.
-TAIL_BYTES = 4096
-TAIL_SLACK = 2048  # trimmed once this much over, not on every chunk
+TAIL_BYTES = 2048
+TAIL_SLACK = 1024  # trimmed once this much over, not on every chunk
 # Past this many bytes without an event boundary the stream is not SSE as we know it: pass it on as is.
 MAX_PENDING = 65536
 USAGE = b'"usage"'
