@@ -115,48 +115,46 @@ class ProxyEndpoint:
         return self.chain_needs_usage or self.router.has_tpm
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # One coroutine for the whole request (no inner helper): a stream holds its frame while open.
         in_flight = self.in_flight
         if in_flight.limit is not None and in_flight.count >= in_flight.limit:
             # Shed load before doing any work for it: the process stays responsive for the rest.
             return OVERLOADED.response()
         in_flight.count += 1
         try:
-            return await self._handle(request)
+            ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
+            response: web.StreamResponse | None = None
+            try:
+                try:
+                    response = await self._serve(ctx)
+                except ApiError as error:
+                    ctx.error = error
+                    response = error.response(self._headers(ctx))
+                except asyncio.CancelledError:
+                    ctx.client_left = True
+                    raise
+                except Exception:
+                    log.exception("unhandled error serving %s", ctx.request_id)
+                    ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
+                                         "internal_server_error")
+                    if ctx.response is None:
+                        response = ctx.error.response(self._headers(ctx))
+                    else:
+                        _abort(request)  # the answer had started: no second one, and no made-up end
+            finally:
+                self._settle(ctx, response)
+            if response is None or ctx.client_left:
+                # Nothing more is written: aiohttp's own write_eof finds the transport closing.
+                return response or ctx.response or web.StreamResponse()
+            try:
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client left with all but the end of the body: settled already as answered
+            return response
         finally:
             in_flight.count -= 1
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
-        response: web.StreamResponse | None = None
-        try:
-            try:
-                response = await self._serve(ctx)
-            except ApiError as error:
-                ctx.error = error
-                response = error.response(self._headers(ctx))
-            except asyncio.CancelledError:
-                ctx.client_left = True
-                raise
-            except Exception:
-                log.exception("unhandled error serving %s", ctx.request_id)
-                ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
-                                     "internal_server_error")
-                if ctx.response is None:
-                    response = ctx.error.response(self._headers(ctx))
-                else:
-                    _abort(request)  # the answer had started: no second one, and no made-up end
-        finally:
-            self._settle(ctx, response)
-        if response is None or ctx.client_left:
-            # Nothing more is written: aiohttp's own write_eof finds the transport closing.
-            return response or ctx.response or web.StreamResponse()
-        try:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client left with all but the end of the body: settled already as answered
-        return response
 
     def _settle(self, ctx: Ctx, response: web.StreamResponse | None) -> None:
         """The request's one settlement: usage (the upstream's, else an estimate), cost, status."""
