@@ -426,8 +426,9 @@ class ProxyEndpoint:
                      strip_usage: bool, requested: str | None, deployment: Deployment) -> web.StreamResponse:
         """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
         upstream failure becomes a last error event; a client that left ends the relay quietly."""
-        response = web.StreamResponse(status=status, headers={_header_name(name): value for name, value in
-                                                              {**headers, **SSE_HEADERS}.items()})
+        names = HEADER_NAMES
+        response = web.StreamResponse(status=status, headers={names.get(name) or _header_name(name): value
+                                                              for name, value in {**headers, **SSE_HEADERS}.items()})
         del headers  # copied into the response; this frame lives as long as the stream
         try:
             await response.prepare(ctx.request)
