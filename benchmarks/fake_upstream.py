@@ -10,6 +10,14 @@ Models whose name ends in "-paced" stream with --paced-delay-ms between chunks
 instead, so one upstream serves both a flat-out stream (proxy throughput) and a
 token-paced one (time to first byte is then distinct from total time, and a
 proxy that buffers the stream shows up as TTFB close to total).
+
+Models whose name ends in "-held" stream --held-events events, one every
+--held-interval-ms, each stamped with the time it was written (`"sent_at"`,
+time.monotonic(), the same clock in every process on the machine): the
+held-streams benchmark holds thousands of these open at once. With --held-wait
+they send their first event and then wait for `POST /held/go`, after which each
+starts at a random phase of the interval: N streams open without paying for the
+events of those opened first, then all run at once.
 """
 
 from __future__ import annotations
@@ -17,7 +25,9 @@ from __future__ import annotations
 import argparse
 import asyncio
 import base64
+import random
 import struct
+import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,8 +39,9 @@ from benchmarks.eventloop import run, serve_until_signal
 CREATED = 1_700_000_000
 PROMPT_TOKENS = 12
 VECTOR = (0.0123, -0.0456, 0.0789, -0.1011, 0.1213, -0.1415, 0.1617, -0.1819)
-MODELS = ("bench-chat", "bench-chat-paced", "bench-embed")
+MODELS = ("bench-chat", "bench-chat-paced", "bench-chat-held", "bench-embed")
 PACED_SUFFIX = "-paced"
+HELD_SUFFIX = "-held"
 # Past this many distinct model names, bodies are built per request instead of
 # cached, so a client sending random names cannot grow memory without bound.
 MAX_CACHED_MODELS = 32
@@ -46,6 +57,9 @@ class StreamShape:
     chunks: int
     delay_s: float
     paced_delay_s: float
+    held_events: int = 300
+    held_interval_s: float = 0.1
+    held_wait: bool = False
 
     def delay_for(self, model: str) -> float:
         return self.paced_delay_s if model.endswith(PACED_SUFFIX) else self.delay_s
@@ -172,10 +186,11 @@ def _error(status: int, message: str) -> web.Response:
 class FakeUpstream:
     """Low-level aiohttp handler: no router, no middlewares, just a path switch."""
 
-    __slots__ = ("_bodies", "_embeddings", "_models", "_shape")
+    __slots__ = ("_bodies", "_embeddings", "_go", "_models", "_shape")
 
     def __init__(self, shape: StreamShape) -> None:
         self._shape = shape
+        self._go = asyncio.Event()
         self._bodies: dict[str, ModelBodies] = {}
         self._embeddings: dict[tuple[str, int, bool], bytes] = {}
         self._models = _build_models()
@@ -188,6 +203,9 @@ class FakeUpstream:
             return web.Response(body=b'{"status":"ok"}', headers=JSON_HEADERS)
         if request.method != "POST":
             return _error(404, f"no route for {request.method} {path}")
+        if path == "/held/go":
+            self._go.set()
+            return web.Response(body=b'{"status":"ok"}', headers=JSON_HEADERS)
         try:
             payload = orjson.loads(await request.read())
         except orjson.JSONDecodeError:
@@ -220,6 +238,8 @@ class FakeUpstream:
         options = payload.get("stream_options")
         include_usage = isinstance(options, dict) and options.get("include_usage") is True
         parts = bodies.chat_stream if chat else bodies.completion_stream
+        if model.endswith(HELD_SUFFIX):
+            return await self._held(request, parts, include_usage)
         return await self._stream(request, parts, include_usage, self._shape.delay_for(model))
 
     async def _stream(
@@ -234,6 +254,29 @@ class FakeUpstream:
             if delay:
                 await asyncio.sleep(delay)
             await response.write(parts.content)
+        tail = parts.finish + parts.usage + DONE if include_usage else parts.finish + DONE
+        await response.write(tail)
+        await response.write_eof()
+        return response
+
+    async def _held(self, request: web.BaseRequest, parts: StreamParts, include_usage: bool) -> web.StreamResponse:
+        """A long stream at a steady pace: each event is due at start + k * interval, so a late
+        wake-up does not push the rest back, and carries the time it was written."""
+        response = web.StreamResponse(headers=SSE_HEADERS)
+        await response.prepare(request)
+        await response.write(parts.first)
+        content = parts.content[: -len(b"}\n\n")] + b',"sent_at":'
+        interval = self._shape.held_interval_s
+        due = time.monotonic()
+        if self._shape.held_wait:
+            await self._go.wait()
+            due = time.monotonic() + random.random() * interval - interval
+        for _ in range(self._shape.held_events):
+            due += interval
+            wait = due - time.monotonic()
+            if wait > 0:
+                await asyncio.sleep(wait)
+            await response.write(b"%b%.6f}\n\n" % (content, time.monotonic()))
         tail = parts.finish + parts.usage + DONE if include_usage else parts.finish + DONE
         await response.write(tail)
         await response.write_eof()
@@ -271,11 +314,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--paced-delay-ms", type=float, default=1.0, help="pause between chunks for models named *-paced"
     )
+    parser.add_argument("--held-events", type=int, default=300, help="events per stream for models named *-held")
+    parser.add_argument("--held-interval-ms", type=float, default=100.0, help="pause between held-stream events")
+    parser.add_argument("--held-wait", action="store_true", help="held streams wait for POST /held/go")
     args = parser.parse_args(argv)
     shape = StreamShape(
         chunks=max(0, args.stream_chunks),
         delay_s=max(0.0, args.chunk_delay_ms) / 1000,
         paced_delay_s=max(0.0, args.paced_delay_ms) / 1000,
+        held_events=max(1, args.held_events),
+        held_interval_s=max(0.001, args.held_interval_ms) / 1000,
+        held_wait=args.held_wait,
     )
     run(serve(args.host, args.port, shape))
 

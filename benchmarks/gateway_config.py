@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, PACED_CHAT_MODEL
+from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, HELD_CHAT_MODEL, PACED_CHAT_MODEL
 
 UPSTREAM_PLACEHOLDER = "{upstream}"
 UPSTREAM_KEY = "sk-upstream"
@@ -40,6 +40,7 @@ def default_config(upstream: str) -> dict[str, Any]:
         "model_list": [
             _model(CHAT_MODEL, upstream),
             _model(PACED_CHAT_MODEL, upstream),
+            _model(HELD_CHAT_MODEL, upstream),
             _model(EMBED_MODEL, upstream, mode="embedding"),
         ],
         "general_settings": {"master_key": MASTER_KEY},
@@ -48,7 +49,8 @@ def default_config(upstream: str) -> dict[str, Any]:
 
 def issue_virtual_key(gateway_url: str) -> str:
     """A virtual key allowed the benchmark's models, made the way an operator would."""
-    body = json.dumps({"models": [CHAT_MODEL, PACED_CHAT_MODEL, EMBED_MODEL], "key_alias": "benchmark"}).encode()
+    models = [CHAT_MODEL, PACED_CHAT_MODEL, HELD_CHAT_MODEL, EMBED_MODEL]
+    body = json.dumps({"models": models, "key_alias": "benchmark"}).encode()
     request = urllib.request.Request(f"{gateway_url}/key/generate", data=body, method="POST", headers={
         "Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=10) as response:

@@ -8,8 +8,9 @@ import orjson
 
 CHAT_MODEL = "bench-chat"
 PACED_CHAT_MODEL = "bench-chat-paced"
+HELD_CHAT_MODEL = "bench-chat-held"
 EMBED_MODEL = "bench-embed"
-_MESSAGES = [
+MESSAGES = [
     {"role": "system", "content": "You are a benchmark."},
     {"role": "user", "content": "Say something short about reverse proxies."},
 ]
@@ -25,7 +26,7 @@ class Workload:
 
 
 def _chat(stream: bool, model: str = CHAT_MODEL) -> bytes:
-    payload: dict[str, object] = {"model": model, "messages": _MESSAGES, "max_tokens": 32}
+    payload: dict[str, object] = {"model": model, "messages": MESSAGES, "max_tokens": 32}
     if stream:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}

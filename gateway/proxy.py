@@ -16,7 +16,6 @@ import asyncio
 import logging
 import math
 import time
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any, NamedTuple
 
@@ -24,6 +23,7 @@ import orjson
 from aiohttp import web
 from aiohttp.http_exceptions import HttpProcessingError
 from aiohttp.web_protocol import RequestPayloadError
+from multidict import istr
 
 from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
@@ -46,6 +46,10 @@ log = logging.getLogger("gateway")
 MAX_REQUEST_MB = web.AppKey("max_request_mb", float)
 
 SSE_HEADERS = {"Content-Type": "text/event-stream", "Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+# A stream's header names as istr, made once: aiohttp's CIMultiDict keeps a case-folded copy of each
+# plain str name, and another once the headers are written, for as long as the stream is open.
+HEADER_NAMES: dict[str, istr] = {}
+MAX_HEADER_NAMES = 1024  # names are the gateway's, its plugins' and the upstreams': past this, not cached
 # Hop-by-hop and framing headers belong to each connection; everything else the
 # upstream said is relayed under `llm_provider-`, as LiteLLM does.
 NOT_RELAYED = frozenset({"connection", "keep-alive", "transfer-encoding", "content-length", "content-encoding",
@@ -112,48 +116,46 @@ class ProxyEndpoint:
         return self.chain_needs_usage or self.router.has_tpm
 
     async def handle(self, request: web.Request) -> web.StreamResponse:
+        # One coroutine for the whole request (no inner helper): a stream holds its frame while open.
         in_flight = self.in_flight
         if in_flight.limit is not None and in_flight.count >= in_flight.limit:
             # Shed load before doing any work for it: the process stays responsive for the rest.
             return OVERLOADED.response()
         in_flight.count += 1
         try:
-            return await self._handle(request)
+            ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
+            response: web.StreamResponse | None = None
+            try:
+                try:
+                    response = await self._serve(ctx)
+                except ApiError as error:
+                    ctx.error = error
+                    response = error.response(self._headers(ctx))
+                except asyncio.CancelledError:
+                    ctx.client_left = True
+                    raise
+                except Exception:
+                    log.exception("unhandled error serving %s", ctx.request_id)
+                    ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
+                                         "internal_server_error")
+                    if ctx.response is None:
+                        response = ctx.error.response(self._headers(ctx))
+                    else:
+                        _abort(request)  # the answer had started: no second one, and no made-up end
+            finally:
+                self._settle(ctx, response)
+            if response is None or ctx.client_left:
+                # Nothing more is written: aiohttp's own write_eof finds the transport closing.
+                return response or ctx.response or web.StreamResponse()
+            try:
+                if not response.prepared:
+                    await response.prepare(request)
+                await response.write_eof()
+            except ConnectionError:
+                pass  # the client left with all but the end of the body: settled already as answered
+            return response
         finally:
             in_flight.count -= 1
-
-    async def _handle(self, request: web.Request) -> web.StreamResponse:
-        ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
-        response: web.StreamResponse | None = None
-        try:
-            try:
-                response = await self._serve(ctx)
-            except ApiError as error:
-                ctx.error = error
-                response = error.response(self._headers(ctx))
-            except asyncio.CancelledError:
-                ctx.client_left = True
-                raise
-            except Exception:
-                log.exception("unhandled error serving %s", ctx.request_id)
-                ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
-                                     "internal_server_error")
-                if ctx.response is None:
-                    response = ctx.error.response(self._headers(ctx))
-                else:
-                    _abort(request)  # the answer had started: no second one, and no made-up end
-        finally:
-            self._settle(ctx, response)
-        if response is None or ctx.client_left:
-            # Nothing more is written: aiohttp's own write_eof finds the transport closing.
-            return response or ctx.response or web.StreamResponse()
-        try:
-            if not response.prepared:
-                await response.prepare(request)
-            await response.write_eof()
-        except ConnectionError:
-            pass  # the client left with all but the end of the body: settled already as answered
-        return response
 
     def _settle(self, ctx: Ctx, response: web.StreamResponse | None) -> None:
         """The request's one settlement: usage (the upstream's, else an estimate), cost, status."""
@@ -292,13 +294,13 @@ class ProxyEndpoint:
         """Retries within the group, then its fallbacks, while nothing has reached the client."""
         router = self.router
         tried: set[str] = set()
-        plan = deque([Fallback(route.group)])
+        plan = [Fallback(route.group)]  # a list: it lives as long as the stream, and a deque is 600 bytes
         fallen_back = False
         failure: UpstreamFailure | None = None
         current: Route | None = route
         sent = body
         while plan:
-            group, overrides = plan.popleft()
+            group, overrides = plan.pop(0)
             if overrides:  # a client-side fallback with its own parameters (LiteLLM: they update the call's)
                 sent = {**sent, **overrides}
             attempt = 0
@@ -380,8 +382,10 @@ class ProxyEndpoint:
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
                 if stream or upstream.content_type == "text/event-stream":
                     sse = upstream.content_type == "text/event-stream"
-                    return await self._relay(ctx, upstream.status, self._headers(ctx, upstream),
-                                             upstream.chunks(), strip_usage and sse, requested, deployment)
+                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
+                                        strip_usage and sse, requested, deployment)
+                    upstream.raw_headers = []  # relayed now: not held for as long as the stream lasts
+                    return await relay
                 payload = await upstream.read()
             finally:
                 upstream.release()
@@ -435,7 +439,10 @@ class ProxyEndpoint:
                      strip_usage: bool, requested: str | None, deployment: Deployment) -> web.StreamResponse:
         """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
         upstream failure becomes a last error event; a client that left ends the relay quietly."""
-        response = web.StreamResponse(status=status, headers={**headers, **SSE_HEADERS})
+        names = HEADER_NAMES
+        response = web.StreamResponse(status=status, headers={names.get(name) or _header_name(name): value
+                                                              for name, value in {**headers, **SSE_HEADERS}.items()})
+        del headers  # copied into the response; this frame lives as long as the stream
         try:
             await response.prepare(ctx.request)
         except ConnectionError:
@@ -535,6 +542,15 @@ class HeaderNames(NamedTuple):
         return cls(*(prefix + name for name in (
             "call-id", "version", "model-group", "model-id", "model-api-base", "response-duration-ms",
             "attempted-retries", "attempted-fallbacks", "max-retries", "timeout", "overhead-duration-ms")))
+
+
+def _header_name(name: str) -> str:
+    interned = HEADER_NAMES.get(name)
+    if interned is None:
+        interned = istr(name)
+        if len(HEADER_NAMES) < MAX_HEADER_NAMES:
+            HEADER_NAMES[name] = interned
+    return interned
 
 
 async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, data: bytes) -> bool:

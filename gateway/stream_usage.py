@@ -11,15 +11,17 @@ client was actually sent.
 
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Callable
 from typing import Any
 
 from gateway import sse
 from gateway.usage import Usage, estimate, from_json_body, from_object
 
-TAIL_BYTES = 16384
-# Past this much without an event boundary the stream is not SSE as we know it: pass it on as is.
+# Enough for the last events (where usage is) and a sample of the answer's text; held for as long as a
+# stream is open, so it is most of what a long stream costs the gateway beyond its sockets.
+TAIL_BYTES = 2048
+TAIL_SLACK = 1024  # trimmed once this much over, not on every chunk
+# Past this many bytes without an event boundary the stream is not SSE as we know it: pass it on as is.
 MAX_PENDING = 65536
 USAGE = b'"usage"'
 # OpenAI's own spelling of the `usage` it adds to every chunk once asked for it: cut without parsing.
@@ -32,18 +34,23 @@ class Tail:
     __slots__ = ("chunks", "size")
 
     def __init__(self) -> None:
-        self.chunks: deque[bytes] = deque()
+        self.chunks: list[bytes] = []  # a list, not a deque: an empty deque alone is 600 bytes
         self.size = 0
 
     def feed(self, chunk: bytes) -> None:
         self.chunks.append(chunk)
         self.size += len(chunk)
-        if self.size >= 2 * TAIL_BYTES:  # trimmed now and then, not on every chunk
+        if self.size >= TAIL_BYTES + TAIL_SLACK:
             self._trim()
 
     def _trim(self) -> None:
-        while self.size - len(self.chunks[0]) >= TAIL_BYTES:
-            self.size -= len(self.chunks.popleft())
+        chunks, size, drop = self.chunks, self.size, 0
+        while drop < len(chunks) and size - len(chunks[drop]) >= TAIL_BYTES:
+            size -= len(chunks[drop])
+            drop += 1
+        if drop:
+            del chunks[:drop]
+            self.size = size
 
     def bytes(self) -> bytes:
         self._trim()

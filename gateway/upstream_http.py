@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections import deque
 from collections.abc import AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
@@ -370,7 +369,7 @@ class Response:
         self.status = 0
         self.raw_headers: list[tuple[bytes, bytes]] = []
         self._connection = connection
-        self._chunks: deque[bytes] = deque()
+        self._chunks: list[bytes] = []  # not a deque: every open stream holds one, and an empty deque is 600 B
         self._buffered = 0
         self._complete = False
         self._error: BaseException | None = None
@@ -414,7 +413,7 @@ class Response:
         chunks = self._chunks
         while True:
             if chunks:
-                chunk = chunks.popleft() if len(chunks) == 1 else b"".join(chunks)
+                chunk = chunks[0] if len(chunks) == 1 else b"".join(chunks)
                 chunks.clear()
                 self._buffered = 0
                 if self._paused:

@@ -164,3 +164,19 @@ async def test_bytes_that_are_not_sse_pass_untouched_and_unbuffered(gateway: Gat
     assert bytes(got) == "".join(pieces).encode()
     log = await spend_record(http, gateway, request_id, ADMIN)
     assert (log["prompt_tokens"], log["completion_tokens"], log["metadata"]["usage_estimated"]) == (7, 2, False)
+
+
+async def test_a_stream_ended_without_a_byte_is_settled_on_an_estimate(gateway: Gateway,
+                                                                      http: aiohttp.ClientSession) -> None:
+    """An upstream that opens a stream and ends it before any event: the client gets the empty answer,
+    and the request is charged for its prompt, estimated (an empty tail once broke the settlement)."""
+    request_id = uuid.uuid4().hex
+    body = {"model": "shaped", "stream": True, "messages": [{"role": "user", "content": "hi"}],
+            "fake": {"frames": []}}
+    async with http.post(f"{gateway.url}/v1/chat/completions", json=body,
+                         headers={**ADMIN, "X-Request-ID": request_id}) as r:
+        assert r.status == 200
+        assert await r.read() == b""
+    log = await spend_record(http, gateway, request_id, ADMIN)
+    assert (log["completion_tokens"], log["metadata"]["usage_estimated"]) == (0, True)
+    assert log["prompt_tokens"] > 0
