@@ -310,7 +310,7 @@ def soak(opts: argparse.Namespace) -> dict[str, object]:
             if not gateway.alive():
                 raise SystemExit(f"the gateway died:\n{gateway.log_tail()}")
             time.sleep(opts.idle_wait)  # let pooled connections and background flushes settle
-            idle = _sample(gateway, 0.0, tally.sent)
+            idle = _sample(gateway, time.monotonic() - wall - opts.idle_wait, tally.sent)
             counts = _wait_for_spend(tmp, database_url, tally.sent)
             log_tail = gateway.log_tail(15)
         finally:
