@@ -17,8 +17,13 @@ from benchmarks.load_result import LoadResult
 DIRECT = "direct"
 FLOOR = "floor"
 GATEWAY = "gateway"
-TARGETS = (DIRECT, FLOOR, GATEWAY)
-TARGET_LABELS = {DIRECT: "direct", FLOOR: "passthrough floor", GATEWAY: "gateway"}
+LITELLM = "litellm"
+PORTKEY = "portkey"
+PEERS = (LITELLM, PORTKEY)
+TARGETS = (DIRECT, FLOOR, GATEWAY, *PEERS)
+TARGET_LABELS = {
+    DIRECT: "direct", FLOOR: "passthrough floor", GATEWAY: "gateway", LITELLM: "LiteLLM proxy", PORTKEY: "Portkey",
+}
 
 # rounds[(workload, target)][i] is round i's result, None when it was skipped
 Rounds = dict[tuple[str, str], list[LoadResult | None]]
@@ -35,6 +40,7 @@ class Row:
     p99_ms: float | None
     ttfb_p50_ms: float | None
     ttfb_p99_ms: float | None
+    cpu_us: float | None  # the target's CPU time per request
     vs_direct: float | None
     vs_floor: float | None
     added_p50_vs_direct_ms: float | None
@@ -80,10 +86,11 @@ def _ttfb_delta(a: LoadResult, b: LoadResult) -> float | None:
 
 def summarise(rounds: Rounds, workloads: Sequence[str]) -> list[Row]:
     rows: list[Row] = []
+    present = {target for _, target in rounds}
     for workload in workloads:
         direct = rounds.get((workload, DIRECT), [])
         floor = rounds.get((workload, FLOOR), [])
-        for target in TARGETS:
+        for target in (t for t in TARGETS if t in present):
             mine = rounds.get((workload, target), [])
             done = [r for r in mine if r is not None]
             rows.append(
@@ -97,6 +104,7 @@ def summarise(rounds: Rounds, workloads: Sequence[str]) -> list[Row]:
                     p99_ms=_median_of(mine, lambda r: r.p99_ms),
                     ttfb_p50_ms=_median_of(mine, lambda r: r.ttfb_p50_ms),
                     ttfb_p99_ms=_median_of(mine, lambda r: r.ttfb_p99_ms),
+                    cpu_us=_median_of(mine, lambda r: r.cpu_us_per_request),
                     vs_direct=_paired(mine, direct, _ratio),
                     vs_floor=_paired(mine, floor, _ratio),
                     added_p50_vs_direct_ms=_paired(mine, direct, _p50_delta),

@@ -5,13 +5,13 @@ from __future__ import annotations
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.aggregate import FLOOR, GATEWAY, TARGET_LABELS, TARGETS, Row
+from benchmarks.aggregate import DIRECT, TARGET_LABELS, TARGETS, Row
 from benchmarks.report import Report
 
 if TYPE_CHECKING:
     from matplotlib.axes import Axes
 
-COLORS = {"direct": "#4c72b0", "floor": "#8c8c8c", "gateway": "#dd8452"}
+COLORS = {"direct": "#4c72b0", "floor": "#8c8c8c", "gateway": "#dd8452", "litellm": "#8172b3", "portkey": "#64b5cd"}
 
 
 def _grouped_bars(
@@ -50,15 +50,17 @@ def draw(report: Report, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     labels = dict(report.workload_labels)
+    present = tuple(t for t in TARGETS if any(r.target == t for r in report.load))
     fig, axes = plt.subplots(1, 3, figsize=(16, 4.8))
     _grouped_bars(
-        axes[0], list(report.load), labels, TARGETS, "rps", "%.0f", "requests/s",
+        axes[0], list(report.load), labels, present, "rps", "%.0f", "requests/s",
         f"Throughput, concurrency {report.load_concurrency} (higher is better)",
     )  # fmt: skip
     # Absolute latencies span 0.1 ms to tens of ms across workloads; the cost
     # a proxy adds is the comparable quantity.
     _grouped_bars(
-        axes[1], list(report.moderate), labels, (FLOOR, GATEWAY), "added_p50_vs_direct_ms", "%.2f",
+        axes[1], list(report.moderate), labels, tuple(t for t in present if t != DIRECT), "added_p50_vs_direct_ms",
+        "%.2f",
         "added p50 latency over direct, ms",
         f"Added latency, concurrency {report.moderate_concurrency} (lower is better)",
     )  # fmt: skip

@@ -18,6 +18,7 @@ class LoadResult:
     ttfb_p50_ms: float | None = None
     ttfb_p99_ms: float | None = None
     first_error: str | None = None
+    server_cpu_s: float | None = None  # CPU the target's processes spent during the run, warm-up included
 
     @property
     def rps(self) -> float:
@@ -25,6 +26,12 @@ class LoadResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "rps": self.rps}
+
+    @property
+    def cpu_us_per_request(self) -> float | None:
+        if self.server_cpu_s is None or self.requests + self.errors <= 0:
+            return None
+        return self.server_cpu_s / (self.requests + self.errors) * 1e6
 
     @classmethod
     def from_dict(cls, data: dict[str, Any]) -> LoadResult:

@@ -47,6 +47,7 @@ class LoadSpec:
     warmup_s: float = 0.0
     api_key: str = "sk-bench"
     tool: str = "auto"
+    headers: tuple[tuple[str, str], ...] = ()  # sent with every request, after the key
 
 
 def resolve_tool(spec: LoadSpec, workload: Workload) -> str:
@@ -109,7 +110,7 @@ async def _one(
 
 async def generate(spec: LoadSpec, workload: Workload) -> LoadResult:
     url = spec.base_url.rstrip("/") + workload.path
-    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {spec.api_key}"}
+    headers = {"Content-Type": "application/json", "Authorization": f"Bearer {spec.api_key}", **dict(spec.headers)}
     start = perf_counter()
     window_start = start + spec.warmup_s
     window_end = window_start + (spec.duration_s if spec.requests is None else MAX_COUNT_RUN_S)
@@ -173,6 +174,8 @@ def _python_in_child(spec: LoadSpec) -> LoadResult:
     ]  # fmt: skip
     if spec.requests is not None:
         argv += ["--requests", str(spec.requests)]
+    for name, value in spec.headers:
+        argv += ["--header", f"{name}: {value}"]
     limit = spec.warmup_s + (spec.duration_s if spec.requests is None else MAX_COUNT_RUN_S) + 2 * REQUEST_TIMEOUT_S
     try:
         done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=limit)
@@ -190,7 +193,7 @@ def measure(spec: LoadSpec) -> LoadResult:
     workload = all_workloads()[spec.workload]
     if resolve_tool(spec, workload) == "wrk":
         url = spec.base_url.rstrip("/") + workload.path
-        return run_wrk(url, workload.body, spec.api_key, spec.concurrency, spec.duration_s)
+        return run_wrk(url, workload.body, spec.api_key, spec.concurrency, spec.duration_s, spec.headers)
     return _python_in_child(spec)
 
 
@@ -219,6 +222,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--warmup", type=float, default=0.0, help="seconds of unmeasured load first (Python only)")
     parser.add_argument("--api-key", default="sk-bench")
     parser.add_argument("--tool", choices=TOOLS, default="auto")
+    parser.add_argument("--header", action="append", default=[], help="extra 'Name: value', repeatable")
     parser.add_argument("--json", action="store_true", help="print one JSON line instead of a summary")
     args = parser.parse_args(argv)
     spec = LoadSpec(
@@ -230,6 +234,7 @@ def main(argv: list[str] | None = None) -> None:
         warmup_s=max(0.0, args.warmup),
         api_key=args.api_key,
         tool=args.tool,
+        headers=tuple((n.strip(), v.strip()) for n, _, v in (h.partition(":") for h in args.header)),
     )
     workload = all_workloads()[spec.workload]
     if resolve_tool(spec, workload) == "python":

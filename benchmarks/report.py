@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from benchmarks.aggregate import DIRECT, FLOOR, GATEWAY, TARGET_LABELS, Row
+from benchmarks.aggregate import DIRECT, FLOOR, GATEWAY, PEERS, TARGET_LABELS, Row
 
 MISSING = "–"
 
@@ -28,6 +28,7 @@ class Report:
     moderate: Sequence[Row]
     memory: Sequence[MemoryRow]
     problems: Sequence[str]
+    peers: Sequence[str] = ()  # lines on the peers: version run, or why skipped
 
 
 def _num(value: float | None, digits: int = 2) -> str:
@@ -61,6 +62,10 @@ def _headline(report: Report) -> list[str]:
             parts.append(f"gateway {gw.vs_direct:.0%} of direct, {gw.vs_floor:.0%} of floor")
         else:
             parts.append("gateway not measured")
+        for peer in PEERS:
+            row = _find(report.load, workload, peer)
+            if row is not None and row.vs_floor is not None:
+                parts.append(f"{TARGET_LABELS[peer]} {row.vs_floor:.0%} of floor")
         throughput.append(f"{labels.get(workload, workload)}: " + ", ".join(parts))
     latency = []
     for workload in dict.fromkeys(r.workload for r in report.moderate):
@@ -86,7 +91,7 @@ def _headline(report: Report) -> list[str]:
 def _load_table(report: Report) -> list[str]:
     header = [
         "workload", "target", "tool", "req/s", "p50 ms", "p99 ms", "TTFB p50 ms",
-        "req/s vs direct", "req/s vs floor", "+p50 vs direct ms", "errors",
+        "req/s vs direct", "req/s vs floor", "+p50 vs direct ms", "CPU us/req", "errors",
     ]  # fmt: skip
     rows = [
         [
@@ -100,6 +105,7 @@ def _load_table(report: Report) -> list[str]:
             _num(r.vs_direct),
             _num(r.vs_floor),
             _signed(r.added_p50_vs_direct_ms) if r.target != DIRECT else MISSING,
+            _num(r.cpu_us, 0),
             str(r.errors),
         ]
         for r in report.load
@@ -120,7 +126,7 @@ def _moderate_table(report: Report) -> list[str]:
             _num(r.p99_ms),
             _num(r.ttfb_p50_ms),
             _signed(r.added_p50_vs_direct_ms) if r.target != DIRECT else MISSING,
-            _signed(r.added_p50_vs_floor_ms) if r.target == GATEWAY else MISSING,
+            _signed(r.added_p50_vs_floor_ms) if r.target not in (DIRECT, FLOOR) else MISSING,
             _signed(r.added_ttfb_vs_direct_ms) if r.target != DIRECT else MISSING,
         ]
         for r in report.moderate
@@ -139,6 +145,7 @@ def _memory_table(report: Report) -> list[str]:
 def render(report: Report) -> str:
     lines = ["# Gateway benchmark", ""]
     lines += [f"- {key}: {value}" for key, value in report.settings]
+    lines += [f"- peer: {line}" for line in report.peers]
     lines += ["", "## Headline", "", *_headline(report), ""]
     lines += [f"## Throughput at concurrency {report.load_concurrency}", "", *_load_table(report), ""]
     lines += [

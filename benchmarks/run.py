@@ -11,6 +11,7 @@ latest.json (raw per-round numbers).
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import importlib.metadata
 import os
@@ -27,8 +28,8 @@ from pathlib import Path
 
 import orjson
 
-from benchmarks import chart, gateway_config, report
-from benchmarks.aggregate import DIRECT, FLOOR, GATEWAY, TARGETS, Rounds, summarise
+from benchmarks import chart, gateway_config, peers, report
+from benchmarks.aggregate import DIRECT, FLOOR, GATEWAY, PEERS, Rounds, summarise
 from benchmarks.loadgen import TOOLS, LoadSpec, measure, resolve_tool
 from benchmarks.servers import Memory, Server, ServerStartError, free_port, start_server
 from benchmarks.workloads import Workload, all_workloads
@@ -43,6 +44,9 @@ MODERATE_WORKLOADS = ("chat", "chat-stream-paced", "embeddings")
 PREFLIGHT_TIMEOUT_S = 15.0
 # Spawning a load generator and tearing it down, per measurement
 SPAWN_OVERHEAD_S = 0.4
+# Unmeasured load on each peer per workload before the rounds: LiteLLM's first requests at concurrency
+# are many times slower than its steady state (imports and caches filled on first use).
+PEER_WARMUP_S = 3.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,6 +66,7 @@ class Options:
     stream_chunks: int
     chunk_delay_ms: float
     paced_delay_ms: float
+    peers: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -70,19 +75,20 @@ class Target:
     server: Server  # the process whose death makes this target's numbers meaningless
     url: str
     api_key: str | None = None  # the gateway is measured with a virtual key through its whole chain
+    headers: tuple[tuple[str, str], ...] = ()
 
 
 def _log(message: str) -> None:
     print(message, file=sys.stderr, flush=True)
 
 
-def _preflight(url: str, workload: Workload, api_key: str) -> str | None:
+def _preflight(url: str, workload: Workload, api_key: str, headers: tuple[tuple[str, str], ...] = ()) -> str | None:
     """One request to prove a target serves a workload at all; the error if not."""
     request = urllib.request.Request(
         url + workload.path,
         data=workload.body,
         method="POST",
-        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}"},
+        headers={"Content-Type": "application/json", "Authorization": f"Bearer {api_key}", **dict(headers)},
     )
     try:
         with urllib.request.urlopen(request, timeout=PREFLIGHT_TIMEOUT_S) as response:
@@ -100,7 +106,7 @@ def _estimate_s(opts: Options) -> float:
         for name in workloads:
             spec = LoadSpec("", name, concurrency, duration, tool=opts.tool)
             python = resolve_tool(spec, all_workloads()[name]) == "python"
-            total += (duration + (opts.warmup_s if python else 0.0) + SPAWN_OVERHEAD_S) * len(TARGETS)
+            total += (duration + (opts.warmup_s if python else 0.0) + SPAWN_OVERHEAD_S) * (3 + len(opts.peers))
         return total * opts.rounds
 
     return phase(LOAD_WORKLOADS, opts.duration_s, opts.concurrency) + phase(
@@ -144,12 +150,19 @@ def _run_phase(
                     warmup_s=opts.warmup_s,
                     api_key=target.api_key or opts.api_key,
                     tool=opts.tool,
+                    headers=target.headers,
                 )
+                cpu_before = target.server.cpu_s()
                 result = measure(spec)
+                cpu = target.server.cpu_s() - cpu_before
+                if result.tool == "python" and duration_s + opts.warmup_s > 0:
+                    cpu *= duration_s / (duration_s + opts.warmup_s)  # only the measured window's requests count
+                result = dataclasses.replace(result, server_cpu_s=cpu)
                 rounds[key].append(result)
                 _log(
                     f"  [{title} {index + 1}/{opts.rounds}] {workload:<18} {target.name:<8} "
-                    f"{result.rps:>9.0f} req/s  p50 {result.p50_ms or 0:7.2f} ms  errors {result.errors}"
+                    f"{result.rps:>9.0f} req/s  p50 {result.p50_ms or 0:7.2f} ms  "
+                    f"CPU {result.cpu_us_per_request or 0:6.0f} us/req  errors {result.errors}"
                 )
     return rounds
 
@@ -203,6 +216,30 @@ def _start_stack(opts: Options, tmp: Path, servers: list[Server], problems: list
     targets.append(Target(GATEWAY, gateway, gateway.url, api_key))
     return targets
 
+
+def _start_peers(
+    opts: Options, tmp: Path, upstream: str, servers: list[Server], problems: list[str]
+) -> tuple[list[Target], list[str]]:
+    """The installed peers among opts.peers, started; one line per peer on what ran or why not."""
+    targets: list[Target] = []
+    lines: list[str] = []
+    for name in opts.peers:
+        version = peers.installed_version(name)
+        if version is None:
+            lines.append(f"{name} skipped ({peers.how_to_install(name)})")
+            _log(f"peer {lines[-1]}")
+            continue
+        _log(f"starting peer {name} {version}")
+        try:
+            peer = peers.start(name, tmp, upstream, version)
+        except ServerStartError as exc:
+            problems.append(f"{name} failed to start:\n{exc}")
+            lines.append(f"{name} {version} failed to start (see Problems)")
+            continue
+        servers.append(peer.server)
+        targets.append(Target(name, peer.server, peer.server.url, peer.api_key, tuple(peer.headers.items())))
+        lines.append(f"{name} {version}, started by benchmarks/peers.py")
+    return targets, lines
 
 def _git_head() -> str:
     try:
@@ -295,16 +332,24 @@ def benchmark(opts: Options) -> str:
         servers: list[Server] = []
         try:
             targets = _start_stack(opts, tmp, servers, problems)
+            peer_targets, peer_lines = _start_peers(opts, tmp, targets[0].url, servers, problems)
+            targets += peer_targets
             skip: set[tuple[str, str]] = set()
             for target in targets:
                 for name in dict.fromkeys(LOAD_WORKLOADS + MODERATE_WORKLOADS):
-                    error = _preflight(target.url, workloads[name], target.api_key or opts.api_key)
+                    error = _preflight(target.url, workloads[name], target.api_key or opts.api_key, target.headers)
                     if error is not None:
                         skip.add((name, target.name))
                         problems.append(f"{target.name} fails {name} before any load: {error}")
                         _log(f"preflight: {target.name} {name}: {error}")
+            for target in peer_targets:
+                for name in LOAD_WORKLOADS:
+                    if (name, target.name) not in skip:
+                        measure(LoadSpec(target.url, name, opts.concurrency, PEER_WARMUP_S, api_key=target.api_key
+                                         or opts.api_key, tool="python", headers=target.headers))
             by_name = {t.name: t for t in targets}
-            idle = {name: by_name[name].server.memory() for name in (FLOOR, GATEWAY) if name in by_name}
+            measured = [name for name in (FLOOR, GATEWAY, *PEERS) if name in by_name]
+            idle = {name: by_name[name].server.memory() for name in measured}
 
             _log(f"throughput phase: concurrency {opts.concurrency}")
             load = _run_phase("load", targets, LOAD_WORKLOADS, skip, opts.concurrency, opts.duration_s, opts, problems)
@@ -314,7 +359,7 @@ def benchmark(opts: Options) -> str:
                 opts.moderate_duration_s, opts, problems,
             )  # fmt: skip
             time.sleep(1.0)  # let in-flight buffers drain before reading RSS "after load"
-            memory = [_memory_row(by_name.get(name), name, idle.get(name)) for name in (FLOOR, GATEWAY)]
+            memory = [_memory_row(by_name.get(name), name, idle.get(name)) for name in measured]
             load_errors = _problems_from_errors(load, "load") + _problems_from_errors(moderate, "moderate")
             problems += load_errors
             gateway = by_name.get(GATEWAY)
@@ -334,6 +379,7 @@ def benchmark(opts: Options) -> str:
         moderate=summarise(moderate, MODERATE_WORKLOADS),
         memory=memory,
         problems=problems,
+        peers=peer_lines,
     )
     markdown = report.render(result)
     opts.out_dir.mkdir(parents=True, exist_ok=True)
@@ -368,7 +414,17 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
     parser.add_argument("--stream-chunks", type=int, default=20)
     parser.add_argument("--chunk-delay-ms", type=float, default=0.0)
     parser.add_argument("--paced-delay-ms", type=float, default=1.0)
+    parser.add_argument(
+        "--peers",
+        default="auto",
+        help="other gateways to run beside ours: auto (those installed), none, or a list such as litellm,portkey; "
+        "install them with python -m benchmarks.peers install",
+    )
     args = parser.parse_args(argv)
+    try:
+        peer_names = peers.parse_peers(args.peers)
+    except ValueError as exc:
+        parser.error(str(exc))
     if args.gateway_config is not None and not args.gateway_config.is_file():
         parser.error(f"--gateway-config {args.gateway_config} is not a file")
     return Options(
@@ -387,6 +443,7 @@ def parse_args(argv: Sequence[str] | None = None) -> Options:
         stream_chunks=max(0, args.stream_chunks),
         chunk_delay_ms=max(0.0, args.chunk_delay_ms),
         paced_delay_ms=max(0.0, args.paced_delay_ms),
+        peers=peer_names,
     )
 
 

@@ -54,17 +54,35 @@ def _status_kb(pid: int, field: str) -> int:
     return 0
 
 
+def _tree(pid: int) -> list[int]:
+    pids, queue = [], [pid]
+    while queue:
+        current = queue.pop()
+        pids.append(current)
+        queue.extend(_children(current))
+    return pids
+
+
+def _cpu_of(pid: int) -> float:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def read_cpu_s(pid: int) -> float:
+    """User plus system CPU seconds of the process and its living descendants."""
+    return sum(_cpu_of(p) for p in _tree(pid))
+
+
 def read_memory(pid: int) -> Memory:
     """VmRSS and VmHWM summed over the process and its descendants.
 
     Summing counts pages shared between forked workers more than once, so for
     a multi-process server this is an upper bound.
     """
-    pids, queue = [], [pid]
-    while queue:
-        current = queue.pop()
-        pids.append(current)
-        queue.extend(_children(current))
+    pids = _tree(pid)
     rss = sum(_status_kb(p, "VmRSS") for p in pids)
     peak = sum(_status_kb(p, "VmHWM") for p in pids)
     return Memory(rss_mb=rss / 1024, peak_mb=peak / 1024)
@@ -94,6 +112,9 @@ class Server:
 
     def memory(self) -> Memory:
         return read_memory(self._proc.pid)
+
+    def cpu_s(self) -> float:
+        return read_cpu_s(self._proc.pid)
 
     def log_tail(self, lines: int = 30, drop: str | None = None) -> str:
         """Last lines of the log, leaving out those containing drop."""

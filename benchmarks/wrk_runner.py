@@ -23,7 +23,7 @@ wrk.method = "POST"
 wrk.body = [==[@BODY@]==]
 wrk.headers["Content-Type"] = "application/json"
 wrk.headers["Authorization"] = "Bearer @KEY@"
-
+@HEADERS@
 done = function(summary, latency, requests)
   local e = summary.errors
   io.write(string.format(
@@ -39,11 +39,13 @@ def wrk_path() -> str | None:
     return shutil.which("wrk")
 
 
-def _script(body: bytes, api_key: str) -> str:
+def _script(body: bytes, api_key: str, headers: tuple[tuple[str, str], ...] = ()) -> str:
     text = body.decode()
-    if "]==]" in text:
+    if "]==]" in text or any("]==]" in k + v for k, v in headers):
         raise ValueError("body cannot be embedded in a Lua long string")
-    return _SCRIPT.replace("@BODY@", text).replace("@KEY@", api_key).replace("@MARKER@", MARKER)
+    extra = "".join(f'wrk.headers[ [==[{k}]==] ] = [==[{v}]==]\n' for k, v in headers)
+    return _SCRIPT.replace("@BODY@", text).replace("@KEY@", api_key).replace("@MARKER@", MARKER).replace(
+        "@HEADERS@", extra)
 
 
 def _parse(stdout: str, stderr: str) -> LoadResult:
@@ -71,7 +73,10 @@ def _parse(stdout: str, stderr: str) -> LoadResult:
     return LoadResult.failed("wrk", "wrk produced no result: " + " | ".join(tail))
 
 
-def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: float) -> LoadResult:
+def run_wrk(
+    url: str, body: bytes, api_key: str, concurrency: int, duration_s: float,
+    headers: tuple[tuple[str, str], ...] = (),
+) -> LoadResult:
     exe = wrk_path()
     if exe is None:
         return LoadResult.failed("wrk", "wrk is not on PATH")
@@ -79,7 +84,7 @@ def run_wrk(url: str, body: bytes, api_key: str, concurrency: int, duration_s: f
     seconds = max(1, math.ceil(duration_s))
     with tempfile.TemporaryDirectory(prefix="bench-wrk-") as tmp:
         script = Path(tmp) / "post.lua"
-        script.write_text(_script(body, api_key))
+        script.write_text(_script(body, api_key, headers))
         argv = [exe, "-t1", f"-c{max(1, concurrency)}", f"-d{seconds}s", "--timeout", "10s", "-s", str(script), url]
         try:
             done = subprocess.run(argv, check=False, capture_output=True, text=True, timeout=seconds + 30)

@@ -153,6 +153,7 @@ class Metrics(Plugin):
         tallies = self.tallies
         if self.in_flight is not None:
             tallies.set("litellm_in_flight_requests", (), float(self.in_flight.count))
+        tallies.set("gateway_asyncio_tasks", (), float(len(asyncio.all_tasks())))
         now = self.router.clock()
         for deployment in self.router.deployments:
             labels = (deployment.group, deployment.id, deployment.api_base)

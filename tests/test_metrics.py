@@ -290,3 +290,27 @@ async def test_settlements_queued_at_shutdown_reach_redis(upstream: FakeUpstream
                 if await client.zcard(name)] == []
     finally:
         await client.aclose()
+
+
+async def test_asyncio_task_gauge_rises_with_open_streams_and_falls_back_when_clients_drop(
+        upstream: FakeUpstream, http: aiohttp.ClientSession) -> None:
+    with Gateway(config(upstream)) as gw:
+        assert await chat(http, gw, MASTER) == 200
+        idle = total(await scrape(http, gw), "gateway_asyncio_tasks")
+        assert idle >= 1  # at least the task answering the scrape
+        held: list[aiohttp.ClientResponse] = []
+        body = {"model": "chat", "messages": MESSAGES, "stream": True, "fake": {"chunks": 200, "delay": 0.05}}
+        for _ in range(5):
+            response = await http.post(f"{gw.url}/v1/chat/completions", json=body, headers=ADMIN)
+            assert response.status == 200
+            await response.content.readany()
+            held.append(response)
+        assert total(await scrape(http, gw), "gateway_asyncio_tasks") >= idle + 5
+        for response in held:
+            response.close()  # the client goes away mid-stream
+        for _ in range(int(PATIENCE / 0.1)):
+            now = total(await scrape(http, gw), "gateway_asyncio_tasks")
+            if now <= idle:
+                break
+            await asyncio.sleep(0.1)
+        assert now <= idle

@@ -54,6 +54,9 @@ SPECS: dict[str, Spec] = {
     "litellm_remaining_team_budget_metric": Spec(
         "gauge", "USD left in a team's budget period", ("team", "team_alias")),
     "litellm_in_flight_requests": Spec("gauge", "Requests being served right now", (), "sum"),
+    "gateway_asyncio_tasks": Spec(
+        "gauge", "asyncio tasks alive in the worker's event loop, counted when scraped (a leak shows as growth)",
+        (), "sum"),
     "litellm_redis_latency": Spec("histogram", "Seconds per Redis call, by what it was for", ("operation",)),
     "litellm_redis_fails": Spec("counter", "Redis calls that failed, by what they were for", ("operation",)),
 }
