@@ -48,6 +48,11 @@ class Caller:
         return self.key.user_id if self.key else None
 
     @property
+    def author(self) -> str:
+        """Who a record this caller writes is by (created_by, updated_by): LiteLLM's name for the master key."""
+        return self.user_id or PROXY_ADMIN_USER
+
+    @property
     def label(self) -> str:
         """For logs and metrics: the alias, or the abbreviated key name; never the key."""
         if self.is_master:

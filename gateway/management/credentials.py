@@ -17,7 +17,6 @@ from msgspec import UNSET, UnsetType
 from gateway.catalog import CATALOG, Catalog
 from gateway.errors import ApiError, bad_request
 from gateway.management.common import Name, admin, body, json, services
-from gateway.management.models import ADMIN_NAME
 from gateway.openapi import documented
 from gateway.router import CREDENTIAL_FIELDS
 from gateway.store.records import CredentialRecord
@@ -105,7 +104,7 @@ async def create(request: web.Request) -> web.Response:
     else:
         raise bad_request("either credential_values or model_id must be set", "credential_values")
     _refuse_config(catalog, given.credential_name, 409)
-    author = who.user_id or ADMIN_NAME
+    author = who.author
     record = CredentialRecord(
         credential_name=given.credential_name, credential_values=values, credential_info=given.credential_info,
         display_name=None if isinstance(given.display_name, UnsetType) else given.display_name.strip() or None,
@@ -166,7 +165,7 @@ async def update(request: web.Request) -> web.Response:
             values.pop(key, None)
         fields: dict[str, Any] = {"credential_values": values,
                                   "credential_info": {**current.credential_info, **given.credential_info},
-                                  "updated_by": who.user_id or ADMIN_NAME}
+                                  "updated_by": who.author}
         if not isinstance(given.display_name, UnsetType):
             fields["display_name"] = given.display_name.strip() or None
         return fields

@@ -24,8 +24,6 @@ from gateway.router import with_credential
 from gateway.store.records import ModelRecord
 from gateway.store.store import MODELS, Conflict
 
-ADMIN_NAME = "default_user_id"  # who LiteLLM records as the author when the master key writes
-
 
 class NewModel(msgspec.Struct, kw_only=True):
     model_name: Name
@@ -49,10 +47,6 @@ class ModelDelete(msgspec.Struct, kw_only=True):
 
 def _catalog(request: web.Request) -> Catalog:
     return request.app[CATALOG]
-
-
-def _author(who: Caller) -> str:
-    return who.user_id or ADMIN_NAME
 
 
 def _storing_off() -> ApiError:
@@ -118,7 +112,7 @@ async def new_model(request: web.Request) -> web.Response:
         raise bad_request(f"model id {model_id!r} is already used by a model of the config file", "model_info.id")
     info = {k: v for k, v in given.model_info.items() if k not in ("id", "db_model")}
     params = checked(catalog, model_id, given.model_name, given.litellm_params, info)
-    author = _author(who)
+    author = who.author
     record = ModelRecord(model_id=model_id, model_name=given.model_name, litellm_params=params, model_info=info,
                          created_by=author, updated_by=author)
     try:
@@ -194,7 +188,7 @@ async def _change(request: web.Request, who: Caller, model_id: str, name: str | 
             problem.append(error)
             return None
         return {"model_name": model_name, "litellm_params": stored, "model_info": merged_info,
-                "updated_by": _author(who)}
+                "updated_by": who.author}
 
     updated = await store.modify(MODELS, model_id, merge)
     if problem:

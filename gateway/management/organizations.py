@@ -172,7 +172,7 @@ async def new_org(request: web.Request) -> web.Response:
     fields = with_extra(set_fields(await body(request, NewOrg)), KEPT_ORG_FIELDS, {})
     org_id = fields.pop("organization_id", None) or str(uuid.uuid4())
     fields.setdefault("budget_id", str(uuid.uuid4()))
-    creator = who.user_id or "default_user_id"
+    creator = who.author
     record = OrgRecord(organization_id=org_id, created_by=creator, updated_by=creator,
                        **org_changes(fields, svc.clock()))
     try:
@@ -193,7 +193,7 @@ async def update(request: web.Request) -> web.Response:
     before = await existing(svc, org_id)
     if KEPT_ORG_FIELDS.intersection(fields):
         fields = with_extra(fields, KEPT_ORG_FIELDS, before.extra)
-    changes = {**org_changes(fields, svc.clock()), "updated_by": who.user_id or "default_user_id"}
+    changes = {**org_changes(fields, svc.clock()), "updated_by": who.author}
     org = await svc.store.update(ORGS, org_id, changes)
     if org is None:
         raise not_found(org_id)
