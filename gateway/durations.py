@@ -25,6 +25,15 @@ def add(start: float, text: str) -> float:
     return _shift(start, text, 1)
 
 
+def first_after(start: float, text: str, now: float) -> float:
+    """The first of `start`, `start` + the duration, + twice the duration... that is later than `now`:
+    when a budget period that ended at `start` is next due to end."""
+    end = start
+    while end <= now:
+        end = add(end, text)
+    return end
+
+
 def subtract(end: float, text: str) -> float:
     """`end` (epoch seconds) less the duration: where a period of that length ending at `end` began."""
     return _shift(end, text, -1)

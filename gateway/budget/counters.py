@@ -20,10 +20,8 @@ def current_period(reset_at: float | None, duration: str | None, now: float) -> 
     """
     if reset_at is None or not duration:
         return None, True
-    end, rolled = reset_at, False
-    while end <= now:
-        end, rolled = durations.add(end, duration), True
-    return end, not rolled
+    end = durations.first_after(reset_at, duration, now)
+    return end, end == reset_at
 
 
 def aligned_period(duration: str | None, now: float) -> float | None:

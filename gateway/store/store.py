@@ -282,9 +282,7 @@ class Store:
                 "WHERE budget_reset_at IS NOT NULL AND budget_reset_at <= $1 AND budget_duration IS NOT NULL",
                 now)
             for row in rows:
-                following = row["budget_reset_at"]
-                while following <= now:
-                    following = durations.add(following, row["budget_duration"])
+                following = durations.first_after(row["budget_reset_at"], row["budget_duration"], now)
                 async with self.db.transaction() as tx:
                     touched = await tx.execute(
                         f"UPDATE {table.name} SET spend = 0, budget_reset_at = $1, updated_at = $2 "
@@ -302,9 +300,7 @@ class Store:
             "SELECT budget_id, budget_reset_at, budget_duration FROM gw_budgets WHERE budget_reset_at IS NOT NULL "
             "AND budget_reset_at <= $1 AND budget_duration IS NOT NULL", now)
         for row in rows:
-            following = row["budget_reset_at"]
-            while following <= now:
-                following = durations.add(following, row["budget_duration"])
+            following = durations.first_after(row["budget_reset_at"], row["budget_duration"], now)
             async with self.db.transaction() as tx:
                 touched = await tx.execute(
                     "UPDATE gw_budgets SET budget_reset_at = $1, updated_at = $2 WHERE budget_id = $3 "
