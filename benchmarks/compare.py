@@ -25,7 +25,7 @@ from typing import NamedTuple
 
 from benchmarks import gateway_config
 from benchmarks.loadgen import LoadSpec, measure
-from benchmarks.servers import Server, free_port, start_server
+from benchmarks.servers import Server, free_port, start_fake_upstream, start_server
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
@@ -90,9 +90,7 @@ def main(argv: list[str] | None = None) -> None:
         work = Path(tmp)
         base_root = _worktree(args.base, work)
         try:
-            up_port = free_port()
-            upstream = start_server("fake_upstream", [sys.executable, "-m", "benchmarks.fake_upstream",
-                                                      "--port", str(up_port)], up_port, work, REPO_ROOT)
+            upstream = start_fake_upstream(work, REPO_ROOT)
             servers.append(upstream)
             gateways = {}
             for name, root in (("base", base_root), ("this", REPO_ROOT)):

@@ -26,7 +26,7 @@ from pathlib import Path
 import aiohttp
 
 from benchmarks.redis_cost import NAMES, _config, _limited_key, _start_redis
-from benchmarks.servers import Server, free_port, start_server
+from benchmarks.servers import Server, free_port, start_fake_upstream, start_server
 from benchmarks.workloads import all_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -117,9 +117,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-redis-instructions-") as tmp:
         work = Path(tmp)
         try:
-            up_port = free_port()
-            upstream = start_server("fake_upstream", [sys.executable, "-m", "benchmarks.fake_upstream",
-                                                      "--port", str(up_port)], up_port, work, REPO_ROOT)
+            upstream = start_fake_upstream(work, REPO_ROOT)
             servers.append(upstream)
             redis_server, _ = _start_redis(work)
             servers.append(redis_server)

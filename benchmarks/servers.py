@@ -6,6 +6,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import time
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -173,3 +174,10 @@ def start_server(
     raise ServerStartError(
         f"{name} did not listen on {HOST}:{port} within {timeout_s:.0f}s.\n--- {log_path} ---\n{server.log_tail()}"
     )
+
+
+def start_fake_upstream(log_dir: Path, cwd: Path, python: str = sys.executable) -> Server:
+    """benchmarks.fake_upstream on a free loopback port, as every benchmark starts it."""
+    port = free_port()
+    return start_server("fake_upstream", [python, "-m", "benchmarks.fake_upstream", "--port", str(port)], port,
+                        log_dir, cwd)

@@ -41,7 +41,7 @@ import yaml
 
 from benchmarks import gateway_config
 from benchmarks.eventloop import run
-from benchmarks.servers import Server, free_port, read_memory, start_server
+from benchmarks.servers import Server, free_port, read_memory, start_fake_upstream, start_server
 from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, PACED_CHAT_MODEL, all_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -294,9 +294,7 @@ def soak(opts: argparse.Namespace) -> dict[str, object]:
         tmp = Path(tmp_name)
         servers: list[Server] = []
         try:
-            up_port = free_port()
-            upstream = start_server("fake_upstream", [python, "-m", "benchmarks.fake_upstream", "--port",
-                                    str(up_port)], up_port, tmp, REPO_ROOT)  # fmt: skip
+            upstream = start_fake_upstream(tmp, REPO_ROOT, python)
             servers.append(upstream)
             gw_port = free_port()
             config = _config(upstream.url, tmp, database_url)

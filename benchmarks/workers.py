@@ -24,7 +24,7 @@ from pathlib import Path
 
 from benchmarks import gateway_config
 from benchmarks.compare import paired_rounds
-from benchmarks.servers import Server, free_port, start_server
+from benchmarks.servers import Server, free_port, start_fake_upstream, start_server
 from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, PACED_CHAT_MODEL
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -64,9 +64,7 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="gateway-workers-") as tmp:
         work = Path(tmp)
         try:
-            up_port = free_port()
-            upstream = start_server("fake_upstream", [sys.executable, "-m", "benchmarks.fake_upstream",
-                                                      "--port", str(up_port)], up_port, work, REPO_ROOT)
+            upstream = start_fake_upstream(work, REPO_ROOT)
             servers.append(upstream)
             gateways = {}
             for name, workers in (("one", 1), ("two", 2)):
