@@ -15,10 +15,17 @@ CHARS_PER_TOKEN = 4
 
 
 class Usage(msgspec.Struct, frozen=True):
+    """OpenAI's accounting, whatever the protocol: `prompt_tokens` counts every input token, those
+    read from and written to a prompt cache included (Anthropic's `input_tokens` leaves them out);
+    `completion_tokens` counts reasoning tokens too. The parts are priced apart (gateway/pricing.py)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
     estimated: bool = False
+    cache_read_tokens: int = 0  # OpenAI's prompt_tokens_details.cached_tokens, Anthropic's cache_read_input_tokens
+    cache_creation_tokens: int = 0  # Anthropic's cache_creation_input_tokens
+    reasoning_tokens: int = 0  # OpenAI's completion_tokens_details.reasoning_tokens
 
 
 def from_object(raw: Any) -> Usage | None:
