@@ -70,6 +70,9 @@ def abbreviate(raw: str) -> str:
     return key_name(raw) if len(raw) > 8 else "****"
 
 
+MAX_REMEMBERED_HASHES = 10_000
+
+
 class Authenticator:
     def __init__(self, accounts: Accounts, master_key: str | None, key_header: str | None,
                  clock: Callable[[], float] = time.time) -> None:
@@ -77,6 +80,9 @@ class Authenticator:
         self.master_key = master_key
         self.key_header = key_header
         self.clock = clock
+        # The hashes of keys that were found, so a key in use is hashed once, not per request; keys
+        # nobody has are never kept, so a flood of made-up ones does not grow it.
+        self.hashes: dict[str, str] = {}
 
     @property
     def is_open(self) -> bool:
@@ -121,15 +127,20 @@ class Authenticator:
         return caller
 
     async def _virtual(self, raw: str, strict: bool) -> Caller | None:
-        token = hash_key(raw)
+        token = self.hashes.get(raw) or hash_key(raw)
         key = await self.accounts.keys.get(token)
         if key is None:
+            self.hashes.pop(raw, None)
             if not strict:
                 return None
             raise auth_error(
                 f"Authentication Error, Invalid proxy server token passed. Received API Key = {abbreviate(raw)}, "
                 f"Key Hash (Token) ={token}. Unable to find token in cache or `LiteLLM_VerificationTokenTable`",
                 "token_not_found_in_db", "key")
+        if raw not in self.hashes:
+            if len(self.hashes) >= MAX_REMEMBERED_HASHES:
+                self.hashes.clear()
+            self.hashes[raw] = token
         if key.blocked:
             raise auth_error("Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.")
         now = self.clock()

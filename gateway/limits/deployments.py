@@ -75,9 +75,12 @@ class DeploymentLimits:
         (and routing told) only when the deployment is full. With Redis, all of it in one round trip."""
         combined = self.combined
         limited = deployment is not None and deployment.limits is not None
+        if combined is None or not claims:
+            await run_alone(ctx, claims)
+            return await self.admit(deployment, tokens) if deployment is not None and limited else None
         limits = next((c for c in claims if isinstance(c, LimitsClaim)), None)
         budget = next((c for c in claims if isinstance(c, BudgetClaim)), None)
-        if combined is None or not claims or len(claims) != (limits is not None) + (budget is not None):
+        if len(claims) != (limits is not None) + (budget is not None):
             await run_alone(ctx, claims)
             return await self.admit(deployment, tokens) if deployment is not None and limited else None
         buckets = deployment.limits if deployment is not None and deployment.limits is not None else []
