@@ -101,6 +101,8 @@ class ChatToMessagesStream:
             self._error(out, kind if kind in ERROR_TYPES else "api_error", message or "the upstream failed")
             return
         if not self.started:
+            if not chunk.choices and chunk.usage is None:
+                return  # Azure's prompt_filter_results come first, with no id: the message starts with the answer
             self._start(chunk, out)
         if chunk.usage is not None:
             self.reported = chunk.usage

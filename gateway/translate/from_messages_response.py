@@ -50,7 +50,7 @@ def translate_messages_response(body: bytes, requested_model: str) -> Translated
             calls.append(o.ToolCall(block.id or "", o.FunctionCall(block.name or "", arguments)))
     count = AnthropicCount()
     count.update(message.usage)
-    reply = o.ResponseMessage("".join(texts) if texts or not calls else None, tool_calls=calls or None,
+    reply = o.ResponseMessage("assistant", "".join(texts) if texts or not calls else None, tool_calls=calls or None,
                               reasoning_content="".join(reasoning) if reasoning else None,
                               thinking_blocks=thinking_blocks or None)
     completion = o.ChatCompletion(id=completion_id(message.id), created=int(time.time()), model=requested_model,

@@ -44,11 +44,11 @@ class MessagesToChatStream:
     __slots__ = ("model", "include_usage", "reader", "created", "id", "head", "started", "ended", "finished",
                  "tool_calls", "count", "answer_chars")
 
-    def __init__(self, requested_model: str, include_usage: bool = False) -> None:
+    def __init__(self, requested_model: str, include_usage: bool = False, created: int | None = None) -> None:
         self.model = requested_model
         self.include_usage = include_usage
         self.reader = DataReader()
-        self.created = int(time.time())
+        self.created = int(time.time()) if created is None else created
         self.id = ""
         self.head = b""  # every chunk's bytes up to its delta
         self.started = False

@@ -127,8 +127,8 @@ class FunctionDef(msgspec.Struct, omit_defaults=True):
 
 
 class ChatTool(msgspec.Struct, omit_defaults=True):
+    type: str
     function: FunctionDef
-    type: str = "function"
     cache_control: CacheControl | None = None
 
 
@@ -314,8 +314,8 @@ class ChatUsage(msgspec.Struct, omit_defaults=True):
 
 
 class ResponseMessage(msgspec.Struct, omit_defaults=True):
+    role: str
     content: str | None
-    role: str = "assistant"
     tool_calls: list[ToolCall] | None = None
     reasoning_content: str | None = None
     thinking_blocks: list[ThinkingBlockParam] | None = None

@@ -7,6 +7,7 @@ what does not"), each with its reason.
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import msgspec
@@ -20,6 +21,7 @@ from gateway.translate.dialect import GENERIC, Dialect
 # Anthropic's output_config.effort, in the words reasoning_effort takes everywhere.
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 _DECODER = msgspec.json.Decoder(a.MessagesRequest)
+UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
 
 
 def decode_messages_request(body: bytes | dict[str, Any]) -> a.MessagesRequest:
@@ -35,9 +37,14 @@ def decode_messages_request(body: bytes | dict[str, Any]) -> a.MessagesRequest:
 
 
 def invalid(exc: msgspec.ValidationError) -> ApiError:
+    """A 400 with msgspec's words, `param` the path it names (the field itself when it is unknown)."""
     text = str(exc)
-    _, _, path = text.rpartition(" - at `$")
-    return bad_request(f"invalid request: {text}", path.rstrip("`").lstrip(".") or None)
+    _, at, path = text.rpartition(" - at `$")
+    param = path.rstrip("`").lstrip(".") if at else ""
+    unknown = UNKNOWN_FIELD.match(text)
+    if unknown is not None:
+        param = f"{param}.{unknown[1]}" if param else unknown[1]
+    return bad_request(f"invalid request: {text}", param or None)
 
 
 def effort_for_budget(budget: int) -> str:
@@ -216,7 +223,7 @@ def _tool(index: int, tool: a.Tool) -> o.ChatTool:
                           "OpenAI-compatible upstream cannot run it", f"tools[{index}].type")
     if tool.input_schema is None:
         raise bad_request(f"tools[{index}]: input_schema is required", f"tools[{index}].input_schema")
-    return o.ChatTool(o.FunctionDef(tool.name, tool.description, tool.input_schema, tool.strict))
+    return o.ChatTool("function", o.FunctionDef(tool.name, tool.description, tool.input_schema, tool.strict))
 
 
 def _tool_choice(choice: a.ToolChoice) -> tuple[Any, bool | None]:
