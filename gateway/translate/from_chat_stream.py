@@ -73,7 +73,7 @@ class ChatToMessagesStream:
             self._data(data, out)
             if self.ended:
                 break
-        return b"".join(out)
+        return out[0] if len(out) == 1 else b"".join(out)
 
     def flush(self) -> bytes:
         if self.ended:
