@@ -224,6 +224,16 @@ def test_blocks_that_do_not_belong_are_refused_by_path() -> None:
     assert "not JSON" in error.message
 
 
+def test_a_body_already_parsed_decodes_as_its_bytes_do() -> None:
+    body = anthropic([{"role": "user", "content": [{"type": "text", "text": "x"}]}], tools=[
+        {"name": "f", "input_schema": {"type": "object"}}], tool_choice={"type": "auto"}, thinking={"type": "disabled"})
+    assert decode_messages_request(body) == decode_messages_request(msgspec.json.encode(body))
+    asked = chat([{"role": "user", "content": "x"}], tool_choice="auto", stop="END")
+    assert decode_chat_request(asked) == decode_chat_request(msgspec.json.encode(asked))
+    assert refused(decode_chat_request, {"messages": [{"role": "narrator", "content": "x"}]}).param == \
+        "messages[0].role"
+
+
 # ---- OpenAI chat in, Anthropic upstream ----------------------------------------------------------
 
 def test_system_developer_and_merged_turns() -> None:
