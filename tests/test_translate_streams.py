@@ -67,7 +67,7 @@ def test_an_anthropic_stream_reads_the_same_through_the_openai_sdk(stream: Strea
     output, translator = to_chat(stream.frames)
     got = answer_of_openai(output)
     if expected.error is not None:
-        assert got.error == "overloaded_error: Overloaded"
+        assert got.error == "service_unavailable: Overloaded"
         return
     assert (got.thinking, got.text, got.tools, got.stop) == \
         (expected.thinking, expected.text, expected.tools, expected.stop)
@@ -137,6 +137,18 @@ def test_a_tool_call_finished_with_stop_is_still_tool_use() -> None:
     assert message.stop == "tool_calls" and message.tools == [("call_1", "f", {})]
 
 
+def test_tool_calls_without_an_index_are_told_apart_by_id() -> None:
+    def call(fields: str) -> bytes:
+        return (b'data: {"id":"x","choices":[{"index":0,"delta":{"tool_calls":[{' + fields.encode()
+                + b'}]},"finish_reason":null}]}\n\n')
+    frames = [call('"id":"call_a","type":"function","function":{"name":"f","arguments":"{\\"a\\":"}'),
+              call('"function":{"arguments":"1}"}'),
+              call('"id":"call_b","type":"function","function":{"name":"g","arguments":"{}"}'),
+              b'data: {"id":"x","choices":[{"index":0,"delta":{},"finish_reason":"tool_calls"}]}\n\n']
+    message = answer_of_anthropic(to_messages(frames)[0])
+    assert message.tools == [("call_a", "f", {"a": 1}), ("call_b", "g", {})]
+
+
 def test_interleaved_tool_calls_each_keep_their_arguments() -> None:
     def call(index: int, arguments: str, name: str | None = None) -> bytes:
         head = f'"id":"call_{index}","type":"function",' if name else ""
@@ -159,7 +171,8 @@ def test_an_upstream_that_fails_mid_stream_ends_with_an_error_event(frames: list
     output, translator = to_messages(frames)
     name, payload = anthropic_events(output)[-1]
     assert name == "error" and payload["type"] == "error"
-    assert why in payload["error"]["message"] and payload["error"]["type"] == "api_error"
+    assert why in payload["error"]["message"]
+    assert payload["error"]["type"] == ("overloaded_error" if "loading" in why else "api_error")
     assert translator.feed(b'data: {"choices":[]}\n\n') == b"" and translator.flush() == b""
 
 
@@ -177,6 +190,20 @@ def test_anthropic_stream_cut_before_its_end() -> None:
     assert json.loads(output.split(b"\n\n")[-2][6:])["error"]["message"].startswith("the upstream's stream ended")
     finished = translate_corpus.ANTHROPIC_TEXT.frames[:7]  # message_delta came: only message_stop is missing
     assert to_chat(finished)[0].endswith(b"data: [DONE]\n\n")
+
+
+def test_several_message_deltas_make_one_finish() -> None:
+    frames = [*translate_corpus.ANTHROPIC_TEXT.frames[:6],
+              b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":null},'
+              b'"usage":{"output_tokens":3}}\n\n',
+              b'event: message_delta\ndata: {"type":"message_delta","delta":{"stop_reason":"max_tokens"},'
+              b'"usage":{"output_tokens":9}}\n\n',
+              b'event: message_stop\ndata: {"type":"message_stop"}\n\n']
+    output, translator = to_chat(frames)
+    finishes = [json.loads(part[6:])["choices"][0]["finish_reason"] for part in output.split(b"\n\n")
+                if part.startswith(b"data: {") and b'"finish_reason":"' in part]
+    assert finishes == ["length"]
+    assert translator.usage is not None and translator.usage.completion_tokens == 9
 
 
 def test_usage_chunk_only_when_asked() -> None:

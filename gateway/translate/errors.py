@@ -24,6 +24,9 @@ OPENAI_TYPES = {"invalid_request_error": "invalid_request_error", "authenticatio
                 "overloaded_error": "service_unavailable"}
 
 
+ANTHROPIC_KINDS = frozenset(ANTHROPIC_TYPES.values())
+
+
 class _Envelope(msgspec.Struct):
     type: str
     error: a.ErrorBody
@@ -31,6 +34,20 @@ class _Envelope(msgspec.Struct):
 
 def anthropic_type(status: int) -> str:
     return ANTHROPIC_TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
+
+
+def anthropic_kind(kind: str | None, code: int | str | None) -> str:
+    """Anthropic's type for an OpenAI-style error in a stream: its own type when it is one of Anthropic's
+    words, else the one its code (vLLM writes the HTTP status) names, else api_error."""
+    if kind in ANTHROPIC_KINDS:
+        return kind
+    if isinstance(code, int) or (isinstance(code, str) and code.isdigit()):
+        return anthropic_type(int(code))
+    return "api_error"
+
+
+def openai_kind(kind: str) -> str:
+    return OPENAI_TYPES.get(kind, kind)
 
 
 def anthropic_error(status: int, message: str) -> bytes:
@@ -49,5 +66,4 @@ def to_openai_error(status: int, raw: bytes) -> bytes:
     except (msgspec.DecodeError, msgspec.ValidationError):
         error = upstream_error(status, raw)
         return envelope(error.message, error.type, error.param, error.code)
-    kind = OPENAI_TYPES.get(parsed.error.type, parsed.error.type)
-    return envelope(parsed.error.message, kind, None, str(status))
+    return envelope(parsed.error.message, openai_kind(parsed.error.type), None, str(status))

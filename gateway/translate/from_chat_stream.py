@@ -14,6 +14,7 @@ import msgspec
 
 from gateway.translate import anthropic_wire as a
 from gateway.translate import openai_wire as o
+from gateway.translate.errors import anthropic_kind
 from gateway.translate.mapping import anthropic_usage, message_id, stop_reason, tool_use_id, usage_of_chat
 from gateway.translate.sse_reader import DataReader
 from gateway.usage import Usage
@@ -40,7 +41,8 @@ class ChatToMessagesStream:
     """feed() each upstream read, flush() at its end; each returns the bytes to send the client."""
 
     __slots__ = ("model", "reader", "started", "ended", "next_index", "open", "open_index", "delta_prefix",
-                 "tools", "tool_prefixes", "finish", "matched", "refused", "reported", "upstream_id", "answer_chars")
+                 "tools", "tool_prefixes", "tool_ids", "last_tool", "finish", "matched", "refused", "reported",
+                 "answer_chars")
 
     def __init__(self, requested_model: str) -> None:
         self.model = requested_model
@@ -53,11 +55,12 @@ class ChatToMessagesStream:
         self.delta_prefix = b""
         self.tools: dict[int, int] = {}  # the upstream's tool-call index -> its content block's index
         self.tool_prefixes: dict[int, bytes] = {}
+        self.tool_ids: dict[str, int] = {}  # the calls that came without an index, by id
+        self.last_tool = 0
         self.finish: str | None = None
         self.matched: int | str | None = None
         self.refused = False
         self.reported: o.ChatUsageIn | None = None
-        self.upstream_id = ""
         self.answer_chars = 0  # text, thinking and tool arguments sent: for an estimate when no usage is reported
 
     @property
@@ -96,9 +99,8 @@ class ChatToMessagesStream:
                                           f"{data[:200].decode('utf-8', 'replace')}")
             return
         if chunk.error is not None or chunk.object == "error":
-            message = chunk.error.message if chunk.error is not None else chunk.message or ""
-            kind = (chunk.error.type if chunk.error is not None else None) or "api_error"
-            self._error(out, kind if kind in ERROR_TYPES else "api_error", message or "the upstream failed")
+            error = chunk.error or o.ErrorIn(chunk.message or "", chunk.type, None, chunk.code)
+            self._error(out, anthropic_kind(error.type, error.code), error.message or "the upstream failed")
             return
         if not self.started:
             if not chunk.choices and chunk.usage is None:
@@ -119,7 +121,6 @@ class ChatToMessagesStream:
 
     def _start(self, chunk: o.ChunkIn, out: list[bytes]) -> None:
         self.started = True
-        self.upstream_id = chunk.id
         start = a.Message(message_id(chunk.id), "assistant", self.model, [], None, None,
                           anthropic_usage(chunk.usage))
         out.append(event(b"message_start", a.MessageStart(start)))
@@ -141,10 +142,20 @@ class ChatToMessagesStream:
                 self._open(TEXT, a.TextOut(""), out)
             self._piece(delta.refusal, out)
         if delta.tool_calls:
-            for position, call in enumerate(delta.tool_calls):
-                self._tool_call(position if call.index is None else call.index, call, out)
+            for call in delta.tool_calls:
+                self._tool_call(self._key(call), call, out)
+
+    def _key(self, call: o.ToolCallIn) -> int:
+        """Which call a piece belongs to: its index; without one (some servers leave it out), the call its
+        id names, a new call for a new id, else the last call."""
+        if call.index is not None:
+            return call.index
+        if call.id is not None:
+            return self.tool_ids.setdefault(call.id, -1 - len(self.tool_ids))  # below every index: no clash
+        return self.last_tool
 
     def _tool_call(self, key: int, call: o.ToolCallIn, out: list[bytes]) -> None:
+        self.last_tool = key
         function = call.function
         block = self.tools.get(key)
         if block is None:
@@ -194,7 +205,3 @@ class ChatToMessagesStream:
         self.ended = True
         out.append(event(b"error", a.ErrorEvent(a.ErrorBody(kind, message))))
 
-
-ERROR_TYPES = frozenset({"invalid_request_error", "authentication_error", "billing_error", "permission_error",
-                         "not_found_error", "request_too_large", "rate_limit_error", "timeout_error", "api_error",
-                         "overloaded_error"})

@@ -4,8 +4,8 @@ Each event's JSON is decoded into one lenient Struct; each chunk written is the 
 of this answer starts with (made at message_start), its delta, and the bytes it ends with, so the
 common chunk (a piece of text) costs one string encoding. A tool_use block becomes a tool call
 numbered in the order the calls came; its input_json_delta pieces stream as its arguments. The
-usage chunk (when the client asked for stream_options.include_usage) and `data: [DONE]` follow
-message_stop. An `event: error` becomes OpenAI's `data: {"error": ...}` and ends the stream, as
+finish chunk, the usage chunk (when the client asked for stream_options.include_usage) and
+`data: [DONE]` follow message_stop. An `event: error` becomes OpenAI's `data: {"error": ...}` and ends the stream, as
 does a stream cut before its message_delta.
 """
 
@@ -17,6 +17,7 @@ import msgspec
 
 from gateway.translate import anthropic_wire as a
 from gateway.translate import openai_wire as o
+from gateway.translate.errors import openai_kind
 from gateway.translate.mapping import AnthropicCount, completion_id, finish_reason
 from gateway.translate.sse_reader import DataReader
 from gateway.usage import Usage
@@ -42,7 +43,7 @@ class MessagesToChatStream:
     """feed() each upstream read, flush() at its end; each returns the bytes to send the client."""
 
     __slots__ = ("model", "include_usage", "reader", "created", "id", "head", "started", "ended", "finished",
-                 "tool_calls", "count", "answer_chars")
+                 "stop", "tool_calls", "count", "answer_chars")
 
     def __init__(self, requested_model: str, include_usage: bool = False, created: int | None = None) -> None:
         self.model = requested_model
@@ -54,6 +55,7 @@ class MessagesToChatStream:
         self.started = False
         self.ended = False
         self.finished = False
+        self.stop: str | None = None
         self.tool_calls: dict[int, bytes] = {}  # content block index -> the tool call's arguments chunk head
         self.count = AnthropicCount()
         self.answer_chars = 0  # text, thinking and tool arguments sent: for an estimate when no usage is reported
@@ -101,16 +103,17 @@ class MessagesToChatStream:
         elif kind == "message_start":
             self._start(event, out)
         elif kind == "message_delta":
+            # One or more may come: the last stop reason and the cumulative usage are what the end says.
             self.count.update(event.usage)
-            delta = event.delta
+            if event.delta is not None and event.delta.stop_reason is not None:
+                self.stop = event.delta.stop_reason
             self._start_if_needed(out)
             self.finished = True
-            out.append(chunk_bytes(self._chunk(o.Delta(), finish_reason(delta.stop_reason if delta else None))))
         elif kind == "message_stop":
             self._end(out)
         elif kind == "error":
             error = event.error or a.ErrorIn()
-            self._error(out, error.message or "the upstream failed", error.type)
+            self._error(out, error.message or "the upstream failed", openai_kind(error.type))
         # ping, content_block_stop and event types added later carry nothing OpenAI's stream says
 
     def _start(self, event: a.EventIn, out: list[bytes]) -> None:
@@ -184,6 +187,7 @@ class MessagesToChatStream:
         if not self.finished:
             self._error(out, "the upstream's stream stopped without saying why", "api_error")
             return
+        out.append(chunk_bytes(self._chunk(o.Delta(), finish_reason(self.stop))))
         if self.include_usage:
             out.append(chunk_bytes(o.UsageChunk(id=self.id, created=self.created, model=self.model, choices=[],
                                                 usage=self.count.chat_usage())))

@@ -298,6 +298,8 @@ class ChunkIn(msgspec.Struct):
     # Some servers write an error as the event's whole object: {"object": "error", "message": ...}.
     object: str = ""
     message: str | None = None
+    type: str | None = None
+    code: int | str | None = None
 
 
 # Answer and chunks, as this gateway writes them (an Anthropic upstream's translated)
