@@ -232,6 +232,10 @@ def test_a_body_already_parsed_decodes_as_its_bytes_do() -> None:
     assert decode_chat_request(asked) == decode_chat_request(msgspec.json.encode(asked))
     assert refused(decode_chat_request, {"messages": [{"role": "narrator", "content": "x"}]}).param == \
         "messages[0].role"
+    missing = refused(decode_messages_request, {"model": "m", "messages": [{"role": "user", "content": "x"}]})
+    assert missing.param == "max_tokens" and "max_tokens" in missing.message
+    assert refused(decode_chat_request, {"messages": [{"role": "tool", "content": "x"}]}).param == \
+        "messages[0].tool_call_id"
 
 
 # ---- OpenAI chat in, Anthropic upstream ----------------------------------------------------------

@@ -21,7 +21,7 @@ from gateway.translate.dialect import GENERIC, Dialect
 # Anthropic's output_config.effort, in the words reasoning_effort takes everywhere.
 EFFORTS = {"low": "low", "medium": "medium", "high": "high", "xhigh": "high", "max": "high"}
 _DECODER = msgspec.json.Decoder(a.MessagesRequest)
-UNKNOWN_FIELD = re.compile(r"Object contains unknown field `([^`]*)`")
+FIELD_NAMED = re.compile(r"Object (?:contains unknown|missing required) field `([^`]*)`")
 
 
 def decode_messages_request(body: bytes | dict[str, Any]) -> a.MessagesRequest:
@@ -37,13 +37,13 @@ def decode_messages_request(body: bytes | dict[str, Any]) -> a.MessagesRequest:
 
 
 def invalid(exc: msgspec.ValidationError) -> ApiError:
-    """A 400 with msgspec's words, `param` the path it names (the field itself when it is unknown)."""
+    """A 400 with msgspec's words, `param` the path it names (down to the field, when one is unknown or missing)."""
     text = str(exc)
     _, at, path = text.rpartition(" - at `$")
     param = path.rstrip("`").lstrip(".") if at else ""
-    unknown = UNKNOWN_FIELD.match(text)
-    if unknown is not None:
-        param = f"{param}.{unknown[1]}" if param else unknown[1]
+    named = FIELD_NAMED.match(text)
+    if named is not None:
+        param = f"{param}.{named[1]}" if param else named[1]
     return bad_request(f"invalid request: {text}", param or None)
 
 
