@@ -94,6 +94,10 @@ class Ctx:
             self._reserved = reserved_tokens(self.body or {})
         return self._reserved
 
+    def reserve(self, tokens: tuple[int, int]) -> None:
+        """For a body that is not OpenAI's: what `reserved_tokens` answers, worked out by the route."""
+        self._reserved = tokens
+
     @property
     def client_ip(self) -> str:
         if self._client_ip is None:
