@@ -64,6 +64,9 @@ def gateway(claude: FakeAnthropic, overloaded: FakeAnthropic, upstream: FakeUpst
             native("claude-pair", claude), native("claude-pair", overloaded),
             native("claude-down", overloaded, num_retries=0),
             native("claude-overloaded", overloaded, num_retries=0),
+            # LiteLLM's other way to write it: the Messages API's full URL, and the key from ANTHROPIC_API_KEY.
+            {"model_name": "claude-env", "litellm_params": {"model": "anthropic/claude-haiku-4-5",
+                                                            "api_base": f"{claude.api_base}/v1/messages"}},
             deployment("gpt", upstream.base_url),
             {"model_name": "claude-compat", "litellm_params": {
                 "model": "anthropic_openai/claude-sonnet-4-5", "api_base": upstream.base_url, "api_key": "sk-ant-x"}},
@@ -72,7 +75,7 @@ def gateway(claude: FakeAnthropic, overloaded: FakeAnthropic, upstream: FakeUpst
         "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
         "gateway_settings": {"path_prefixes": [PREFIX]},
     }
-    gw = Gateway(config)
+    gw = Gateway(config, env={"ANTHROPIC_API_KEY": KEY})
     try:
         yield gw.start()
     finally:
@@ -265,6 +268,13 @@ async def test_anthropic_headers_go_upstream_and_the_clients_key_does_not(
         assert r.status == 200
     assert claude.seen[-1].headers["anthropic-version"] == "2023-06-01"  # the gateway's default
     assert "anthropic-beta" not in claude.seen[-1].headers
+
+
+def test_the_key_from_the_environment_and_the_full_url_of_the_messages_api(client: anthropic.Anthropic,
+                                                                         claude: FakeAnthropic) -> None:
+    assert client.messages.create(model="claude-env", max_tokens=16, messages=HELLO).model == "claude-haiku-4-5"
+    seen = claude.seen[-1]
+    assert (seen.path, seen.headers["x-api-key"], seen.status) == ("/v1/messages", KEY, 200)
 
 
 def test_a_bearer_token_carries_the_key_as_x_api_key_does(gateway: Gateway) -> None:
