@@ -223,8 +223,6 @@ class ProxyEndpoint:
         ctx.requested_model = body["model"]
         if self.inbound is Api.ANTHROPIC:
             anthropic_requests.check_headers(ctx.request.headers)
-            # Its system prompt and tools count too; an OpenAI body is reserved for when first asked.
-            ctx.reserve(anthropic_requests.reserved_tokens(body))
         answer = await self.chain.on_request(ctx)
         if answer is not None:
             return answer
