@@ -18,6 +18,7 @@ import anthropic
 import openai
 import orjson
 import pytest
+from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.anthropic.requests import prompt_tokens
 from tests.anthropic_fake import KEY, FakeAnthropic, steer
@@ -61,6 +62,7 @@ def gateway(claude: FakeAnthropic, overloaded: FakeAnthropic, upstream: FakeUpst
     config = {
         "model_list": [
             native("claude", claude),
+            native("claude-metered", claude),
             native("claude-pair", claude), native("claude-pair", overloaded),
             native("claude-down", overloaded, num_retries=0),
             native("claude-overloaded", overloaded, num_retries=0),
@@ -71,7 +73,9 @@ def gateway(claude: FakeAnthropic, overloaded: FakeAnthropic, upstream: FakeUpst
             {"model_name": "claude-compat", "litellm_params": {
                 "model": "anthropic_openai/claude-sonnet-4-5", "api_base": upstream.base_url, "api_key": "sk-ant-x"}},
         ],
-        "router_settings": {"num_retries": 3, "fallbacks": [{"claude-down": ["claude"]}]},
+        "router_settings": {"num_retries": 3, "fallbacks": [{"claude-down": ["claude"]}],
+                            "model_group_alias": {"sonnet": "claude"}},
+        "litellm_settings": {"callbacks": ["prometheus"]},
         "general_settings": {"master_key": MASTER, "max_request_size_mb": 1},
         "gateway_settings": {"path_prefixes": [PREFIX]},
     }
@@ -485,6 +489,33 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
         assert r.status == 200
         cost = float(r.headers["x-litellm-response-cost"])
         assert float(r.headers["x-litellm-key-spend"]) == pytest.approx(used + cost)
+
+
+async def test_aliases_and_metrics_are_as_for_chat(gateway: Gateway, claude: FakeAnthropic,
+                                                   admin_http: aiohttp.ClientSession) -> None:
+    key = await new_key(admin_http, gateway, key_alias="messages-bot", aliases={"my-claude": "claude-metered"})
+    with anthropic.Anthropic(base_url=gateway.url, api_key=key, max_retries=0) as sdk:
+        assert sdk.messages.create(model="sonnet", max_tokens=16, messages=HELLO).content[0].text == "claude says hi"
+        assert claude.seen[-1].body["model"] == "claude-sonnet-4-5"
+        sdk.messages.create(model="my-claude", max_tokens=16, messages=HELLO)
+        first = claude.seen[-1].sent
+        with sdk.messages.stream(model="claude-metered", max_tokens=16, messages=HELLO) as stream:
+            stream.get_final_message()
+        second = claude.seen[-1].sent
+    async with admin_http.get(f"{gateway.url}/metrics") as r:
+        text = await r.text()
+    samples = {(s.name, frozenset(s.labels.items())): s.value
+               for family in text_string_to_metric_families(text) for s in family.samples}
+
+    def total(name: str, **labels: str) -> float:
+        return sum(v for (n, found), v in samples.items() if n == name and set(labels.items()) <= found)
+
+    mine = {"api_key_alias": "messages-bot", "requested_model": "claude-metered"}
+    assert total("litellm_proxy_total_requests_metric_total", status_class="2xx", **mine) == 2
+    (p1, o1, _, _), (p2, o2, _, _) = usage_in(first), usage_in(second)
+    assert total("litellm_input_tokens_metric_total", model="claude-metered", api_key_alias="messages-bot") == p1 + p2
+    assert total("litellm_output_tokens_metric_total", model="claude-metered", api_key_alias="messages-bot") == o1 + o2
+    assert total("litellm_llm_api_time_to_first_token_metric_count", model="claude-metered") == 1
 
 
 async def test_the_reservation_counts_the_system_prompt_and_the_tools(
