@@ -199,6 +199,8 @@ class ProxyEndpoint:
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
+            if ctx.error is None and isinstance(meter, MessagesMeter):
+                ctx.error = meter.failure()  # Anthropic's `event: error` ended the stream
         settled = Settlement(status, usage, cost, ctx.error, ctx.client_left,
                                               ctx.response is not None, meter.sent if meter is not None else 0,
                                               ended)

@@ -414,12 +414,17 @@ async def test_a_stream_that_breaks_off_ends_with_anthropics_error_event(
     assert "broke off the stream" in str(raised.value)
 
 
-async def test_an_upstreams_error_event_passes_through(gateway: Gateway, claude: FakeAnthropic,
-                                                       http: aiohttp.ClientSession) -> None:
+async def test_an_upstreams_error_event_passes_through_and_fails_the_request(
+        gateway: Gateway, claude: FakeAnthropic, http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
     body = {"model": "claude", "max_tokens": 64, "messages": HELLO, "stream": True, "metadata": steer(error_after=3)}
-    async with http.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": MASTER}) as r:
+    async with http.post(f"{gateway.url}/v1/messages", json=body,
+                         headers={"x-api-key": MASTER, "X-Request-ID": request_id}) as r:
         got = await r.read()
     assert got == claude.seen[-1].sent and got.endswith(b'"message":"Overloaded"},"request_id":"req_fake_error"}\n\n')
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert (record["status"], record["metadata"]["status_code"], record["metadata"]["error"]) == \
+        ("failure", 200, "Overloaded")
 
 
 async def test_apis_that_need_translation_are_refused_in_the_callers_shape(

@@ -25,6 +25,16 @@ def type_for(status: int) -> str:
     return TYPES.get(status) or ("invalid_request_error" if status < 500 else "api_error")
 
 
+STATUSES = {"invalid_request_error": 400, "authentication_error": 401, "billing_error": 402,
+            "permission_error": 403, "not_found_error": 404, "request_too_large": 413, "rate_limit_error": 429,
+            "api_error": 500, "timeout_error": 504, "overloaded_error": 529}
+
+
+def status_for(kind: str) -> int:
+    """The status an error of this type comes with, for one that arrived in a stream."""
+    return STATUSES.get(kind, 500)
+
+
 class UpstreamError(ApiError):
     """An Anthropic upstream's own error, whose body was already in Anthropic's shape: kept to be relayed."""
 

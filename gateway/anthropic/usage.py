@@ -18,12 +18,15 @@ from typing import Any
 import orjson
 
 from gateway import sse
+from gateway.anthropic.errors import status_for
 from gateway.anthropic.requests import estimate
+from gateway.errors import ApiError
 from gateway.stream_usage import StreamMeter
 from gateway.usage import Usage
 
 MESSAGE_START = b'"message_start"'
 MESSAGE_DELTA = b'"message_delta"'
+ERROR = b'"error"'
 USAGE = b'"usage"'
 # The first event is a few hundred bytes; a head this long without it is not a Messages stream.
 MAX_HEAD = 65536
@@ -106,6 +109,19 @@ class MessagesMeter(StreamMeter):
             self.head = None
         elif len(head) > MAX_HEAD:
             self.head = None
+
+    def failure(self) -> ApiError | None:
+        """Anthropic's own `event: error`, when the stream ended with one: the request failed, though its
+        answer started well. Read from the tail, so only when usage is read at all."""
+        tail = self.tail.bytes() if self.tail is not None else b""
+        at = tail.rfind(ERROR)
+        if at < 0:
+            return None
+        found = _event_data(tail, at)
+        error = found.get("error") if isinstance(found, dict) and found.get("type") == "error" else None
+        if not isinstance(error, dict) or not isinstance(error.get("type"), str):
+            return None
+        return ApiError(status_for(error["type"]), str(error.get("message") or error["type"]), error["type"])
 
     def reported(self) -> Usage | None:
         """message_start's usage, updated by the last message_delta's; None without a message_delta (the
