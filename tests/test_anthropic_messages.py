@@ -496,6 +496,18 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
         assert float(r.headers["x-litellm-key-spend"]) == pytest.approx(used + cost)
 
 
+async def test_health_probes_a_native_deployment_with_a_one_token_message(
+        gateway: Gateway, claude: FakeAnthropic, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/health", params={"model": "claude"}, headers=ADMIN) as r:
+        health = await r.json()
+    assert (health["healthy_count"], health["unhealthy_count"]) == (1, 0), health
+    seen = claude.seen[-1]
+    assert seen.path == "/v1/messages" and seen.body["max_tokens"] == 1 and seen.status == 200
+    async with http.get(f"{gateway.url}/health", params={"model": "claude-overloaded"}, headers=ADMIN) as r:
+        health = await r.json()
+    assert health["unhealthy_endpoints"][0]["exception_status"] == 529
+
+
 async def test_aliases_and_metrics_are_as_for_chat(gateway: Gateway, claude: FakeAnthropic,
                                                    admin_http: aiohttp.ClientSession) -> None:
     key = await new_key(admin_http, gateway, key_alias="messages-bot", aliases={"my-claude": "claude-metered"})
