@@ -391,7 +391,8 @@ class ProxyEndpoint:
                 raise UpstreamFailure(failed[0], True, failed[1])
             if ctx.mock.response is not None:
                 if self.inbound is not Api.OPENAI:
-                    raise untranslated(self.endpoint, self.inbound, deployment, Api.OPENAI)
+                    raise bad_request(f"mock_response answers in OpenAI's API, and /v1/{self.endpoint} speaks "
+                                      "Anthropic's: it is not served here until translation is", "mock_response")
                 return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
         speaks = deployment.protocol
         if speaks is not self.inbound:

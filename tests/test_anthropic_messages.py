@@ -438,6 +438,9 @@ async def test_apis_that_need_translation_are_refused_in_the_callers_shape(
             pytest.raises(openai.BadRequestError) as chat_to_anthropic:
         chat.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}])
     assert "anthropic/claude-sonnet-4-5" in str(chat_to_anthropic.value)
+    with pytest.raises(anthropic.BadRequestError) as mocked:
+        client.messages.create(model="claude", max_tokens=16, messages=HELLO, extra_body={"mock_response": "hi"})
+    assert "mock_response" in shape_of(mocked.value)[1]
     assert (len(upstream.seen), len(claude.seen)) == before  # nothing was sent
 
 
