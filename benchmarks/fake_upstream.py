@@ -1,4 +1,4 @@
-"""A fake OpenAI-compatible upstream, fast enough never to be the bottleneck.
+"""A fake OpenAI-compatible upstream, and Anthropic's Messages API, fast enough never to be the bottleneck.
 
 Every response body is serialised once per model name and reused; a request
 costs one small JSON parse (to learn the model and the stream flags) and a
@@ -10,6 +10,10 @@ Models whose name ends in "-paced" stream with --paced-delay-ms between chunks
 instead, so one upstream serves both a flat-out stream (proxy throughput) and a
 token-paced one (time to first byte is then distinct from total time, and a
 proxy that buffers the stream shows up as TTFB close to total).
+
+POST /v1/messages answers as Anthropic's API does: a Message, or with `stream` its documented events
+(message_start, content_block_start, ping, --stream-chunks text deltas, content_block_stop, message_delta,
+message_stop), one write per event, with the usage Anthropic reports in message_start and message_delta.
 
 Models whose name ends in "-held" stream --held-events events, one every
 --held-interval-ms, each stamped with the time it was written (`"sent_at"`,
@@ -39,7 +43,7 @@ from benchmarks.eventloop import run, serve_until_signal
 CREATED = 1_700_000_000
 PROMPT_TOKENS = 12
 VECTOR = (0.0123, -0.0456, 0.0789, -0.1011, 0.1213, -0.1415, 0.1617, -0.1819)
-MODELS = ("bench-chat", "bench-chat-paced", "bench-chat-held", "bench-embed")
+MODELS = ("bench-chat", "bench-chat-paced", "bench-chat-held", "bench-embed", "bench-claude")
 PACED_SUFFIX = "-paced"
 HELD_SUFFIX = "-held"
 # Past this many distinct model names, bodies are built per request instead of
@@ -76,11 +80,22 @@ class StreamParts:
 
 
 @dataclass(frozen=True, slots=True)
+class MessagesStream:
+    """Anthropic's events, framed once: the opening ones, one text delta, and the closing ones."""
+
+    first: bytes
+    content: bytes
+    tail: bytes
+
+
+@dataclass(frozen=True, slots=True)
 class ModelBodies:
     chat: bytes
     chat_stream: StreamParts
     completion: bytes
     completion_stream: StreamParts
+    message: bytes
+    message_stream: MessagesStream
 
 
 def _sse(obj: dict[str, Any]) -> bytes:
@@ -148,7 +163,36 @@ def _build_model_bodies(model: str, chunks: int) -> ModelBodies:
         chat_stream=chat_stream,
         completion=orjson.dumps(completion),
         completion_stream=completion_stream,
+        message=orjson.dumps(_message(model, text, chunks)),
+        message_stream=_message_stream(model, chunks),
     )
+
+
+def _anthropic_event(name: str, data: dict[str, Any]) -> bytes:
+    return b"event: " + name.encode() + b"\ndata: " + orjson.dumps(data) + b"\n\n"
+
+
+def _message(model: str, text: str, chunks: int) -> dict[str, Any]:
+    return {"id": "msg_bench", "type": "message", "role": "assistant", "model": model,
+            "content": [{"type": "text", "text": text}], "stop_reason": "end_turn", "stop_sequence": None,
+            "usage": {"input_tokens": PROMPT_TOKENS, "cache_creation_input_tokens": 0, "cache_read_input_tokens": 0,
+                      "output_tokens": chunks}}
+
+
+def _message_stream(model: str, chunks: int) -> MessagesStream:
+    opened = {**_message(model, "", 1), "content": [], "stop_reason": None}
+    first = (_anthropic_event("message_start", {"type": "message_start", "message": opened})
+             + _anthropic_event("content_block_start", {"type": "content_block_start", "index": 0,
+                                                        "content_block": {"type": "text", "text": ""}})
+             + b'event: ping\ndata: {"type": "ping"}\n\n')
+    content = _anthropic_event("content_block_delta", {"type": "content_block_delta", "index": 0,
+                                                       "delta": {"type": "text_delta", "text": "tok "}})
+    tail = (_anthropic_event("content_block_stop", {"type": "content_block_stop", "index": 0})
+            + _anthropic_event("message_delta", {"type": "message_delta", "delta": {"stop_reason": "end_turn",
+                                                                                   "stop_sequence": None},
+                                                 "usage": {"output_tokens": chunks}})
+            + _anthropic_event("message_stop", {"type": "message_stop"}))
+    return MessagesStream(first, content, tail)
 
 
 def _embedding_count(value: object) -> int:
@@ -219,6 +263,8 @@ class FakeUpstream:
             return await self._generate(request, payload, model, chat=False)
         if path in ("/v1/embeddings", "/embeddings"):
             return self._embed(payload, model)
+        if path == "/v1/messages":
+            return await self._messages(request, payload, model)
         return _error(404, f"no route for POST {path}")
 
     def _model_bodies(self, model: str) -> ModelBodies:
@@ -245,16 +291,28 @@ class FakeUpstream:
     async def _stream(
         self, request: web.BaseRequest, parts: StreamParts, include_usage: bool, delay: float
     ) -> web.StreamResponse:
+        tail = parts.finish + parts.usage + DONE if include_usage else parts.finish + DONE
+        return await self._write_stream(request, parts.first, parts.content, tail, delay)
+
+    async def _messages(self, request: web.BaseRequest, payload: dict[str, Any], model: str) -> web.StreamResponse:
+        bodies = self._model_bodies(model)
+        if payload.get("stream") is not True:
+            return web.Response(body=bodies.message, headers=JSON_HEADERS)
+        parts = bodies.message_stream
+        return await self._write_stream(request, parts.first, parts.content, parts.tail, self._shape.delay_for(model))
+
+    async def _write_stream(
+        self, request: web.BaseRequest, first: bytes, content: bytes, tail: bytes, delay: float
+    ) -> web.StreamResponse:
         response = web.StreamResponse(headers=SSE_HEADERS)
         await response.prepare(request)
         # One write per event, like a real model server emitting tokens, so a
         # proxy under test sees a stream of small reads rather than one blob.
-        await response.write(parts.first)
+        await response.write(first)
         for _ in range(self._shape.chunks):
             if delay:
                 await asyncio.sleep(delay)
-            await response.write(parts.content)
-        tail = parts.finish + parts.usage + DONE if include_usage else parts.finish + DONE
+            await response.write(content)
         await response.write(tail)
         await response.write_eof()
         return response

@@ -10,6 +10,8 @@ CHAT_MODEL = "bench-chat"
 PACED_CHAT_MODEL = "bench-chat-paced"
 HELD_CHAT_MODEL = "bench-chat-held"
 EMBED_MODEL = "bench-embed"
+# An anthropic/ deployment: Anthropic's Messages API in, the same API out, relayed byte for byte.
+MESSAGES_MODEL = "bench-claude"
 MESSAGES = [
     {"role": "system", "content": "You are a benchmark."},
     {"role": "user", "content": "Say something short about reverse proxies."},
@@ -30,6 +32,15 @@ def _chat(stream: bool, model: str = CHAT_MODEL) -> bytes:
     if stream:
         payload["stream"] = True
         payload["stream_options"] = {"include_usage": True}
+    return orjson.dumps(payload)
+
+
+def _messages(stream: bool) -> bytes:
+    """The chat workload's prompt as Anthropic's Messages API writes it: the system prompt apart."""
+    payload: dict[str, object] = {"model": MESSAGES_MODEL, "max_tokens": 32, "system": MESSAGES[0]["content"],
+                                  "messages": MESSAGES[1:]}
+    if stream:
+        payload["stream"] = True
     return orjson.dumps(payload)
 
 
@@ -56,5 +67,7 @@ def all_workloads() -> dict[str, Workload]:
             orjson.dumps({"model": EMBED_MODEL, "input": "reverse proxies are fun"}),
             False,
         ),
+        Workload("messages", "messages (non-stream)", "/v1/messages", _messages(False), False),
+        Workload("messages-stream", "messages (stream)", "/v1/messages", _messages(True), True),
     ]
     return {w.name: w for w in items}

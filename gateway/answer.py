@@ -11,6 +11,7 @@ from typing import Any
 import orjson
 
 from gateway import sse
+from gateway.anthropic.answer import answer_of as anthropic_answer
 
 Json = Any
 
@@ -19,6 +20,8 @@ def answer_of(endpoint: str, stream: bool, output: bytes | None) -> Json:
     """Chat: the assistant message; completions: the text; embeddings: how many vectors and their size."""
     if not output:
         return None
+    if endpoint == "messages":
+        return anthropic_answer(stream, output)
     if stream:
         return _streamed(endpoint, output)
     try:

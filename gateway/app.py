@@ -14,12 +14,14 @@ from aiohttp.typedefs import Handler
 
 from gateway import openapi
 from gateway.access_log import AccessLog
+from gateway.anthropic.errors import ANTHROPIC_ERRORS
+from gateway.anthropic.schema import MESSAGES_REQUESTS
 from gateway.budget.ledger import RedisLedger
 from gateway.catalog import CATALOG, Catalog
 from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
-from gateway.errors import ApiError, bad_request
+from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request
 from gateway.info import InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.buckets import RedisLimiter
 from gateway.limits.combined import RedisAdmitter
@@ -62,6 +64,8 @@ DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
 PROXIED = ("chat/completions", "completions", "embeddings", "moderations", "images/generations")
+# Anthropic's Messages API, at /v1 only, as Anthropic serves it (Claude Code adds `?beta=true`, which is ignored).
+MESSAGES = ("messages", "messages/count_tokens")
 
 
 def path_prefixes(config: Config) -> list[str]:
@@ -76,8 +80,9 @@ def path_prefixes(config: Config) -> list[str]:
 
 @web.middleware
 def openai_errors(request: web.Request, handler: Handler) -> Awaitable[web.StreamResponse]:
-    """Whatever goes wrong, the client gets the OpenAI envelope and the process goes on. Requests the
-    proxy does not log itself (management, model info, /health) get their access log line here.
+    """Whatever goes wrong, the client gets the OpenAI envelope (Anthropic's shape under /v1/messages) and
+    the process goes on. Requests the proxy does not log itself (management, model info, /health) get their
+    access log line here.
     Not a coroutine itself: a proxied stream then holds one frame fewer for as long as it is open."""
     if isinstance(getattr(handler, "__self__", None), ProxyEndpoint):
         return _enveloped(request, handler)
@@ -104,30 +109,36 @@ PROBES = ("/health/liveliness", "/health/liveness", "/health/readiness")
 NUL_IN_URL = "the request's path or query holds a NUL character (%00)"
 
 
+def error_shape(request: web.Request) -> ErrorShape:
+    """The shape of errors answered outside a proxy route's own handling: its caller's API's."""
+    return ANTHROPIC_ERRORS if "/v1/messages" in request.path else OPENAI_ERRORS
+
+
 async def _enveloped(request: web.Request, handler: Handler) -> web.StreamResponse:
     if "\x00" in request.path or "\x00" in request.query_string:
-        return bad_request(NUL_IN_URL).response()
+        return error_shape(request).response(bad_request(NUL_IN_URL))
     try:
         return await handler(request)
     except ApiError as error:
-        return error.response()
+        return error_shape(request).response(error)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         if request.method == "OPTIONS" and exc.status in (404, 405) and (cors := request.app.get(CORS)) is not None:
             return await cors.preflight(request)  # no route has OPTIONS: CORS answers them all
+        shape = error_shape(request)
         if exc.status == 404:
-            return not_found(request).response()
+            return shape.response(not_found(request))
         if exc.status == 405:
-            return ApiError(405, f"{request.method} is not allowed on {request.path}").response(
-                {"Allow": exc.headers.get("Allow", "")})
-        return ApiError(exc.status, exc.text or exc.reason).response()
+            return shape.response(ApiError(405, f"{request.method} is not allowed on {request.path}"),
+                                  {"Allow": exc.headers.get("Allow", "")})
+        return shape.response(ApiError(exc.status, exc.text or exc.reason))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        return ApiError(500, "internal gateway error; the request id in the logs has the details",
-                        "internal_server_error").response()
+        return error_shape(request).response(ApiError(500, "internal gateway error; the request id in the logs "
+                                                      "has the details", "internal_server_error"))
 
 
 async def build_app(config: Config, access_source: str = "gateway.access") -> web.Application:
@@ -247,6 +258,13 @@ def _add_routes(app: web.Application, access_source: str) -> None:
             describe(azure.handle, Operation(body=REQUESTS[endpoint],
                                              summary=f"Azure OpenAI's {endpoint}, the deployment named in the path"))
             app.router.add_post(prefix + "/openai/deployments/{model}/" + endpoint, azure.handle)
+        for endpoint in MESSAGES:
+            handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
+                                    settings.tracking_header_prefix, access_log, pricing, in_flight,
+                                    cors=app.get(CORS))
+            describe(handler.handle, Operation(body=MESSAGES_REQUESTS[endpoint],
+                                               summary=f"Anthropic's /v1/{endpoint}"))
+            app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)
             app.router.add_get(base + "/models/{model:.+}", info.get_model)

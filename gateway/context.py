@@ -10,8 +10,10 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 
 from aiohttp import web
 
+from gateway.anthropic.requests import reserved_tokens as messages_reserved
 from gateway.errors import ApiError
 from gateway.identity import Caller
+from gateway.protocols import ANTHROPIC_ROUTES
 from gateway.router import Deployment
 from gateway.usage import Usage, reserved_tokens
 
@@ -89,9 +91,11 @@ class Ctx:
         self.end_user: EndUser | None = None  # the customer the request names, once the end_user plugin ran
 
     def reserved_tokens(self) -> tuple[int, int]:
-        """The prompt's tokens and the answer's max_tokens, as limits and budgets reserve them."""
+        """The prompt's tokens and the answer's max_tokens, as limits and budgets reserve them; worked out
+        once, when first asked (an Anthropic body's system prompt and tools count too)."""
         if self._reserved is None:
-            self._reserved = reserved_tokens(self.body or {})
+            body = self.body or {}
+            self._reserved = messages_reserved(body) if self.endpoint in ANTHROPIC_ROUTES else reserved_tokens(body)
         return self._reserved
 
     @property

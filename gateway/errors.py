@@ -1,4 +1,5 @@
-"""Every error leaves the gateway in OpenAI's envelope.
+"""Every error leaves the gateway in its caller's API's shape: OpenAI's envelope, unless the route speaks
+Anthropic's (gateway/anthropic/errors.py).
 
 `{"error": {"message", "type", "param", "code"}}` with `code` as a string,
 the way LiteLLM's proxy writes it, so clients that parse either keep working.
@@ -40,6 +41,22 @@ class ApiError(Exception):
         return web.Response(
             status=self.status, body=self.body(), content_type="application/json", headers=merged
         )
+
+
+class ErrorShape:
+    """How a route's errors look on the wire: OpenAI's envelope, as a JSON answer or as a stream's last event."""
+
+    __slots__ = ()
+
+    def response(self, error: ApiError, headers: dict[str, str] | None = None,
+                 request_id: str | None = None) -> web.Response:
+        return error.response(headers)
+
+    def stream_event(self, error: ApiError, request_id: str | None = None) -> bytes:
+        return b"data: " + error.body() + b"\n\n"
+
+
+OPENAI_ERRORS = ErrorShape()
 
 
 def envelope(message: str, type: str, param: str | None, code: str | None) -> bytes:

@@ -14,9 +14,11 @@ from aiohttp import web
 from gateway import __version__
 from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
 from gateway.access_groups import AccessGroups
+from gateway.anthropic.requests import DEFAULT_VERSION
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
 from gateway.openapi import Query, documented
+from gateway.protocols import Api
 from gateway.proxy import model_not_found
 from gateway.router import Deployment, Router
 
@@ -228,6 +230,9 @@ class InfoRoutes:
         """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
         timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         headers = deployment.headers
+        native = deployment.protocol is Api.ANTHROPIC
+        if native:
+            headers = {**headers, "anthropic-version": DEFAULT_VERSION}
         tls = deployment.endpoint.tls or True
         if deployment.is_wildcard or deployment.mode == "image_generation":
             # An image costs real money: that the deployment lists its models is proof enough.
@@ -241,8 +246,8 @@ class InfoRoutes:
         elif deployment.mode == "completion":
             path, body = "completions", {"model": model, "prompt": "ping", "max_tokens": 1}
         else:
-            path, body = "chat/completions", {"model": model, "max_tokens": 1,
-                                              "messages": [{"role": "user", "content": "ping"}]}
+            path, body = "messages" if native else "chat/completions", {
+                "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         return self.probes.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
                                 timeout=timeout, ssl=tls)
 

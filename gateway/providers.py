@@ -1,8 +1,10 @@
-"""Provider prefixes LiteLLM configs use, and where each one's OpenAI-compatible API lives."""
+"""Provider prefixes LiteLLM configs use, where each one's API lives, and which API it speaks."""
 
 from __future__ import annotations
 
 import msgspec
+
+from gateway.protocols import Api
 
 
 class Provider(msgspec.Struct, frozen=True):
@@ -12,6 +14,7 @@ class Provider(msgspec.Struct, frozen=True):
     api_base_env: str | None = None
     append_v1: bool = False
     is_mock: bool = False
+    protocol: Api = Api.OPENAI
 
 
 def _table(*providers: Provider) -> dict[str, Provider]:
@@ -43,7 +46,12 @@ PROVIDERS = _table(
     # These are configured by their root URL; their OpenAI-compatible API is under /v1.
     Provider("ollama", "http://localhost:11434", "OLLAMA_API_KEY", "OLLAMA_API_BASE", append_v1=True),
     Provider("ollama_chat", "http://localhost:11434", "OLLAMA_API_KEY", "OLLAMA_API_BASE", append_v1=True),
-    Provider("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE", append_v1=True),
+    # Anthropic's own Messages API (`{api_base}/v1/messages`), as LiteLLM's `anthropic/` speaks it; its
+    # OpenAI-compatible API is `anthropic_openai/`.
+    Provider("anthropic", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE", append_v1=True,
+             protocol=Api.ANTHROPIC),
+    Provider("anthropic_openai", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE",
+             append_v1=True),
     Provider("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY", "MISTRAL_API_BASE", append_v1=True),
     Provider("mock", None, is_mock=True),
 )
@@ -67,6 +75,8 @@ def split_model(model: str, custom_llm_provider: str | None) -> tuple[str, str]:
 
 def upstream_base(provider: Provider, api_base: str) -> str:
     base = api_base.rstrip("/")
+    if provider.protocol is Api.ANTHROPIC and base.endswith("/v1/messages"):
+        base = base[:-len("/messages")]  # LiteLLM takes the full URL of the Messages API too
     if provider.append_v1 and not base.endswith("/v1"):
         base += "/v1"
     return base

@@ -1,4 +1,4 @@
-"""The hot path: one OpenAI-style request in, one upstream request out, the answer relayed.
+"""The hot path: one request in, one upstream request out, the answer relayed.
 
 Read top to bottom: parse and check the body, route the model, rewrite
 `model`, send with the deployment's own key, then either relay the SSE
@@ -8,6 +8,11 @@ is settled once (`_settle`), before the last bytes of its answer go out. A
 client that goes away cancels this handler (the server runs with handler
 cancellation), which closes the upstream response and so frees its
 connection at once; it is settled as 499 and charged for what it was sent.
+
+A route speaks OpenAI's API or Anthropic's Messages API (`inbound`, gateway/protocols.py), and so does
+each deployment upstream; the two meet in `_forward`, the one place that decides what to do when they
+differ. What differs between the two APIs on the way in (the body's checks, what is reserved, the
+error shape) is chosen once per route, in `__init__`; on the way back, by the deployment's API.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import asyncio
 import logging
 import math
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from typing import Any, NamedTuple
 
 import orjson
@@ -29,12 +34,17 @@ from gateway import __version__, batch, mock, mock_request, timeouts
 from gateway.access import check_model_access
 from gateway.access_log import AccessLog
 from gateway.admission import pending, run_alone
+from gateway.anthropic import errors as anthropic_errors
+from gateway.anthropic import requests as anthropic_requests
+from gateway.anthropic.usage import MessagesMeter
+from gateway.anthropic.usage import from_body as anthropic_usage
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
-from gateway.errors import ApiError, bad_request, upstream_error
+from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
+from gateway.protocols import Api, inbound, untranslated
 from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
@@ -61,6 +71,7 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 # Answers that are not text: with no usage in them, none is made up from their size.
 NOT_TEXT = frozenset({"moderations", "images/generations"})
 NO_USAGE = Usage()
+COUNT_TOKENS = anthropic_requests.COUNT_TOKENS  # free: its answer is a count, never charged
 
 
 class InFlight:
@@ -82,7 +93,7 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
                  "in_flight", "chain_needs_usage", "model_in_path", "names", "cors", "text", "images",
-                 "default_model")
+                 "default_model", "inbound", "errors", "check", "estimate", "body_usage")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
@@ -108,6 +119,15 @@ class ProxyEndpoint:
         self.chain_needs_usage = chain.needs_usage
         self.trusted = trusted
         self.header_prefix = header_prefix
+        self.inbound = inbound(endpoint)
+        anthropic = self.inbound is Api.ANTHROPIC
+        self.errors: ErrorShape = anthropic_errors.ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
+        self.check = anthropic_requests.check_body if anthropic else check_body
+        self.estimate: Callable[[dict[str, Any], int], Usage] = anthropic_requests.estimate if anthropic \
+            else estimate
+        self.body_usage: Callable[[bytes], Usage | None] = anthropic_usage if anthropic else from_json_body
+        if endpoint == COUNT_TOKENS:
+            self.estimate, self.body_usage = _no_estimate, _no_usage
 
     @property
     def needs_usage(self) -> bool:
@@ -120,7 +140,7 @@ class ProxyEndpoint:
         in_flight = self.in_flight
         if in_flight.limit is not None and in_flight.count >= in_flight.limit:
             # Shed load before doing any work for it: the process stays responsive for the rest.
-            return OVERLOADED.response()
+            return self.errors.response(OVERLOADED)
         in_flight.count += 1
         try:
             ctx = Ctx(request, self.endpoint, self.trusted, len(self.chain.plugins))
@@ -130,7 +150,7 @@ class ProxyEndpoint:
                     response = await self._serve(ctx)
                 except ApiError as error:
                     ctx.error = error
-                    response = error.response(self._headers(ctx))
+                    response = self.errors.response(error, self._headers(ctx), ctx.request_id)
                 except asyncio.CancelledError:
                     ctx.client_left = True
                     raise
@@ -139,7 +159,7 @@ class ProxyEndpoint:
                     ctx.error = ApiError(500, f"internal gateway error (request {ctx.request_id})",
                                          "internal_server_error")
                     if ctx.response is None:
-                        response = ctx.error.response(self._headers(ctx))
+                        response = self.errors.response(ctx.error, self._headers(ctx), ctx.request_id)
                     else:
                         _abort(request)  # the answer had started: no second one, and no made-up end
             finally:
@@ -172,13 +192,15 @@ class ProxyEndpoint:
             if meter is not None:
                 ctx.usage = meter.usage(ctx.body or {})
             elif ctx.client_left and ctx.sent_at is not None:
-                ctx.usage = estimate(ctx.body or {}, 0)  # left before any answer: the prompt was read
+                ctx.usage = self.estimate(ctx.body or {}, 0)  # left before any answer: the prompt was read
             if ctx.usage is not None and ctx.deployment is not None:
                 price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
                 ctx.cost = price.cost(ctx.usage, image_count(ctx.body or {}) if self.images else 0)
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
+            if ctx.error is None and isinstance(meter, MessagesMeter):
+                ctx.error = meter.failure()  # Anthropic's `event: error` ended the stream
         settled = Settlement(status, usage, cost, ctx.error, ctx.client_left,
                                               ctx.response is not None, meter.sent if meter is not None else 0,
                                               ended)
@@ -196,11 +218,13 @@ class ProxyEndpoint:
             body["model"] = ctx.request.match_info["model"]
         elif self.default_model is not None and body.get("model") is None:
             body["model"] = self.default_model
-        check_body(self.endpoint, body)
+        self.check(self.endpoint, body)
         if "," in body["model"] and self.endpoint == "chat/completions":
             return await batch.serve(self, ctx, body)
         asked = timeouts.asked(ctx.request.headers, body)
         ctx.requested_model = body["model"]
+        if self.inbound is Api.ANTHROPIC:
+            anthropic_requests.check_headers(ctx.request.headers)
         answer = await self.chain.on_request(ctx)
         if answer is not None:
             return answer
@@ -210,7 +234,8 @@ class ProxyEndpoint:
         ctx.model_group = route.group
         ctx.upstream_model = route.upstream_model
         stream = ctx.stream = body.get("stream") is True
-        strip_usage = stream and self.needs_usage and not _asked_for_usage(body)
+        # Anthropic's streams report usage unasked: only OpenAI's need stream_options.include_usage.
+        strip_usage = stream and self.needs_usage and self.inbound is Api.OPENAI and not _asked_for_usage(body)
         if strip_usage:
             body["stream_options"] = {**(body.get("stream_options") or {}), "include_usage": True}
         return await self._forward_with_retries(ctx, route, body, stream, strip_usage, asked,
@@ -349,7 +374,7 @@ class ProxyEndpoint:
                 break
         assert failure is not None
         ctx.error = failure.error
-        return failure.error.response(self._headers(ctx))
+        return self.errors.response(failure.error, self._headers(ctx), ctx.request_id)
 
     async def _forward(self, ctx: Ctx, route: Route, body: dict[str, Any], stream: bool,
                        strip_usage: bool, asked: timeouts.Asked | None) -> web.StreamResponse:
@@ -365,17 +390,29 @@ class ProxyEndpoint:
             if failed is not None:
                 raise UpstreamFailure(failed[0], True, failed[1])
             if ctx.mock.response is not None:
+                if self.inbound is not Api.OPENAI:
+                    raise bad_request(f"mock_response answers in OpenAI's API, and /v1/{self.endpoint} speaks "
+                                      "Anthropic's: it is not served here until translation is", "mock_response")
                 return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
+        speaks = deployment.protocol
+        if speaks is not self.inbound:
+            return self._across(ctx, deployment, speaks, body)
         if deployment.provider.is_mock:
             return await self._answer_mock(ctx, route, body, strip_usage)
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
-            upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
+            if speaks is Api.OPENAI:
+                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
+            else:
+                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit,
+                                                      anthropic_requests.upstream_headers(ctx.request.headers))
             try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
-                    error = upstream_error(upstream.status, await upstream.read())
+                    raw = await upstream.read()
+                    error = upstream_error(upstream.status, raw) if speaks is Api.OPENAI else \
+                        anthropic_errors.from_upstream(upstream.status, raw)
                     wait = _retry_after(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
@@ -409,6 +446,15 @@ class ProxyEndpoint:
         finally:
             deployment.in_flight -= 1
 
+    def _across(self, ctx: Ctx, deployment: Deployment, speaks: Api, body: dict[str, Any]) -> web.StreamResponse:
+        """A deployment that speaks another API than the caller: count_tokens is answered from the gateway's
+        own estimate; anything else needs a translation this gateway does not have yet."""
+        if self.endpoint != COUNT_TOKENS:
+            raise untranslated(self.endpoint, self.inbound, deployment, speaks)
+        ctx.usage = NO_USAGE
+        payload = orjson.dumps({"input_tokens": anthropic_requests.prompt_tokens(body)})
+        return self._json_answer(ctx, body, payload, 200, None, "application/json")
+
     async def _answer_mock(self, ctx: Ctx, route: Route, body: dict[str, Any],
                            strip_usage: bool, text: str | None = None) -> web.StreamResponse:
         """The built-in mock answers as an upstream would, and its answer takes the same way back."""
@@ -425,7 +471,7 @@ class ProxyEndpoint:
     def _json_answer(self, ctx: Ctx, body: dict[str, Any], payload: bytes, status: int,
                      upstream: Response | None, content_type: str) -> web.Response:
         if self.needs_usage and ctx.usage is None:
-            ctx.usage = from_json_body(payload) or (estimate(body, len(payload)) if self.text else NO_USAGE)
+            ctx.usage = self.body_usage(payload) or (self.estimate(body, len(payload)) if self.text else NO_USAGE)
         if ctx.usage is not None and ctx.deployment is not None:
             price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
             ctx.cost = price.cost(ctx.usage) if not self.images else price.cost(ctx.usage, image_count(body))
@@ -449,8 +495,9 @@ class ProxyEndpoint:
             ctx.client_left = True
             return response
         ctx.response = response
-        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage,
-                                        MAX_OUTPUT_BYTES if self.chain.needs_output else 0)
+        keep = MAX_OUTPUT_BYTES if self.chain.needs_output else 0
+        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage, keep) \
+            if deployment.protocol is Api.OPENAI else MessagesMeter(self.needs_usage, keep)
         feed = meter.feed
         try:
             async for chunk in chunks:
@@ -475,8 +522,8 @@ class ProxyEndpoint:
                 error = ApiError(502, f"upstream {deployment.api_base} for model {requested!r} broke off the "
                                  f"stream: {exc}", "api_connection_error")
             ctx.error = error
-            # The client learns of it as a last event; never as a made-up [DONE].
-            rest = meter.flush() + b"data: " + error.body() + b"\n\n"
+            # The client learns of it as a last event; never as a made-up end.
+            rest = meter.flush() + self.errors.stream_event(error, ctx.request_id)
         else:
             rest = meter.flush()
         if rest:
@@ -562,6 +609,14 @@ async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, dat
         return False
     meter.delivered(data)
     return True
+
+
+def _no_estimate(body: dict[str, Any], completion_chars: int) -> Usage:
+    return NO_USAGE
+
+
+def _no_usage(payload: bytes) -> Usage:
+    return NO_USAGE
 
 
 async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
@@ -681,7 +736,7 @@ class UpstreamFailure(Exception):
 
 
 CONTEXT_WINDOW_WORDS = ("context_length_exceeded", "context length", "maximum context", "context window",
-                        "too many tokens")
+                        "too many tokens", "prompt is too long")
 CONTENT_POLICY_WORDS = ("content_policy", "content_filter", "content policy", "safety system")
 
 

@@ -16,6 +16,7 @@ from aiohttp import ClientTimeout
 from gateway.access_groups import AccessGroups
 from gateway.config import Config, ConfigError, ModelEntry
 from gateway.limits.buckets import Bucket
+from gateway.protocols import Api
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
 
 if TYPE_CHECKING:
@@ -35,7 +36,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -58,6 +59,7 @@ class Deployment:
                 f"write the model as <provider>/<name> with one of: {known}"
             )
         self.provider: Provider = provider
+        self.protocol = provider.protocol  # the API it speaks upstream
         self.entry = entry
         self.group = entry.model_name
         self.id = _deployment_id(self.declared, where)
@@ -511,7 +513,9 @@ def _upstream_headers(provider: Provider, api_key: str | None, organization: str
                       extra: dict[str, str] | None) -> dict[str, str]:
     key = api_key or (os.environ.get(provider.api_key_env) if provider.api_key_env else None)
     headers = {"Content-Type": "application/json", "Accept-Encoding": "identity"}
-    if key:
+    if key and provider.protocol is Api.ANTHROPIC:
+        headers["x-api-key"] = key
+    elif key:
         headers["Authorization"] = f"Bearer {key}"
     if organization:
         headers["OpenAI-Organization"] = organization

@@ -24,6 +24,7 @@ from aiohttp import ClientTimeout
 
 from gateway import __version__
 
+CONTENT_LENGTH = b"Content-Length: "
 PAUSE_AT = 1 << 20  # bytes of a stream buffered for a slow client before reading from upstream stops
 
 
@@ -56,11 +57,14 @@ class Endpoint:
         self._head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
         self._starts: dict[str, bytes] = {}
 
-    def request(self, endpoint: str, body: bytes) -> bytes:
+    def request(self, endpoint: str, body: bytes, headers: bytes = b"") -> bytes:
+        """The request's bytes; `headers`: header lines of this request's own (each ending in CRLF)."""
         start = self._starts.get(endpoint)
         if start is None:
             start = self._starts[endpoint] = (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1")
-                                              + self._head + b"Content-Length: ")
+                                              + self._head + CONTENT_LENGTH)
+        if headers:
+            return b"%b%b%b%d\r\n\r\n%b" % (start[:-len(CONTENT_LENGTH)], headers, CONTENT_LENGTH, len(body), body)
         return b"%b%d\r\n\r\n%b" % (start, len(body), body)
 
 
@@ -95,13 +99,14 @@ class Pool:
         self._closed = False
         self._sweep: asyncio.TimerHandle | None = None
 
-    async def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout) -> Response:
+    async def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout,
+                   headers: bytes = b"") -> Response:
         """Send one request; the answer once its headers are in. Raises UpstreamUnreachable or TimeoutError."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + timeout.total if timeout.total else None
         waiting = timeout.connect or timeout.total
-        data = endpoint.request(path, body)
+        data = endpoint.request(path, body, headers)
         await self._slot(waiting)
         connection = self._take(endpoint.key, now)
         if connection is not None:

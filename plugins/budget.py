@@ -33,6 +33,7 @@ from gateway.usage import image_count
 
 log = logging.getLogger("gateway.budget")
 NO_TEXT_OUTPUT = frozenset({"embeddings", "moderations", "images/generations"})
+FREE = frozenset({"messages/count_tokens"})  # never charged: nothing to reserve
 
 
 class Reservation(BudgetClaim):
@@ -102,7 +103,7 @@ class Budget(Plugin):
                 limited = True
                 break
         # A counter that only keeps the spend current admits anything: nothing to estimate for it.
-        amount = self.estimate(ctx, model) if limited else 0.0
+        amount = self.estimate(ctx, model) if limited and ctx.endpoint not in FREE else 0.0
         reservation = Reservation(self, counters, amount, limited)
         self.hold(ctx, reservation)
         ctx.claims.append(reservation)  # taken with the limits and the deployment's: gateway/admission.py

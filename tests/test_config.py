@@ -146,12 +146,13 @@ def gateway(upstream: FakeUpstream) -> Iterator[Gateway]:
             deployment("ollama-chat", root, model="ollama_chat/llama3.1:8b"),
             deployment("ollama", root + "/", model="ollama/llama3"),
             deployment("ollama-v1", upstream.base_url, model="ollama_chat/qwen2.5"),
-            deployment("anthropic", root, model="anthropic/claude-sonnet-4-5"),
+            # Anthropic's OpenAI-compatible API (anthropic/ speaks its Messages API: tests/test_anthropic_messages.py).
+            deployment("anthropic", root, model="anthropic_openai/claude-sonnet-4-5"),
             # Keys from the provider's environment variable: no api_key in the config.
             {"model_name": "env-openai",
              "litellm_params": {"model": "openai/env-openai-upstream", "api_base": upstream.base_url}},
             {"model_name": "env-vllm", "litellm_params": {"model": "hosted_vllm/m", "api_base": upstream.base_url}},
-            {"model_name": "env-anthropic", "litellm_params": {"model": "anthropic/claude", "api_base": root}},
+            {"model_name": "env-anthropic", "litellm_params": {"model": "anthropic_openai/claude", "api_base": root}},
         ],
         "environment_variables": {"GREETING_FROM_CONFIG": GREETING, "KEY_FROM_CONFIG": "sk-set-by-config"},
         "general_settings": {"max_request_size_mb": 8, "not_a_real_setting": True},

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import re
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -18,6 +19,8 @@ from openai import AsyncOpenAI
 from prometheus_client.parser import text_string_to_metric_families
 
 from gateway.answer import answer_of
+from tests.anthropic_fake import KEY as ANTHROPIC_KEY
+from tests.anthropic_fake import FakeAnthropic
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment, run_cli
 
@@ -439,6 +442,36 @@ def test_langfuse_without_keys_stops_the_start(upstream: FakeUpstream, workers: 
     assert "Traceback" not in result.stderr
     assert "plugin 'langfuse'" in result.stderr
     assert "LANGFUSE_PUBLIC_KEY and LANGFUSE_SECRET_KEY must be set" in result.stderr
+
+
+async def test_anthropic_messages_are_traced_as_litellm_traces_them(upstream: FakeUpstream, langfuse: FakeLangfuse,
+                                                                    http: aiohttp.ClientSession) -> None:
+    """/v1/messages to an anthropic/ deployment: LiteLLM's call type, the system prompt with the messages as the
+    input, the assistant's content blocks as the output, streamed or not, and the usage Anthropic reported."""
+    claude = FakeAnthropic("traced").start()
+    try:
+        settings = config(upstream)
+        settings["model_list"].append({"model_name": "claude", "litellm_params": {
+            "model": "anthropic/claude-sonnet-4-5", "api_base": claude.api_base, "api_key": ANTHROPIC_KEY}})
+        async with running(settings, environment(langfuse)) as gw:
+            for stream in (False, True):
+                request_id = f"messages-{stream}"
+                status, _ = await post(http, gw, "messages", request_id, model="claude", max_tokens=64,
+                                       system="be brief", messages=MESSAGES, stream=stream)
+                assert status == 200
+                trace, generation = await langfuse.logged(request_id)
+                assert trace["name"] == "litellm-anthropic_messages"
+                assert generation["input"] == {"system": "be brief", "messages": MESSAGES}
+                assert generation["output"] == {"role": "assistant",
+                                                "content": [{"type": "text", "text": "traced says hi"}]}
+                assert generation["model"] == "claude-sonnet-4-5"
+                assert generation["modelParameters"] == {"max_tokens": 64, "stream": stream}
+                sent = claude.seen[-1].sent
+                output = int(re.findall(rb'"output_tokens":(\d+)', sent)[-1])
+                prompt = int(re.findall(rb'"input_tokens":(\d+)', sent)[0])
+                assert generation["usageDetails"] == {"input": prompt, "output": output, "total": prompt + output}
+    finally:
+        claude.stop()
 
 
 def test_a_streamed_answer_is_read_back_with_its_tool_calls() -> None:

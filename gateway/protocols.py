@@ -1,0 +1,43 @@
+"""Which API a request speaks on its way in, which its deployment speaks upstream, and the one place
+that decides what happens when the two differ.
+
+Inbound, every route speaks OpenAI's API but /v1/messages and /v1/messages/count_tokens, which speak
+Anthropic's. Upstream, every provider speaks OpenAI's but `anthropic/`, which speaks Anthropic's Messages
+API. When both sides speak one API the answer is relayed as the upstream sent it; when they differ it has
+to be translated, and until the translation is wired in such a request is refused here, naming the
+deployment, before anything is sent.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import TYPE_CHECKING
+
+from gateway.errors import ApiError
+
+if TYPE_CHECKING:
+    from gateway.router import Deployment
+
+
+class Api(enum.Enum):
+    """An HTTP API a request or an upstream speaks."""
+
+    OPENAI = "openai"
+    ANTHROPIC = "anthropic"
+
+
+ANTHROPIC_ROUTES = frozenset({"messages", "messages/count_tokens"})
+API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API"}
+
+
+def inbound(endpoint: str) -> Api:
+    return Api.ANTHROPIC if endpoint in ANTHROPIC_ROUTES else Api.OPENAI
+
+
+def untranslated(endpoint: str, asked: Api, deployment: Deployment, speaks: Api) -> ApiError:
+    """The answer to a request whose deployment speaks another API than the caller (`speaks`: the
+    upstream's; the built-in mock speaks OpenAI's)."""
+    return ApiError(400, f"/v1/{endpoint} speaks {API_NAMES[asked]}, but model group {deployment.group!r} sent it "
+                    f"to deployment {deployment.id[:12]} ({deployment.provider.name}/{deployment.model_template}), "
+                    f"which speaks {API_NAMES[speaks]}; this gateway does not translate between them yet. Use a "
+                    "deployment that speaks the caller's API.", "invalid_request_error", "model")
