@@ -70,7 +70,7 @@ class ClaudeCodeUpstream(FakeAnthropic):
     def _compose(self, body: dict[str, Any], steer: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                               dict[str, Any]]:
         message, blocks, usage = super()._compose({**body, "tools": []}, steer)
-        command = _asked_to_run(body["messages"][-1])
+        command = _asked_to_run(next(m for m in reversed(body["messages"]) if m["role"] == "user"))
         if command is not None and any(tool.get("name") == "Bash" for tool in body.get("tools") or []):
             blocks = [{"type": "text", "text": "Running it."},
                       {"type": "tool_use", "id": f"toolu_{uuid.uuid4().hex[:24]}", "name": "Bash",
@@ -125,7 +125,8 @@ def claude_code() -> Path:
 
 @pytest.fixture(scope="module")
 def anthropic_upstream() -> Iterator[ClaudeCodeUpstream]:
-    fake = ClaudeCodeUpstream("upstream").start()
+    fake = ClaudeCodeUpstream("upstream")
+    fake.start()
     yield fake
     fake.stop()
 
