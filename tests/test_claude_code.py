@@ -159,18 +159,22 @@ async def new_key(http: aiohttp.ClientSession, gw: Gateway) -> str:
         return str((await r.json())["key"])
 
 
-async def key_spend(http: aiohttp.ClientSession, gw: Gateway, key: str) -> float:
-    async with http.get(f"{gw.url}/key/info", params={"key": key}, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        return float((await r.json())["info"]["spend"] or 0.0)
+async def spend_of(http: aiohttp.ClientSession, gw: Gateway, path: str, params: dict[str, str]) -> float:
+    """The spend /key/info or /end_user/info shows; 0 for an end user not yet written."""
+    async with http.get(f"{gw.url}{path}", params=params, headers=ADMIN) as r:
+        found = await r.json()
+        assert r.status == 200 or (r.status, path) == (404, "/end_user/info"), found
+    return float(found.get("info", found).get("spend") or 0.0) if r.status == 200 else 0.0
 
 
-async def spend_reaches(http: aiohttp.ClientSession, gw: Gateway, key: str, expected: float,
-                        patience: float = 15.0) -> float:
-    """The key's spend once it is `expected` (spend is written after the answer), or the last seen."""
+async def spend_reaches(http: aiohttp.ClientSession, gw: Gateway, expected: float, key: str | None = None,
+                        end_user: str | None = None, patience: float = 15.0) -> float:
+    """The key's (or end user's) spend once it is `expected` (spend is written after the answer), or the last seen."""
+    path, params = ("/key/info", {"key": key}) if key is not None else \
+        ("/end_user/info", {"end_user_id": end_user or ""})
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
-    while (spend := await key_spend(http, gw, key)) != pytest.approx(expected) and loop.time() < deadline:
+    while (spend := await spend_of(http, gw, path, params)) != pytest.approx(expected) and loop.time() < deadline:
         await asyncio.sleep(0.1)
     return spend
 
@@ -226,7 +230,22 @@ async def test_claude_code_answers_through_the_gateway_and_its_key_pays(
     assert "claude-code-20250219" in first.headers["anthropic-beta"].split(",")
     assert first.headers["x-api-key"] == KEY
     spent = sum(cost_of(s.sent) for s in seen)
-    assert await spend_reaches(admin, gateway, key, spent) == pytest.approx(spent)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
+
+
+async def test_a_custom_header_names_the_end_user_who_pays(
+        claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
+        admin: aiohttp.ClientSession) -> None:
+    """Claude Code's own metadata.user_id is new with every session; ANTHROPIC_CUSTOM_HEADERS can name the person."""
+    key = await new_key(admin, gateway)
+    person = f"dev-{uuid.uuid4().hex[:8]}"
+    before = len(anthropic_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi",
+                                  env={"ANTHROPIC_CUSTOM_HEADERS": f"x-litellm-end-user-id: {person}"})
+    assert (run.returncode, run.stdout.strip()) == (0, "upstream says hi"), run.stdout + run.stderr
+    spent = sum(cost_of(s.sent) for s in anthropic_upstream.seen[before:])
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
+    assert await spend_reaches(admin, gateway, spent, end_user=person) == pytest.approx(spent)
 
 
 async def test_a_tool_runs_and_its_result_goes_back_through_the_gateway(
@@ -245,7 +264,7 @@ async def test_a_tool_runs_and_its_result_goes_back_through_the_gateway(
     result = seen[1].body["messages"][-1]["content"][0]
     assert result["type"] == "tool_result" and result["content"] == marker
     spent = sum(cost_of(s.sent) for s in seen)
-    assert await spend_reaches(admin, gateway, key, spent) == pytest.approx(spent)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
 @pytest.mark.parametrize(("alias", "model"), [("sonnet", MODELS[1]), ("haiku", MODELS[2])])
@@ -261,7 +280,7 @@ async def test_the_other_models_claude_code_names(
     seen = anthropic_upstream.seen[before:]
     assert [s.body["model"] for s in seen] == [model]
     spent = cost_of(seen[0].sent)
-    assert await spend_reaches(admin, gateway, key, spent) == pytest.approx(spent)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
 async def test_the_context_command_counts_tokens_through_the_gateway_for_free(
@@ -274,7 +293,12 @@ async def test_the_context_command_counts_tokens_through_the_gateway_for_free(
     seen = anthropic_upstream.seen[before:]
     assert seen and {(s.path, s.status) for s in seen} == {("/v1/messages/count_tokens", 200)}
     assert all("token-counting-2024-11-01" in s.headers["anthropic-beta"] for s in seen)
-    assert await key_spend(admin, gateway, key) == 0
+    # Then one message: the key's spend is what that one cost, so the counts before it cost nothing.
+    before = len(anthropic_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", "--model", "haiku")
+    assert run.returncode == 0, run.stdout + run.stderr
+    spent = sum(cost_of(s.sent) for s in anthropic_upstream.seen[before:])
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
 async def test_a_refused_key_fails_claude_code_with_the_gateways_error(
