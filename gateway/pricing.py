@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from importlib import resources
 from typing import Any
 
@@ -91,7 +92,15 @@ def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_
 
 
 def _number(value: Any) -> float | None:
-    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
+    """A price as given; model_info is free-form, and YAML reads `3e-07` (no dot) as a string."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
 
 
 def _part_prices(source: dict[str, Any]) -> dict[str, float]:

@@ -82,7 +82,8 @@ def gateway(upstream: FakeUpstream, request: pytest.FixtureRequest) -> Iterator[
             deployment("read-price-only", upstream.base_url, **PRICES, cache_read_input_token_cost=READ),
             deployment("free-cache-writes", upstream.base_url, **PRICES, cache_creation_input_token_cost=0),
             deployment("priced-in-model-info", upstream.base_url, model_info={
-                **PRICES, "cache_read_input_token_cost": READ, "output_cost_per_reasoning_token": REASONING}),
+                # YAML reads 1e-4 without a dot as a string; model_info keeps it as written.
+                **PRICES, "cache_read_input_token_cost": "1e-4", "output_cost_per_reasoning_token": REASONING}),
             deployment("claude", upstream.base_url, model="openai/claude-sonnet-4-5"),
             deployment("claude-cheaper-reads", upstream.base_url, model="openai/claude-sonnet-4-5",
                        cache_read_input_token_cost=1e-07),
