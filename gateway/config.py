@@ -51,6 +51,11 @@ class LiteLLMParams(Struct):
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     output_cost_per_image: float | None = None
+    # What cached, cache-written and reasoning tokens cost; each left out costs as input (or output) does.
+    cache_read_input_token_cost: float | None = None
+    cache_creation_input_token_cost: float | None = None
+    cache_creation_input_token_cost_above_1hr: float | None = None
+    output_cost_per_reasoning_token: float | None = None
     mock_response: str | None = None
     organization: str | None = None
     api_version: str | None = None

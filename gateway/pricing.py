@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import math
 from importlib import resources
 from typing import Any
 
@@ -15,19 +16,50 @@ log = logging.getLogger("gateway.pricing")
 
 
 class Price(msgspec.Struct, frozen=True):
+    """A model's prices per token (LiteLLM's field names). A cache or reasoning price left out (None) is
+    the price of the tokens it is a kind of: cache reads and writes cost the input price, a one-hour
+    cache write the five-minute one, reasoning the output price."""
+
     input_cost_per_token: float
     output_cost_per_token: float
     source: str  # "config", "table" or "none"
     cost_per_image: float = 0.0  # each image generated, as LiteLLM's output_cost_per_image
+    cache_read_input_token_cost: float | None = None
+    cache_creation_input_token_cost: float | None = None
+    cache_creation_input_token_cost_above_1hr: float | None = None
+    output_cost_per_reasoning_token: float | None = None
 
     def cost(self, usage: Usage, images: int = 0) -> float:
-        tokens = usage.prompt_tokens * self.input_cost_per_token + usage.completion_tokens * self.output_cost_per_token
+        if usage.cache_read_tokens or usage.cache_creation_tokens or usage.reasoning_tokens:
+            tokens = self._itemised(usage)
+        else:
+            tokens = (usage.prompt_tokens * self.input_cost_per_token
+                      + usage.completion_tokens * self.output_cost_per_token)
         return tokens + images * self.cost_per_image if images else tokens
+
+    def _itemised(self, usage: Usage) -> float:
+        given_in, given_out = self.input_cost_per_token, self.output_cost_per_token
+        read = self.cache_read_input_token_cost
+        write = self.cache_creation_input_token_cost
+        write = given_in if write is None else write
+        write_hour = self.cache_creation_input_token_cost_above_1hr
+        reasoning = self.output_cost_per_reasoning_token
+        hour = usage.cache_creation_1h_tokens
+        uncached = usage.prompt_tokens - usage.cache_read_tokens - usage.cache_creation_tokens
+        return (uncached * given_in
+                + usage.cache_read_tokens * (given_in if read is None else read)
+                + (usage.cache_creation_tokens - hour) * write
+                + hour * (write if write_hour is None else write_hour)
+                + (usage.completion_tokens - usage.reasoning_tokens) * given_out
+                + usage.reasoning_tokens * (given_out if reasoning is None else reasoning))
 
 
 FREE = Price(0.0, 0.0, "none")
 # LiteLLM's names for the price of one generated image, in the order its image cost calculator reads them.
 IMAGE_PRICE_FIELDS = ("output_cost_per_image", "cost_per_image")
+# LiteLLM's names for what cached, cache-written and reasoning tokens cost, as Price names them too.
+PART_PRICE_FIELDS = ("cache_read_input_token_cost", "cache_creation_input_token_cost",
+                     "cache_creation_input_token_cost_above_1hr", "output_cost_per_reasoning_token")
 MAX_REMEMBERED = 10_000
 
 
@@ -39,20 +71,42 @@ def bundled_table() -> dict[str, dict[str, Any]]:
 
 def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_info: dict[str, Any],
               table: dict[str, dict[str, Any]]) -> Price:
-    """Config first (litellm_params, then model_info, as LiteLLM reads them), then the table."""
+    """Config first (litellm_params, then model_info, as LiteLLM reads them), then the table. A config
+    that prices only cached or reasoning tokens changes those on the table's price."""
+    parts: dict[str, float] = {}
     for source in (params, model_info):
-        given_in = source.get("input_cost_per_token")
-        given_out = source.get("output_cost_per_token")
+        given_in = _number(source.get("input_cost_per_token"))
+        given_out = _number(source.get("output_cost_per_token"))
         per_image = _image_price(source)
-        if isinstance(given_in, (int, float)) or isinstance(given_out, (int, float)) or per_image:
-            return Price(float(given_in or 0.0), float(given_out or 0.0), "config", per_image)
+        if given_in is not None or given_out is not None or per_image:
+            return Price(given_in or 0.0, given_out or 0.0, "config", per_image, **_part_prices(source))
+        parts = _part_prices(source) | parts
     base = model_info.get("base_model")
     for name in (upstream_model, base, f"{provider}/{upstream_model}", upstream_model.rsplit("/", 1)[-1]):
         entry = table.get(name) if isinstance(name, str) else None
         if entry is not None:
-            return Price(float(entry.get("input_cost_per_token", 0.0)),
-                         float(entry.get("output_cost_per_token", 0.0)), "table", _image_price(entry))
+            return Price(_number(entry.get("input_cost_per_token")) or 0.0,
+                         _number(entry.get("output_cost_per_token")) or 0.0, "table", _image_price(entry),
+                         **(_part_prices(entry) | parts))
     return FREE
+
+
+def _number(value: Any) -> float | None:
+    """A price as given; model_info is free-form, and YAML reads `3e-07` (no dot) as a string."""
+    if isinstance(value, str):
+        try:
+            value = float(value)
+        except ValueError:
+            return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+        return None
+    return float(value)
+
+
+def _part_prices(source: dict[str, Any]) -> dict[str, float]:
+    """The cache and reasoning prices `source` names (0 is a price: free cache writes are)."""
+    return {name: found for name in PART_PRICE_FIELDS
+            if (found := _number(source.get(name))) is not None and found >= 0}
 
 
 def _image_price(source: dict[str, Any]) -> float:

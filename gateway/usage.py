@@ -26,17 +26,98 @@ class Usage(msgspec.Struct, frozen=True):
     cache_read_tokens: int = 0  # OpenAI's prompt_tokens_details.cached_tokens, Anthropic's cache_read_input_tokens
     cache_creation_tokens: int = 0  # Anthropic's cache_creation_input_tokens
     reasoning_tokens: int = 0  # OpenAI's completion_tokens_details.reasoning_tokens
+    # Of cache_creation_tokens, those written to last an hour (Anthropic's cache_creation.ephemeral_1h_input_tokens),
+    # priced at cache_creation_input_token_cost_above_1hr; the rest last five minutes.
+    cache_creation_1h_tokens: int = 0
 
 
 def from_object(raw: Any) -> Usage | None:
+    """A decoded usage object as a Usage, or None when it holds no token counts.
+
+    OpenAI's shape, with what vLLM, DeepSeek, z.ai, Azure and LiteLLM add to it, or one counted in
+    input and output tokens: Anthropic's (whose `input_tokens` leaves out the cache) or OpenAI's
+    Responses and images shape (whose `input_tokens` counts it). Counts of cached and reasoning
+    tokens are kept within the totals they are part of, whatever an upstream claims.
+    """
     if not isinstance(raw, dict):
         return None
-    prompt = raw.get("prompt_tokens", raw.get("input_tokens"))
-    completion = raw.get("completion_tokens", raw.get("output_tokens", 0))
-    if not isinstance(prompt, int) or not isinstance(completion, int):
-        return None
+    prompt = raw.get("prompt_tokens")
+    completion = raw.get("completion_tokens")
     total = raw.get("total_tokens")
-    return Usage(prompt, completion, total if isinstance(total, int) else prompt + completion)
+    if type(prompt) is int and type(completion) is int and type(total) is int and len(raw) == 3:
+        return Usage(prompt, completion, total)  # the plain shape, told apart without looking further
+    if prompt is None:
+        return _from_input_output(raw)
+    return _from_prompt_completion(raw, prompt, completion, total)
+
+
+def _from_prompt_completion(raw: dict[str, Any], prompt: Any, completion: Any, total: Any) -> Usage | None:
+    if completion is None:
+        completion = 0  # vLLM may send null; embeddings leave it out
+    if type(prompt) is not int or type(completion) is not int:
+        return None
+    if type(total) is not int:
+        total = prompt + completion
+    details = raw.get("prompt_tokens_details")  # vLLM sends null unless its server enables the details
+    if isinstance(details, dict):
+        read = details.get("cached_tokens")
+        written = details.get("cache_creation_tokens") or details.get("cache_write_tokens")  # LiteLLM's, OpenRouter's
+        by_ttl = details.get("cache_creation_token_details")
+    else:
+        read = written = by_ttl = None
+    if read is None:  # DeepSeek's own name (before it also sent cached_tokens), then the one LiteLLM adds
+        read = raw.get("prompt_cache_hit_tokens") or raw.get("cache_read_input_tokens")
+    if written is None:
+        written = raw.get("cache_creation_input_tokens")
+    answer = raw.get("completion_tokens_details")
+    reasoning = answer.get("reasoning_tokens") if isinstance(answer, dict) else None
+    if not (read or written or reasoning):
+        return Usage(prompt, completion, total)  # OpenAI's details, all zero: the common case
+    hour = by_ttl.get("ephemeral_1h_input_tokens") if isinstance(by_ttl, dict) else None
+    return _bounded(prompt, completion, total, read, written, hour, reasoning)
+
+
+def _from_input_output(raw: dict[str, Any]) -> Usage | None:
+    given = raw.get("input_tokens")
+    output = raw.get("output_tokens") or 0
+    if type(given) is not int or type(output) is not int:
+        return None
+    read: Any = raw.get("cache_read_input_tokens")
+    written: Any = raw.get("cache_creation_input_tokens")
+    read = read if type(read) is int and read > 0 else 0
+    written = written if type(written) is int and written > 0 else 0
+    hour = reasoning = None
+    if read or written:  # Anthropic: the cache's tokens come on top of input_tokens
+        prompt = given + read + written
+        by_ttl = raw.get("cache_creation")
+        hour = by_ttl.get("ephemeral_1h_input_tokens") if isinstance(by_ttl, dict) else None
+    else:
+        prompt = given
+        details = raw.get("input_tokens_details")
+        read = details.get("cached_tokens") if isinstance(details, dict) else None
+        answer = raw.get("output_tokens_details")
+        reasoning = answer.get("reasoning_tokens") if isinstance(answer, dict) else None
+    total = raw.get("total_tokens")
+    return _bounded(prompt, output, total if type(total) is int else prompt + output, read, written, hour, reasoning)
+
+
+def _bounded(prompt: int, completion: int, total: int, read: Any, written: Any, hour: Any, reasoning: Any) -> Usage:
+    """The parts as counts, each no more than what is left of the total it belongs to: never a negative
+    cost. What is not a count of tokens counts none."""
+    read = read if type(read) is int and read > 0 else 0
+    if read > prompt:
+        read = max(prompt, 0)
+    written = written if type(written) is int and written > 0 else 0
+    if written > prompt - read:
+        written = max(prompt - read, 0)
+    hour = hour if type(hour) is int and hour > 0 else 0
+    if hour > written:
+        hour = written
+    reasoning = reasoning if type(reasoning) is int and reasoning > 0 else 0
+    if reasoning > completion:
+        reasoning = max(completion, 0)
+    return Usage(prompt, completion, total, cache_read_tokens=read, cache_creation_tokens=written,
+                 reasoning_tokens=reasoning, cache_creation_1h_tokens=hour)
 
 
 def _object_at(data: bytes, start: int) -> bytes | None:

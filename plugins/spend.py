@@ -58,6 +58,9 @@ def record_of(ctx: Ctx, settled: Settlement) -> SpendRecord:
         tags=request_tags(ctx),
         client_ip=ctx.client_ip,
         end_user=ctx.end_user.user_id if ctx.end_user is not None else None,
+        cache_read_tokens=usage.cache_read_tokens if usage else 0,
+        cache_creation_tokens=usage.cache_creation_tokens if usage else 0,
+        reasoning_tokens=usage.reasoning_tokens if usage else 0,
     )
 
 

@@ -3,8 +3,9 @@
 Tests steer it through a `fake` object in the request body, which the gateway
 must forward untouched like any other field:
 `{"status": 500, "body": "...", "hang": 5, "chunks": 3, "delay": 0.1, "drop_after": 2, "gate": "name",
-"no_usage": true, "usage_null": true, "headers": {...}}` (`usage_null`: like OpenAI, put `"usage":null` in every
-chunk when usage was asked for).
+"no_usage": true, "usage_null": true, "headers": {...}, "answer_usage": {...}}` (`usage_null`: like OpenAI, put
+`"usage":null` in every chunk when usage was asked for; `answer_usage`: the usage object a chat answer or its
+stream's usage event carries, as given, in place of the plain one).
 Raw streams: `{"shape": "<name in tests/stream_corpus.py>"}` or `{"frames": ["data: ...\n\n", ...]}` are written
 frame by frame as they are; `"hold": [k, "gate"]` waits for the gate before frame k, `"hold_end": "gate"` after
 the last frame, before the body ends.
@@ -138,7 +139,7 @@ class FakeUpstream:
         answer: dict[str, Any] = {
             "id": f"chatcmpl-{self.name}", "object": "chat.completion", "created": 1, "model": body["model"],
             "choices": [{"index": 0, "message": {"role": "assistant", "content": text}, "finish_reason": "stop"}],
-            "usage": {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
+            "usage": fake.get("answer_usage") or {"prompt_tokens": 5, "completion_tokens": 3, "total_tokens": 8},
         }
         if fake.get("no_usage"):
             del answer["usage"]
@@ -267,7 +268,8 @@ class FakeUpstream:
                 if fake.get("delay"):
                     await asyncio.sleep(fake["delay"])
             if include_usage:
-                usage = {"prompt_tokens": 5, "completion_tokens": chunks, "total_tokens": 5 + chunks}
+                usage = fake.get("answer_usage") or {"prompt_tokens": 5, "completion_tokens": chunks,
+                                                     "total_tokens": 5 + chunks}
                 await response.write(b"data: " + orjson.dumps({"id": f"chatcmpl-{self.name}", "choices": [],
                                                                  "usage": usage}) + b"\n\n")
             await response.write(b"data: [DONE]\n\n")

@@ -5,7 +5,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from gateway.spend.record import SpendRecord, rows_of, spool_line
+import msgspec
+
+from gateway.spend.record import COLUMNS, SpendRecord, row_values, rows_of, spool_line
 from gateway.spend.spool import READY_SUFFIX, Spool, read_segment
 
 
@@ -35,10 +37,20 @@ def test_segments_rotate_and_a_dead_writers_segment_is_taken_over(tmp_path: Path
     spool.close()
 
 
-def test_lines_spooled_before_the_end_user_column_are_still_written() -> None:
-    """An upgrade must not drop what the previous version spooled: its lines lack the end_user column."""
-    current = spool_line(SpendRecord(request_id="new", end_user="acme"))
-    older = b"[1" + spool_line(SpendRecord(request_id="old"))[2:].rsplit(b",", 1)[0] + b"]\n"
-    rows = rows_of(older + current)
-    assert [(row[0], row[-1]) for row in rows] == [("old", None), ("new", "acme")]
-    assert all(len(row) == len(rows[1]) for row in rows)
+def older_line(record: SpendRecord, version: int, columns: int) -> bytes:
+    """`record` as a spool line of an earlier version, which had only the first `columns` columns."""
+    values = msgspec.json.decode(spool_line(record))[1:columns + 1]
+    return msgspec.json.encode([version, *values]) + b"\n"
+
+
+def test_lines_spooled_before_columns_were_added_are_still_written() -> None:
+    """An upgrade must not drop what an earlier version spooled: version 1 lines lack end_user and the
+    token parts, version 2 lines the token parts. Each missing column is read as its default."""
+    current = spool_line(SpendRecord(request_id="new", end_user="acme", cache_read_tokens=4, reasoning_tokens=2))
+    first = older_line(SpendRecord(request_id="v1", spend=0.5), 1, COLUMNS.index("end_user"))
+    second = older_line(SpendRecord(request_id="v2", end_user="corp"), 2, COLUMNS.index("cache_read_tokens"))
+    rows = rows_of(first + second + current)
+    assert [dict(zip(COLUMNS, row, strict=True)) for row in rows] == [
+        dict(zip(COLUMNS, row_values(record), strict=True)) for record in (
+            SpendRecord(request_id="v1", spend=0.5), SpendRecord(request_id="v2", end_user="corp"),
+            SpendRecord(request_id="new", end_user="acme", cache_read_tokens=4, reasoning_tokens=2))]

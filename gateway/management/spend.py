@@ -16,7 +16,7 @@ from gateway.openapi import Query, documented
 from gateway.pricing import FREE, price_for
 from gateway.spend.record import SpendRecord
 from gateway.store.store import KEYS
-from gateway.usage import Usage, estimate
+from gateway.usage import estimate, from_object
 
 GROUPS = {"team": "team_id", "api_key": "api_key", "user": "user_id", "customer": "end_user", "model": "model_group"}
 
@@ -36,8 +36,25 @@ def log_view(record: SpendRecord) -> dict[str, Any]:
         "requester_ip_address": record.client_ip, "status": record.status,
         "metadata": {"key_alias": record.key_alias, "status_code": record.status_code, "error": record.error,
                      "usage_estimated": record.usage_estimated, "stream": record.stream,
-                     "time_to_first_token_ms": record.ttft_ms, "requested_model": record.model},
+                     "time_to_first_token_ms": record.ttft_ms, "requested_model": record.model,
+                     "usage_object": usage_object(record),
+                     "additional_usage_values": _parts(record)},
     }
+
+
+def usage_object(record: SpendRecord) -> dict[str, Any]:
+    """The record's usage as LiteLLM keeps it in a spend log's metadata: OpenAI's shape, with the
+    cache's tokens also under Anthropic's names."""
+    return {"prompt_tokens": record.prompt_tokens, "completion_tokens": record.completion_tokens,
+            "total_tokens": record.total_tokens, **_parts(record)}
+
+
+def _parts(record: SpendRecord) -> dict[str, Any]:
+    return {"prompt_tokens_details": {"cached_tokens": record.cache_read_tokens,
+                                      "cache_creation_tokens": record.cache_creation_tokens},
+            "completion_tokens_details": {"reasoning_tokens": record.reasoning_tokens},
+            "cache_read_input_tokens": record.cache_read_tokens,
+            "cache_creation_input_tokens": record.cache_creation_tokens}
 
 
 SPEND_QUERY = [Query("start_date", description="YYYY-MM-DD or ISO 8601"),
@@ -222,13 +239,15 @@ async def calculate(request: web.Request) -> web.Response:
     if not isinstance(model, str) or not model:
         raise bad_request("pass model and messages, or a completion_response with its model", "model")
     raw_usage = answer.get("usage")
-    if isinstance(raw_usage, dict):
-        usage = Usage(int(raw_usage.get("prompt_tokens") or 0), int(raw_usage.get("completion_tokens") or 0),
-                      int(raw_usage.get("total_tokens") or 0))
-    elif asked.messages is not None:
-        usage = estimate({"messages": asked.messages}, 0)
-    else:
-        raise bad_request("pass messages, or a completion_response with its usage", "messages")
+    usage = from_object(raw_usage)
+    if usage is None:
+        if asked.messages is not None:
+            usage = estimate({"messages": asked.messages}, 0)
+        elif raw_usage is not None:
+            raise bad_request("completion_response.usage must give prompt_tokens (or input_tokens) as an integer",
+                              "completion_response")
+        else:
+            raise bad_request("pass messages, or a completion_response with its usage", "messages")
     candidates = svc.router.candidates(model)
     if candidates:
         price = svc.pricing.price(*candidates[0])

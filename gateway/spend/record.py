@@ -36,15 +36,20 @@ class SpendRecord(msgspec.Struct, kw_only=True, omit_defaults=True):
     tags: list[str] = []
     client_ip: str | None = None
     end_user: str | None = None  # the customer the request named (body `user`, or LiteLLM's headers)
+    # Parts of prompt_tokens and completion_tokens (see gateway/usage.py), shown in LiteLLM's usage_object.
+    cache_read_tokens: int = 0
+    cache_creation_tokens: int = 0
+    reasoning_tokens: int = 0
 
 
 COLUMNS: tuple[str, ...] = tuple(SpendRecord.__struct_fields__)
 ENCODER = msgspec.json.Encoder()
 # A spool line is a JSON array: this version, then the columns in COLUMNS order. The store can
 # then load a whole segment without Python touching each record (see Store.write_spend_lines).
-SPOOL_VERSION = 2
-# Lines written before a column was added are read with it empty: what spooled before an upgrade is kept.
-OLDER_LINES = {1: len(COLUMNS) - 1}
+SPOOL_VERSION = 3
+# Lines written before a column was added are read with its default: what spooled before an upgrade is kept.
+OLDER_LINES = {1: len(COLUMNS) - 4, 2: len(COLUMNS) - 3}
+_FILL: list[Any] = [field.default for field in msgspec.structs.fields(SpendRecord)]  # older lines' tails
 LINE_DECODER = msgspec.json.Decoder(list[Any])
 
 
@@ -73,7 +78,7 @@ def rows_of(lines: bytes) -> list[list[Any]]:
         if len(values) == len(COLUMNS) + 1 and values[0] == SPOOL_VERSION:
             rows.append(values[1:])
         elif values and isinstance(values[0], int) and OLDER_LINES.get(values[0]) == len(values) - 1:
-            rows.append(values[1:] + [None] * (len(COLUMNS) + 1 - len(values)))
+            rows.append(values[1:] + _FILL[len(values) - 1:])
     return rows
 
 

@@ -194,6 +194,12 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
             SPEND_DAILY_FILL.format(day=DAY_OF_START["sqlite"]),
         ]},
     ]),
+    # A constant default: PostgreSQL 11+ adds these without rewriting a partition; SQLite without a copy.
+    (11, "spend logs keep the cached, cache-written and reasoning parts of the tokens", [
+        "ALTER TABLE gw_spend_logs ADD COLUMN cache_read_tokens BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE gw_spend_logs ADD COLUMN cache_creation_tokens BIGINT NOT NULL DEFAULT 0",
+        "ALTER TABLE gw_spend_logs ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
+    ]),
 ]
 
 CHANGES_TABLE = {
