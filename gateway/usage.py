@@ -86,7 +86,7 @@ def _from_input_output(raw: dict[str, Any]) -> Usage | None:
     written: Any = raw.get("cache_creation_input_tokens")
     read = read if type(read) is int and read > 0 else 0
     written = written if type(written) is int and written > 0 else 0
-    hour = reasoning = None
+    hour = None
     if read or written:  # Anthropic: the cache's tokens come on top of input_tokens
         prompt = given + read + written
         by_ttl = raw.get("cache_creation")
@@ -95,8 +95,9 @@ def _from_input_output(raw: dict[str, Any]) -> Usage | None:
         prompt = given
         details = raw.get("input_tokens_details")
         read = details.get("cached_tokens") if isinstance(details, dict) else None
-        answer = raw.get("output_tokens_details")
-        reasoning = answer.get("reasoning_tokens") if isinstance(answer, dict) else None
+    # OpenAI's Responses name them reasoning_tokens, Anthropic thinking_tokens: part of the output either way.
+    answer = raw.get("output_tokens_details")
+    reasoning = (answer.get("reasoning_tokens") or answer.get("thinking_tokens")) if isinstance(answer, dict) else None
     total = raw.get("total_tokens")
     return _bounded(prompt, output, total if type(total) is int else prompt + output, read, written, hour, reasoning)
 

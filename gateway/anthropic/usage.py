@@ -22,7 +22,7 @@ from gateway.anthropic.errors import status_for
 from gateway.anthropic.requests import estimate
 from gateway.errors import ApiError
 from gateway.stream_usage import StreamMeter
-from gateway.usage import Usage
+from gateway.usage import Usage, from_object
 
 MESSAGE_START = b'"message_start"'
 MESSAGE_DELTA = b'"message_delta"'
@@ -34,23 +34,11 @@ INPUT_FIELDS = ("input_tokens", "cache_creation_input_tokens", "cache_read_input
 
 
 def usage_of(raw: Any) -> Usage | None:
-    """Anthropic's usage object as the gateway counts it; None when it is not one."""
-    if not isinstance(raw, dict):
+    """Anthropic's usage object as the gateway counts it (gateway.usage.from_object, which knows its
+    cache fields); None when it is not one."""
+    if not isinstance(raw, dict) or type(raw.get("input_tokens")) is not int:
         return None
-    fresh, output = raw.get("input_tokens"), raw.get("output_tokens")
-    if not isinstance(fresh, int) or not isinstance(output, int):
-        return None
-    written = _count(raw.get("cache_creation_input_tokens"))
-    read = _count(raw.get("cache_read_input_tokens"))
-    details = raw.get("output_tokens_details")
-    thinking = _count(details.get("thinking_tokens")) if isinstance(details, dict) else 0
-    prompt = fresh + written + read
-    return Usage(prompt, output, prompt + output, cache_read_tokens=read, cache_creation_tokens=written,
-                 reasoning_tokens=thinking)
-
-
-def _count(value: Any) -> int:
-    return value if isinstance(value, int) and not isinstance(value, bool) else 0
+    return from_object(raw)
 
 
 def from_body(payload: bytes) -> Usage | None:
