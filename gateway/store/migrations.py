@@ -194,6 +194,13 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
             SPEND_DAILY_FILL.format(day=DAY_OF_START["sqlite"]),
         ]},
     ]),
+    (11, "the admin UI's sessions, and keys listed newest first a page at a time", [
+        """CREATE TABLE gw_ui_sessions (
+            session_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX gw_ui_sessions_expiry ON gw_ui_sessions (expires_at)",
+        "CREATE INDEX gw_keys_created ON gw_keys (created_at DESC, token)",
+    ]),
 ]
 
 CHANGES_TABLE = {

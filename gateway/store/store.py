@@ -153,9 +153,10 @@ class Store:
             token, partitions.iso_day(first), partitions.iso_day(today))
         return (float(edges["s"]) if edges else 0.0) + (float(days["s"]) if days else 0.0)
 
-    async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0,
-                   limit: int | None = None) -> tuple[list[R], int]:
-        """Records whose columns equal `where` (a list value means any of), newest first, and the total."""
+    async def find(self, table: Table[R], where: dict[str, Any], offset: int = 0, limit: int | None = None,
+                   search: tuple[tuple[str, ...], str] | None = None) -> tuple[list[R], int]:
+        """Records whose columns equal `where` (a list value means any of), newest first, and the total.
+        `search` is (columns, text): records where any of those columns holds the text, in any case."""
         clauses: list[str] = []
         args: list[Any] = []
         for column, value in where.items():
@@ -170,6 +171,12 @@ class Store:
             else:
                 args.append(value)
                 clauses.append(f"{column} = ${len(args)}")
+        if search is not None:
+            columns, text = search
+            if not columns or any(c not in table.columns for c in columns):
+                raise ValueError(f"{table.name} cannot be searched by {columns}")
+            args.append(f"%{like_escaped(text.lower())}%")
+            clauses.append("(" + " OR ".join(f"LOWER({c}) LIKE ${len(args)} ESCAPE '\\'" for c in columns) + ")")
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         total_row = await self.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table.name}{condition}", *args)
         page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
@@ -483,6 +490,11 @@ class Store:
 
     async def prune_changes(self, older_than: float) -> None:
         await self.db.execute("DELETE FROM gw_changes WHERE at < $1", older_than)
+
+
+def like_escaped(text: str) -> str:
+    """Text matched literally inside a LIKE pattern whose escape character is a backslash."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def _daily_filter(where: dict[str, Any], start: float | None, end: float | None) -> tuple[str, list[Any]]:
