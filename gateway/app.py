@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import openapi
+from gateway import openapi, ui
 from gateway.access_log import AccessLog
 from gateway.budget.ledger import RedisLedger
 from gateway.catalog import CATALOG, Catalog
@@ -47,6 +47,7 @@ from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
 from gateway.services import Services, open_services
+from gateway.ui.security import SAME_ORIGIN_ONLY
 from gateway.upstreams import Pools
 
 log = logging.getLogger("gateway")
@@ -88,7 +89,8 @@ async def _logged(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await _enveloped(request, handler)
     cors = request.app.get(CORS)
-    if cors is not None and (origin := request.headers.get("Origin")) is not None and not response.prepared:
+    if cors is not None and (origin := request.headers.get("Origin")) is not None and not response.prepared \
+            and response.headers.get(SAME_ORIGIN_ONLY[0]) != SAME_ORIGIN_ONLY[1]:
         cors.mark_headers(origin, response.headers)
     access_log = request.app.get(ACCESS_LOG)
     if access_log is not None and not request.path.endswith(PROBES):
@@ -274,5 +276,6 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         models.add_routes(app, prefix)
         credentials.add_routes(app, prefix)
         openapi.add_routes(app, prefix)
+        ui.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

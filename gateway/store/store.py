@@ -117,6 +117,26 @@ class Store:
             raise
         return record
 
+    async def insert_many(self, table: Table[R], records: list[R]) -> int:
+        """Bulk import: every record, and its change log entry, in one transaction of batched statements
+        (a thousand keys made by a script, or a test's hundred thousand). All or none: a taken id or alias
+        raises Conflict and nothing is kept."""
+        now = time.time()
+        rows = [table.to_row(msgspec.structs.replace(r, created_at=r.created_at or now, updated_at=now))
+                for r in records]
+        names = ", ".join(table.columns)
+        marks = ", ".join(f"${i + 1}" for i in range(len(table.columns)))
+        try:
+            async with self.db.transaction() as tx:
+                await tx.executemany(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", rows)
+                await tx.executemany("INSERT INTO gw_changes (kind, ref, at) VALUES ($1, $2, $3)",
+                                     [(table.kind, getattr(r, table.pk), now) for r in records])
+        except Exception as exc:
+            if _is_conflict(exc):
+                raise Conflict(str(exc)) from None
+            raise
+        return len(rows)
+
     async def get(self, table: Table[R], pk: str) -> R | None:
         row = await self.db.fetchrow(f"SELECT * FROM {table.name} WHERE {table.pk} = $1", pk)
         return table.from_row(row) if row else None
