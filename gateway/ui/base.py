@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 import jinja2
+import orjson
 from aiohttp import web
 
 from gateway.context import IPNetwork, parse_networks
@@ -59,7 +60,7 @@ class AdminUi:
         self.roots: list[str] = []  # the UI's root under each prefix, longest first
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(money=money, when=when, number=number)
+        self.env.filters.update(money=money, when=when, number=number, pretty=pretty)
         master = self.services.authenticator.master_key
         self.master_digest = digest(master) if master else None
         self.ui_username = os.environ.get("UI_USERNAME") or DEFAULT_UI_USERNAME
@@ -155,6 +156,11 @@ def money(value: float | None) -> str:
 
 def number(value: float | int | None) -> str:
     return "—" if value is None else f"{value:,}"
+
+
+def pretty(value: Any) -> str:
+    """JSON as typed, indented; escaped like any other text when the page is rendered."""
+    return orjson.dumps(value, option=orjson.OPT_INDENT_2).decode()
 
 
 def when(moment: float | None) -> str:

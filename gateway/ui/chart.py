@@ -81,7 +81,7 @@ def stacked(days: list[str], series: list[Series]) -> Chart:
             colour = number if s.name != "other" or not rest else SERIES_SHOWN
             bars.append(Bar(round(LEFT + index * slot + (slot - width) / 2, 2), round(base, 2), round(width, 2),
                             round(max(height, 0.5), 2), colour, f"{day} · {s.name}: {money(value)}"))
-    y_ticks = [Tick(round(HEIGHT - BOTTOM - f * plot_height, 2), money(top * f)) for f in (0, 0.25, 0.5, 0.75, 1)]
+    y_ticks = [Tick(round(HEIGHT - BOTTOM - f * plot_height, 2), money(top * f)) for f in (0, 0.2, 0.4, 0.6, 0.8, 1)]
     every = max(1, math.ceil(len(days) / 10))
     x_ticks = [Tick(round(LEFT + i * slot + slot / 2, 2), day[5:]) for i, day in enumerate(days) if i % every == 0]
     legend = [(number if s.name != "other" or not rest else SERIES_SHOWN, s.name, sum(s.by_day.values()))

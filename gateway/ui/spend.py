@@ -70,6 +70,7 @@ async def spend_page(request: web.Request, visit: Visit) -> web.Response:
         if any(v > 1e-9 for v in rest.values()):
             series.append(Series("everything else", {d: v for d, v in rest.items() if v > 1e-9}))
     rows = [{"ref": row["grp"], "name": names.get(row["grp"], row["grp"]), "spend": row["spend"],
+             "deleted": names.get(row["grp"], "").startswith("deleted key "),
              "requests": int(row["requests"]), "tokens": int(row["total_tokens"])} for row in top]
     return ui.render(request, "spend.html", visit=visit, by=by, groups=GROUPS, first=first.isoformat(),
                      last=last.isoformat(), key=key if visit.who.is_admin else None, totals=totals,
@@ -81,7 +82,8 @@ async def _names(ui: Any, by: str, refs: list[str]) -> dict[str, str]:
     if by != "api_key" or not refs:
         return {}
     found, _ = await ui.services.store.find(KEYS, {"token": refs})
-    return {k.token: k.key_alias or k.key_name for k in found}
+    named = {k.token: k.key_alias or k.key_name for k in found}
+    return {ref: named.get(ref) or f"deleted key {ref[:8]}…" for ref in refs}
 
 
 def add_routes(app: web.Application, root: str) -> None:
