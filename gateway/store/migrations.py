@@ -199,7 +199,8 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
             session_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, csrf TEXT NOT NULL,
             created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
         "CREATE INDEX gw_ui_sessions_expiry ON gw_ui_sessions (expires_at)",
-        "CREATE INDEX gw_keys_created ON gw_keys (created_at DESC, token)",
+        # Newest first, and narrow enough that a search over alias, user and team scans it, not the table.
+        "CREATE INDEX gw_keys_listing ON gw_keys (created_at DESC, token, key_alias, user_id, team_id)",
     ]),
 ]
 

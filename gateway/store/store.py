@@ -195,14 +195,41 @@ class Store:
             columns, text = search
             if not columns or any(c not in table.columns for c in columns):
                 raise ValueError(f"{table.name} cannot be searched by {columns}")
-            args.append(f"%{like_escaped(text.lower())}%")
-            clauses.append("(" + " OR ".join(f"LOWER({c}) LIKE ${len(args)} ESCAPE '\\'" for c in columns) + ")")
+            # SQLite's LIKE ignores the case of ASCII letters (a LOWER() per row would cost more than the
+            # match); on PostgreSQL lower() and LIKE take a third less time than ILIKE.
+            postgres = self.db.dialect == "postgres"
+            args.append(f"%{like_escaped(text.lower() if postgres else text)}%")
+            clauses.append("(" + " OR ".join(f"{f'lower({c})' if postgres else c} LIKE ${len(args)} ESCAPE '\\'"
+                                             for c in columns) + ")")
         condition = f" WHERE {' AND '.join(clauses)}" if clauses else ""
+        order = f"ORDER BY created_at DESC, {table.pk}"
+        if search is not None and limit is not None:
+            return await self._searched_page(table, condition, order, args, offset, limit)
         total_row = await self.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table.name}{condition}", *args)
-        page = f" LIMIT {int(limit)} OFFSET {int(offset)}" if limit is not None else ""
-        rows = await self.db.fetch(
-            f"SELECT * FROM {table.name}{condition} ORDER BY created_at DESC, {table.pk}{page}", *args)
+        if limit is None:
+            rows = await self.db.fetch(f"SELECT * FROM {table.name}{condition} {order}", *args)
+        else:
+            # The page's ids first, from an index where the table has one that covers the filter (keys do),
+            # then only those rows: a deep page or a search does not read every row it passes over.
+            rows = await self.db.fetch(
+                f"SELECT * FROM {table.name} WHERE {table.pk} IN (SELECT {table.pk} FROM {table.name}{condition} "
+                f"{order} LIMIT {int(limit)} OFFSET {int(offset)}) {order}", *args)
         return [table.from_row(r) for r in rows], int(total_row["n"]) if total_row else 0
+
+    async def _searched_page(self, table: Table[R], condition: str, order: str, args: list[Any], offset: int,
+                             limit: int) -> tuple[list[R], int]:
+        """A search reads every row it might match, once: the page's ids and the count come from one scan."""
+        found = await self.db.fetch(
+            f"SELECT {table.pk} AS id, COUNT(*) OVER () AS n FROM {table.name}{condition} {order} "
+            f"LIMIT {int(limit)} OFFSET {int(offset)}", *args)
+        if not found:
+            total_row = await self.db.fetchrow(f"SELECT COUNT(*) AS n FROM {table.name}{condition}", *args) \
+                if offset else None
+            return [], int(total_row["n"]) if total_row else 0
+        ids = [r["id"] for r in found]
+        marks = ", ".join(f"${i + 1}" for i in range(len(ids)))
+        rows = await self.db.fetch(f"SELECT * FROM {table.name} WHERE {table.pk} IN ({marks}) {order}", *ids)
+        return [table.from_row(r) for r in rows], int(found[0]["n"])
 
     async def update(self, table: Table[R], pk: str, changes: dict[str, Any]) -> R | None:
         changes = {**changes, "updated_at": time.time()}
