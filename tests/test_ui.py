@@ -12,7 +12,7 @@ import pytest
 from yarl import URL
 
 from gateway.store.records import KeyRecord
-from gateway.store.store import KEYS, Store
+from gateway.store.store import KEYS, Conflict, Store
 from gateway.ui.sessions import SESSION_SECONDS, Sessions
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment
@@ -284,3 +284,14 @@ async def test_key_search_is_literal_and_any_case(store: Store) -> None:
     assert found == {"under_score"}
     records, total = await store.find(KEYS, {}, search=(("key_alias", "user_id"), "PCT"), limit=1)
     assert total == 2 and len(records) == 1
+
+
+async def test_a_bulk_import_is_all_or_nothing(store: Store) -> None:
+    made = [KeyRecord(token=f"{n:064x}", key_name="sk-...bulk", key_alias=f"bulk-{n}") for n in range(3)]
+    assert await store.insert_many(KEYS, made) == 3
+    clashing = [KeyRecord(token=f"{n + 10:064x}", key_name="sk-...bulk", key_alias=f"bulk-{n}") for n in (5, 2)]
+    with pytest.raises(Conflict):
+        await store.insert_many(KEYS, clashing)  # bulk-2 is taken: bulk-5 is not kept either
+    records, total = await store.find(KEYS, {}, search=(("key_alias",), "bulk-"), limit=10)
+    assert total == 3 and {r.key_alias for r in records} == {"bulk-0", "bulk-1", "bulk-2"}
+    assert await store.latest_change() >= 3  # every record imported is in the change log
