@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from gateway import openapi
+from gateway import openapi, ui
 from gateway.access_log import AccessLog
 from gateway.anthropic.errors import ANTHROPIC_ERRORS
 from gateway.anthropic.schema import MESSAGES_REQUESTS
@@ -49,6 +49,7 @@ from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
 from gateway.services import Services, open_services
+from gateway.ui.security import SAME_ORIGIN_ONLY
 from gateway.upstreams import Pools
 
 log = logging.getLogger("gateway")
@@ -93,7 +94,8 @@ async def _logged(request: web.Request, handler: Handler) -> web.StreamResponse:
     started = time.perf_counter()
     response = await _enveloped(request, handler)
     cors = request.app.get(CORS)
-    if cors is not None and (origin := request.headers.get("Origin")) is not None and not response.prepared:
+    if cors is not None and (origin := request.headers.get("Origin")) is not None and not response.prepared \
+            and response.headers.get(SAME_ORIGIN_ONLY[0]) != SAME_ORIGIN_ONLY[1]:
         cors.mark_headers(origin, response.headers)
     access_log = request.app.get(ACCESS_LOG)
     if access_log is not None and not request.path.endswith(PROBES):
@@ -292,5 +294,6 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         models.add_routes(app, prefix)
         credentials.add_routes(app, prefix)
         openapi.add_routes(app, prefix)
+        ui.add_routes(app, prefix)
         for plugin in app[CHAIN].plugins:
             plugin.add_routes(app, prefix)

@@ -127,16 +127,16 @@ def client_ip(request: web.Request, trusted: tuple[IPNetwork, ...]) -> str:
     are skipped.
     """
     peer = request.remote or ""
-    if not trusted or not _is_trusted(peer, trusted):
+    if not trusted or not is_trusted(peer, trusted):
         return peer
     hops = [h.strip() for h in ",".join(request.headers.getall("X-Forwarded-For", ())).split(",")]
     for hop in reversed([h for h in hops if h]):
-        if not _is_trusted(hop, trusted):
+        if not is_trusted(hop, trusted):
             return hop
     return peer
 
 
-def _is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
+def is_trusted(address: str, trusted: tuple[IPNetwork, ...]) -> bool:
     try:
         ip = ipaddress.ip_address(address)
     except ValueError:

@@ -141,6 +141,19 @@ class Authenticator:
             if len(self.hashes) >= MAX_REMEMBERED_HASHES:
                 self.hashes.clear()
             self.hashes[raw] = token
+        return await self._standing(key, token)
+
+    async def by_token(self, token: str) -> Caller:
+        """The caller a key's hash stands for, held to the same checks as a request with the key (the admin
+        UI's sessions keep the hash, never the key)."""
+        key = await self.accounts.keys.get(token)
+        if key is None:
+            raise auth_error("Authentication Error, the key of this session no longer exists.",
+                             "token_not_found_in_db", "key")
+        return await self._standing(key, token)
+
+    async def _standing(self, key: KeyRecord, token: str) -> Caller:
+        """A found key's caller, unless the key, its team or its organization is blocked or it has expired."""
         if key.blocked:
             raise auth_error("Authentication Error, Key is blocked. Update via `/key/unblock` if you're an admin.")
         now = self.clock()

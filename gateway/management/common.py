@@ -65,6 +65,13 @@ async def body(request: web.Request, shape: type[T]) -> T:
         parsed = msgspec.json.decode(raw)
     except msgspec.DecodeError as exc:
         raise bad_request(f"Invalid JSON payload: {exc}", "request_body") from None
+    return validated(parsed, shape, may_hold_nul=b"\\u0000" in raw)
+
+
+def validated(parsed: Any, shape: type[T], may_hold_nul: bool = True, keep_nulls: bool = False) -> T:
+    """A decoded body as `shape`, checked as every management route checks it: shared with the admin UI,
+    whose forms become the same Structs. `keep_nulls` keeps a null as a value (a field cleared), where the
+    JSON API reads it as left out."""
     try:
         # What is stored is shown back through orjson, which writes no integer past 64 bits: one such
         # number kept in metadata would make every later listing of the record fail.
@@ -72,13 +79,13 @@ async def body(request: web.Request, shape: type[T]) -> T:
     except TypeError:
         raise bad_request("a number in the request body is out of range: integers must fit in 64 bits",
                           "request_body") from None
-    if b"\\u0000" in raw and holds_nul(parsed):
+    if may_hold_nul and holds_nul(parsed):
         raise bad_request("a string in the request body holds a NUL character (\\u0000), which cannot be stored",
                           "request_body")
     try:
         # As LiteLLM's request models read it: null is the same as leaving a field out (pydantic clients
         # send null for every field they do not set), and "10" is 10 where a number is wanted.
-        value = msgspec.convert(without_nulls(parsed), type=shape, strict=False)
+        value = msgspec.convert(parsed if keep_nulls else without_nulls(parsed), type=shape, strict=False)
     except msgspec.ValidationError as exc:
         raise bad_request(f"invalid request body: {_readable(str(exc))}", _field_of(str(exc))) from None
     metadata = getattr(value, "metadata", None)

@@ -16,6 +16,7 @@ from gateway.budget.counters import current_period, spend_counter
 from gateway.budget.current import current, window_usage
 from gateway.durations import DurationError, check
 from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
 from gateway.management.common import (
     Count,
     Money,
@@ -32,7 +33,7 @@ from gateway.management.common import (
     view,
     with_extra,
 )
-from gateway.management.key_policy import KEY_POLICY
+from gateway.management.key_policy import KEY_POLICY, KeyPolicy
 from gateway.openapi import Query, documented
 from gateway.services import Services
 from gateway.store.records import BudgetWindow, KeyRecord
@@ -249,9 +250,14 @@ async def generate(request: web.Request) -> web.Response:
     who = await caller(request)
     if who.role in VIEW_ONLY_ROLES or (not who.is_admin and who.user_id is None):
         await admin(request)  # refused, with the admin check's message
-    svc = services(request)
-    policy = request.app[KEY_POLICY]
-    sent = set_fields(await body(request, GenerateKey))
+    record, raw = await generate_key(services(request), request.app[KEY_POLICY], who,
+                                     await body(request, GenerateKey))
+    return json(generated(record, raw))
+
+
+async def generate_key(svc: Services, policy: KeyPolicy, who: Caller, asked: GenerateKey) -> tuple[KeyRecord, str]:
+    """/key/generate's work, for a caller allowed to make keys: the stored record and the raw key."""
+    sent = set_fields(asked)
     check_key_fields(sent)
     await policy.check_custom(sent)
     team = await svc.store.get(TEAMS, sent["team_id"]) if "team_id" in sent else None
@@ -274,7 +280,7 @@ async def generate(request: web.Request) -> web.Response:
         raise (alias_taken(record.key_alias) if record.key_alias else
                bad_request("a key with this value already exists", "key")) from None
     svc.accounts.changed("key", record.token)
-    return json(generated(record, raw))
+    return record, raw
 
 
 @documented(summary="A key's record (the caller's own without ?key=)", query=[Query("key")])
@@ -292,9 +298,14 @@ async def info(request: web.Request) -> web.Response:
         if found is None:
             raise not_found(asked)
         record = found
-        if not who.is_admin and not _owns(who.key, record):
+        if not who.is_admin and not owns(who.key, record):
             raise ApiError(403, f"You are not allowed to access this key's info. Your role={who.role}",
                            "auth_error", "key")
+    return json({"key": asked, "info": await key_details(svc, record)})
+
+
+async def key_details(svc: Services, record: KeyRecord) -> dict[str, Any]:
+    """/key/info's view of a key: its spend as the budget counters have it now, and each budget window's."""
     now = svc.clock()
     details = view(await current(svc.ledger, "key", record.token, record, now))
     details.pop("token", None)
@@ -302,10 +313,10 @@ async def info(request: web.Request) -> web.Response:
         with_spend = await svc.store.key_for_requests(record.token) or record
         usage = await window_usage(svc.ledger, with_spend, now)
         details["budget_limits_usage"] = {d: {"current_spend": round(v, 4)} for d, v in usage.items()}
-    return json({"key": asked, "info": details})
+    return details
 
 
-def _owns(own: KeyRecord | None, record: KeyRecord) -> bool:
+def owns(own: KeyRecord | None, record: KeyRecord) -> bool:
     return own is not None and (own.token == record.token or (own.user_id is not None
                                                               and own.user_id == record.user_id))
 
@@ -313,8 +324,13 @@ def _owns(own: KeyRecord | None, record: KeyRecord) -> bool:
 @documented(summary="Change a key, named by key or key_alias", body=UpdateKey)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, UpdateKey))
+    record, named = await update_key(services(request), await body(request, UpdateKey))
+    return json({**view(record), "key": named})
+
+
+async def update_key(svc: Services, asked: UpdateKey) -> tuple[KeyRecord, str]:
+    """/key/update's work: the changed record, and the key as the request named it."""
+    fields = set_fields(asked)
     check_key_fields(fields)
     raw = fields.pop("key", None)
     if raw is None:
@@ -343,14 +359,17 @@ async def update(request: web.Request) -> web.Response:
     if record is None:
         raise not_found(raw)
     svc.accounts.changed("key", token)
-    return json({**view(record), "key": raw})
+    return record, raw
 
 
 @documented(summary="Delete keys by value or alias", body=DeleteKeys)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    asked = await body(request, DeleteKeys)
+    return json({"deleted_keys": await delete_keys(services(request), await body(request, DeleteKeys))})
+
+
+async def delete_keys(svc: Services, asked: DeleteKeys) -> list[str]:
+    """/key/delete's work: the keys or aliases named, once at least one of them was deleted."""
     if (asked.keys is UNSET) == (asked.key_aliases is UNSET):
         raise bad_request("pass either keys or key_aliases", "keys")
     if asked.keys is not UNSET:
@@ -365,19 +384,23 @@ async def delete(request: web.Request) -> web.Response:
         raise ApiError(404, "No keys found", "not_found_error", "keys")
     for token in deleted:
         svc.accounts.changed("key", token)
-    return json({"deleted_keys": named})
+    return named
 
 
 async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     await admin(request)
-    svc = services(request)
     ref = await body(request, KeyRef)
-    token = token_of(ref.key)
+    return json(view(await set_blocked(services(request), ref.key, blocked)))
+
+
+async def set_blocked(svc: Services, key: str, blocked: bool) -> KeyRecord:
+    """/key/block's and /key/unblock's work, for a key named raw or by its hash."""
+    token = token_of(key)
     record = await svc.store.update(KEYS, token, {"blocked": blocked})
     if record is None:
-        raise not_found(ref.key)
+        raise not_found(key)
     svc.accounts.changed("key", token)
-    return json(view(record))
+    return record
 
 
 @documented(summary="Block a key", body=KeyRef)
@@ -393,10 +416,16 @@ async def unblock(request: web.Request) -> web.Response:
 @documented(summary="Replace a key's value, keeping its settings", body=RegenerateKey)
 async def regenerate(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, RegenerateKey))
+    asked = await body(request, RegenerateKey)
+    replaced, new_raw = await regenerate_named(services(request), request.match_info.get("key"), asked)
+    return json(generated(replaced, new_raw))
+
+
+async def regenerate_named(svc: Services, named: str | None, asked: RegenerateKey) -> tuple[KeyRecord, str]:
+    """/key/regenerate's work: the key named (by the path, else the body) replaced; the new record and raw key."""
+    fields = set_fields(asked)
     check_key_fields(fields)
-    named = request.match_info.get("key") or fields.get("key")
+    named = named or fields.get("key")
     if not named:
         raise bad_request("No key passed in.", "key")
     new_raw = fields.get("new_key") or new_raw_key()
@@ -408,7 +437,7 @@ async def regenerate(request: web.Request) -> web.Response:
     replaced = await regenerate_key(svc, old, fields, new_raw)
     if replaced is None:
         raise not_found(named)
-    return json(generated(replaced, new_raw))
+    return replaced, new_raw
 
 
 async def regenerate_key(svc: Services, old: KeyRecord, fields: dict[str, Any], new_raw: str,
@@ -453,6 +482,29 @@ async def _carry_counter(svc: Services, old: KeyRecord, new: KeyRecord, now: flo
         log.warning("regenerate: the budget counter was not carried over: %s: %s", type(exc).__name__, exc)
 
 
+class KeyFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which keys a listing shows: columns that must equal a value, and `search`, a piece of the alias, user
+    or team (any case)."""
+
+    user_id: str | None = None
+    team_id: str | None = None
+    key_alias: str | None = None
+    token: str | None = None
+    blocked: bool | None = None
+    search: str | None = None
+
+
+SEARCHED = ("key_alias", "user_id", "team_id")
+
+
+async def find_keys(svc: Services, wanted: KeyFilter, page: int, size: int) -> tuple[list[KeyRecord], int]:
+    """One page of keys, newest first, and how many match in all: /key/list's and the admin UI's listing."""
+    where: dict[str, Any] = {name: value for name in ("user_id", "team_id", "key_alias", "token", "blocked")
+                             if (value := getattr(wanted, name)) is not None}
+    search = (SEARCHED, wanted.search) if wanted.search else None
+    return await svc.store.find(KEYS, where, offset=(page - 1) * size, limit=size, search=search)
+
+
 @documented(summary="Keys, a page at a time", query=[
     Query("page", "integer"), Query("size", "integer"), Query("user_id"), Query("team_id"), Query("key_alias"),
     Query("key_hash"), Query("return_full_object", "boolean")])
@@ -461,11 +513,11 @@ async def list_keys(request: web.Request) -> web.Response:
     svc = services(request)
     page = query_int(request, "page", 1, 1, 1_000_000)
     size = query_int(request, "size", 10, 1, 100)
-    where = {name: request.query[name] for name in ("user_id", "team_id", "key_alias") if name in request.query}
-    if "key_hash" in request.query:
-        where["token"] = token_of(request.query["key_hash"])
-    records, total = await svc.store.find(KEYS, where, offset=(page - 1) * size, limit=size)
-    full = request.query.get("return_full_object", "false").lower() == "true"
+    query = request.query
+    wanted = KeyFilter(user_id=query.get("user_id"), team_id=query.get("team_id"), key_alias=query.get("key_alias"),
+                       token=token_of(query["key_hash"]) if "key_hash" in query else None)
+    records, total = await find_keys(svc, wanted, page, size)
+    full = query.get("return_full_object", "false").lower() == "true"
     return json({"keys": [view(r) if full else r.token for r in records], "total_count": total,
                  "current_page": page, "total_pages": total_pages(total, size)})
 

@@ -200,6 +200,14 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
         "ALTER TABLE gw_spend_logs ADD COLUMN cache_creation_tokens BIGINT NOT NULL DEFAULT 0",
         "ALTER TABLE gw_spend_logs ADD COLUMN reasoning_tokens BIGINT NOT NULL DEFAULT 0",
     ]),
+    (12, "the admin UI's sessions, and keys listed newest first a page at a time", [
+        """CREATE TABLE gw_ui_sessions (
+            session_hash TEXT PRIMARY KEY, role TEXT NOT NULL, subject TEXT NOT NULL, csrf TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX gw_ui_sessions_expiry ON gw_ui_sessions (expires_at)",
+        # Newest first, and narrow enough that a search over alias, user and team scans it, not the table.
+        "CREATE INDEX gw_keys_listing ON gw_keys (created_at DESC, token, key_alias, user_id, team_id)",
+    ]),
 ]
 
 CHANGES_TABLE = {
