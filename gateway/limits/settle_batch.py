@@ -130,7 +130,8 @@ class SettleBatch:
             if script is None:
                 pipe.zrem(keys[0], *args)
             else:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # Not pipe.evalsha: redis-py's Cluster pipeline refuses that method (not the command).
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         results = await pipe.execute(raise_on_error=False)
         again = [item for item, result in zip(items, results) if isinstance(result, NoScriptError)]
         if again:  # Redis restarted or its scripts were flushed: each is sent by itself, loading it
