@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.background import Background
 from gateway.metrics.redis_timing import Script
@@ -166,7 +166,7 @@ class SettleBatch:
         reply = await wire.call(("EVALSHA", sha, len(keys), *keys, *args), timeout)
         if isinstance(reply, NoScriptError):  # not cached on this server yet (or any more): sent whole
             reply = await wire.call(("EVAL", text, len(keys), *keys, *args), timeout)
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RedisError):  # an error reply; NOAUTH and WRONGPASS are not ResponseErrors
             raise reply
 
     async def close(self) -> None:
