@@ -76,9 +76,11 @@ class Services:
             await self.redis_link.close()
         if self.node is not None:
             await self.node.close()
+        # The change listener before the client it listens on: a subscription whose client closed
+        # under it tries again, through Sentinel, and took up to 5 seconds to give up.
+        await self.accounts.close()
         if self.redis is not None:
             await close_redis(self.redis)
-        await self.accounts.close()
         await self.store.close()
 
 
