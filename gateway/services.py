@@ -19,8 +19,9 @@ from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
-from gateway.redis_client import close_redis, open_redis, probe_key, redis_target
+from gateway.redis_client import close_redis, open_redis, probe_key, redis_target, refusal
 from gateway.redis_keys import shared_key
+from gateway.redis_tls import tls_context
 from gateway.redis_wire import RedisWire
 from gateway.router import Router
 from gateway.shared_link import SharedLink
@@ -93,13 +94,15 @@ def database_url(config: Config) -> str | None:
 
 
 async def open_services(config: Config, router: Router) -> Services:
+    settings = config.gateway_settings
+    target = redis_target(config)
+    # Certificate files are read before anything is opened: one that cannot be used stops the start.
+    tls = tls_context(target.tls) if target is not None and target.tls is not None else None
     url = database_url(config)
     db = await open_database(url, config.gateway_settings.database_path)
     store = Store(db)
     await store.start()
     await sync_config_teams(config, store)
-    settings = config.gateway_settings
-    target = redis_target(config)
     redis = open_redis(target, settings.redis_timeout) if target is not None else None
     if target is not None:
         log.info("shared state: %s", target.describe())
@@ -136,15 +139,18 @@ async def open_services(config: Config, router: Router) -> Services:
         await node.start()
     if redis is not None:
         probe = probe_key(settings.redis_key_prefix)
-        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open)
-        # The scripts that admit and settle requests go over a connection of the gateway's own (a plain
-        # Redis only: Sentinel and Cluster stay on redis-py).
-        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None))
+        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open,
+                          explain=refusal)
+        link.check()
+        # The scripts that admit and settle requests go over a connection of the gateway's own (one
+        # server, TLS or not: Sentinel and Cluster stay on redis-py).
+        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None), tls)
         batch = SettleBatch(redis, link, tallies, wire=wire)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link, wire), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link, wire), settings.redis_key_prefix,
                                batch)
-        log.info("limits and budgets: shared through Redis")
+        log.info("limits and budgets: shared through Redis%s",
+                 ", its scripts pipelined on a connection of the gateway's own" if wire is not None else "")
     elif node is not None:
         ledger = NodeLedger(node)
         limiter = NodeLimiter(node)
