@@ -19,8 +19,9 @@ from gateway.metrics.redis_timing import TimedRedis
 from gateway.metrics.tallies import Tallies
 from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
-from gateway.redis_client import close_redis, open_redis, probe_key, redis_target, refusal
+from gateway.redis_client import close_redis, open_redis, probe_key, redis_target
 from gateway.redis_keys import shared_key
+from gateway.redis_refusal import refusal
 from gateway.redis_tls import tls_context
 from gateway.redis_wire import RedisWire
 from gateway.router import Router
