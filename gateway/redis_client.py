@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import ssl
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
@@ -35,7 +36,7 @@ import msgspec
 from gateway.config import Config, ConfigError, RedisConnection
 from gateway.redis_keys import shared_key
 from gateway.redis_tls import NAMES as TLS_NAMES
-from gateway.redis_tls import RedisTls, read_tls
+from gateway.redis_tls import RedisTls, read_tls, shared_context, tls_context
 from gateway.shared_link import UNREACHABLE
 
 REDIS_CONNECTIONS = 64
@@ -280,9 +281,10 @@ def _address(text: str, source: str) -> tuple[str, int]:
     return host, int(port) if port else SENTINEL_PORT
 
 
-def open_redis(target: RedisTarget, timeout: float) -> Any:
+def open_redis(target: RedisTarget, timeout: float, tls: ssl.SSLContext | None = None) -> Any:
     """The asyncio client for `target` (redis.asyncio.Redis, or RedisCluster); nothing is connected yet.
-    The TLS settings go to every connection: the master's, the sentinels', each Cluster node's."""
+    The TLS settings go to every connection, the master's, the sentinels', each Cluster node's, and
+    all of them share one context: `tls`, or one built from the settings."""
     from redis.asyncio.retry import Retry
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
@@ -295,28 +297,33 @@ def open_redis(target: RedisTarget, timeout: float) -> Any:
         "retry": Retry(NoBackoff(), 1, supported_errors=(RedisConnectionError,)),
         **(target.tls.redis_py() if target.tls else {}),
     }
+    if target.tls is not None and tls is None:
+        tls = tls_context(target.tls)
     if target.topology == "single":
-        return _single(target, timeout, common)
+        return _single(target, timeout, common, tls)
     if target.topology == "sentinel":
-        return _sentinel(target, timeout, common)
-    return _cluster(target, timeout, common)
+        return _sentinel(target, timeout, common, tls)
+    return _cluster(target, timeout, common, tls)
 
 
-def _single(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any:
+def _single(target: RedisTarget, timeout: float, common: dict[str, Any], tls: ssl.SSLContext | None) -> Any:
     import redis.asyncio
+    from redis.asyncio.connection import SSLConnection
 
     assert target.url is not None
-    credentials = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
+    credentials: dict[str, Any] = {k: v for k, v in (("username", target.username), ("password", target.password)) if v}
+    if tls is not None:
+        credentials["connection_class"] = shared_context(SSLConnection, tls)
     # A bounded pool that makes callers wait for a free connection rather than fail under a burst.
     pool = redis.asyncio.BlockingConnectionPool.from_url(
         target.url, max_connections=target.max_connections, timeout=timeout, **credentials, **common)
     return redis.asyncio.Redis.from_pool(pool)
 
 
-def _sentinel(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any:
-    from redis.asyncio.connection import BlockingConnectionPool
+def _sentinel(target: RedisTarget, timeout: float, common: dict[str, Any], tls: ssl.SSLContext | None) -> Any:
+    from redis.asyncio.connection import BlockingConnectionPool, SSLConnection
     from redis.asyncio.retry import Retry
-    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
+    from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool, SentinelManagedSSLConnection
     from redis.backoff import NoBackoff
     from redis.exceptions import ConnectionError as RedisConnectionError
 
@@ -333,13 +340,18 @@ def _sentinel(target: RedisTarget, timeout: float, common: dict[str, Any]) -> An
         asked.update(ssl=True, **target.tls.redis_py())
     assert target.service_name is not None
     sentinel = Sentinel(list(target.nodes), sentinel_kwargs=asked)  # type: ignore[no-untyped-call]
+    master: dict[str, Any] = {}
+    if tls is not None:
+        master["connection_class"] = shared_context(SentinelManagedSSLConnection, tls)
+        for each in sentinel.sentinels:  # their pools are empty yet; redis-py's Redis takes no class
+            each.connection_pool.connection_class = shared_context(SSLConnection, tls)
     return sentinel.master_for(
         target.service_name, connection_pool_class=BlockingSentinelPool, max_connections=target.max_connections,
         timeout=timeout, username=target.username, password=target.password, db=target.db,
-        ssl=target.tls is not None, **common)
+        ssl=target.tls is not None, **master, **common)
 
 
-def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any:
+def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any], tls: ssl.SSLContext | None) -> Any:
     from redis.asyncio.client import PubSub
     from redis.asyncio.cluster import ClusterNode, RedisCluster
     from redis.asyncio.connection import ConnectionPool, SSLConnection
@@ -348,6 +360,8 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
     from redis.exceptions import ConnectionError as RedisConnectionError
     from redis.exceptions import RedisClusterException
 
+    secured = shared_context(SSLConnection, tls) if tls is not None else None
+
     class BoundedCluster(RedisCluster):
         """At most `max_connections` commands and pipelines (the batched settlements) at once; more
         wait, as on the single server's pool (a Cluster node's own pool refuses past its size instead,
@@ -355,6 +369,12 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
 
         def __init__(self, *args: Any, **kwargs: Any) -> None:
             super().__init__(*args, **kwargs)
+            if secured is not None:
+                # RedisCluster takes no connection class: its nodes made so far get it, and the
+                # arguments it makes later ones with (one dict, shared with its NodesManager).
+                self.connection_kwargs["connection_class"] = secured
+                for node in self.startup_nodes:
+                    node.connection_class = secured
             self._in_flight = asyncio.Semaphore(target.max_connections)
             self._next_subscriber = 0
             self._loading = asyncio.Lock()
@@ -420,8 +440,8 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any]) -> Any
             host, port = nodes[self._next_subscriber % len(nodes)]
             self._next_subscriber += 1
             connection: dict[str, Any] = {}
-            if target.tls:
-                connection = {"connection_class": SSLConnection, **target.tls.redis_py()}
+            if target.tls is not None and secured is not None:
+                connection = {"connection_class": secured, **target.tls.redis_py()}
             pool = ConnectionPool(host=host, port=port, username=target.username, password=target.password,
                                   socket_connect_timeout=timeout, socket_timeout=timeout, **connection)
             return PubSub(pool, **kwargs)

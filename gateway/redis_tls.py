@@ -1,9 +1,10 @@
 """TLS to Redis, set as LiteLLM sets it: `ssl: true` (or a `rediss://` URL) and redis-py's own `ssl_*`
 names, in the place that names the Redis, in the URL's query, or as `REDIS_SSL_*` variables.
 
-The settings are read once into `RedisTls`; redis-py gets them as its keyword arguments, and the
-gateway's own connection (gateway/redis_wire.py) gets an `ssl.SSLContext` built as redis-py builds
-its own (`RedisSSLContext.get`), so both verify the server alike.
+The settings are read once into `RedisTls`, and one `ssl.SSLContext` is built from them as redis-py
+builds its own (`RedisSSLContext.get`), for the gateway's own connection (gateway/redis_wire.py) and
+for every redis-py connection (`shared_context`): redis-py would build one per connection, loading
+the system's authorities each time.
 """
 
 from __future__ import annotations
@@ -21,6 +22,20 @@ VERIFY: dict[str, ssl.VerifyMode] = {"none": ssl.CERT_NONE, "optional": ssl.CERT
                                      "required": ssl.CERT_REQUIRED}
 NAMES = ("ssl_cert_reqs", "ssl_ca_certs", "ssl_certfile", "ssl_keyfile", "ssl_check_hostname")
 FALSE = ("0", "false", "f", "no", "n", "off")
+
+
+def shared_context(base: type[Any], context: ssl.SSLContext) -> type[Any]:
+    """`base`, a redis-py TLS connection class, whose connections all use `context`. Each context redis-py
+    builds loads the system's authorities: a quarter of a second of CPU on a busy machine, so that a burst
+    of new connections (a Cluster's, on the first requests) held the loop past redis_timeout."""
+
+    class SharedContext(base):  # type: ignore[misc]
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.ssl_context.context = context  # RedisSSLContext.get() returns it, built or not
+
+    SharedContext.__name__ = SharedContext.__qualname__ = f"Shared{base.__name__}"
+    return SharedContext
 
 
 class RedisTls(msgspec.Struct, frozen=True, kw_only=True):

@@ -217,12 +217,13 @@ class RedisWire:
         """The wire to the Redis a redis-py pool connects to, over TLS with `tls` where the pool's is TLS;
         None where redis-py must stay (a unix socket, Sentinel, Cluster)."""
         connection_class = getattr(pool, "connection_class", None)
-        if not (connection_class is Connection or (connection_class is SSLConnection and tls is not None)):
+        secure = isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
+        if not (connection_class is Connection or (secure and tls is not None)):
             return None
         kwargs = pool.connection_kwargs
         return cls(kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)), int(kwargs.get("db") or 0),
                    kwargs.get("username"), kwargs.get("password"), kwargs.get("socket_connect_timeout") or 1.0,
-                   tls if connection_class is SSLConnection else None)
+                   tls if secure else None)
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()

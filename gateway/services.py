@@ -104,7 +104,7 @@ async def open_services(config: Config, router: Router) -> Services:
     store = Store(db)
     await store.start()
     await sync_config_teams(config, store)
-    redis = open_redis(target, settings.redis_timeout) if target is not None else None
+    redis = open_redis(target, settings.redis_timeout, tls) if target is not None else None
     if target is not None:
         log.info("shared state: %s", target.describe())
     accounts = Accounts(store, poll_interval=settings.change_poll_interval, redis=redis,
