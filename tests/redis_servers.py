@@ -102,9 +102,11 @@ class RedisProcess:
             self.process.wait(10)
 
 
-def cluster_node(workdir: Path, *args: str, password: str | None = None) -> RedisProcess:
+def cluster_node(workdir: Path, *args: str, password: str | None = None, tls: TlsFiles | None = None) -> RedisProcess:
+    if tls is not None:
+        args += ("--tls-cluster", "yes", "--tls-replication", "yes")
     node = RedisProcess(workdir, "--cluster-enabled", "yes", "--cluster-node-timeout", "1000", *args,
-                        password=password)
+                        password=password, tls=tls)
     # The bus port defaults to port + 10000, past 65535 for most free ports: one of its own.
     node.args += ("--cluster-config-file", f"nodes-{node.port}.conf", "--cluster-port", str(free_port()))
     return node
@@ -118,6 +120,9 @@ async def create_cluster(nodes: list[RedisProcess], replicas: int) -> None:
         await eventually(node.ping)
     addresses = [f"127.0.0.1:{node.port}" for node in nodes]
     secret = ["-a", nodes[0].password, "--no-auth-warning"] if nodes[0].password else []
+    tls = nodes[0].tls
+    if tls is not None:
+        secret += ["--tls", "--cacert", str(tls.ca), "--cert", str(tls.client_cert), "--key", str(tls.client_key)]
     created = await asyncio.to_thread(
         subprocess.run, ["redis-cli", *secret, "--cluster", "create", *addresses, "--cluster-replicas",
                          str(replicas), "--cluster-yes"], capture_output=True, text=True, timeout=60)

@@ -22,8 +22,11 @@ import pytest
 import trustme
 from redis.exceptions import AuthenticationError
 
+from gateway.config import parse_config
 from gateway.metrics.redis_timing import WireScript, run_script
+from gateway.redis_client import RedisTarget, redis_target
 from gateway.redis_keys import shared_key
+from gateway.redis_tls import RedisTls
 from gateway.redis_wire import RedisWire
 from tests.conftest import server_missing
 from tests.fakes import FakeUpstream
@@ -149,6 +152,19 @@ async def sentinels(workdir: Path) -> AsyncIterator[Sentinels]:
 @pytest.fixture(scope="module")
 async def cluster(workdir: Path) -> AsyncIterator[list[RedisProcess]]:
     nodes = [cluster_node(workdir, password=PASSWORD) for _ in range(3)]
+    try:
+        await create_cluster(nodes, replicas=0)
+        yield nodes
+    finally:
+        for node in nodes:
+            node.kill()
+
+
+@pytest.fixture(scope="module")
+async def tls_cluster(workdir: Path, tls_files: TlsFiles, tls_redis: RedisProcess) -> AsyncIterator[list[RedisProcess]]:
+    """Three masters that speak TLS only, to clients and on the cluster bus, each asking for PASSWORD too
+    (as a managed Cluster with encryption in transit and AUTH does). After tls_redis: skipped with it."""
+    nodes = [cluster_node(workdir, password=PASSWORD, tls=tls_files) for _ in range(3)]
     try:
         await create_cluster(nodes, replicas=0)
         yield nodes
@@ -342,6 +358,28 @@ async def test_cluster_with_passwords(cluster: list[RedisProcess], postgres_url:
             gw.stop()
 
 
+async def test_cluster_over_tls(tls_cluster: list[RedisProcess], tls_files: TlsFiles, postgres_url: str,
+                                http: aiohttp.ClientSession) -> None:
+    nodes = [{"host": "127.0.0.1", "port": node.port} for node in tls_cluster]
+    block = {"general_settings": {"coordination_redis": {"startup_nodes": nodes, "password": PASSWORD, "ssl": True,
+                                                         **tls_settings(tls_files)}}}
+    by_environment = {f"REDIS_{name.upper()}": value for name, value in tls_settings(tls_files).items()}
+    by_environment |= {"REDIS_CLUSTER_NODES": json.dumps(nodes), "REDIS_PASSWORD": PASSWORD, "REDIS_SSL": "true"}
+    first = gateway(postgres_url, "cluster-tls", block)
+    second = gateway(postgres_url, "cluster-tls", {}, by_environment)
+    try:
+        start_together(first, second)
+        for gw in (first, second):
+            assert "Redis Cluster from" in gw.log() and ", TLS)" in gw.log()
+        await shared_limits_hold(http, (first, second))
+        await change_reaches(http, first, second)  # the subscription, on a node of its choosing, over TLS too
+        assert "Traceback" not in first.log() + second.log()
+        assert "settlements not sent" not in first.log() + second.log()
+    finally:
+        first.stop()
+        second.stop()
+
+
 async def test_cluster_pipelines_wait_for_a_place(cluster: list[RedisProcess], upstream: FakeUpstream,
                                                   postgres_url: str, http: aiohttp.ClientSession) -> None:
     """Requests admitted, then their master stalls (CLIENT PAUSE) while they finish: each finish sends a
@@ -385,6 +423,30 @@ async def test_cluster_pipelines_wait_for_a_place(cluster: list[RedisProcess], u
         assert await requests == [200] * count
         await eventually(lambda: settled(count + 1), patience=15)
         assert "settlements not sent" not in gw.log() and "unreachable" not in gw.log(), gw.log()
+
+
+def test_how_tls_settings_and_max_connections_are_read() -> None:
+    def target(settings: dict[str, Any], **env: str) -> RedisTarget:
+        found = redis_target(parse_config({"model_list": [metered()], **settings}), env)
+        assert found is not None
+        return found
+
+    # The URL's query first, then the block, then the variables; redis-py's defaults for the rest.
+    by_url = target({"router_settings": {"redis_url": "rediss://r:6380/0?ssl_cert_reqs=none&ssl_check_hostname=false"}},
+                    REDIS_SSL_CA_CERTS="/ca.pem")
+    assert by_url.tls == RedisTls(cert_reqs="none", ca_certs="/ca.pem", check_hostname=False)
+    block = target({"general_settings": {"coordination_redis": {
+        "host": "r", "ssl": True, "ssl_ca_certs": "/a.pem", "max_connections": 8}}}, REDIS_SSL_CA_CERTS="/b.pem")
+    assert (block.url, block.tls, block.max_connections) == ("rediss://r:6379/0", RedisTls(ca_certs="/a.pem"), 8)
+    # A variable for TLS is passed over while TLS is off (it may be there for another client).
+    plain = target({}, REDIS_HOST="r", REDIS_SSL_CA_CERTS="/ca.pem", REDIS_MAX_CONNECTIONS="16")
+    assert (plain.tls, plain.max_connections) == (None, 16)
+    sentinel = target({"router_settings": {"redis_url": "rediss+sentinel://h:26379/m?ssl_ca_certs=/c.pem"}})
+    assert (sentinel.topology, sentinel.tls) == ("sentinel", RedisTls(ca_certs="/c.pem"))
+    cluster = target({}, REDIS_CLUSTER_NODES='[{"host": "c", "port": 7000}]', REDIS_SSL="true",
+                     REDIS_SSL_CERTFILE="/client.pem", REDIS_SSL_KEYFILE="/client.key")
+    assert cluster.tls == RedisTls(certfile="/client.pem", keyfile="/client.key")
+    assert target({}, REDIS_HOST="r").max_connections == 64
 
 
 BAD_SETTINGS = [
