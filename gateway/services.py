@@ -142,7 +142,7 @@ async def open_services(config: Config, router: Router) -> Services:
         probe = probe_key(settings.redis_key_prefix)
         link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open,
                           explain=refusal)
-        link.check()
+        link.check(lambda: TimedRedis(redis, tallies, "check", link).get(probe))  # timed and counted
         # The scripts that admit and settle requests go over a connection of the gateway's own (one
         # server, TLS or not: Sentinel and Cluster stay on redis-py).
         wire = RedisWire.for_pool(getattr(redis, "connection_pool", None), tls)

@@ -53,14 +53,16 @@ class SharedLink:
         self._probe: asyncio.Task[None] | None = None
         self._check: asyncio.Task[None] | None = None
 
-    def check(self) -> None:
-        """Ask once, in the background; a failure marks the link down as a request's would."""
-        self._check = asyncio.get_running_loop().create_task(self._first_check(), name="redis-check")
+    def check(self, probe: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Ask once (with `probe`, else the link's own), in the background; a failure marks the link down
+        as a request's would."""
+        self._check = asyncio.get_running_loop().create_task(self._first_check(probe or self.probe),
+                                                             name="redis-check")
 
-    async def _first_check(self) -> None:
+    async def _first_check(self, probe: Callable[[], Awaitable[object]]) -> None:
         try:
             async with asyncio.timeout(self.timeout):
-                await self.probe()
+                await probe()
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # noqa: BLE001 - said by failed(), and left to fail_open
