@@ -1,6 +1,6 @@
 """What sharing limits and budgets through Redis costs, against the same chain without Redis.
 
-    python -m benchmarks.redis_cost [--rounds N] [--duration S] [--workload W ...]
+    python -m benchmarks.redis_cost [--rounds N] [--duration S] [--workload W ...] [--tls]
 
 Starts one fake upstream, a Redis of its own (a `redis-server` on a free loopback port, so that its
 command counts are this run's alone) and two gateways on the same config: one keeping every limit
@@ -10,7 +10,8 @@ and tpm of its own, so every request is admitted by the caller's limits, the bud
 deployment's limits, and settles all three. The two are measured in alternation, round after
 round; each round prints req/s, p50, and the Redis commands (from `INFO commandstats`, the INFO
 itself left out) per request of the Redis gateway, and the median paired ratio (Redis / embedded)
-closes each workload.
+closes each workload. `--tls` serves that Redis over TLS only (a throwaway authority's certificate)
+and names it `rediss://...?ssl_ca_certs=...`.
 """
 
 from __future__ import annotations
@@ -75,14 +76,31 @@ def _gateway(name: str, upstream: str, redis_url: str | None, work: Path, extra:
     return server, _limited_key(server.url)
 
 
-def _start_redis(work: Path) -> tuple[Server, redis.Redis]:
+def _start_redis(work: Path, tls: bool = False) -> tuple[Server, redis.Redis, str]:
+    """The server, a client of the benchmark's own on it, and the URL the gateway is given."""
     binary = shutil.which("redis-server")
     if binary is None:
         sys.exit("redis-server is not on PATH")
     port = free_port()
-    server = start_server("redis", [binary, "--port", str(port), "--bind", "127.0.0.1", "--save", "",
-                                    "--appendonly", "no", "--dir", str(work)], port, work, REPO_ROOT)
-    return server, redis.Redis(port=port)
+    listen = ["--port", str(port)]
+    client = {}
+    url = f"redis://127.0.0.1:{port}/0"
+    if tls:
+        import trustme
+
+        authority = trustme.CA()
+        issued = authority.issue_cert("127.0.0.1")
+        ca, cert, key = work / "ca.pem", work / "redis.pem", work / "redis.key"
+        authority.cert_pem.write_to_path(str(ca))
+        issued.cert_chain_pems[0].write_to_path(str(cert))
+        issued.private_key_pem.write_to_path(str(key))
+        listen = ["--port", "0", "--tls-port", str(port), "--tls-cert-file", str(cert), "--tls-key-file", str(key),
+                  "--tls-ca-cert-file", str(ca), "--tls-auth-clients", "no"]
+        client = {"ssl": True, "ssl_ca_certs": str(ca)}
+        url = f"rediss://127.0.0.1:{port}/0?ssl_ca_certs={ca}"
+    server = start_server("redis", [binary, *listen, "--bind", "127.0.0.1", "--save", "", "--appendonly", "no",
+                                    "--dir", str(work)], port, work, REPO_ROOT)
+    return server, redis.Redis(host="127.0.0.1", port=port, **client), url
 
 
 def commands(client: redis.Redis) -> dict[str, int]:
@@ -103,6 +121,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=32)
     parser.add_argument("--workload", action="append", help="default: chat, chat-stream")
     parser.add_argument("--gateway-arg", action="append", default=[], help="appended to both gateways' command")
+    parser.add_argument("--tls", action="store_true", help="Redis over TLS (rediss://)")
     args = parser.parse_args(argv)
     workloads = args.workload or ["chat", "chat-stream"]
     servers: list[Server] = []
@@ -111,11 +130,11 @@ def main(argv: list[str] | None = None) -> None:
         try:
             upstream = start_fake_upstream(work, REPO_ROOT)
             servers.append(upstream)
-            redis_server, client = _start_redis(work)
+            redis_server, client, url = _start_redis(work, args.tls)
             servers.append(redis_server)
             gateways = {}
             for name in NAMES:
-                redis_url = f"redis://127.0.0.1:{redis_server.port}/0" if name == "redis" else None
+                redis_url = url if name == "redis" else None
                 server, key = _gateway(name, upstream.url, redis_url, work, args.gateway_arg)
                 servers.append(server)
                 gateways[name] = (server, key)

@@ -1,6 +1,6 @@
 """Instructions a request costs the gateway with Redis and without, counted by callgrind.
 
-    python -m benchmarks.redis_instructions [--requests N] [--concurrency C] [--workload W ...]
+    python -m benchmarks.redis_instructions [--requests N] [--concurrency C] [--workload W ...] [--tls]
 
 CPU time on a shared machine swings with the load; instruction counts do not. Each gateway (the
 embedded counters, then the same config sharing them through a Redis of its own, as in
@@ -8,7 +8,8 @@ embedded counters, then the same config sharing them through a Redis of its own,
 warm-up of its own the counters are zeroed, N requests are sent at concurrency C, and the dump's
 total divided by N is the figure. The gateway's background work in that window (its change-log
 poll, the settlement timer) is counted in, as it is in CPU per request. `--dump DIR` keeps the
-callgrind files for `callgrind_annotate`.
+callgrind files for `callgrind_annotate`; `--tls` serves Redis over TLS only, as
+`benchmarks.redis_cost --tls` does.
 """
 
 from __future__ import annotations
@@ -108,6 +109,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--workload", action="append", help="default: chat, chat-stream")
     parser.add_argument("--dump", help="keep each run's callgrind file in this folder")
+    parser.add_argument("--tls", action="store_true", help="Redis over TLS (rediss://)")
     args = parser.parse_args(argv)
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not on PATH")
@@ -119,11 +121,11 @@ def main(argv: list[str] | None = None) -> None:
         try:
             upstream = start_fake_upstream(work, REPO_ROOT)
             servers.append(upstream)
-            redis_server, _ = _start_redis(work)
+            redis_server, _, url = _start_redis(work, args.tls)
             servers.append(redis_server)
             results = {}
             for name in NAMES:
-                redis_url = f"redis://127.0.0.1:{redis_server.port}/0" if name == "redis" else None
+                redis_url = url if name == "redis" else None
                 results[name] = _measure(name, upstream.url, redis_url, work, args)
             for workload, embedded in results["embedded"].items():
                 with_redis = results["redis"][workload]

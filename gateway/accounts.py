@@ -215,10 +215,12 @@ class Accounts:
                         type(exc).__name__, exc)
 
     async def _listen(self) -> None:
+        lost = ""  # said once until it changes or a subscription holds again: a wrong password is not news each second
         while True:
             try:
                 async with self.redis.pubsub() as pubsub:
                     await pubsub.subscribe(self.channel)
+                    lost = ""
                     async for message in pubsub.listen():
                         if message.get("type") == "message":
                             kind, _, ref = message["data"].decode().partition(":")
@@ -231,7 +233,10 @@ class Accounts:
                     # Closing the subscription while being cancelled can raise a connection
                     # error in place of the cancellation: the cancellation wins.
                     raise asyncio.CancelledError from exc
-                log.warning("change channel lost (%s: %s); the change log poll carries on", type(exc).__name__, exc)
+                said = f"{type(exc).__name__}: {exc}"
+                if said != lost:
+                    log.warning("change channel lost (%s); the change log poll carries on", said)
+                lost = said
                 await asyncio.sleep(1.0)
 
     async def _poll(self) -> None:

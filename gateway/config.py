@@ -121,7 +121,14 @@ class RedisConnection(Struct):
     username: str | None = None
     password: str | None = None
     ssl: bool | None = None
+    # TLS details, under redis-py's names as LiteLLM passes them on (read in redis_tls.py)
+    ssl_cert_reqs: str | None = None
+    ssl_ca_certs: str | None = None
+    ssl_certfile: str | None = None
+    ssl_keyfile: str | None = None
+    ssl_check_hostname: bool | None = None
     db: int | None = None
+    max_connections: int | None = None  # commands in flight per process; more wait for one to finish
     # Cluster: cache_params calls them redis_startup_nodes, coordination_redis startup_nodes.
     redis_startup_nodes: list[ClusterNodeAddress] | None = None
     startup_nodes: list[ClusterNodeAddress] | None = None

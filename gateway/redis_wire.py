@@ -12,18 +12,20 @@ see exactly the errors they saw from redis-py. A lost connection fails its calls
 redis-py's `ConnectionError`, and the next call opens a new one. Error replies raise redis-py's
 own exception classes (`NoScriptError` for an unknown script, `ResponseError`...).
 
-Only a plain TCP Redis named by a URL goes this way (`RedisWire.for_pool`); TLS, unix sockets,
+A Redis named by a URL goes this way (`RedisWire.for_pool`), over TLS too (`rediss://`: the same
+context, built from the same settings as redis-py's, see gateway/redis_tls.py); unix sockets,
 Sentinel and Cluster stay on redis-py.
 """
 
 from __future__ import annotations
 
 import asyncio
+import ssl
 from collections import deque
 from typing import Any, cast
 
 from redis._parsers.base import BaseParser
-from redis.asyncio.connection import Connection
+from redis.asyncio.connection import Connection, SSLConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -199,31 +201,36 @@ class RedisWire:
     """One connection to one Redis, opened on first use and again after it is lost."""
 
     def __init__(self, host: str, port: int, db: int = 0, username: str | None = None,
-                 password: str | None = None, connect_timeout: float = 1.0) -> None:
+                 password: str | None = None, connect_timeout: float = 1.0, tls: ssl.SSLContext | None = None) -> None:
         self.host = host
         self.port = port
         self.db = db
         self.username = username
         self.password = password
         self.connect_timeout = connect_timeout
+        self.tls = tls
         self._connection: _Connection | None = None
         self._opening: asyncio.Task[_Connection] | None = None
 
     @classmethod
-    def for_pool(cls, pool: Any) -> RedisWire | None:
-        """The wire to the Redis a redis-py pool connects to; None where redis-py must stay (TLS, a unix
-        socket, Sentinel, Cluster)."""
-        if getattr(pool, "connection_class", None) is not Connection:
+    def for_pool(cls, pool: Any, tls: ssl.SSLContext | None = None) -> RedisWire | None:
+        """The wire to the Redis a redis-py pool connects to, over TLS with `tls` where the pool's is TLS;
+        None where redis-py must stay (a unix socket, Sentinel, Cluster)."""
+        connection_class = getattr(pool, "connection_class", None)
+        secure = isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
+        if not (connection_class is Connection or (secure and tls is not None)):
             return None
         kwargs = pool.connection_kwargs
         return cls(kwargs.get("host", "localhost"), int(kwargs.get("port", 6379)), int(kwargs.get("db") or 0),
-                   kwargs.get("username"), kwargs.get("password"), kwargs.get("socket_connect_timeout") or 1.0)
+                   kwargs.get("username"), kwargs.get("password"), kwargs.get("socket_connect_timeout") or 1.0,
+                   tls if secure else None)
 
     async def _open(self) -> _Connection:
         loop = asyncio.get_running_loop()
         try:
             async with asyncio.timeout(self.connect_timeout):
-                _, connection = await loop.create_connection(lambda: _Connection(loop), self.host, self.port)
+                _, connection = await loop.create_connection(lambda: _Connection(loop), self.host, self.port,
+                                                             ssl=self.tls)
                 hello: list[tuple[Any, ...]] = []
                 if self.password is not None:
                     hello.append(("AUTH", self.username, self.password) if self.username else ("AUTH", self.password))

@@ -21,6 +21,8 @@ from gateway.node.client import NodeClient, NodeLedger, NodeLimiter
 from gateway.pricing import Pricing
 from gateway.redis_client import close_redis, open_redis, probe_key, redis_target
 from gateway.redis_keys import shared_key
+from gateway.redis_refusal import refusal
+from gateway.redis_tls import tls_context
 from gateway.redis_wire import RedisWire
 from gateway.router import Router
 from gateway.shared_link import SharedLink
@@ -76,9 +78,11 @@ class Services:
             await self.redis_link.close()
         if self.node is not None:
             await self.node.close()
+        # The change listener before the client it listens on: a subscription whose client closed
+        # under it tries again, through Sentinel, and took up to 5 seconds to give up.
+        await self.accounts.close()
         if self.redis is not None:
             await close_redis(self.redis)
-        await self.accounts.close()
         await self.store.close()
 
 
@@ -91,14 +95,16 @@ def database_url(config: Config) -> str | None:
 
 
 async def open_services(config: Config, router: Router) -> Services:
+    settings = config.gateway_settings
+    target = redis_target(config)
+    # Certificate files are read before anything is opened: one that cannot be used stops the start.
+    tls = tls_context(target.tls) if target is not None and target.tls is not None else None
     url = database_url(config)
     db = await open_database(url, config.gateway_settings.database_path)
     store = Store(db)
     await store.start()
     await sync_config_teams(config, store)
-    settings = config.gateway_settings
-    target = redis_target(config)
-    redis = open_redis(target, settings.redis_timeout) if target is not None else None
+    redis = open_redis(target, settings.redis_timeout, tls) if target is not None else None
     if target is not None:
         log.info("shared state: %s", target.describe())
     accounts = Accounts(store, poll_interval=settings.change_poll_interval, redis=redis,
@@ -134,15 +140,18 @@ async def open_services(config: Config, router: Router) -> Services:
         await node.start()
     if redis is not None:
         probe = probe_key(settings.redis_key_prefix)
-        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open)
-        # The scripts that admit and settle requests go over a connection of the gateway's own (a plain
-        # Redis only: Sentinel and Cluster stay on redis-py).
-        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None))
+        link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open,
+                          explain=refusal)
+        link.check(lambda: TimedRedis(redis, tallies, "check", link).get(probe))  # timed and counted
+        # The scripts that admit and settle requests go over a connection of the gateway's own (one
+        # server, TLS or not: Sentinel and Cluster stay on redis-py).
+        wire = RedisWire.for_pool(getattr(redis, "connection_pool", None), tls)
         batch = SettleBatch(redis, link, tallies, wire=wire)
         ledger = RedisLedger(TimedRedis(redis, tallies, "budget", link, wire), settings.redis_key_prefix, batch)
         limiter = RedisLimiter(TimedRedis(redis, tallies, "rate_limit", link, wire), settings.redis_key_prefix,
                                batch)
-        log.info("limits and budgets: shared through Redis")
+        log.info("limits and budgets: shared through Redis%s",
+                 ", its scripts pipelined on a connection of the gateway's own" if wire is not None else "")
     elif node is not None:
         ledger = NodeLedger(node)
         limiter = NodeLimiter(node)

@@ -6,6 +6,10 @@ call that fails for want of the other side (refused, reset, or no answer in time
 drops packets) marks the link down; from then on calls fail at once with `SharedStateDown`, so no
 request waits on it again, and each caller applies `fail_open`. A background probe finds it again
 and marks the link up. A request therefore waits at most one timeout for a broken link.
+
+A link is also asked once as the process starts (`check`), so that a Redis that turns the gateway
+away (a wrong password, a certificate it does not trust) is said at start, not at the first request;
+`explain` tells such a refusal from an outage (None), and says it with what to fix, logged as an error.
 """
 
 from __future__ import annotations
@@ -34,17 +38,35 @@ def reported(exc: BaseException) -> bool:
 
 
 class SharedLink:
-    __slots__ = ("name", "probe", "timeout", "fail_open", "down", "_probe", "probe_interval")
+    __slots__ = ("name", "probe", "timeout", "fail_open", "down", "_probe", "probe_interval", "explain", "_check")
 
     def __init__(self, name: str, probe: Callable[[], Awaitable[object]], timeout: float, fail_open: bool,
-                 probe_interval: float = PROBE_INTERVAL) -> None:
+                 probe_interval: float = PROBE_INTERVAL,
+                 explain: Callable[[BaseException], str | None] | None = None) -> None:
         self.name = name
         self.probe = probe
         self.timeout = timeout
         self.fail_open = fail_open
         self.probe_interval = probe_interval
+        self.explain = explain
         self.down = False
         self._probe: asyncio.Task[None] | None = None
+        self._check: asyncio.Task[None] | None = None
+
+    def check(self, probe: Callable[[], Awaitable[object]] | None = None) -> None:
+        """Ask once (with `probe`, else the link's own), in the background; a failure marks the link down
+        as a request's would."""
+        self._check = asyncio.get_running_loop().create_task(self._first_check(probe or self.probe),
+                                                             name="redis-check")
+
+    async def _first_check(self, probe: Callable[[], Awaitable[object]]) -> None:
+        try:
+            async with asyncio.timeout(self.timeout):
+                await probe()
+        except asyncio.CancelledError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - said by failed(), and left to fail_open
+            self.failed(exc)
 
     def failed(self, exc: BaseException) -> None:
         """A command failed; if for want of Redis, stop asking it until a ping answers."""
@@ -53,7 +75,12 @@ class SharedLink:
         self.down = True
         policy = ("limits and budgets are kept by this process until then (fail_open: true)" if self.fail_open
                   else "requests that need it get 503 until then (fail_open: false)")
-        log.warning("%s unreachable (%s: %s); %s", self.name, type(exc).__name__, exc or "no answer in time", policy)
+        explained = self.explain(exc) if self.explain is not None else None
+        if explained is not None:
+            log.error("%s; %s", explained, policy)
+        else:
+            log.warning("%s unreachable (%s: %s); %s", self.name, type(exc).__name__, exc or "no answer in time",
+                        policy)
         self._probe = asyncio.get_running_loop().create_task(self._find_again(), name="redis-probe")
 
     async def _find_again(self) -> None:
@@ -72,6 +99,7 @@ class SharedLink:
             return
 
     async def close(self) -> None:
-        if self._probe is not None:
-            self._probe.cancel()
-            await asyncio.gather(self._probe, return_exceptions=True)
+        tasks = [task for task in (self._check, self._probe) if task is not None]
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)

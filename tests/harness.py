@@ -25,7 +25,8 @@ ROOT = Path(__file__).resolve().parent.parent
 # developer's shell (or CI's) cannot point test gateways at a real database or Redis.
 GATEWAY_VARIABLES = ("DATABASE_URL", "REDIS_URL", "REDIS_HOST", "REDIS_PORT", "REDIS_PASSWORD", "REDIS_USERNAME",
                      "REDIS_SSL", "REDIS_CLUSTER_NODES", "REDIS_SENTINEL_NODES", "REDIS_SERVICE_NAME",
-                     "REDIS_SENTINEL_PASSWORD",
+                     "REDIS_SENTINEL_PASSWORD", "REDIS_SSL_CERT_REQS", "REDIS_SSL_CA_CERTS", "REDIS_SSL_CERTFILE",
+                     "REDIS_SSL_KEYFILE", "REDIS_SSL_CHECK_HOSTNAME", "REDIS_MAX_CONNECTIONS",
                      "LITELLM_MASTER_KEY", "SERVER_ROOT_PATH", "CONFIG_FILE_PATH", "PORT", "LOG_LEVEL",
                      "SSL_VERIFY")
 

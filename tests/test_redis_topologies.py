@@ -10,80 +10,38 @@ from __future__ import annotations
 import asyncio
 import json
 import shutil
-import subprocess
 import tempfile
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import pytest
-import redis.asyncio
 
 from gateway.config import parse_config
 from gateway.redis_client import RedisTarget, redis_target
 from gateway.redis_keys import shared_key
-from tests.harness import Gateway, free_port, run_cli
+from tests.harness import Gateway, run_cli
+from tests.redis_servers import (
+    ADMIN,
+    COST,
+    MASTER,
+    SHARED_STATE_DOWN,
+    RedisProcess,
+    chat,
+    cluster_master_of,
+    cluster_node,
+    create_cluster,
+    eventually,
+    metered,
+    new_key,
+    shared_limits_hold,
+)
 
-MASTER = "sk-topology-master"
-ADMIN = {"Authorization": f"Bearer {MASTER}"}
-IN_PRICE, OUT_PRICE = 0.001, 0.002
-MESSAGES = [{"role": "user", "content": "hi!"}]  # 9 tokens in, "ok ok ok" 2 out: the estimate is the cost
-COST = 9 * IN_PRICE + 2 * OUT_PRICE
-ROOM_FOR_TEN = 10.5 * COST
 SERVICE = "gwmaster"
-PATIENCE = 30.0
-SHARED_STATE_DOWN = "cannot be checked right now (their shared store is unreachable; fail_open: false)"
 
 pytestmark = pytest.mark.skipif(shutil.which("redis-server") is None or shutil.which("redis-cli") is None,
                                 reason="redis-server and redis-cli are not installed")
-
-
-async def eventually(probe: Callable[[], Awaitable[Any]], patience: float = PATIENCE) -> Any:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + patience
-    while True:
-        try:
-            if found := await probe():
-                return found
-        except Exception:  # noqa: BLE001 - not there yet
-            pass
-        assert loop.time() < deadline, "condition not met in time"
-        await asyncio.sleep(0.05)
-
-
-class RedisProcess:
-    """One redis-server of this test's own, nothing persisted; killed, not stopped, to play a crash."""
-
-    def __init__(self, workdir: Path, *args: str) -> None:
-        self.port = free_port()
-        self.workdir = workdir
-        self.args = args
-        self.process: subprocess.Popen[bytes] | None = None
-
-    def start(self, *command: str) -> RedisProcess:
-        self.process = subprocess.Popen(
-            [*(command or ("redis-server",)), "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
-             "--appendonly", "no", "--dir", str(self.workdir), *self.args],
-            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        return self
-
-    def client(self) -> redis.asyncio.Redis:
-        return redis.asyncio.Redis(host="127.0.0.1", port=self.port, socket_connect_timeout=1, socket_timeout=5,
-                                   decode_responses=True)
-
-    async def ping(self) -> bool:
-        async with self.client() as client:
-            return bool(await client.ping())
-
-    async def info(self, section: str) -> dict[str, Any]:
-        async with self.client() as client:
-            return dict(await client.info(section))
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.kill()
-            self.process.wait(10)
 
 
 class Topology:
@@ -117,29 +75,10 @@ class Cluster(Topology):
     name = "cluster"
 
     def __init__(self, workdir: Path) -> None:
-        self.processes = [RedisProcess(workdir, "--cluster-enabled", "yes", "--cluster-node-timeout", "1000",
-                                       "--cluster-replica-validity-factor", "0") for _ in range(6)]
-        for node in self.processes:
-            # The bus port defaults to port + 10000, past 65535 for most free ports: one of its own.
-            node.args += ("--cluster-config-file", f"nodes-{node.port}.conf", "--cluster-port", str(free_port()))
+        self.processes = [cluster_node(workdir, "--cluster-replica-validity-factor", "0") for _ in range(6)]
 
     async def start(self) -> None:
-        for node in self.processes:
-            node.start()
-        for node in self.processes:
-            await eventually(node.ping)
-        addresses = [f"127.0.0.1:{node.port}" for node in self.processes]
-        created = await asyncio.to_thread(
-            subprocess.run, ["redis-cli", "--cluster", "create", *addresses, "--cluster-replicas", "1",
-                             "--cluster-yes"], capture_output=True, text=True, timeout=60)
-        assert created.returncode == 0, created.stdout + created.stderr
-        for node in self.processes:
-            await eventually(lambda node=node: self._agrees(node))
-
-    async def _agrees(self, node: RedisProcess) -> bool:
-        async with node.client() as client:
-            state = str(await client.execute_command("CLUSTER", "INFO"))
-        return "cluster_state:ok" in state and "cluster_known_nodes:6" in state
+        await create_cluster(self.processes, replicas=1)
 
     def settings(self, variant: int) -> tuple[dict[str, Any], dict[str, str]]:
         # LiteLLM's ways of naming a Cluster: a cache's redis_startup_nodes, the coordination block's, the variable.
@@ -152,15 +91,7 @@ class Cluster(Topology):
         return {}, {"REDIS_CLUSTER_NODES": json.dumps(nodes)}
 
     async def master_of(self, prefix: str) -> RedisProcess:
-        for node in self.processes:
-            if node.process is None or node.process.poll() is not None:
-                continue
-            async with node.client() as client:
-                slot = int(await client.execute_command("CLUSTER", "KEYSLOT", shared_key(prefix, "x")))
-                for start, end, master, *_ in await client.execute_command("CLUSTER", "SLOTS"):
-                    if start <= slot <= end:
-                        return next(n for n in self.processes if n.port == int(master[1]))
-        raise AssertionError("no live node answers")
+        return await cluster_master_of(self.processes, prefix)
 
     async def replica_synced(self, master: RedisProcess) -> bool:
         info = await master.info("replication")
@@ -229,13 +160,6 @@ async def topology(request: pytest.FixtureRequest) -> AsyncIterator[Topology]:
         shutil.rmtree(workdir, ignore_errors=True)
 
 
-def metered(name: str = "metered") -> dict[str, Any]:
-    # The deployment's own rpm is counted in the same Redis, in the same slot.
-    return {"model_name": name, "litellm_params": {"model": f"mock/{name}", "mock_response": "ok ok ok", "rpm": 100_000,
-                                                   "input_cost_per_token": IN_PRICE,
-                                                   "output_cost_per_token": OUT_PRICE}}
-
-
 def gateway(topology: Topology, variant: int, database_url: str, prefix: str, fail_open: bool = True,
             **settings: Any) -> Gateway:
     config: dict[str, Any] = {
@@ -247,35 +171,6 @@ def gateway(topology: Topology, variant: int, database_url: str, prefix: str, fa
     for section, values in sections.items():
         config.setdefault(section, {}).update(values)
     return Gateway(config, env=env)
-
-
-async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> dict[str, Any]:
-    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        return dict(await r.json())
-
-
-async def chat(http: aiohttp.ClientSession, gw: Gateway, key: str) -> tuple[int, Any]:
-    body = {"model": "metered", "messages": MESSAGES, "max_tokens": 2}
-    async with http.post(f"{gw.url}/v1/chat/completions", json=body, headers={"Authorization": f"Bearer {key}"}) as r:
-        return r.status, await r.json()
-
-
-async def admitted(http: aiohttp.ClientSession, gateways: tuple[Gateway, Gateway], key: str, count: int) -> int:
-    """How many of `count` concurrent requests, spread over both gateways, were served."""
-    results = await asyncio.gather(*(chat(http, gateways[i % 2], key) for i in range(count)))
-    assert {status for status, _ in results} <= {200, 429}, results
-    return [status for status, _ in results].count(200)
-
-
-async def shared_limits_hold(http: aiohttp.ClientSession, gateways: tuple[Gateway, Gateway]) -> None:
-    limited = await new_key(http, gateways[0], rpm_limit=5)
-    assert await admitted(http, gateways, limited["key"], 20) in (5, 6)  # 6 if a refill lands mid-burst
-    # A key's budget and its team's, checked together by one script: both counters in one slot.
-    async with http.post(f"{gateways[0].url}/team/new", json={"max_budget": 1000.0}, headers=ADMIN) as r:
-        team = (await r.json())["team_id"]
-    budgeted = await new_key(http, gateways[1], max_budget=ROOM_FOR_TEN, team_id=team)
-    assert await admitted(http, gateways, budgeted["key"], 60) == 10
 
 
 async def test_two_gateways_share_limits_budgets_and_changes(topology: Topology, postgres_url: str,

@@ -23,7 +23,7 @@ import logging
 import time
 from typing import Any
 
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.background import Background
 from gateway.metrics.redis_timing import Script
@@ -130,7 +130,8 @@ class SettleBatch:
             if script is None:
                 pipe.zrem(keys[0], *args)
             else:
-                pipe.evalsha(script.sha, len(keys), *keys, *args)
+                # Not pipe.evalsha: redis-py's Cluster pipeline refuses that method (not the command).
+                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
         results = await pipe.execute(raise_on_error=False)
         again = [item for item, result in zip(items, results) if isinstance(result, NoScriptError)]
         if again:  # Redis restarted or its scripts were flushed: each is sent by itself, loading it
@@ -165,7 +166,7 @@ class SettleBatch:
         reply = await wire.call(("EVALSHA", sha, len(keys), *keys, *args), timeout)
         if isinstance(reply, NoScriptError):  # not cached on this server yet (or any more): sent whole
             reply = await wire.call(("EVAL", text, len(keys), *keys, *args), timeout)
-        if isinstance(reply, ResponseError):
+        if isinstance(reply, RedisError):  # an error reply; NOAUTH and WRONGPASS are not ResponseErrors
             raise reply
 
     async def close(self) -> None:

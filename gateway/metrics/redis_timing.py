@@ -14,7 +14,7 @@ from collections.abc import Coroutine
 from typing import Any
 
 from redis.commands.core import AsyncScript
-from redis.exceptions import NoScriptError, ResponseError
+from redis.exceptions import NoScriptError, RedisError
 
 from gateway.metrics.tallies import REDIS_BUCKETS, Tallies
 from gateway.redis_wire import RedisWire
@@ -44,7 +44,7 @@ async def run_script(wire: RedisWire, script: Script, keys: list[str] | tuple[()
     reply = await wire.call(("EVALSHA", script.sha, len(keys), *keys, *args), timeout)
     if isinstance(reply, NoScriptError):
         reply = await wire.call(("EVAL", script.script, len(keys), *keys, *args), timeout)
-    if isinstance(reply, ResponseError):
+    if isinstance(reply, RedisError):  # an error reply; NOAUTH and WRONGPASS are not ResponseErrors
         raise reply
     return reply
 

@@ -206,6 +206,8 @@ class PostgresDatabase(_PgQueries):
             conn = await asyncpg.connect(dsn)
             try:
                 await conn.execute(f'CREATE SCHEMA IF NOT EXISTS "{schema}"')
+            except asyncpg.UniqueViolationError:
+                pass  # another instance, starting at the same moment, created it first: IF NOT EXISTS races
             finally:
                 await conn.close()
         pool = await asyncpg.create_pool(dsn, min_size=min_size, max_size=max_size, server_settings=settings)
