@@ -427,20 +427,19 @@ async def test_an_upstreams_error_event_passes_through_and_fails_the_request(
         ("failure", 200, "Overloaded")
 
 
-async def test_apis_that_need_translation_are_refused_in_the_callers_shape(
-        gateway: Gateway, upstream: FakeUpstream, claude: FakeAnthropic, client: anthropic.Anthropic) -> None:
+async def test_routes_with_no_counterpart_in_the_deployments_api_are_refused_in_the_callers_shape(
+        gateway: Gateway, upstream: FakeUpstream, claude: FakeAnthropic) -> None:
+    """Chat and the Messages API are translated (tests/test_translation_routes.py); Anthropic's API has no
+    embeddings or legacy completions."""
     before = (len(upstream.seen), len(claude.seen))
-    with pytest.raises(anthropic.BadRequestError) as messages_to_openai:
-        client.messages.create(model="gpt", max_tokens=16, messages=HELLO)
-    kind, message = shape_of(messages_to_openai.value)
-    assert kind == "invalid_request_error" and "'gpt'" in message and "openai/gpt-upstream" in message
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0) as chat, \
-            pytest.raises(openai.BadRequestError) as chat_to_anthropic:
-        chat.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}])
-    assert "anthropic/claude-sonnet-4-5" in str(chat_to_anthropic.value)
-    with pytest.raises(anthropic.BadRequestError) as mocked:
-        client.messages.create(model="claude", max_tokens=16, messages=HELLO, extra_body={"mock_response": "hi"})
-    assert "mock_response" in shape_of(mocked.value)[1]
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0) as sdk:
+        with pytest.raises(openai.BadRequestError) as embeddings:
+            sdk.embeddings.create(model="claude", input="hi")
+        with pytest.raises(openai.BadRequestError) as completions:
+            sdk.completions.create(model="claude", prompt="hi")
+    for refused in (embeddings.value, completions.value):
+        assert "anthropic/claude-sonnet-4-5" in str(refused) and "only chat completions and the Messages API" in \
+            str(refused)
     assert (len(upstream.seen), len(claude.seen)) == before  # nothing was sent
 
 
