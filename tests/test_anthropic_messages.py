@@ -185,6 +185,18 @@ def test_a_tool_round_trip(client: anthropic.Anthropic, claude: FakeAnthropic, s
     assert answer.content[0].type == "text" and answer.content[0].text == "The tool said: 21 degrees"
 
 
+def test_a_mid_conversation_system_message_reaches_anthropic_as_sent(client: anthropic.Anthropic,
+                                                                      claude: FakeAnthropic) -> None:
+    """Claude Code's `role: "system"` message after a user turn; the fake refuses one anywhere else, as Anthropic
+    does, and that refusal reaches the client as written."""
+    messages: list[Any] = [*HELLO, {"role": "system", "content": "Answer in French."}]
+    assert client.messages.create(model="claude", max_tokens=16, messages=messages).content[0].type == "text"
+    assert claude.seen[-1].body["messages"] == messages and claude.seen[-1].status == 200
+    with pytest.raises(anthropic.BadRequestError) as first:
+        client.messages.create(model="claude", max_tokens=16, messages=[{"role": "system", "content": "x"}, *HELLO])
+    assert "immediately after a user message" in shape_of(first.value)[1]
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
 def test_thinking_blocks_pass_through_and_back(client: anthropic.Anthropic, claude: FakeAnthropic,
                                                 streamed: bool) -> None:

@@ -29,7 +29,7 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.anthropic_fake import KEY, FakeAnthropic, Invalid
+from tests.anthropic_fake import KEY, FakeAnthropic
 from tests.harness import ROOT, Gateway
 
 VERSION = "2.1.197"
@@ -48,24 +48,9 @@ RUN_WITH_BASH = "Run with Bash: "
 
 
 class ClaudeCodeUpstream(FakeAnthropic):
-    """The fake Anthropic, with what Claude Code needs of the API beyond it.
-
-    Claude Code sends a `role: "system"` message after the first user turn to Opus and Sonnet (Anthropic's
-    mid-conversation system messages, beta `mid-conversation-system-2026-04-07`): such a message may not come
-    first; the rest is checked as before, without it. And the model calls a tool only when asked: a prompt
-    `Run with Bash: <command>` gets a Bash call for that command, any other prompt text (the fake alone calls the
-    first tool offered, which for Claude Code is its Agent tool)."""
-
-    def _check_messages(self, messages: Any) -> None:
-        if isinstance(messages, list):
-            for i, message in enumerate(messages):
-                if isinstance(message, dict) and message.get("role") == "system":
-                    if i == 0:
-                        raise Invalid("messages.0: a system message cannot be the first message")
-                    if not isinstance(message.get("content"), (str, list)):
-                        raise Invalid(f"messages.{i}.content: Input should be a valid string or list of text blocks")
-            messages = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
-        super()._check_messages(messages)
+    """The fake Anthropic, with a model that calls a tool only when asked: a prompt `Run with Bash: <command>` gets
+    a Bash call for that command, any other prompt text (the fake alone calls the first tool offered, which for
+    Claude Code is its Agent tool)."""
 
     def _compose(self, body: dict[str, Any], steer: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                               dict[str, Any]]:
