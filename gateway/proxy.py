@@ -41,7 +41,7 @@ from gateway.anthropic.usage import from_body as anthropic_usage
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
-from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, upstream_error
+from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, retry_cannot_help, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
@@ -152,7 +152,10 @@ class ProxyEndpoint:
                     response = await self._serve(ctx)
                 except ApiError as error:
                     ctx.error = error
-                    response = self.errors.response(error, self._headers(ctx), ctx.request_id)
+                    headers = self._headers(ctx)
+                    if retry_cannot_help(error):
+                        headers["x-should-retry"] = "false"
+                    response = self.errors.response(error, headers, ctx.request_id)
                 except asyncio.CancelledError:
                     ctx.client_left = True
                     raise

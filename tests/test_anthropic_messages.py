@@ -452,6 +452,7 @@ async def test_routes_with_no_counterpart_in_the_deployments_api_are_refused_in_
     for refused in (embeddings.value, completions.value):
         assert "anthropic/claude-sonnet-4-5" in str(refused) and "only chat completions and the Messages API" in \
             str(refused)
+        assert refused.response.headers["x-should-retry"] == "false"
     assert (len(upstream.seen), len(claude.seen)) == before  # nothing was sent
 
 
@@ -476,6 +477,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
     key = await new_key(admin_http, gateway, max_budget=3.5 * reserve)
     refused = 0
     ids = [uuid.uuid4().hex for _ in range(12)]
+    retry_words = set()
 
     async def send(request_id: str) -> tuple[int, bytes]:
         nonlocal refused
@@ -483,6 +485,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
                                    headers={"x-api-key": key, "X-Request-ID": request_id}) as r:
             if r.status != 200:
                 refused += 1
+                retry_words.add(r.headers.get("x-should-retry"))
                 return r.status, await r.read()
             return r.status, await r.read()
 
@@ -495,6 +498,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
     results = await sending
     statuses = [status for status, _ in results]
     assert statuses.count(200) == 3 and statuses.count(429) == 9
+    assert retry_words == {"true"}  # held by the requests in flight: a retry may fit once they settle
     refusal = orjson.loads(next(raw for status, raw in results if status == 429))
     assert refusal["type"] == "error" and refusal["error"]["type"] == "rate_limit_error"
     sent = [s.sent for s in held()]

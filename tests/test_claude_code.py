@@ -286,20 +286,37 @@ async def test_the_context_command_counts_tokens_through_the_gateway_for_free(
     assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
-async def test_a_refused_key_fails_claude_code_with_the_gateways_error(
+async def test_a_refused_key_fails_claude_code_at_once_with_the_gateways_error(
         claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
         admin: aiohttp.ClientSession) -> None:
-    """Claude Code retries a 401 ten times with backoff unless told not to; one try is enough to read the error."""
-    once = {"CLAUDE_CODE_MAX_RETRIES": "0"}
+    """Claude Code retries a 401 ten times with backoff unless the answer says `x-should-retry: false`, which the
+    gateway's refusals that no retry can fix do: one attempt each (the access log counts them)."""
     blocked = await new_key(admin, gateway)
     async with admin.post(f"{gateway.url}/key/block", json={"key": blocked}, headers=ADMIN) as r:
         assert r.status == 200, await r.text()
     before = len(anthropic_upstream.seen)
     for key, said in ((f"sk-{uuid.uuid4().hex}", "Authentication Error"), (blocked, "Key is blocked")):
-        run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", env=once)
+        refused = await logged_refusals(admin, gateway)
+        run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi")
         assert run.returncode != 0
         assert re.search(r"API Error: 401\b", run.stdout) and said in run.stdout, run.stdout + run.stderr
+        assert await logged_refusals(admin, gateway) == refused + 1
     assert len(anthropic_upstream.seen) == before
+
+
+async def logged_refusals(http: aiohttp.ClientSession, gw: Gateway) -> int:
+    """The 401s on /v1/messages in the gateway's access log so far. A request of the test's own is logged after
+    them (the log is written in order), so once its line is there, every earlier one is too."""
+    marker = uuid.uuid4().hex
+    async with http.post(f"{gw.url}/v1/messages", json={}, headers={"X-Request-ID": marker}) as r:
+        assert r.status == 400  # not a 401 itself
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while f": {marker} POST" not in gw.log():
+        assert loop.time() < deadline, "the access log was not written"
+        await asyncio.sleep(0.05)
+    log = gw.log()
+    return len(re.findall(r"POST /v1/messages status=401", log[:log.index(f": {marker} POST")]))
 
 
 FIXTURE_FILES = sorted(path.name for path in FIXTURES.glob("*.json"))

@@ -304,6 +304,7 @@ async def test_upstream_and_translation_errors_raise_the_anthropic_sdks_own(
                                tools=[{"type": "web_search_20250305", "name": "web_search"}])
     assert "tools[0]" in server_tool.value.message and "OpenAI-compatible upstream cannot run it" in \
         server_tool.value.message
+    assert server_tool.value.response.headers["x-should-retry"] == "false"
     with pytest.raises(anthropic.BadRequestError) as unknown:
         client.messages.create(model="qwen", max_tokens=16, messages=HELLO, extra_body={"temprature": 1})
     assert "temprature" in unknown.value.message
@@ -469,6 +470,7 @@ async def test_anthropic_errors_raise_the_openai_sdks_own(chat: openai.OpenAI, c
     with pytest.raises(openai.BadRequestError) as not_said:
         chat.chat.completions.create(model="claude", messages=HELLO, n=2)
     assert not_said.value.body["param"] == "n"  # type: ignore[index]
+    assert not_said.value.response.headers["x-should-retry"] == "false"
     assert len(claude.seen) == before
     with pytest.raises(openai.APIError) as in_stream:
         list(chat.chat.completions.create(model="claude", messages=HELLO, stream=True,
@@ -628,3 +630,46 @@ async def test_the_mock_answers_the_messages_api_through_the_translation(
         record = await spend_record(admin, gateway, headers["X-Request-ID"], ADMIN)
         assert record["completion_tokens"] == message.usage.output_tokens and record["status"] == "success"
     assert len(claude.seen) == before  # nothing was sent
+
+
+# ---- the gateway's own refusals ------------------------------------------------------------------------
+
+async def test_refusals_a_retry_cannot_fix_say_so_and_the_sdks_do_not_retry(
+        gateway: Gateway, admin: aiohttp.ClientSession) -> None:
+    wrong = {"x-api-key": "sk-no-such-key"}
+    body = {"model": "claude", "max_tokens": 16, "messages": HELLO}
+    async with admin.post(f"{gateway.url}/v1/messages", json=body, headers=wrong) as r:
+        assert (r.status, r.headers.get("x-should-retry")) == (401, "false")
+    async with admin.post(f"{gateway.url}/v1/chat/completions", json={"model": "nope", "messages": HELLO},
+                          headers=ADMIN) as r:
+        assert (r.status, r.headers.get("x-should-retry")) == (404, "false")
+    async with admin.post(f"{gateway.url}/key/generate", json={"rpm_limit": 1}, headers=ADMIN) as r:
+        limited = (await r.json())["key"]
+    for expected in (200, 429):
+        async with admin.post(f"{gateway.url}/v1/messages", json=body, headers={"x-api-key": limited}) as r:
+            assert r.status == expected
+    assert "x-should-retry" not in r.headers and r.headers["retry-after"]  # a rate limit passes: retry later
+    async with admin.post(f"{gateway.url}/key/generate", json={"max_budget": 0}, headers=ADMIN) as r:
+        broke = (await r.json())["key"]
+    # The SDKs read it: with retries allowed, one request is made (the access log counts them).
+    with anthropic.Anthropic(base_url=gateway.url, api_key=broke, max_retries=3) as sdk, \
+            pytest.raises(anthropic.RateLimitError) as over_budget:
+        sdk.messages.create(model="claude", max_tokens=16, messages=HELLO, extra_headers=rid())
+    assert over_budget.value.response.headers["x-should-retry"] == "false"
+    request_id = over_budget.value.response.headers["x-request-id"]
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key="sk-no-such-key", max_retries=3) as sdk, \
+            pytest.raises(openai.AuthenticationError) as refused:
+        sdk.chat.completions.create(model="claude", messages=HELLO, extra_headers=rid())
+    for seen in (request_id, refused.value.response.headers["x-request-id"]):
+        await _logged(gateway, seen)
+        assert gateway.log().count(f": {seen} POST") == 1
+
+
+async def _logged(gw: Gateway, request_id: str, patience: float = 5.0) -> None:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + patience
+    while f": {request_id} POST" not in gw.log():
+        assert loop.time() < deadline, f"{request_id} not in the access log"
+        await asyncio.sleep(0.05)
