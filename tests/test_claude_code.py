@@ -182,11 +182,13 @@ def cost_of(sent: bytes) -> float:
 
 
 def run_claude(binary: Path, base_url: str, token: str, *args: str, token_variable: str = "ANTHROPIC_AUTH_TOKEN",
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`claude -p ...` in a project folder of its own, HOME a new folder, only these variables set."""
-    home = Path(tempfile.mkdtemp(prefix="claude-code-home-"))
+               env: dict[str, str] | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`claude -p ...` in a project folder of its own, HOME a new folder (unless given: one machine's), only these
+    variables set."""
+    kept = home is not None
+    home = home or Path(tempfile.mkdtemp(prefix="claude-code-home-"))
     project = home / "project"
-    project.mkdir()
+    project.mkdir(exist_ok=True)
     try:
         return subprocess.run(
             [str(binary), "-p", "--no-session-persistence", *args], cwd=project, stdin=subprocess.DEVNULL,
@@ -194,7 +196,8 @@ def run_claude(binary: Path, base_url: str, token: str, *args: str, token_variab
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "ANTHROPIC_BASE_URL": base_url,
                  token_variable: token, **OFFLINE, **(env or {})})
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("base", "token_variable"), [("", "ANTHROPIC_AUTH_TOKEN"), (PREFIX, "ANTHROPIC_API_KEY")],
@@ -221,7 +224,8 @@ async def test_claude_code_answers_through_the_gateway_and_its_key_pays(
 async def test_a_custom_header_names_the_end_user_who_pays(
         claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
         admin: aiohttp.ClientSession) -> None:
-    """Claude Code's own metadata.user_id is new with every session; ANTHROPIC_CUSTOM_HEADERS can name the person."""
+    """Without it the end user is the device Claude Code names in metadata.user_id; ANTHROPIC_CUSTOM_HEADERS names
+    the person, and wins."""
     key = await new_key(admin, gateway)
     person = f"dev-{uuid.uuid4().hex[:8]}"
     before = len(anthropic_upstream.seen)
@@ -231,6 +235,28 @@ async def test_a_custom_header_names_the_end_user_who_pays(
     spent = sum(cost_of(s.sent) for s in anthropic_upstream.seen[before:])
     assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
     assert await spend_reaches(admin, gateway, spent, end_user=person) == pytest.approx(spent)
+
+
+async def test_sessions_on_one_machine_are_one_end_user(
+        claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
+        admin: aiohttp.ClientSession) -> None:
+    """Its metadata.user_id names a new session each run; the gateway takes the device it names (the account, when
+    logged in to one), so two runs in one HOME are one end user who paid for both."""
+    key = await new_key(admin, gateway)
+    home = Path(tempfile.mkdtemp(prefix="claude-code-home-"))
+    before = len(anthropic_upstream.seen)
+    try:
+        for _ in range(2):
+            run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", home=home)
+            assert (run.returncode, run.stdout.strip()) == (0, "upstream says hi"), run.stdout + run.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    seen = anthropic_upstream.seen[before:]
+    named = [orjson.loads(s.body["metadata"]["user_id"]) for s in seen]
+    assert len({n["session_id"] for n in named}) == 2 and len({n["device_id"] for n in named}) == 1
+    assert {n["account_uuid"] for n in named} == {""}
+    spent = sum(cost_of(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, end_user=named[0]["device_id"]) == pytest.approx(spent)
 
 
 async def test_a_tool_runs_and_its_result_goes_back_through_the_gateway(

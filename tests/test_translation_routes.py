@@ -673,3 +673,39 @@ async def _logged(gw: Gateway, request_id: str, patience: float = 5.0) -> None:
     while f": {request_id} POST" not in gw.log():
         assert loop.time() < deadline, f"{request_id} not in the access log"
         await asyncio.sleep(0.05)
+
+
+# ---- Claude Code's metadata.user_id --------------------------------------------------------------------
+
+async def test_claude_codes_sessions_are_one_end_user(gateway: Gateway, client: anthropic.Anthropic,
+                                                       claude: FakeAnthropic, admin: aiohttp.ClientSession) -> None:
+    device = uuid.uuid4().hex * 2
+    account = str(uuid.uuid4())
+    spent = 0.0
+    for user_id in (orjson.dumps({"device_id": device, "account_uuid": "", "session_id": str(uuid.uuid4())}),
+                    orjson.dumps({"device_id": device, "account_uuid": "", "session_id": str(uuid.uuid4())}),
+                    f"user_{device}_account__session_{uuid.uuid4()}".encode()):
+        raw = client.messages.with_raw_response.create(model="claude", max_tokens=16, messages=HELLO,
+                                                       metadata={"user_id": user_id.decode()})
+        spent += float(raw.headers["x-litellm-response-cost"])
+        assert claude.seen[-1].body["metadata"] == {"user_id": user_id.decode()}  # sent on untouched
+    raw = client.messages.with_raw_response.create(model="claude", max_tokens=16, messages=HELLO, metadata={
+        "user_id": orjson.dumps({"device_id": device, "account_uuid": account, "session_id": "s"}).decode()})
+    for end_user, expected in ((device, spent), (account, float(raw.headers["x-litellm-response-cost"]))):
+        assert await _end_user_spend(admin, gateway, end_user, expected) == pytest.approx(expected)
+
+
+async def _end_user_spend(http: aiohttp.ClientSession, gw: Gateway, end_user: str, expected: float) -> float:
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    spend = 0.0
+    while loop.time() < deadline:
+        async with http.get(f"{gw.url}/end_user/info", params={"end_user_id": end_user}, headers=ADMIN) as r:
+            found = await r.json()
+        spend = float(found.get("info", found).get("spend") or 0.0) if r.status == 200 else 0.0
+        if spend == pytest.approx(expected):
+            break
+        await asyncio.sleep(0.1)
+    return spend
