@@ -583,16 +583,22 @@ class ProxyEndpoint:
     def _headers(self, ctx: Ctx, upstream: Response | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
-        caller's limits (the rate_limit plugin's)."""
+        caller's limits (the rate_limit plugin's). A native Anthropic answer's request-id and
+        anthropic-ratelimit-* go out under their own names too."""
         names = self.names
         headers = {"X-Request-ID": ctx.request_id, names.call_id: ctx.request_id, names.version: __version__}
         if upstream is not None:
+            # An Anthropic client reads Anthropic's own headers by their names (the SDK's `_request_id`).
+            native = self.inbound is Api.ANTHROPIC and ctx.deployment is not None \
+                and ctx.deployment.protocol is Api.ANTHROPIC
             for raw_name, raw_value in upstream.raw_headers:
                 name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
                 lower = name.lower()
                 if lower not in NOT_RELAYED:
                     headers[f"llm_provider-{name}"] = value
                     if lower.startswith("x-ratelimit-"):
+                        headers[lower] = value
+                    elif native and (lower == "request-id" or lower.startswith("anthropic-ratelimit-")):
                         headers[lower] = value
         deployment = ctx.deployment
         if deployment is not None:

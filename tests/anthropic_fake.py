@@ -60,6 +60,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                529: "overloaded_error"}
 THOUGHT = "The user greets me; a short answer will do."
+# What Anthropic's API says of the organization's limits on every answer (a few of its anthropic-ratelimit-*).
+RATE_LIMITS = {"anthropic-ratelimit-requests-limit": "4000", "anthropic-ratelimit-requests-remaining": "3999",
+               "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:00Z"}
 
 
 class Invalid(Exception):
@@ -292,7 +295,8 @@ class FakeAnthropic:
               headers: dict[str, str] | None = None) -> web.Response:
         seen.sent, seen.status, seen.outcome = orjson.dumps(answer), status, "completed"
         return web.Response(status=status, body=seen.sent, content_type="application/json",
-                            headers={"request-id": f"req_{self.name}_{len(self.seen)}", **(headers or {})})
+                            headers={"request-id": f"req_{self.name}_{len(self.seen)}", **RATE_LIMITS,
+                                     **(headers or {})})
 
     def _refuse(self, exc: Invalid) -> web.Response:
         seen = self.seen[-1] if self.seen else Seen("", "", {}, {}, b"")
@@ -363,7 +367,8 @@ class FakeAnthropic:
     async def _stream(self, request: web.Request, seen: Seen, steer: dict[str, Any], message: dict[str, Any],
                       blocks: list[dict[str, Any]], usage: dict[str, Any]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                               "Cache-Control": "no-cache", "request-id": f"req_{self.name}"})
+                                               "Cache-Control": "no-cache", "request-id": f"req_{self.name}",
+                                               **RATE_LIMITS})
         frames = [frame.encode("latin-1") for frame in steer["frames"]] if "frames" in steer \
             else _framed(_events(message, blocks, usage), steer)
         gate_after = 1 if "gate" in steer else -1

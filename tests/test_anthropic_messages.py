@@ -141,6 +141,9 @@ async def test_create_relays_the_message_byte_for_byte_and_charges_it(
     assert seen.body == {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HELLO}
     assert seen.headers["x-api-key"] == KEY and "Authorization" not in seen.headers
     assert raw.headers["x-litellm-model-group"] == "claude"
+    # Anthropic's own headers under their own names, as the SDK reads them (and under llm_provider-, as LiteLLM's).
+    assert message._request_id == raw.headers["llm_provider-request-id"] == f"req_claude_{len(claude.seen)}"
+    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "3999"
     await assert_charged(admin_http, gateway, request_id, seen.sent)
 
 
@@ -157,6 +160,7 @@ async def test_a_stream_reaches_the_sdk_byte_for_byte_and_is_charged_from_its_ev
     with client.messages.with_streaming_response.create(model="claude", max_tokens=64, messages=HELLO,
                                                         stream=True) as response:
         got = b"".join(response.iter_bytes())
+        assert response.request_id == "req_claude"
     assert got == claude.seen[-1].sent
     events = [event.type for event in client.messages.create(model="claude", max_tokens=64, messages=HELLO,
                                                              stream=True)]
