@@ -30,6 +30,7 @@ import orjson
 import pytest
 
 from tests.anthropic_fake import KEY, FakeAnthropic
+from tests.fakes import VllmUpstream
 from tests.harness import ROOT, Gateway
 
 VERSION = "2.1.197"
@@ -45,6 +46,7 @@ IN_PRICE, OUT_PRICE = 0.000005, 0.000025
 OFFLINE = {"DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1",
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 RUN_WITH_BASH = "Run with Bash: "
+OPEN_MODEL = "qwen3-coder"  # served by an OpenAI-compatible deployment: Claude Code's requests are translated
 
 
 class ClaudeCodeUpstream(FakeAnthropic):
@@ -63,6 +65,18 @@ class ClaudeCodeUpstream(FakeAnthropic):
             usage["output_tokens"] = sum(len(orjson.dumps(block)) for block in blocks) // 4 + 1
         usage.update(self._input_usage(body))  # the prompt as sent, tools and all
         return message, blocks, usage
+
+
+class ClaudeCodeVllm(VllmUpstream):
+    """The fake vLLM behind an OpenAI-compatible deployment, with the same model: it calls Bash only when the last
+    user turn says `Run with Bash: <command>`."""
+
+    def calls(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        command = _asked_to_run(next(m for m in reversed(body["messages"]) if m["role"] == "user"))
+        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+        if command is None or "Bash" not in offered:
+            return None
+        return "Bash", {"command": command, "description": "Run what the user asked"}
 
 
 def _asked_to_run(message: dict[str, Any]) -> str | None:
@@ -117,13 +131,24 @@ def anthropic_upstream() -> Iterator[ClaudeCodeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(anthropic_upstream: ClaudeCodeUpstream) -> Iterator[Gateway]:
+def vllm_upstream() -> Iterator[ClaudeCodeVllm]:
+    fake = ClaudeCodeVllm("vllm")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(anthropic_upstream: ClaudeCodeUpstream, vllm_upstream: ClaudeCodeVllm) -> Iterator[Gateway]:
     prices = {"input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE,
               "cache_read_input_token_cost": IN_PRICE, "cache_creation_input_token_cost": IN_PRICE}
     with Gateway({
-        "model_list": [{"model_name": name, "litellm_params": {
+        "model_list": [*({"model_name": name, "litellm_params": {
             "model": f"anthropic/{name}", "api_base": anthropic_upstream.api_base, "api_key": KEY, **prices}}
-            for name in MODELS],
+            for name in MODELS),
+            {"model_name": OPEN_MODEL, "litellm_params": {
+                "model": "hosted_vllm/Qwen/Qwen3-Coder-30B-A3B-Instruct", "api_base": vllm_upstream.base_url,
+                "api_key": "sk-vllm", **prices}}],
         "general_settings": {"master_key": MASTER},
         "gateway_settings": {"path_prefixes": [PREFIX]},
     }) as gw:
@@ -345,6 +370,54 @@ async def logged_refusals(http: aiohttp.ClientSession, gw: Gateway) -> int:
     return len(re.findall(r"POST /v1/messages status=401", log[:log.index(f": {marker} POST")]))
 
 
+def chat_cost(sent: bytes) -> float:
+    """What an answer the fake vLLM sent costs at the configured prices, from the usage in it."""
+    usage: dict[str, Any] = {}
+    for line in sent.split(b"\n") if not sent.startswith(b"{") else [b"data: " + sent]:
+        event = orjson.loads(line[6:]) if line.startswith(b"data: {") else {}
+        usage = event.get("usage") or usage
+    return float(usage["prompt_tokens"] * IN_PRICE + usage["completion_tokens"] * OUT_PRICE)
+
+
+async def test_claude_code_on_an_openai_compatible_deployment(
+        claude_code: Path, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """A model served by vLLM: every turn is translated (its mid-conversation system message, context_management,
+    thinking, 24 tools), the answer streams back as Anthropic's events and the key pays what vLLM reported."""
+    key = await new_key(admin, gateway)
+    before = len(vllm_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", "--model", OPEN_MODEL)
+    assert (run.returncode, run.stdout.strip()) == (0, "vllm says hi"), run.stdout + run.stderr
+    seen = vllm_upstream.seen[before:]
+    assert seen and all(s.path == "/v1/chat/completions" and s.outcome == "completed" for s in seen)
+    first = seen[0].body
+    assert first["model"] == "Qwen/Qwen3-Coder-30B-A3B-Instruct" and first["stream"] is True
+    # Its system prompt, the first turn, and the system message it sends after it, where it was.
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "system"] and len(first["tools"]) > 10
+    assert first["chat_template_kwargs"] == {"enable_thinking": True, "thinking": True}
+    spent = sum(chat_cost(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
+
+
+async def test_a_tool_runs_through_an_openai_compatible_deployment(
+        claude_code: Path, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """vLLM's Bash call reaches Claude Code as a tool_use block, Claude Code runs it, and its output goes back as a
+    tool message, which the fake vLLM takes only if it answers that call."""
+    key = await new_key(admin, gateway)
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    before = len(vllm_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, f"{RUN_WITH_BASH}echo {marker}",
+                                  "--allowedTools=Bash", "--model", OPEN_MODEL)
+    assert (run.returncode, run.stdout.strip()) == (0, f"The tool said: {marker}"), run.stdout + run.stderr
+    seen = vllm_upstream.seen[before:]
+    assert [s.outcome for s in seen] == ["completed", "completed"]
+    called = seen[0].sent
+    assert b'"name":"Bash"' in called
+    result = [m for m in seen[1].body["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in result] == [marker]
+    spent = sum(chat_cost(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
+
+
 FIXTURE_FILES = sorted(path.name for path in FIXTURES.glob("*.json"))
 
 
@@ -369,3 +442,30 @@ async def test_recorded_claude_code_requests_reach_anthropic_intact(
     for header in ("anthropic-beta", "anthropic-version"):
         assert seen[0].headers[header] == recorded["headers"][header]
     assert answer == seen[0].sent
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+async def test_recorded_claude_code_requests_are_translated_for_an_openai_compatible_deployment(
+        name: str, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """The same bodies, for a model vLLM serves: each is translated (none refused, as every turn was before
+    translation took Claude Code's system messages and context_management) and answered as Anthropic's API
+    answers; count_tokens is the gateway's estimate."""
+    recorded = orjson.loads((FIXTURES / name).read_bytes())
+    key = await new_key(admin, gateway)
+    before = len(vllm_upstream.seen)
+    async with admin.post(f"{gateway.url}{PREFIX}{recorded['path']}",
+                          data=orjson.dumps({**recorded["body"], "model": OPEN_MODEL}),
+                          headers={**recorded["headers"], "x-api-key": key}) as r:
+        answer = await r.read()
+        status = r.status
+    assert status == 200, answer
+    seen = vllm_upstream.seen[before:]
+    if recorded["path"].startswith("/v1/messages/count_tokens"):
+        assert seen == [] and orjson.loads(answer)["input_tokens"] > 0
+        return
+    assert [s.outcome for s in seen] == ["completed"]
+    assert answer.startswith(b"event: message_start\n") and answer.endswith(b"event: message_stop\n"
+                                                                           b'data: {"type":"message_stop"}\n\n')
+    sent = seen[0].body
+    assert "context_management" not in sent and "cache_control" not in orjson.dumps(sent).decode()
+    assert sent["user"] == recorded["body"]["metadata"]["user_id"]
