@@ -65,7 +65,6 @@ def envelope(message: str, type: str, param: str | None, code: str | None) -> by
 
 # The gateway's own refusals that the same request gets again: the request itself, its key or its model.
 FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415, 422})
-SHOULD_NOT_RETRY = {"x-should-retry": "false"}
 
 
 def retry_cannot_help(error: ApiError) -> bool:

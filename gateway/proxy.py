@@ -11,8 +11,10 @@ connection at once; it is settled as 499 and charged for what it was sent.
 
 A route speaks OpenAI's API or Anthropic's Messages API (`inbound`, gateway/protocols.py), and so does
 each deployment upstream; the two meet in `_forward`, the one place that decides what to do when they
-differ. What differs between the two APIs on the way in (the body's checks, what is reserved, the
-error shape) is chosen once per route, in `__init__`; on the way back, by the deployment's API.
+differ: a Crossing (gateway/crossing.py) translates the request there, and its answer on the way back,
+the one case where a stream is decoded event by event. What differs between the two APIs on the way in
+(the body's checks, what is reserved, the error shape) is chosen once per route, in `__init__`; on the
+way back, by the deployment's API.
 """
 
 from __future__ import annotations
