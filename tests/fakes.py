@@ -23,6 +23,7 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.anthropic_fake import SCRIPTS
 from tests.stream_corpus import SHAPES
 
 SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
@@ -429,8 +430,6 @@ class VllmUpstream(FakeUpstream):
 
 
 def _steering(user: Any) -> dict[str, Any]:
-    from tests.anthropic_fake import SCRIPTS
-
     if isinstance(user, str) and user.startswith("fake:"):
         return dict(SCRIPTS[user[len("fake:"):]])
     return {}

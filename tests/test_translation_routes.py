@@ -10,6 +10,7 @@ answer is charged exactly what the fake reported in it; retries, fallbacks and m
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -666,8 +667,6 @@ async def test_refusals_a_retry_cannot_fix_say_so_and_the_sdks_do_not_retry(
 
 
 async def _logged(gw: Gateway, request_id: str, patience: float = 5.0) -> None:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + patience
     while f": {request_id} POST" not in gw.log():
@@ -696,8 +695,6 @@ async def test_claude_codes_sessions_are_one_end_user(gateway: Gateway, client: 
 
 
 async def _end_user_spend(http: aiohttp.ClientSession, gw: Gateway, end_user: str, expected: float) -> float:
-    import asyncio
-
     loop = asyncio.get_running_loop()
     deadline = loop.time() + 10
     spend = 0.0
