@@ -20,7 +20,7 @@ from typing import Any, Protocol
 import msgspec
 from multidict import CIMultiDictProxy
 
-from gateway.anthropic.requests import upstream_headers
+from gateway.anthropic.requests import check_headers, upstream_headers
 from gateway.errors import ApiError, upstream_error
 from gateway.protocols import Api, untranslated
 from gateway.router import Deployment
@@ -124,6 +124,7 @@ class ToMessages(Crossing):
     def __init__(self, body: dict[str, Any], headers: CIMultiDictProxy[str], include_usage: bool) -> None:
         self.messages = chat_request_to_messages(decode_chat_request(body))
         self.path = "messages"
+        check_headers(headers)
         self.headers = upstream_headers(headers)  # the client's anthropic-version and -beta, if it sent them
         self.model = self.messages.model
         self.stream = bool(self.messages.stream)
