@@ -13,7 +13,14 @@ from typing import Any
 
 import yaml
 
-from benchmarks.workloads import CHAT_MODEL, EMBED_MODEL, HELD_CHAT_MODEL, MESSAGES_MODEL, PACED_CHAT_MODEL
+from benchmarks.workloads import (
+    CHAT_MODEL,
+    EMBED_MODEL,
+    HELD_CHAT_MODEL,
+    MESSAGES_MODEL,
+    PACED_CHAT_MODEL,
+    TRANSLATED_MODEL,
+)
 
 UPSTREAM_PLACEHOLDER = "{upstream}"
 UPSTREAM_KEY = "sk-upstream"
@@ -45,6 +52,8 @@ def default_config(upstream: str) -> dict[str, Any]:
             # Anthropic's own API: the gateway appends /v1/messages to the root.
             {"model_name": MESSAGES_MODEL, "litellm_params": {
                 "model": f"anthropic/{MESSAGES_MODEL}", "api_base": upstream, "api_key": UPSTREAM_KEY}},
+            # OpenAI's API upstream, asked in Anthropic's: every request and stream event is translated.
+            _model(TRANSLATED_MODEL, upstream),
         ],
         "general_settings": {"master_key": MASTER_KEY},
     }
@@ -52,7 +61,7 @@ def default_config(upstream: str) -> dict[str, Any]:
 
 def issue_virtual_key(gateway_url: str) -> str:
     """A virtual key allowed the benchmark's models, made the way an operator would."""
-    models = [CHAT_MODEL, PACED_CHAT_MODEL, HELD_CHAT_MODEL, EMBED_MODEL, MESSAGES_MODEL]
+    models = [CHAT_MODEL, PACED_CHAT_MODEL, HELD_CHAT_MODEL, EMBED_MODEL, MESSAGES_MODEL, TRANSLATED_MODEL]
     body = json.dumps({"models": models, "key_alias": "benchmark"}).encode()
     request = urllib.request.Request(f"{gateway_url}/key/generate", data=body, method="POST", headers={
         "Authorization": f"Bearer {MASTER_KEY}", "Content-Type": "application/json"})

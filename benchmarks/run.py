@@ -36,7 +36,7 @@ from benchmarks.workloads import Workload, all_workloads
 
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_OUT = Path(__file__).resolve().parent / "results"
-LOAD_WORKLOADS = ("chat", "chat-stream", "embeddings", "messages", "messages-stream")
+LOAD_WORKLOADS = ("chat", "chat-stream", "embeddings", "messages", "messages-stream", "messages-translated-stream")
 # The paced stream stands in for streaming here: at concurrency 1 a flat-out
 # stream adds nothing the non-stream row does not show, while a paced one
 # separates time to first byte from total time.

@@ -12,6 +12,8 @@ HELD_CHAT_MODEL = "bench-chat-held"
 EMBED_MODEL = "bench-embed"
 # An anthropic/ deployment: Anthropic's Messages API in, the same API out, relayed byte for byte.
 MESSAGES_MODEL = "bench-claude"
+# An OpenAI-compatible deployment asked in Anthropic's Messages API: the request and every event translated.
+TRANSLATED_MODEL = "bench-claude-on-chat"
 MESSAGES = [
     {"role": "system", "content": "You are a benchmark."},
     {"role": "user", "content": "Say something short about reverse proxies."},
@@ -35,9 +37,9 @@ def _chat(stream: bool, model: str = CHAT_MODEL) -> bytes:
     return orjson.dumps(payload)
 
 
-def _messages(stream: bool) -> bytes:
+def _messages(stream: bool, model: str = MESSAGES_MODEL) -> bytes:
     """The chat workload's prompt as Anthropic's Messages API writes it: the system prompt apart."""
-    payload: dict[str, object] = {"model": MESSAGES_MODEL, "max_tokens": 32, "system": MESSAGES[0]["content"],
+    payload: dict[str, object] = {"model": model, "max_tokens": 32, "system": MESSAGES[0]["content"],
                                   "messages": MESSAGES[1:]}
     if stream:
         payload["stream"] = True
@@ -69,5 +71,8 @@ def all_workloads() -> dict[str, Workload]:
         ),
         Workload("messages", "messages (non-stream)", "/v1/messages", _messages(False), False),
         Workload("messages-stream", "messages (stream)", "/v1/messages", _messages(True), True),
+        # Direct and the floor get the fake upstream's own Messages stream for it: the same answer, untranslated.
+        Workload("messages-translated-stream", "messages -> chat (stream, translated)", "/v1/messages",
+                 _messages(True, TRANSLATED_MODEL), True),
     ]
     return {w.name: w for w in items}

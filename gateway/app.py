@@ -265,7 +265,7 @@ def _add_routes(app: web.Application, access_source: str) -> None:
                                     settings.tracking_header_prefix, access_log, pricing, in_flight,
                                     cors=app.get(CORS))
             describe(handler.handle, Operation(body=MESSAGES_REQUESTS[endpoint],
-                                               summary=f"Anthropic's /v1/{endpoint}"))
+                                               summary=f"Anthropic's /v1/{endpoint}", errors="anthropic"))
             app.router.add_post(f"{prefix}/v1/{endpoint}", handler.handle)
         for base in (f"{prefix}/v1", prefix):
             app.router.add_get(f"{base}/models", info.list_models)

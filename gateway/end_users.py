@@ -2,11 +2,18 @@
 
 The end user is named by the request, not by its key: LiteLLM's standard headers first, then the
 configured header, then the body's `user` (and the other places LiteLLM reads it from).
+
+Claude Code's `metadata.user_id` names a session, not a person: a JSON string `{"device_id",
+"account_uuid", "session_id"}` (before 2.1, `user_<device>_account_<account>_session_<session>`) with a
+new session id every run. Taken whole, as LiteLLM takes it, every session would be an end user of its
+own, each with a fresh default budget; the gateway takes its stable part instead, the Claude account
+when Claude Code is logged in to one, else the device, so one developer's sessions are one end user.
 """
 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any, NamedTuple
 
@@ -57,13 +64,32 @@ def _as_dict(value: Any) -> dict[str, Any]:
     return {}
 
 
+CLAUDE_CODE_LEGACY = re.compile(r"user_([0-9a-f]{64})_account_([0-9a-f-]*)_session_[0-9a-f-]+")
+
+
+def _metadata_user(value: Any) -> Any:
+    """metadata.user_id, Claude Code's reduced to the account or device it names (see the module's doc)."""
+    if not isinstance(value, str):
+        return value
+    if value.startswith("{"):
+        parsed = _as_dict(value)
+        if isinstance(parsed.get("session_id"), str) and ("device_id" in parsed or "account_uuid" in parsed):
+            stable = parsed.get("account_uuid") or parsed.get("device_id")
+            return stable if isinstance(stable, str) and stable else value
+    elif value.startswith("user_"):
+        legacy = CLAUDE_CODE_LEGACY.fullmatch(value)
+        if legacy is not None:
+            return legacy[2] or legacy[1]
+    return value
+
+
 def end_user_id(headers: Mapping[str, str], body: dict[str, Any], names: tuple[str, ...]) -> str | None:
     for name in names:
         value = headers.get(name)
         if value is not None and value.strip():
             return value
     candidates = (body.get("user"), _as_dict(body.get("litellm_metadata")).get("user"),
-                  _as_dict(body.get("metadata")).get("user_id"), body.get("safety_identifier"))
+                  _metadata_user(_as_dict(body.get("metadata")).get("user_id")), body.get("safety_identifier"))
     for value in candidates:
         if value is not None and not isinstance(value, (dict, list)):
             return str(value)

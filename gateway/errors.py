@@ -63,6 +63,18 @@ def envelope(message: str, type: str, param: str | None, code: str | None) -> by
     return orjson.dumps({"error": {"message": message, "type": type, "param": param, "code": code}})
 
 
+# The gateway's own refusals that the same request gets again: the request itself, its key or its model.
+FINAL_STATUSES = frozenset({400, 401, 403, 404, 405, 413, 415, 422})
+
+
+def retry_cannot_help(error: ApiError) -> bool:
+    """Whether the gateway's refusal says `x-should-retry: false`, which the anthropic and openai SDKs and
+    Claude Code read to give up at once rather than retry with backoff. A refusal that may pass later (a
+    rate limit, a deployment cooling down, a budget held by requests in flight) does not; one whose headers
+    already say, as a budget that is spent, keeps its own word."""
+    return error.status in FINAL_STATUSES and not (error.headers and "x-should-retry" in error.headers)
+
+
 def bad_request(message: str, param: str | None = None) -> ApiError:
     return ApiError(400, message, "invalid_request_error", param)
 

@@ -32,6 +32,7 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True):
     query: tuple[Query, ...] = ()
     public: bool = False  # answered without a key
     hidden: bool = False  # served, but not part of the API (these docs themselves)
+    errors: Literal["openai", "anthropic"] = "openai"  # the envelope its errors come in
 
 
 # Keyed by the function, or by the bound method for handlers that differ per instance (the proxy's).
@@ -78,6 +79,22 @@ ERROR_SCHEMA: dict[str, Any] = {
 }
 ERROR_RESPONSE = {"description": "An error, in OpenAI's envelope",
                   "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}}}
+ANTHROPIC_ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["type", "error"],
+    "properties": {
+        "type": {"const": "error"},
+        "error": {"type": "object", "required": ["type", "message"], "properties": {
+            "type": {"type": "string", "enum": ["invalid_request_error", "authentication_error", "billing_error",
+                                                "permission_error", "not_found_error", "request_too_large",
+                                                "rate_limit_error", "api_error", "timeout_error",
+                                                "overloaded_error"]},
+            "message": {"type": "string"}}},
+        "request_id": {"type": "string"}},
+}
+ANTHROPIC_ERROR_RESPONSE = {"description": "An error, in Anthropic's envelope (its type named by the status)",
+                            "content": {"application/json": {
+                                "schema": {"$ref": "#/components/schemas/AnthropicError"}}}}
 SECURITY_SCHEMES = {
     "bearer": {"type": "http", "scheme": "bearer", "description": "A virtual key or the master key"},
     "x-litellm-api-key": {"type": "apiKey", "in": "header", "name": "x-litellm-api-key"},
@@ -118,7 +135,8 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
             "tags": [tag_of(path)],
             "operationId": _unique(f"{route.method.lower()}{re.sub(r'[^A-Za-z0-9]+', '_', path)}".rstrip("_"),
                                    taken),
-            "responses": {"200": {"description": "OK"}, "default": ERROR_RESPONSE},
+            "responses": {"200": {"description": "OK"},
+                          "default": ANTHROPIC_ERROR_RESPONSE if operation.errors == "anthropic" else ERROR_RESPONSE},
         }
         if operation.summary:
             spec["summary"] = operation.summary
@@ -154,7 +172,8 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
         "servers": [{"url": ".", "description": "where this document was read from"}],
         "tags": [{"name": tag} for tag in TAG_ORDER if tag in used],
         "paths": paths,
-        "components": {"schemas": {**schemas, "Error": ERROR_SCHEMA}, "securitySchemes": SECURITY_SCHEMES},
+        "components": {"schemas": {**schemas, "Error": ERROR_SCHEMA, "AnthropicError": ANTHROPIC_ERROR_SCHEMA},
+                       "securitySchemes": SECURITY_SCHEMES},
         "security": [{name: []} for name in SECURITY_SCHEMES],
     }
 

@@ -3,9 +3,10 @@ that decides what happens when the two differ.
 
 Inbound, every route speaks OpenAI's API but /v1/messages and /v1/messages/count_tokens, which speak
 Anthropic's. Upstream, every provider speaks OpenAI's but `anthropic/`, which speaks Anthropic's Messages
-API. When both sides speak one API the answer is relayed as the upstream sent it; when they differ it has
-to be translated, and until the translation is wired in such a request is refused here, naming the
-deployment, before anything is sent.
+API. When both sides speak one API the answer is relayed as the upstream sent it; when they differ it is
+translated (gateway/crossing.py): the Messages API to an OpenAI-compatible deployment's chat completions,
+and chat completions to an `anthropic/` deployment's Messages API. Any other route to a deployment of the
+other API is refused here, naming the deployment, before anything is sent.
 """
 
 from __future__ import annotations
@@ -36,8 +37,9 @@ def inbound(endpoint: str) -> Api:
 
 def untranslated(endpoint: str, asked: Api, deployment: Deployment, speaks: Api) -> ApiError:
     """The answer to a request whose deployment speaks another API than the caller (`speaks`: the
-    upstream's; the built-in mock speaks OpenAI's)."""
+    upstream's), on a route that has no counterpart in that API."""
     return ApiError(400, f"/v1/{endpoint} speaks {API_NAMES[asked]}, but model group {deployment.group!r} sent it "
                     f"to deployment {deployment.id[:12]} ({deployment.provider.name}/{deployment.model_template}), "
-                    f"which speaks {API_NAMES[speaks]}; this gateway does not translate between them yet. Use a "
-                    "deployment that speaks the caller's API.", "invalid_request_error", "model")
+                    f"which speaks {API_NAMES[speaks]}; only chat completions and the Messages API are translated "
+                    "between the two. Use a deployment that speaks the caller's API.", "invalid_request_error",
+                    "model")

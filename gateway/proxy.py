@@ -11,8 +11,10 @@ connection at once; it is settled as 499 and charged for what it was sent.
 
 A route speaks OpenAI's API or Anthropic's Messages API (`inbound`, gateway/protocols.py), and so does
 each deployment upstream; the two meet in `_forward`, the one place that decides what to do when they
-differ. What differs between the two APIs on the way in (the body's checks, what is reserved, the
-error shape) is chosen once per route, in `__init__`; on the way back, by the deployment's API.
+differ: a Crossing (gateway/crossing.py) translates the request there, and its answer on the way back,
+the one case where a stream is decoded event by event. What differs between the two APIs on the way in
+(the body's checks, what is reserved, the error shape) is chosen once per route, in `__init__`; on the
+way back, by the deployment's API.
 """
 
 from __future__ import annotations
@@ -40,14 +42,16 @@ from gateway.anthropic.usage import MessagesMeter
 from gateway.anthropic.usage import from_body as anthropic_usage
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
-from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, upstream_error
+from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
+from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, retry_cannot_help, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
-from gateway.protocols import Api, inbound, untranslated
+from gateway.protocols import Api, inbound
 from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
+from gateway.translate import dialect_for
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
 from gateway.usage import Usage, estimate, from_json_body, image_count
 
@@ -150,7 +154,10 @@ class ProxyEndpoint:
                     response = await self._serve(ctx)
                 except ApiError as error:
                     ctx.error = error
-                    response = self.errors.response(error, self._headers(ctx), ctx.request_id)
+                    headers = self._headers(ctx)
+                    if retry_cannot_help(error):
+                        headers["x-should-retry"] = "false"
+                    response = self.errors.response(error, headers, ctx.request_id)
                 except asyncio.CancelledError:
                     ctx.client_left = True
                     raise
@@ -199,8 +206,8 @@ class ProxyEndpoint:
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
-            if ctx.error is None and isinstance(meter, MessagesMeter):
-                ctx.error = meter.failure()  # Anthropic's `event: error` ended the stream
+            if ctx.error is None:
+                ctx.error = meter.failure()  # an `event: error` ended the stream, Anthropic's or a translator's
         settled = Settlement(status, usage, cost, ctx.error, ctx.client_left,
                                               ctx.response is not None, meter.sent if meter is not None else 0,
                                               ended)
@@ -390,19 +397,25 @@ class ProxyEndpoint:
             if failed is not None:
                 raise UpstreamFailure(failed[0], True, failed[1])
             if ctx.mock.response is not None:
-                if self.inbound is not Api.OPENAI:
-                    raise bad_request(f"mock_response answers in OpenAI's API, and /v1/{self.endpoint} speaks "
-                                      "Anthropic's: it is not served here until translation is", "mock_response")
+                if self.endpoint == COUNT_TOKENS:
+                    return self._count_here(ctx, body)
                 return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
         speaks = deployment.protocol
-        if speaks is not self.inbound:
-            return self._across(ctx, deployment, speaks, body)
+        if speaks is not self.inbound and self.endpoint == COUNT_TOKENS:
+            return self._count_here(ctx, body)
         if deployment.provider.is_mock:
             return await self._answer_mock(ctx, route, body, strip_usage)
+        across: Crossing | None = None
+        if speaks is not self.inbound:
+            across = crossing(self.endpoint, self.inbound, deployment, body, ctx.request.headers,
+                              _asked_for_usage(body) and not strip_usage)
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
-            if speaks is Api.OPENAI:
+            if across is not None:
+                upstream = await deployment.pool.post(deployment.endpoint, across.path, across.payload(), limit,
+                                                      across.headers)
+            elif speaks is Api.OPENAI:
                 upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
             else:
                 upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit,
@@ -411,12 +424,20 @@ class ProxyEndpoint:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
                     raw = await upstream.read()
-                    error = upstream_error(upstream.status, raw) if speaks is Api.OPENAI else \
-                        anthropic_errors.from_upstream(upstream.status, raw)
+                    if across is not None:
+                        error = across.error(upstream.status, raw)
+                    else:
+                        error = upstream_error(upstream.status, raw) if speaks is Api.OPENAI else \
+                            anthropic_errors.from_upstream(upstream.status, raw)
                     wait = _retry_after(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
+                if across is not None and across.stream:
+                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
+                                        False, requested, deployment, across.translator())
+                    upstream.raw_headers = []
+                    return await relay
                 if stream or upstream.content_type == "text/event-stream":
                     sse = upstream.content_type == "text/event-stream"
                     relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
@@ -428,6 +449,8 @@ class ProxyEndpoint:
                 upstream.release()
             ctx.first_byte_at = time.perf_counter()
             deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
+            if across is not None:
+                return self._translated_answer(ctx, body, across, payload, upstream)
             return self._json_answer(ctx, body, payload, upstream.status, upstream,
                                      upstream.header(b"content-type") or "application/json")
         except CertificateUnverified as exc:
@@ -446,27 +469,49 @@ class ProxyEndpoint:
         finally:
             deployment.in_flight -= 1
 
-    def _across(self, ctx: Ctx, deployment: Deployment, speaks: Api, body: dict[str, Any]) -> web.StreamResponse:
-        """A deployment that speaks another API than the caller: count_tokens is answered from the gateway's
-        own estimate; anything else needs a translation this gateway does not have yet."""
-        if self.endpoint != COUNT_TOKENS:
-            raise untranslated(self.endpoint, self.inbound, deployment, speaks)
+    def _count_here(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
+        """count_tokens for a deployment that does not count them (one that speaks OpenAI's API, or a mocked
+        answer): the gateway's own estimate, never charged."""
         ctx.usage = NO_USAGE
         payload = orjson.dumps({"input_tokens": anthropic_requests.prompt_tokens(body)})
         return self._json_answer(ctx, body, payload, 200, None, "application/json")
 
+    def _translated_answer(self, ctx: Ctx, body: dict[str, Any], across: Crossing, payload: bytes,
+                           upstream: Response | None) -> web.Response:
+        """A JSON answer in the caller's API, charged with the usage the upstream reported in it, else an
+        estimate from the caller's prompt and the answer. One the translation cannot read is the upstream's
+        failure: another deployment may answer better."""
+        try:
+            translated = across.answer(payload)
+        except ApiError as error:
+            raise UpstreamFailure(error, True, None) from None
+        if self.needs_usage:
+            ctx.usage = translated.usage or self.estimate(body, len(translated.body))
+        return self._json_answer(ctx, body, translated.body, 200, upstream, "application/json")
+
     async def _answer_mock(self, ctx: Ctx, route: Route, body: dict[str, Any],
                            strip_usage: bool, text: str | None = None) -> web.StreamResponse:
-        """The built-in mock answers as an upstream would, and its answer takes the same way back."""
+        """The built-in mock answers as an OpenAI-compatible upstream would, and its answer takes the same way
+        back: on /v1/messages, through the translation, as an OpenAI-compatible deployment's does."""
         ctx.sent_at = None  # no upstream call was made on this attempt
-        answer = mock.answer(route.deployment, self.endpoint, body, route.upstream_model, text)
+        deployment = route.deployment
+        if self.inbound is Api.ANTHROPIC:
+            across = ToChat(body, dialect_for(deployment.provider.name))
+            answer = mock.answer(deployment, "chat/completions", across.chat_body(), route.upstream_model, text)
+            ctx.first_byte_at = time.perf_counter()
+            if answer.events is None:
+                assert answer.body is not None
+                return self._translated_answer(ctx, body, across, answer.body, None)
+            return await self._relay(ctx, 200, self._headers(ctx), _replay(answer.events), False,
+                                     ctx.requested_model, deployment, across.translator())
+        answer = mock.answer(deployment, self.endpoint, body, route.upstream_model, text)
         ctx.first_byte_at = time.perf_counter()
         if answer.events is None:
             assert answer.body is not None
             ctx.usage = answer.usage if self.needs_usage else None
             return self._json_answer(ctx, body, answer.body, 200, None, "application/json")
         return await self._relay(ctx, 200, self._headers(ctx), _replay(answer.events), strip_usage,
-                                 ctx.requested_model, route.deployment)
+                                 ctx.requested_model, deployment)
 
     def _json_answer(self, ctx: Ctx, body: dict[str, Any], payload: bytes, status: int,
                      upstream: Response | None, content_type: str) -> web.Response:
@@ -482,9 +527,11 @@ class ProxyEndpoint:
         return web.Response(status=status, body=payload, headers=merged)
 
     async def _relay(self, ctx: Ctx, status: int, headers: dict[str, str], chunks: AsyncIterator[bytes],
-                     strip_usage: bool, requested: str | None, deployment: Deployment) -> web.StreamResponse:
-        """Relay a stream as it arrives. Once the headers are out, the answer is the client's: an
-        upstream failure becomes a last error event; a client that left ends the relay quietly."""
+                     strip_usage: bool, requested: str | None, deployment: Deployment,
+                     translator: StreamTranslator | None = None) -> web.StreamResponse:
+        """Relay a stream as it arrives (through `translator` when it is in the other API). Once the headers
+        are out, the answer is the client's: an upstream failure becomes a last error event; a client that
+        left ends the relay quietly."""
         names = HEADER_NAMES
         response = web.StreamResponse(status=status, headers={names.get(name) or _header_name(name): value
                                                               for name, value in {**headers, **SSE_HEADERS}.items()})
@@ -496,8 +543,13 @@ class ProxyEndpoint:
             return response
         ctx.response = response
         keep = MAX_OUTPUT_BYTES if self.chain.needs_output else 0
-        meter = ctx.meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage, keep) \
-            if deployment.protocol is Api.OPENAI else MessagesMeter(self.needs_usage, keep)
+        if translator is not None:
+            meter: StreamMeter = TranslatedMeter(translator, keep, self.estimate)
+        elif deployment.protocol is Api.OPENAI:
+            meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage, keep)
+        else:
+            meter = MessagesMeter(self.needs_usage, keep)
+        ctx.meter = meter
         feed = meter.feed
         try:
             async for chunk in chunks:
@@ -523,7 +575,7 @@ class ProxyEndpoint:
                                  f"stream: {exc}", "api_connection_error")
             ctx.error = error
             # The client learns of it as a last event; never as a made-up end.
-            rest = meter.flush() + self.errors.stream_event(error, ctx.request_id)
+            rest = meter.broken() + self.errors.stream_event(error, ctx.request_id)
         else:
             rest = meter.flush()
         if rest:
@@ -533,16 +585,22 @@ class ProxyEndpoint:
     def _headers(self, ctx: Ctx, upstream: Response | None = None) -> dict[str, str]:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
-        caller's limits (the rate_limit plugin's)."""
+        caller's limits (the rate_limit plugin's). A native Anthropic answer's request-id and
+        anthropic-ratelimit-* go out under their own names too."""
         names = self.names
         headers = {"X-Request-ID": ctx.request_id, names.call_id: ctx.request_id, names.version: __version__}
         if upstream is not None:
+            # An Anthropic client reads Anthropic's own headers by their names (the SDK's `_request_id`).
+            native = self.inbound is Api.ANTHROPIC and ctx.deployment is not None \
+                and ctx.deployment.protocol is Api.ANTHROPIC
             for raw_name, raw_value in upstream.raw_headers:
                 name, value = raw_name.decode("latin-1"), raw_value.decode("latin-1")
                 lower = name.lower()
                 if lower not in NOT_RELAYED:
                     headers[f"llm_provider-{name}"] = value
                     if lower.startswith("x-ratelimit-"):
+                        headers[lower] = value
+                    elif native and (lower == "request-id" or lower.startswith("anthropic-ratelimit-")):
                         headers[lower] = value
         deployment = ctx.deployment
         if deployment is not None:

@@ -15,6 +15,7 @@ from collections.abc import Callable
 from typing import Any
 
 from gateway import sse
+from gateway.errors import ApiError
 from gateway.usage import Usage, estimate, from_json_body, from_object
 
 # Enough for the last events (where usage is) and a sample of the answer's text; held for as long as a
@@ -208,6 +209,14 @@ class StreamMeter:
 
     def flush(self) -> bytes:
         return self.stripper.flush() if self.stripper is not None else b""
+
+    def broken(self) -> bytes:
+        """The upstream broke off: what is still owed the client before the gateway's error event."""
+        return self.flush()
+
+    def failure(self) -> ApiError | None:
+        """An error the stream itself ended with, though its answer started well (none, in OpenAI's streams)."""
+        return None
 
     def delivered(self, chunk: bytes) -> None:
         """`chunk` was written to the client."""

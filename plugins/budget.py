@@ -154,7 +154,7 @@ class Budget(Plugin):
             message = exceeded_message(denied.counter, denied.spent)
             if denied.counter.limit > 0 and denied.spent < denied.counter.limit:
                 message += self.why_reserved(ctx, denied, amount)
-            return ApiError(self.status, message, "budget_exceeded", None, str(self.status))
+            return ApiError(self.status, message, "budget_exceeded", None, str(self.status), _retry_word(denied))
         caller = ctx.caller
         who = {
             "key": f"Key={caller.label} " if caller is not None else "",
@@ -169,7 +169,7 @@ class Budget(Plugin):
         message = f"Budget has been exceeded! {who}Current cost: {denied.spent}, Max budget: {denied.counter.limit}"
         if denied.counter.limit > 0 and denied.spent < denied.counter.limit:
             message += self.why_reserved(ctx, denied, amount)
-        return ApiError(self.status, message, "budget_exceeded", None, str(self.status))
+        return ApiError(self.status, message, "budget_exceeded", None, str(self.status), _retry_word(denied))
 
     def why_reserved(self, ctx: Ctx, denied: Denied, amount: float) -> str:
         """The budget is not spent: this request's reservation is what does not fit. Say so, with the
@@ -224,3 +224,10 @@ class Budget(Plugin):
 
 
 PLUGIN = Budget
+
+
+def _retry_word(denied: Denied) -> dict[str, str]:
+    """`x-should-retry`: a budget held by requests in flight may fit once they settle; one spent, or one this
+    request's reservation alone overflows, does not until it resets, so clients that honour the header (the
+    SDKs, Claude Code) give up at once instead of retrying with backoff."""
+    return {"x-should-retry": "true" if denied.reserved > 0 else "false"}

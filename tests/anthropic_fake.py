@@ -6,7 +6,8 @@ define, `model`, `max_tokens` (not for count_tokens), `messages` alternating fro
 block of a type Anthropic defines with the fields that type requires, each `tool_result` answering a
 `tool_use` of the turn before, each `thinking` block passed back with the signature this fake gave it,
 `system` a string or text blocks, tools with a name and an input_schema, `thinking` with a budget of at
-least 1024 below max_tokens.
+least 1024 below max_tokens, a `role: "system"` message (Claude Opus 4.8's mid-conversation system message,
+which Claude Code sends) only right after a user turn and with text only.
 
 It answers as Anthropic does: a Message (usage last, as the API writes it), or the documented stream
 (message_start, content_block_start, ping, content_block_delta with text_delta / input_json_delta /
@@ -59,6 +60,9 @@ ERROR_TYPES = {400: "invalid_request_error", 401: "authentication_error", 403: "
                404: "not_found_error", 413: "request_too_large", 429: "rate_limit_error", 500: "api_error",
                529: "overloaded_error"}
 THOUGHT = "The user greets me; a short answer will do."
+# What Anthropic's API says of the organization's limits on every answer (a few of its anthropic-ratelimit-*).
+RATE_LIMITS = {"anthropic-ratelimit-requests-limit": "4000", "anthropic-ratelimit-requests-remaining": "3999",
+               "anthropic-ratelimit-requests-reset": "2026-01-01T00:00:00Z"}
 
 
 class Invalid(Exception):
@@ -211,9 +215,12 @@ class FakeAnthropic:
             raise Invalid("messages: at least one message is required")
         previous_role, offered = None, set()
         for i, message in enumerate(messages):
-            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant"):
-                raise Invalid(f"messages.{i}.role: Input should be 'user' or 'assistant'")
+            if not isinstance(message, dict) or message.get("role") not in ("user", "assistant", "system"):
+                raise Invalid(f"messages.{i}.role: Input should be 'user', 'assistant' or 'system'")
             role = message["role"]
+            if role == "system":
+                self._check_system_message(i, message, messages[i - 1] if i else None)
+                continue
             if i == 0 and role != "user":
                 raise Invalid("messages: the first message must use the \"user\" role")
             if role == previous_role:
@@ -239,6 +246,19 @@ class FakeAnthropic:
                 elif kind == "thinking" and block["signature"] not in self._signatures:
                     raise Invalid(f"messages.{i}.content.{j}: Invalid `signature` in `thinking` block")
             offered, previous_role = called, role
+
+    @staticmethod
+    def _check_system_message(i: int, message: dict[str, Any], before: Any) -> None:
+        """A mid-conversation system message (Claude Opus 4.8 on): right after a user turn, text only; it takes no
+        part in the turns' alternation."""
+        if not isinstance(before, dict) or before.get("role") != "user":
+            raise Invalid(f"messages.{i}: a system message must come immediately after a user message")
+        content = message.get("content")
+        blocks = [{"type": "text", "text": content}] if isinstance(content, str) else content
+        if not isinstance(blocks, list) or not all(
+                isinstance(block, dict) and block.get("type") == "text" and isinstance(block.get("text"), str)
+                for block in blocks):
+            raise Invalid(f"messages.{i}.content: Input should be a valid string or list of text blocks")
 
     # answers
 
@@ -275,7 +295,8 @@ class FakeAnthropic:
               headers: dict[str, str] | None = None) -> web.Response:
         seen.sent, seen.status, seen.outcome = orjson.dumps(answer), status, "completed"
         return web.Response(status=status, body=seen.sent, content_type="application/json",
-                            headers={"request-id": f"req_{self.name}_{len(self.seen)}", **(headers or {})})
+                            headers={"request-id": f"req_{self.name}_{len(self.seen)}", **RATE_LIMITS,
+                                     **(headers or {})})
 
     def _refuse(self, exc: Invalid) -> web.Response:
         seen = self.seen[-1] if self.seen else Seen("", "", {}, {}, b"")
@@ -299,7 +320,7 @@ class FakeAnthropic:
             signature = "sig_" + hashlib.sha256((digest + THOUGHT).encode()).hexdigest()
             self._signatures.add(signature)
             blocks.append({"type": "thinking", "thinking": THOUGHT, "signature": signature})
-        last = body["messages"][-1]
+        last = next(m for m in reversed(body["messages"]) if m["role"] != "system")
         results = [b for b in last["content"] if b.get("type") == "tool_result"] \
             if isinstance(last.get("content"), list) else []
         tools = body.get("tools") or []
@@ -346,7 +367,8 @@ class FakeAnthropic:
     async def _stream(self, request: web.Request, seen: Seen, steer: dict[str, Any], message: dict[str, Any],
                       blocks: list[dict[str, Any]], usage: dict[str, Any]) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream; charset=utf-8",
-                                               "Cache-Control": "no-cache", "request-id": f"req_{self.name}"})
+                                               "Cache-Control": "no-cache", "request-id": f"req_{self.name}",
+                                               **RATE_LIMITS})
         frames = [frame.encode("latin-1") for frame in steer["frames"]] if "frames" in steer \
             else _framed(_events(message, blocks, usage), steer)
         gate_after = 1 if "gate" in steer else -1

@@ -17,12 +17,14 @@ from __future__ import annotations
 import asyncio
 import threading
 import time
+import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
 
+from tests.anthropic_fake import SCRIPTS
 from tests.stream_corpus import SHAPES
 
 SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
@@ -36,6 +38,7 @@ class Seen:
     raw: bytes
     outcome: str = "pending"  # completed | cancelled | dropped
     ended_at: float = 0.0
+    sent: bytes = b""  # the answer's body, byte for byte (VllmUpstream's)
 
 
 @dataclass
@@ -281,3 +284,189 @@ class FakeUpstream:
         finally:
             seen.ended_at = time.monotonic()
         return response
+
+
+THOUGHT = "The user greets me; a short answer will do."
+
+
+class VllmUpstream(FakeUpstream):
+    """A fake vLLM serving a reasoning model with tool calling: it answers as vLLM's OpenAI server writes its chat
+    completions (`reasoning_content`, hermes-style tool calls: id, type, index and name first, then argument
+    pieces, `stop_reason`, `prompt_tokens_details.cached_tokens`), byte shapes as tests/translate_corpus.py
+    records them. It checks what an OpenAI-compatible server checks of the fields the gateway sends: `model`,
+    `messages` with known roles, a tool message only answering a tool call of the assistant message before it,
+    tools as functions with parameters.
+
+    Thinking (`chat_template_kwargs.enable_thinking`, or `reasoning_effort`) puts reasoning first. Tools given and
+    no tool result yet: it calls `calls(body)` (the first tool); after tool messages, it says what the tools said.
+    vLLM's prefix cache: the prompt up to the last system message is cached once seen (its tokens come back as
+    cached_tokens). Tests steer it through `user` (the Messages API's metadata.user_id), made by
+    tests.anthropic_fake.steer: `status`/`body` (answer that error), `text`, `drop_after`, `error_after` (a
+    stream's chunk k is vLLM's error event), `no_usage`."""
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        self._prefixes: set[bytes] = set()
+
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        seen, _ = await self._record(request)
+        body = seen.body
+        steer = _steering(body.get("user"))
+        failure = await self._misbehave(seen, steer)
+        if failure is not None:
+            return failure
+        problem = _invalid(body)
+        if problem is not None:
+            seen.outcome = "refused"
+            return web.json_response({"object": "error", "message": problem, "type": "BadRequestError",
+                                      "param": None, "code": 400}, status=400)
+        reasoning, text, calls = self._compose(body, steer)
+        usage = self._usage(body, reasoning, text, calls)
+        finish = "tool_calls" if calls else "stop"
+        if body.get("stream"):
+            return await self._vllm_stream(request, seen, steer, reasoning, text, calls, finish, usage)
+        message: dict[str, Any] = {"role": "assistant", "reasoning_content": reasoning or None, "content": text}
+        if calls:
+            message["tool_calls"] = [{"id": call_id, "type": "function",
+                                      "function": {"name": name, "arguments": arguments}}
+                                     for call_id, name, arguments in calls]
+        answer = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion", "created": int(time.time()),
+                  "model": body["model"], "choices": [{"index": 0, "message": message, "logprobs": None,
+                                                       "finish_reason": finish, "stop_reason": None}],
+                  "usage": usage, "prompt_logprobs": None}
+        seen.outcome = "completed"
+        seen.sent = orjson.dumps(answer)
+        return web.Response(body=seen.sent, content_type="application/json")
+
+    def calls(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        """The tool the model calls, and its arguments: the first tool offered, with an argument for each
+        parameter."""
+        tool = body["tools"][0]["function"]
+        values = {"string": "Paris", "number": 21.5, "integer": 3, "boolean": True}
+        properties = (tool.get("parameters") or {}).get("properties") or {}
+        return tool["name"], {name: values.get(spec.get("type"), "Paris") for name, spec in properties.items()}
+
+    def _compose(self, body: dict[str, Any], steer: dict[str, Any]) -> tuple[str, str, list[tuple[str, str, str]]]:
+        kwargs = body.get("chat_template_kwargs") or {}
+        thinking = kwargs.get("enable_thinking") is True or body.get("reasoning_effort") not in (None, "none")
+        reasoning = THOUGHT if thinking else ""
+        messages = body["messages"]
+        answered = max((i for i, m in enumerate(messages) if m["role"] == "assistant"), default=-1)
+        results = [m["content"] if isinstance(m["content"], str) else "".join(p.get("text", "") for p in m["content"])
+                   for m in messages[answered + 1:] if m["role"] == "tool"]
+        if results:
+            return reasoning, "The tool said: " + " ".join(results), []
+        if body.get("tools") and body.get("tool_choice") != "none":
+            called = self.calls(body)
+            if called is not None:
+                name, arguments = called
+                return reasoning, f"I'll ask {name}.", [(f"chatcmpl-tool-{uuid.uuid4().hex[:10]}", name,
+                                                        orjson.dumps(arguments).decode())]
+        return reasoning, steer.get("text", f"{self.name} says hi"), []
+
+    def _usage(self, body: dict[str, Any], reasoning: str, text: str,
+               calls: list[tuple[str, str, str]]) -> dict[str, Any]:
+        messages = body["messages"]
+        prompt = len(orjson.dumps([messages, body.get("tools")])) // 4 + 1
+        last_system = max((i for i, m in enumerate(messages) if m["role"] == "system"), default=-1)
+        cached = 0
+        if last_system >= 0:
+            prefix = orjson.dumps(messages[:last_system + 1])
+            if prefix in self._prefixes:
+                cached = min(len(prefix) // 4, prompt)
+            self._prefixes.add(prefix)
+        completion = (len(reasoning) + len(text) + sum(len(a) + len(n) for _, n, a in calls)) // 4 + 1
+        return {"prompt_tokens": prompt, "total_tokens": prompt + completion, "completion_tokens": completion,
+                "prompt_tokens_details": {"cached_tokens": cached}}
+
+    async def _vllm_stream(self, request: web.Request, seen: Seen, steer: dict[str, Any], reasoning: str, text: str,
+                           calls: list[tuple[str, str, str]], finish: str, usage: dict[str, Any]) -> web.StreamResponse:
+        head = {"id": f"chatcmpl-{uuid.uuid4().hex}", "object": "chat.completion.chunk", "created": int(time.time()),
+                "model": seen.body["model"]}
+
+        def chunk(delta: dict[str, Any], finish_reason: str | None = None, **extra: Any) -> bytes:
+            choice = {"index": 0, "delta": delta, "logprobs": None, "finish_reason": finish_reason, **extra}
+            return b"data: " + orjson.dumps({**head, "choices": [choice]}) + b"\n\n"
+
+        frames = [chunk({"role": "assistant", "content": ""})]
+        frames += [chunk({"reasoning_content": piece}) for piece in _pieces(reasoning, 9) if reasoning]
+        frames += [chunk({"content": piece}) for piece in _pieces(text, 5)]
+        for index, (call_id, name, arguments) in enumerate(calls):
+            frames.append(chunk({"tool_calls": [{"id": call_id, "type": "function", "index": index,
+                                                 "function": {"name": name}}]}))
+            frames += [chunk({"tool_calls": [{"index": index, "function": {"arguments": piece}}]})
+                       for piece in _pieces(arguments, 6)]
+        frames.append(chunk({"content": ""}, finish, stop_reason=None))
+        options = seen.body.get("stream_options") or {}
+        if options.get("include_usage") and not steer.get("no_usage"):
+            frames.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
+        frames.append(b"data: [DONE]\n\n")
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        sent = bytearray()
+        try:
+            await response.prepare(request)
+            for index, frame in enumerate(frames):
+                if index == steer.get("drop_after"):
+                    seen.outcome = "dropped"
+                    assert request.transport is not None
+                    request.transport.abort()
+                    return response
+                if index == steer.get("error_after"):
+                    error = {"error": {"object": "error", "message": "The engine died while generating.",
+                                       "type": "InternalServerError", "param": None, "code": 500}}
+                    frame = b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n"
+                    await response.write(frame)
+                    sent += frame
+                    break
+                await response.write(frame)
+                sent += frame
+            await response.write_eof()
+            seen.outcome = "completed"
+        except (asyncio.CancelledError, ConnectionResetError):
+            seen.outcome = "cancelled"
+            raise
+        finally:
+            seen.sent = bytes(sent)
+            seen.ended_at = time.monotonic()
+        return response
+
+
+def _steering(user: Any) -> dict[str, Any]:
+    if isinstance(user, str) and user.startswith("fake:"):
+        return dict(SCRIPTS[user[len("fake:"):]])
+    return {}
+
+
+def _pieces(text: str, size: int) -> list[str]:
+    return [text[i:i + size] for i in range(0, len(text), size)] or [""]
+
+
+ROLES = frozenset({"system", "developer", "user", "assistant", "tool"})
+
+
+def _invalid(body: dict[str, Any]) -> str | None:
+    """What an OpenAI-compatible server refuses in a chat request, as its message says it; None when valid."""
+    if not isinstance(body.get("model"), str) or not body["model"]:
+        return "model: Field required"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages: at least one message is required"
+    called: set[str] = set()
+    for i, message in enumerate(messages):
+        role = message.get("role") if isinstance(message, dict) else None
+        if role not in ROLES:
+            return f"messages.{i}.role: Input tag {role!r} does not match any of the expected tags"
+        if role == "tool":
+            if message.get("tool_call_id") not in called:
+                return f"messages.{i}: a tool message must answer a tool call of the assistant message before it"
+        elif role == "assistant":
+            called = {call["id"] for call in message.get("tool_calls") or []}
+        else:
+            called = set()
+            content = message.get("content")
+            if not isinstance(content, (str, list)):
+                return f"messages.{i}.content: Input should be a valid string or list"
+    for i, tool in enumerate(body.get("tools") or []):
+        if tool.get("type") != "function" or not isinstance((tool.get("function") or {}).get("name"), str):
+            return f"tools.{i}: a function tool with a name is required"
+    return None

@@ -141,6 +141,9 @@ async def test_create_relays_the_message_byte_for_byte_and_charges_it(
     assert seen.body == {"model": "claude-sonnet-4-5", "max_tokens": 64, "messages": HELLO}
     assert seen.headers["x-api-key"] == KEY and "Authorization" not in seen.headers
     assert raw.headers["x-litellm-model-group"] == "claude"
+    # Anthropic's own headers under their own names, as the SDK reads them (and under llm_provider-, as LiteLLM's).
+    assert message._request_id == raw.headers["llm_provider-request-id"] == f"req_claude_{len(claude.seen)}"
+    assert raw.headers["anthropic-ratelimit-requests-remaining"] == "3999"
     await assert_charged(admin_http, gateway, request_id, seen.sent)
 
 
@@ -157,6 +160,7 @@ async def test_a_stream_reaches_the_sdk_byte_for_byte_and_is_charged_from_its_ev
     with client.messages.with_streaming_response.create(model="claude", max_tokens=64, messages=HELLO,
                                                         stream=True) as response:
         got = b"".join(response.iter_bytes())
+        assert response.request_id == "req_claude"
     assert got == claude.seen[-1].sent
     events = [event.type for event in client.messages.create(model="claude", max_tokens=64, messages=HELLO,
                                                              stream=True)]
@@ -183,6 +187,18 @@ def test_a_tool_round_trip(client: anthropic.Anthropic, claude: FakeAnthropic, s
         {"role": "user", "content": [{"type": "tool_result", "tool_use_id": call.id, "content": "21 degrees"}]}])
     assert claude.seen[-1].status == 200
     assert answer.content[0].type == "text" and answer.content[0].text == "The tool said: 21 degrees"
+
+
+def test_a_mid_conversation_system_message_reaches_anthropic_as_sent(client: anthropic.Anthropic,
+                                                                      claude: FakeAnthropic) -> None:
+    """Claude Code's `role: "system"` message after a user turn; the fake refuses one anywhere else, as Anthropic
+    does, and that refusal reaches the client as written."""
+    messages: list[Any] = [*HELLO, {"role": "system", "content": "Answer in French."}]
+    assert client.messages.create(model="claude", max_tokens=16, messages=messages).content[0].type == "text"
+    assert claude.seen[-1].body["messages"] == messages and claude.seen[-1].status == 200
+    with pytest.raises(anthropic.BadRequestError) as first:
+        client.messages.create(model="claude", max_tokens=16, messages=[{"role": "system", "content": "x"}, *HELLO])
+    assert "immediately after a user message" in shape_of(first.value)[1]
 
 
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
@@ -427,20 +443,20 @@ async def test_an_upstreams_error_event_passes_through_and_fails_the_request(
         ("failure", 200, "Overloaded")
 
 
-async def test_apis_that_need_translation_are_refused_in_the_callers_shape(
-        gateway: Gateway, upstream: FakeUpstream, claude: FakeAnthropic, client: anthropic.Anthropic) -> None:
+async def test_routes_with_no_counterpart_in_the_deployments_api_are_refused_in_the_callers_shape(
+        gateway: Gateway, upstream: FakeUpstream, claude: FakeAnthropic) -> None:
+    """Chat and the Messages API are translated (tests/test_translation_routes.py); Anthropic's API has no
+    embeddings or legacy completions."""
     before = (len(upstream.seen), len(claude.seen))
-    with pytest.raises(anthropic.BadRequestError) as messages_to_openai:
-        client.messages.create(model="gpt", max_tokens=16, messages=HELLO)
-    kind, message = shape_of(messages_to_openai.value)
-    assert kind == "invalid_request_error" and "'gpt'" in message and "openai/gpt-upstream" in message
-    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0) as chat, \
-            pytest.raises(openai.BadRequestError) as chat_to_anthropic:
-        chat.chat.completions.create(model="claude", messages=[{"role": "user", "content": "hi"}])
-    assert "anthropic/claude-sonnet-4-5" in str(chat_to_anthropic.value)
-    with pytest.raises(anthropic.BadRequestError) as mocked:
-        client.messages.create(model="claude", max_tokens=16, messages=HELLO, extra_body={"mock_response": "hi"})
-    assert "mock_response" in shape_of(mocked.value)[1]
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0) as sdk:
+        with pytest.raises(openai.BadRequestError) as embeddings:
+            sdk.embeddings.create(model="claude", input="hi")
+        with pytest.raises(openai.BadRequestError) as completions:
+            sdk.completions.create(model="claude", prompt="hi")
+    for refused in (embeddings.value, completions.value):
+        assert "anthropic/claude-sonnet-4-5" in str(refused) and "only chat completions and the Messages API" in \
+            str(refused)
+        assert refused.response.headers["x-should-retry"] == "false"
     assert (len(upstream.seen), len(claude.seen)) == before  # nothing was sent
 
 
@@ -465,6 +481,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
     key = await new_key(admin_http, gateway, max_budget=3.5 * reserve)
     refused = 0
     ids = [uuid.uuid4().hex for _ in range(12)]
+    retry_words = set()
 
     async def send(request_id: str) -> tuple[int, bytes]:
         nonlocal refused
@@ -472,6 +489,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
                                    headers={"x-api-key": key, "X-Request-ID": request_id}) as r:
             if r.status != 200:
                 refused += 1
+                retry_words.add(r.headers.get("x-should-retry"))
                 return r.status, await r.read()
             return r.status, await r.read()
 
@@ -484,6 +502,7 @@ async def test_a_budget_admits_exactly_as_many_concurrent_messages_as_it_holds(
     results = await sending
     statuses = [status for status, _ in results]
     assert statuses.count(200) == 3 and statuses.count(429) == 9
+    assert retry_words == {"true"}  # held by the requests in flight: a retry may fit once they settle
     refusal = orjson.loads(next(raw for status, raw in results if status == 429))
     assert refusal["type"] == "error" and refusal["error"]["type"] == "rate_limit_error"
     sent = [s.sent for s in held()]

@@ -29,7 +29,8 @@ import aiohttp
 import orjson
 import pytest
 
-from tests.anthropic_fake import KEY, FakeAnthropic, Invalid
+from tests.anthropic_fake import KEY, FakeAnthropic
+from tests.fakes import VllmUpstream
 from tests.harness import ROOT, Gateway
 
 VERSION = "2.1.197"
@@ -45,27 +46,13 @@ IN_PRICE, OUT_PRICE = 0.000005, 0.000025
 OFFLINE = {"DISABLE_TELEMETRY": "1", "DISABLE_ERROR_REPORTING": "1", "DISABLE_AUTOUPDATER": "1",
            "CLAUDE_CODE_DISABLE_NONESSENTIAL_TRAFFIC": "1"}
 RUN_WITH_BASH = "Run with Bash: "
+OPEN_MODEL = "qwen3-coder"  # served by an OpenAI-compatible deployment: Claude Code's requests are translated
 
 
 class ClaudeCodeUpstream(FakeAnthropic):
-    """The fake Anthropic, with what Claude Code needs of the API beyond it.
-
-    Claude Code sends a `role: "system"` message after the first user turn to Opus and Sonnet (Anthropic's
-    mid-conversation system messages, beta `mid-conversation-system-2026-04-07`): such a message may not come
-    first; the rest is checked as before, without it. And the model calls a tool only when asked: a prompt
-    `Run with Bash: <command>` gets a Bash call for that command, any other prompt text (the fake alone calls the
-    first tool offered, which for Claude Code is its Agent tool)."""
-
-    def _check_messages(self, messages: Any) -> None:
-        if isinstance(messages, list):
-            for i, message in enumerate(messages):
-                if isinstance(message, dict) and message.get("role") == "system":
-                    if i == 0:
-                        raise Invalid("messages.0: a system message cannot be the first message")
-                    if not isinstance(message.get("content"), (str, list)):
-                        raise Invalid(f"messages.{i}.content: Input should be a valid string or list of text blocks")
-            messages = [m for m in messages if not (isinstance(m, dict) and m.get("role") == "system")]
-        super()._check_messages(messages)
+    """The fake Anthropic, with a model that calls a tool only when asked: a prompt `Run with Bash: <command>` gets
+    a Bash call for that command, any other prompt text (the fake alone calls the first tool offered, which for
+    Claude Code is its Agent tool)."""
 
     def _compose(self, body: dict[str, Any], steer: dict[str, Any]) -> tuple[dict[str, Any], list[dict[str, Any]],
                                                                               dict[str, Any]]:
@@ -78,6 +65,18 @@ class ClaudeCodeUpstream(FakeAnthropic):
             usage["output_tokens"] = sum(len(orjson.dumps(block)) for block in blocks) // 4 + 1
         usage.update(self._input_usage(body))  # the prompt as sent, tools and all
         return message, blocks, usage
+
+
+class ClaudeCodeVllm(VllmUpstream):
+    """The fake vLLM behind an OpenAI-compatible deployment, with the same model: it calls Bash only when the last
+    user turn says `Run with Bash: <command>`."""
+
+    def calls(self, body: dict[str, Any]) -> tuple[str, dict[str, Any]] | None:
+        command = _asked_to_run(next(m for m in reversed(body["messages"]) if m["role"] == "user"))
+        offered = {tool["function"]["name"] for tool in body.get("tools") or []}
+        if command is None or "Bash" not in offered:
+            return None
+        return "Bash", {"command": command, "description": "Run what the user asked"}
 
 
 def _asked_to_run(message: dict[str, Any]) -> str | None:
@@ -132,13 +131,24 @@ def anthropic_upstream() -> Iterator[ClaudeCodeUpstream]:
 
 
 @pytest.fixture(scope="module")
-def gateway(anthropic_upstream: ClaudeCodeUpstream) -> Iterator[Gateway]:
+def vllm_upstream() -> Iterator[ClaudeCodeVllm]:
+    fake = ClaudeCodeVllm("vllm")
+    fake.start()
+    yield fake
+    fake.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(anthropic_upstream: ClaudeCodeUpstream, vllm_upstream: ClaudeCodeVllm) -> Iterator[Gateway]:
     prices = {"input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE,
               "cache_read_input_token_cost": IN_PRICE, "cache_creation_input_token_cost": IN_PRICE}
     with Gateway({
-        "model_list": [{"model_name": name, "litellm_params": {
+        "model_list": [*({"model_name": name, "litellm_params": {
             "model": f"anthropic/{name}", "api_base": anthropic_upstream.api_base, "api_key": KEY, **prices}}
-            for name in MODELS],
+            for name in MODELS),
+            {"model_name": OPEN_MODEL, "litellm_params": {
+                "model": "hosted_vllm/Qwen/Qwen3-Coder-30B-A3B-Instruct", "api_base": vllm_upstream.base_url,
+                "api_key": "sk-vllm", **prices}}],
         "general_settings": {"master_key": MASTER},
         "gateway_settings": {"path_prefixes": [PREFIX]},
     }) as gw:
@@ -197,11 +207,13 @@ def cost_of(sent: bytes) -> float:
 
 
 def run_claude(binary: Path, base_url: str, token: str, *args: str, token_variable: str = "ANTHROPIC_AUTH_TOKEN",
-               env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    """`claude -p ...` in a project folder of its own, HOME a new folder, only these variables set."""
-    home = Path(tempfile.mkdtemp(prefix="claude-code-home-"))
+               env: dict[str, str] | None = None, home: Path | None = None) -> subprocess.CompletedProcess[str]:
+    """`claude -p ...` in a project folder of its own, HOME a new folder (unless given: one machine's), only these
+    variables set."""
+    kept = home is not None
+    home = home or Path(tempfile.mkdtemp(prefix="claude-code-home-"))
     project = home / "project"
-    project.mkdir()
+    project.mkdir(exist_ok=True)
     try:
         return subprocess.run(
             [str(binary), "-p", "--no-session-persistence", *args], cwd=project, stdin=subprocess.DEVNULL,
@@ -209,7 +221,8 @@ def run_claude(binary: Path, base_url: str, token: str, *args: str, token_variab
             env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "HOME": str(home), "ANTHROPIC_BASE_URL": base_url,
                  token_variable: token, **OFFLINE, **(env or {})})
     finally:
-        shutil.rmtree(home, ignore_errors=True)
+        if not kept:
+            shutil.rmtree(home, ignore_errors=True)
 
 
 @pytest.mark.parametrize(("base", "token_variable"), [("", "ANTHROPIC_AUTH_TOKEN"), (PREFIX, "ANTHROPIC_API_KEY")],
@@ -236,7 +249,8 @@ async def test_claude_code_answers_through_the_gateway_and_its_key_pays(
 async def test_a_custom_header_names_the_end_user_who_pays(
         claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
         admin: aiohttp.ClientSession) -> None:
-    """Claude Code's own metadata.user_id is new with every session; ANTHROPIC_CUSTOM_HEADERS can name the person."""
+    """Without it the end user is the device Claude Code names in metadata.user_id; ANTHROPIC_CUSTOM_HEADERS names
+    the person, and wins."""
     key = await new_key(admin, gateway)
     person = f"dev-{uuid.uuid4().hex[:8]}"
     before = len(anthropic_upstream.seen)
@@ -246,6 +260,28 @@ async def test_a_custom_header_names_the_end_user_who_pays(
     spent = sum(cost_of(s.sent) for s in anthropic_upstream.seen[before:])
     assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
     assert await spend_reaches(admin, gateway, spent, end_user=person) == pytest.approx(spent)
+
+
+async def test_sessions_on_one_machine_are_one_end_user(
+        claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
+        admin: aiohttp.ClientSession) -> None:
+    """Its metadata.user_id names a new session each run; the gateway takes the device it names (the account, when
+    logged in to one), so two runs in one HOME are one end user who paid for both."""
+    key = await new_key(admin, gateway)
+    home = Path(tempfile.mkdtemp(prefix="claude-code-home-"))
+    before = len(anthropic_upstream.seen)
+    try:
+        for _ in range(2):
+            run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", home=home)
+            assert (run.returncode, run.stdout.strip()) == (0, "upstream says hi"), run.stdout + run.stderr
+    finally:
+        shutil.rmtree(home, ignore_errors=True)
+    seen = anthropic_upstream.seen[before:]
+    named = [orjson.loads(s.body["metadata"]["user_id"]) for s in seen]
+    assert len({n["session_id"] for n in named}) == 2 and len({n["device_id"] for n in named}) == 1
+    assert {n["account_uuid"] for n in named} == {""}
+    spent = sum(cost_of(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, end_user=named[0]["device_id"]) == pytest.approx(spent)
 
 
 async def test_a_tool_runs_and_its_result_goes_back_through_the_gateway(
@@ -301,20 +337,85 @@ async def test_the_context_command_counts_tokens_through_the_gateway_for_free(
     assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
-async def test_a_refused_key_fails_claude_code_with_the_gateways_error(
+async def test_a_refused_key_fails_claude_code_at_once_with_the_gateways_error(
         claude_code: Path, gateway: Gateway, anthropic_upstream: ClaudeCodeUpstream,
         admin: aiohttp.ClientSession) -> None:
-    """Claude Code retries a 401 ten times with backoff unless told not to; one try is enough to read the error."""
-    once = {"CLAUDE_CODE_MAX_RETRIES": "0"}
+    """Claude Code retries a 401 ten times with backoff unless the answer says `x-should-retry: false`, which the
+    gateway's refusals that no retry can fix do: one attempt each (the access log counts them)."""
     blocked = await new_key(admin, gateway)
     async with admin.post(f"{gateway.url}/key/block", json={"key": blocked}, headers=ADMIN) as r:
         assert r.status == 200, await r.text()
     before = len(anthropic_upstream.seen)
     for key, said in ((f"sk-{uuid.uuid4().hex}", "Authentication Error"), (blocked, "Key is blocked")):
-        run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", env=once)
+        refused = await logged_refusals(admin, gateway)
+        run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi")
         assert run.returncode != 0
         assert re.search(r"API Error: 401\b", run.stdout) and said in run.stdout, run.stdout + run.stderr
+        assert await logged_refusals(admin, gateway) == refused + 1
     assert len(anthropic_upstream.seen) == before
+
+
+async def logged_refusals(http: aiohttp.ClientSession, gw: Gateway) -> int:
+    """The 401s on /v1/messages in the gateway's access log so far. A request of the test's own is logged after
+    them (the log is written in order), so once its line is there, every earlier one is too."""
+    marker = uuid.uuid4().hex
+    async with http.post(f"{gw.url}/v1/messages", json={}, headers={"X-Request-ID": marker}) as r:
+        assert r.status == 400  # not a 401 itself
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 10
+    while f": {marker} POST" not in gw.log():
+        assert loop.time() < deadline, "the access log was not written"
+        await asyncio.sleep(0.05)
+    log = gw.log()
+    return len(re.findall(r"POST /v1/messages status=401", log[:log.index(f": {marker} POST")]))
+
+
+def chat_cost(sent: bytes) -> float:
+    """What an answer the fake vLLM sent costs at the configured prices, from the usage in it."""
+    usage: dict[str, Any] = {}
+    for line in sent.split(b"\n") if not sent.startswith(b"{") else [b"data: " + sent]:
+        event = orjson.loads(line[6:]) if line.startswith(b"data: {") else {}
+        usage = event.get("usage") or usage
+    return float(usage["prompt_tokens"] * IN_PRICE + usage["completion_tokens"] * OUT_PRICE)
+
+
+async def test_claude_code_on_an_openai_compatible_deployment(
+        claude_code: Path, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """A model served by vLLM: every turn is translated (its mid-conversation system message, context_management,
+    thinking, 24 tools), the answer streams back as Anthropic's events and the key pays what vLLM reported."""
+    key = await new_key(admin, gateway)
+    before = len(vllm_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, "say hi", "--model", OPEN_MODEL)
+    assert (run.returncode, run.stdout.strip()) == (0, "vllm says hi"), run.stdout + run.stderr
+    seen = vllm_upstream.seen[before:]
+    assert seen and all(s.path == "/v1/chat/completions" and s.outcome == "completed" for s in seen)
+    first = seen[0].body
+    assert first["model"] == "Qwen/Qwen3-Coder-30B-A3B-Instruct" and first["stream"] is True
+    # Its system prompt, the first turn, and the system message it sends after it, where it was.
+    assert [m["role"] for m in first["messages"]] == ["system", "user", "system"] and len(first["tools"]) > 10
+    assert first["chat_template_kwargs"] == {"enable_thinking": True, "thinking": True}
+    spent = sum(chat_cost(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
+
+
+async def test_a_tool_runs_through_an_openai_compatible_deployment(
+        claude_code: Path, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """vLLM's Bash call reaches Claude Code as a tool_use block, Claude Code runs it, and its output goes back as a
+    tool message, which the fake vLLM takes only if it answers that call."""
+    key = await new_key(admin, gateway)
+    marker = f"marker-{uuid.uuid4().hex[:8]}"
+    before = len(vllm_upstream.seen)
+    run = await asyncio.to_thread(run_claude, claude_code, gateway.url, key, f"{RUN_WITH_BASH}echo {marker}",
+                                  "--allowedTools=Bash", "--model", OPEN_MODEL)
+    assert (run.returncode, run.stdout.strip()) == (0, f"The tool said: {marker}"), run.stdout + run.stderr
+    seen = vllm_upstream.seen[before:]
+    assert [s.outcome for s in seen] == ["completed", "completed"]
+    called = seen[0].sent
+    assert b'"name":"Bash"' in called
+    result = [m for m in seen[1].body["messages"] if m["role"] == "tool"]
+    assert [m["content"] for m in result] == [marker]
+    spent = sum(chat_cost(s.sent) for s in seen)
+    assert await spend_reaches(admin, gateway, spent, key=key) == pytest.approx(spent)
 
 
 FIXTURE_FILES = sorted(path.name for path in FIXTURES.glob("*.json"))
@@ -341,3 +442,30 @@ async def test_recorded_claude_code_requests_reach_anthropic_intact(
     for header in ("anthropic-beta", "anthropic-version"):
         assert seen[0].headers[header] == recorded["headers"][header]
     assert answer == seen[0].sent
+
+
+@pytest.mark.parametrize("name", FIXTURE_FILES)
+async def test_recorded_claude_code_requests_are_translated_for_an_openai_compatible_deployment(
+        name: str, gateway: Gateway, vllm_upstream: ClaudeCodeVllm, admin: aiohttp.ClientSession) -> None:
+    """The same bodies, for a model vLLM serves: each is translated (none refused, as every turn was before
+    translation took Claude Code's system messages and context_management) and answered as Anthropic's API
+    answers; count_tokens is the gateway's estimate."""
+    recorded = orjson.loads((FIXTURES / name).read_bytes())
+    key = await new_key(admin, gateway)
+    before = len(vllm_upstream.seen)
+    async with admin.post(f"{gateway.url}{PREFIX}{recorded['path']}",
+                          data=orjson.dumps({**recorded["body"], "model": OPEN_MODEL}),
+                          headers={**recorded["headers"], "x-api-key": key}) as r:
+        answer = await r.read()
+        status = r.status
+    assert status == 200, answer
+    seen = vllm_upstream.seen[before:]
+    if recorded["path"].startswith("/v1/messages/count_tokens"):
+        assert seen == [] and orjson.loads(answer)["input_tokens"] > 0
+        return
+    assert [s.outcome for s in seen] == ["completed"]
+    assert answer.startswith(b"event: message_start\n") and answer.endswith(b"event: message_stop\n"
+                                                                           b'data: {"type":"message_stop"}\n\n')
+    sent = seen[0].body
+    assert "context_management" not in sent and "cache_control" not in orjson.dumps(sent).decode()
+    assert sent["user"] == recorded["body"]["metadata"]["user_id"]

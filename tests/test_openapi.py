@@ -92,6 +92,19 @@ async def test_bodies_are_the_structs_the_handlers_decode(gateway: Gateway, http
     assert schema_of(document, "/team/member_add")["required"] == ["team_id", "member"]
     chat = schema_of(document, "/v1/chat/completions")
     assert chat["required"] == ["model", "messages"] and "stream" in chat["properties"]
+    messages = schema_of(document, "/v1/messages")
+    assert messages["required"] == ["model", "max_tokens", "messages"]
+    roles = document["components"]["schemas"]["Message"]["properties"]["role"]["enum"]
+    assert sorted(roles) == ["assistant", "system", "user"]  # Claude Code's mid-conversation system messages
+    # Each route's errors in its own API's envelope.
+    for path in ("/v1/messages", "/v1/messages/count_tokens"):
+        error = document["paths"][path]["post"]["responses"]["default"]["content"]["application/json"]["schema"]
+        assert error == {"$ref": "#/components/schemas/AnthropicError"}
+    anthropic = document["components"]["schemas"]["AnthropicError"]
+    assert anthropic["properties"]["type"] == {"const": "error"}
+    assert "overloaded_error" in anthropic["properties"]["error"]["properties"]["type"]["enum"]
+    default = document["paths"]["/v1/chat/completions"]["post"]["responses"]["default"]
+    assert default["content"]["application/json"]["schema"] == {"$ref": "#/components/schemas/Error"}
     assert schema_of(document, "/openai/deployments/{model}/embeddings")["required"] == ["model", "input"]
     key_list = document["paths"]["/key/list"]["get"]
     assert {p["name"]: p["schema"]["type"] for p in key_list["parameters"]}["page"] == "integer"

@@ -202,7 +202,11 @@ def test_structured_output() -> None:
 @pytest.mark.parametrize(("field", "value", "param"), [
     ("container", "container_011", "container"),
     ("mcp_servers", [{"type": "url", "url": "https://mcp.example.com", "name": "m"}], "mcp_servers"),
-    ("context_management", {"edits": []}, "context_management"),
+    ("context_management", {"edits": [{"type": "clear_tool_uses_20250919", "keep": {"type": "tool_uses", "value": 3}}]},
+     "context_management"),
+    ("context_management", {"edits": [{"type": "clear_thinking_20251015", "keep": {"type": "thinking_turns",
+                                                                                  "value": 1}}]},
+     "context_management"),
     ("inference_geo", "eu", "inference_geo"),
     ("speed", "fast", "speed"),
     ("frequency_penalty", 0.5, "frequency_penalty"),
@@ -211,6 +215,32 @@ def test_structured_output() -> None:
 def test_what_an_openai_upstream_cannot_do_is_refused_by_name(field: str, value: Any, param: str) -> None:
     error = refused(to_chat, anthropic([{"role": "user", "content": "x"}], **{field: value}))
     assert error.param == param and field in error.message
+
+
+def test_claude_codes_system_messages_and_context_management() -> None:
+    """A system message after a user turn stays where it is; clearing thinking while keeping all of it edits
+    nothing and is left out, as is a context_management with no edits."""
+    keep_all = {"edits": [{"type": "clear_thinking_20251015", "keep": "all"}]}
+    sent = to_chat(anthropic([{"role": "user", "content": "hi"},
+                              {"role": "system", "content": "Agents: general-purpose."},
+                              {"role": "assistant", "content": "Hello"},
+                              {"role": "user", "content": "more"},
+                              {"role": "system", "content": [{"type": "text", "text": "a"},
+                                                             {"type": "text", "text": "b"}]}],
+                             system="Be brief.", context_management=keep_all))
+    assert sent["messages"] == [
+        {"role": "system", "content": "Be brief."}, {"role": "user", "content": "hi"},
+        {"role": "system", "content": "Agents: general-purpose."}, {"role": "assistant", "content": "Hello"},
+        {"role": "user", "content": "more"}, {"role": "system", "content": "a\n\nb"}]
+    assert "context_management" not in sent
+    assert "context_management" not in to_chat(anthropic([{"role": "user", "content": "x"}],
+                                                         context_management={"edits": []}))
+    error = refused(to_chat, anthropic([{"role": "user", "content": "x"}, {"role": "system", "content": [
+        {"type": "image", "source": {"type": "url", "url": "https://example.com/a.png"}}]}]))
+    assert error.param == "messages[1].content[0].type"
+    unknown = refused(to_chat, anthropic([{"role": "user", "content": "x"}],
+                                         context_management={"edits": [], "later": True}))
+    assert unknown.param == "context_management.later"
 
 
 def test_blocks_that_do_not_belong_are_refused_by_path() -> None:

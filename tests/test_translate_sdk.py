@@ -1,8 +1,8 @@
 """The stream translators over real HTTP, read by the official SDKs: a tiny relay on 127.0.0.1 translates a
 fake upstream's answers (the corpus' bytes, written as the upstream wrote them) for the `anthropic` SDK
 (an OpenAI-compatible upstream behind /v1/messages) and for the `openai` SDK (an Anthropic upstream
-behind /v1/chat/completions). The relay is what the gateway's route will do; here it proves the SDKs
-parse what the translators write."""
+behind /v1/chat/completions). The relay does what the gateway's routes do (tests/test_translation_routes.py
+runs them); here, over the corpus' every shape, it proves the SDKs parse what the translators write."""
 
 from __future__ import annotations
 

@@ -12,7 +12,8 @@ from msgspec import UNSET, UnsetType
 
 
 class Message(msgspec.Struct, kw_only=True):
-    role: Literal["user", "assistant"]
+    # "system": a mid-conversation system message (beta mid-conversation-system-2026-04-07), never the first.
+    role: Literal["user", "assistant", "system"]
     content: str | list[dict[str, Any]]  # text, or content blocks: text, image, tool_use, tool_result, thinking...
 
 
@@ -31,6 +32,8 @@ class MessagesRequest(msgspec.Struct, kw_only=True):
     thinking: dict[str, Any] | UnsetType = UNSET
     metadata: dict[str, Any] | UnsetType = UNSET
     service_tier: str | UnsetType = UNSET
+    output_config: dict[str, Any] | UnsetType = UNSET
+    context_management: dict[str, Any] | UnsetType = UNSET
 
 
 class CountTokensRequest(msgspec.Struct, kw_only=True):

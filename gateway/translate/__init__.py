@@ -8,7 +8,7 @@ OpenAI chat in, Anthropic upstream: `decode_chat_request`, `chat_request_to_mess
 """
 
 from gateway.translate.dialect import GENERIC, OLLAMA, OPENAI, VLLM, ZAI, Dialect, dialect_for
-from gateway.translate.errors import anthropic_error, to_anthropic_error, to_openai_error
+from gateway.translate.errors import anthropic_error, openai_error_of, to_anthropic_error, to_openai_error
 from gateway.translate.from_chat_response import Translated, chat_response_to_messages, translate_chat_response
 from gateway.translate.from_chat_stream import ChatToMessagesStream
 from gateway.translate.from_messages_response import messages_response_to_chat, translate_messages_response
@@ -20,6 +20,6 @@ __all__ = [
     "DEFAULT_MAX_TOKENS", "GENERIC", "OLLAMA", "OPENAI", "VLLM", "ZAI", "ChatToMessagesStream", "Dialect",
     "MessagesToChatStream", "Translated", "anthropic_error", "chat_request_to_messages", "chat_response_to_messages",
     "decode_chat_request", "decode_messages_request", "dialect_for", "messages_request_to_chat",
-    "messages_response_to_chat", "to_anthropic_error", "to_openai_error", "translate_chat_response",
+    "messages_response_to_chat", "openai_error_of", "to_anthropic_error", "to_openai_error", "translate_chat_response",
     "translate_messages_response",
 ]

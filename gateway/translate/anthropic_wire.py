@@ -94,7 +94,9 @@ Block = TextBlock | ImageBlock | DocumentBlock | ToolUseBlock | ToolResultBlock 
 
 
 class MessageParam(msgspec.Struct):
-    role: Literal["user", "assistant"]
+    # "system": Anthropic's mid-conversation system message (beta mid-conversation-system-2026-04-07),
+    # which Claude Code sends after the first user turn.
+    role: Literal["user", "assistant", "system"]
     content: str | list[Block]
 
 
@@ -156,6 +158,18 @@ class OutputConfig(msgspec.Struct, omit_defaults=True):
     format: JsonOutputFormat | None = None
 
 
+class ContextEdit(msgspec.Struct):
+    """One of context_management's edits: `clear_thinking_20251015`, `clear_tool_uses_20250919`, ...; `keep`
+    is "all" or how many turns or tool uses to keep."""
+
+    type: str
+    keep: Any = None
+
+
+class ContextManagement(msgspec.Struct, forbid_unknown_fields=True):
+    edits: list[ContextEdit] = []
+
+
 class MessagesRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True):
     model: str
     max_tokens: int
@@ -176,7 +190,7 @@ class MessagesRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=
     # Fields of the API that an OpenAI-style upstream cannot honour: decoded so that the refusal names them.
     container: Any = None
     mcp_servers: Any = None
-    context_management: Any = None
+    context_management: ContextManagement | None = None
     inference_geo: str | None = None
     speed: Literal["standard", "fast"] | None = None
     diagnostics: Any = None
@@ -288,11 +302,16 @@ StreamEvent = (MessageStart | ContentBlockStart | ContentBlockDelta | ContentBlo
 
 # An Anthropic upstream's answer and events, read leniently
 
+class OutputDetailsIn(msgspec.Struct):
+    thinking_tokens: int | None = None
+
+
 class UsageIn(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    output_tokens_details: OutputDetailsIn | None = None
 
 
 class BlockIn(msgspec.Struct):

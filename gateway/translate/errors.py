@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import msgspec
 
-from gateway.errors import envelope, upstream_error
+from gateway.errors import ApiError, envelope, upstream_error
 from gateway.translate import anthropic_wire as a
 
 ANTHROPIC_TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -61,9 +61,14 @@ def to_anthropic_error(status: int, raw: bytes) -> bytes:
 
 def to_openai_error(status: int, raw: bytes) -> bytes:
     """An Anthropic upstream's error answer (or any other body) in OpenAI's envelope."""
+    error = openai_error_of(status, raw)
+    return envelope(error.message, error.type, error.param, error.code)
+
+
+def openai_error_of(status: int, raw: bytes) -> ApiError:
+    """An Anthropic upstream's error answer as an OpenAI-style error: its message, the nearest OpenAI type."""
     try:
         parsed = msgspec.json.decode(raw, type=_Envelope)
     except (msgspec.DecodeError, msgspec.ValidationError):
-        error = upstream_error(status, raw)
-        return envelope(error.message, error.type, error.param, error.code)
-    return envelope(parsed.error.message, openai_kind(parsed.error.type), None, str(status))
+        return upstream_error(status, raw)
+    return ApiError(status, parsed.error.message, openai_kind(parsed.error.type), None, str(status))

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
+from gateway.anthropic.errors import status_for
+from gateway.errors import ApiError
 from gateway.translate import anthropic_wire as a
 from gateway.translate import openai_wire as o
 from gateway.translate.errors import anthropic_kind
@@ -42,7 +44,7 @@ class ChatToMessagesStream:
 
     __slots__ = ("model", "reader", "started", "ended", "next_index", "open", "open_index", "delta_prefix",
                  "tools", "tool_prefixes", "tool_ids", "last_tool", "finish", "matched", "refused", "reported",
-                 "answer_chars")
+                 "answer_chars", "failure")
 
     def __init__(self, requested_model: str) -> None:
         self.model = requested_model
@@ -62,6 +64,7 @@ class ChatToMessagesStream:
         self.refused = False
         self.reported: o.ChatUsageIn | None = None
         self.answer_chars = 0  # text, thinking and tool arguments sent: for an estimate when no usage is reported
+        self.failure: ApiError | None = None  # why the stream ended with an error event, if it did
 
     @property
     def usage(self) -> Usage | None:
@@ -203,5 +206,6 @@ class ChatToMessagesStream:
 
     def _error(self, out: list[bytes], kind: str, message: str) -> None:
         self.ended = True
+        self.failure = ApiError(status_for(kind), message, kind)
         out.append(event(b"error", a.ErrorEvent(a.ErrorBody(kind, message))))
 

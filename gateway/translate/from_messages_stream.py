@@ -15,6 +15,8 @@ import time
 
 import msgspec
 
+from gateway.anthropic.errors import status_for
+from gateway.errors import ApiError
 from gateway.translate import anthropic_wire as a
 from gateway.translate import openai_wire as o
 from gateway.translate.errors import openai_kind
@@ -43,7 +45,7 @@ class MessagesToChatStream:
     """feed() each upstream read, flush() at its end; each returns the bytes to send the client."""
 
     __slots__ = ("model", "include_usage", "reader", "created", "id", "head", "started", "ended", "finished",
-                 "stop", "tool_calls", "count", "answer_chars")
+                 "stop", "tool_calls", "count", "answer_chars", "failure")
 
     def __init__(self, requested_model: str, include_usage: bool = False, created: int | None = None) -> None:
         self.model = requested_model
@@ -59,6 +61,7 @@ class MessagesToChatStream:
         self.tool_calls: dict[int, bytes] = {}  # content block index -> the tool call's arguments chunk head
         self.count = AnthropicCount()
         self.answer_chars = 0  # text, thinking and tool arguments sent: for an estimate when no usage is reported
+        self.failure: ApiError | None = None  # why the stream ended with an error chunk, if it did
 
     @property
     def usage(self) -> Usage | None:
@@ -113,7 +116,7 @@ class MessagesToChatStream:
             self._end(out)
         elif kind == "error":
             error = event.error or a.ErrorIn()
-            self._error(out, error.message or "the upstream failed", openai_kind(error.type))
+            self._error(out, error.message or "the upstream failed", openai_kind(error.type), status_for(error.type))
         # ping, content_block_stop and event types added later carry nothing OpenAI's stream says
 
     def _start(self, event: a.EventIn, out: list[bytes]) -> None:
@@ -193,6 +196,7 @@ class MessagesToChatStream:
                                                 usage=self.count.chat_usage())))
         out.append(DONE)
 
-    def _error(self, out: list[bytes], message: str, kind: str) -> None:
+    def _error(self, out: list[bytes], message: str, kind: str, status: int = 500) -> None:
         self.ended = True
+        self.failure = ApiError(status, message, kind)
         out.append(chunk_bytes(o.ErrorEnvelope(o.Error(message, kind, None, None))))

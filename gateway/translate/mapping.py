@@ -56,10 +56,10 @@ def usage_of_chat(usage: o.ChatUsageIn) -> Usage:
 class AnthropicCount:
     """An Anthropic upstream's usage as it arrives: message_start's, then message_delta's cumulative counts."""
 
-    __slots__ = ("input", "output", "cache_read", "cache_creation", "seen")
+    __slots__ = ("input", "output", "cache_read", "cache_creation", "thinking", "seen")
 
     def __init__(self) -> None:
-        self.input = self.output = self.cache_read = self.cache_creation = 0
+        self.input = self.output = self.cache_read = self.cache_creation = self.thinking = 0
         self.seen = False
 
     def update(self, usage: a.UsageIn | None) -> None:
@@ -74,10 +74,14 @@ class AnthropicCount:
             self.cache_read = usage.cache_read_input_tokens
         if usage.cache_creation_input_tokens is not None:
             self.cache_creation = usage.cache_creation_input_tokens
+        details = usage.output_tokens_details
+        if details is not None and details.thinking_tokens is not None:
+            self.thinking = details.thinking_tokens
 
     def chat_usage(self) -> o.ChatUsage:
         prompt = self.input + self.cache_read + self.cache_creation
         return o.ChatUsage(prompt, self.output, prompt + self.output, o.PromptDetails(self.cache_read),
+                           o.CompletionDetails(self.thinking) if self.thinking else None,
                            cache_creation_input_tokens=self.cache_creation,
                            cache_read_input_tokens=self.cache_read)
 
@@ -86,7 +90,7 @@ class AnthropicCount:
             return None
         prompt = self.input + self.cache_read + self.cache_creation
         return Usage(prompt, self.output, prompt + self.output, cache_read_tokens=self.cache_read,
-                     cache_creation_tokens=self.cache_creation)
+                     cache_creation_tokens=self.cache_creation, reasoning_tokens=self.thinking)
 
 
 def message_id(upstream_id: str) -> str:

@@ -65,6 +65,8 @@ def messages_request_to_chat(request: a.MessagesRequest, dialect: Dialect = GENE
     for turn, message in enumerate(request.messages):
         if message.role == "user":
             messages.extend(_user_turn(turn, message.content))
+        elif message.role == "system":
+            messages.append(o.SystemMessage(_mid_system(turn, message.content)))
         else:
             messages.append(_assistant_turn(turn, message.content, dialect))
     chat = o.ChatRequest(messages, model=request.model, temperature=request.temperature, top_p=request.top_p,
@@ -101,7 +103,9 @@ def _refuse_unexpressible(request: a.MessagesRequest) -> None:
     for name, value, why in (
         ("container", request.container, "a code-execution container exists only on Anthropic's API"),
         ("mcp_servers", request.mcp_servers, "MCP servers are run by Anthropic's API, not by this upstream"),
-        ("context_management", request.context_management, "context editing is done by Anthropic's API"),
+        ("context_management", _context_edits(request.context_management),
+         "context editing is done by Anthropic's API (only clear_thinking keeping all turns, which edits nothing, "
+         "is accepted)"),
         ("inference_geo", request.inference_geo, "this upstream cannot promise where it runs"),
     ):
         if value is not None:
@@ -110,6 +114,28 @@ def _refuse_unexpressible(request: a.MessagesRequest) -> None:
     if request.speed == "fast":
         raise bad_request(f"speed 'fast' cannot be honoured by model {request.model!r}, which is served by an "
                           "OpenAI-compatible upstream", "speed")
+
+
+def _context_edits(asked: a.ContextManagement | None) -> a.ContextManagement | None:
+    """The edits that would change the prompt. Claude Code asks on every turn to clear thinking while keeping
+    all of it, which clears nothing: that alone is left out, as a no-op."""
+    if asked is None or all(edit.type.startswith("clear_thinking_") and edit.keep == "all" for edit in asked.edits):
+        return None
+    return asked
+
+
+def _mid_system(turn: int, content: str | list[a.Block]) -> str:
+    """A system message between the turns (Anthropic's mid-conversation system message): text only, as
+    OpenAI's system messages are, kept where it is."""
+    if isinstance(content, str):
+        return content
+    texts = []
+    for at, block in enumerate(content):
+        if not isinstance(block, a.TextBlock):
+            where = f"messages[{turn}].content[{at}]"
+            raise bad_request(f"{where}: a system message holds text only", f"{where}.type")
+        texts.append(block.text)
+    return "\n\n".join(texts)
 
 
 def _system_text(system: str | list[a.TextBlock] | None) -> str:

@@ -1,0 +1,186 @@
+"""A request whose API is not its deployment's: what one attempt sends, and how its answer comes back.
+
+The proxy asks for a `Crossing` in `_forward` when the caller's API (gateway/protocols.py) and the
+deployment's differ, and once per attempt, since the upstream's dialect is the deployment's. Everything
+else about the attempt is the proxy's, as for any request: the pool, timeouts, retries, fallbacks,
+cooldowns, the deployment's limits and the one settlement. A Crossing only says what to send where, and
+turns the answer (a JSON body, a stream read by read, an error) into the caller's API with
+gateway/translate/. The answer's usage is what the translator read from it: it reads every event anyway.
+
+Two crossings are translated: Anthropic's Messages API to an OpenAI-compatible deployment (`ToChat`), and
+OpenAI's chat completions to an `anthropic/` deployment (`ToMessages`). Any other route to a deployment of
+the other API is refused before anything is sent.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Protocol
+
+import msgspec
+from multidict import CIMultiDictProxy
+
+from gateway.anthropic.requests import check_headers, upstream_headers
+from gateway.errors import ApiError, upstream_error
+from gateway.protocols import Api, untranslated
+from gateway.router import Deployment
+from gateway.stream_usage import StreamMeter
+from gateway.translate import (
+    ChatToMessagesStream,
+    Dialect,
+    MessagesToChatStream,
+    Translated,
+    chat_request_to_messages,
+    decode_chat_request,
+    decode_messages_request,
+    dialect_for,
+    messages_request_to_chat,
+    openai_error_of,
+    translate_chat_response,
+    translate_messages_response,
+)
+from gateway.usage import Usage
+
+_encode = msgspec.json.Encoder().encode
+
+
+class StreamTranslator(Protocol):
+    """ChatToMessagesStream or MessagesToChatStream: the stream in the caller's API, read by read."""
+
+    answer_chars: int
+    failure: ApiError | None
+
+    @property
+    def usage(self) -> Usage | None: ...
+
+    def feed(self, chunk: bytes) -> bytes: ...
+
+    def flush(self) -> bytes: ...
+
+
+class Crossing:
+    """One attempt's request in the deployment's API: `path` under its api_base, the body, and the header
+    lines it needs besides the deployment's own."""
+
+    __slots__ = ("path", "headers", "model", "stream")
+
+    path: str
+    headers: bytes
+    model: str  # the model the answer names: the deployment's, as a relayed answer names it
+    stream: bool
+
+    def payload(self) -> bytes:
+        raise NotImplementedError
+
+    def answer(self, raw: bytes) -> Translated:
+        """A JSON answer in the caller's API, and its usage (None when the upstream gave none)."""
+        raise NotImplementedError
+
+    def translator(self) -> StreamTranslator:
+        raise NotImplementedError
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        """The upstream's error answer, as an error the caller's route writes in its own shape."""
+        raise NotImplementedError
+
+
+class ToChat(Crossing):
+    """Anthropic's Messages API in, an OpenAI-compatible deployment's chat completions out."""
+
+    __slots__ = ("chat",)
+
+    def __init__(self, body: dict[str, Any], dialect: Dialect) -> None:
+        self.chat = messages_request_to_chat(decode_messages_request(body), dialect)
+        self.path = "chat/completions"
+        self.headers = b""
+        self.model = self.chat.model
+        self.stream = bool(self.chat.stream)
+
+    def payload(self) -> bytes:
+        return _encode(self.chat)
+
+    def chat_body(self) -> dict[str, Any]:
+        """The chat request as a parsed JSON body, for the built-in mock, which answers those."""
+        found: dict[str, Any] = msgspec.to_builtins(self.chat)
+        return found
+
+    def answer(self, raw: bytes) -> Translated:
+        return translate_chat_response(raw, self.model)
+
+    def translator(self) -> StreamTranslator:
+        # The request asked for stream_options.include_usage: the translator reads the usage chunk itself.
+        return ChatToMessagesStream(self.model)
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        # Its message word for word; the route writes it in Anthropic's envelope, typed by the status.
+        return upstream_error(status, raw)
+
+
+class ToMessages(Crossing):
+    """OpenAI's chat completions in, an `anthropic/` deployment's Messages API out."""
+
+    __slots__ = ("messages", "include_usage")
+
+    def __init__(self, body: dict[str, Any], headers: CIMultiDictProxy[str], include_usage: bool) -> None:
+        self.messages = chat_request_to_messages(decode_chat_request(body))
+        self.path = "messages"
+        check_headers(headers)
+        self.headers = upstream_headers(headers)  # the client's anthropic-version and -beta, if it sent them
+        self.model = self.messages.model
+        self.stream = bool(self.messages.stream)
+        self.include_usage = include_usage
+
+    def payload(self) -> bytes:
+        return _encode(self.messages)
+
+    def answer(self, raw: bytes) -> Translated:
+        return translate_messages_response(raw, self.model)
+
+    def translator(self) -> StreamTranslator:
+        return MessagesToChatStream(self.model, self.include_usage)
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        return openai_error_of(status, raw)
+
+
+def crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str, Any],
+             headers: CIMultiDictProxy[str], include_usage: bool) -> Crossing:
+    """The crossing for a request to a deployment of the other API (`include_usage`: the client's own
+    stream_options.include_usage); a 400 for a route that has no counterpart there, or a body that cannot
+    be said in the deployment's API."""
+    if inbound is Api.ANTHROPIC and endpoint == "messages":
+        return ToChat(body, dialect_for(deployment.provider.name))
+    if inbound is Api.OPENAI and endpoint == "chat/completions":
+        return ToMessages(body, headers, include_usage)
+    raise untranslated(endpoint, inbound, deployment, deployment.protocol)
+
+
+class TranslatedMeter(StreamMeter):
+    """A StreamMeter for a translated stream: each upstream read goes through the translator, and what the
+    translator read is the stream's usage; the client's bytes are counted and kept as for any stream."""
+
+    __slots__ = ("translator", "estimate")
+
+    def __init__(self, translator: StreamTranslator, keep_output: int,
+                 estimate: Callable[[dict[str, Any], int], Usage]) -> None:
+        super().__init__(False, False, keep_output)
+        self.translator = translator
+        self.feed = translator.feed
+        self.estimate = estimate
+
+    def flush(self) -> bytes:
+        return self.translator.flush()
+
+    def broken(self) -> bytes:
+        return b""  # the gateway's own error event ends it; the translator's would be a second one
+
+    def failure(self) -> ApiError | None:
+        return self.translator.failure
+
+    def reported(self) -> Usage | None:
+        return self.translator.usage
+
+    def usage(self, body: dict[str, Any]) -> Usage:
+        """The upstream's usage, else the caller's prompt and the answer text translated, at four characters a
+        token."""
+        return self.translator.usage or self.estimate(body, self.translator.answer_chars)
