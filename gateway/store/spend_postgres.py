@@ -1,0 +1,102 @@
+"""PostgreSQL's spend writer: a batch of records into the log, and what they add to the daily totals and to
+their key, user, team, end user and organization, in one transaction.
+
+The records are COPYed straight into the partitioned log. A record seen before (a spool segment read again
+after a crash, or by two instances at once) breaks the COPY on the log's unique key; the batch then goes the
+slow way, through a scratch table and INSERT ... ON CONFLICT DO NOTHING, and only the rows that went in are
+counted. Either way the database's unique key decides what is new, so every record is counted once.
+"""
+
+from __future__ import annotations
+
+import operator
+import time
+from typing import Any
+
+from gateway.spend.daily import DailyDeltas
+from gateway.spend.record import COLUMNS
+
+NAMES = ", ".join(COLUMNS)
+# Writers insert in one order, by request id as Python orders it (code points, which is COLLATE "C"), so that
+# two writing the same records wait for one another instead of deadlocking. (Two records of one request id
+# and different start times are not ordered between them: worth no sort key of its own, as a deadlock there
+# would only cost a retry.)
+IN_KEY_ORDER = operator.itemgetter(COLUMNS.index("request_id"))
+KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (request_id COLLATE \"C\", start_time) "
+            f"{NAMES} FROM gw_spend_in ORDER BY request_id COLLATE \"C\", start_time "
+            f"ON CONFLICT (request_id, start_time) DO NOTHING RETURNING {NAMES}")
+
+# The batch's daily deltas ($1-$12, one array a column, in the order the rows are to be locked) added to
+# the daily totals and, summed again, to the totals kept on keys (and the keys that succeeded them), users,
+# teams, end users (made on their first spend, as LiteLLM does; $13 is now, $14 the spend of an end user
+# named '') and organizations (of the team, else of the key: LiteLLM's order). One statement, so a batch
+# costs one round trip; each table is written by one part of it only, as a row may not change twice in
+# one statement.
+TOTALS = """
+WITH d AS (
+    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
+        $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY
+    AS d(day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens, completion_tokens,
+        total_tokens, requests, n)
+), daily AS (
+    INSERT INTO gw_spend_daily (day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens,
+        completion_tokens, total_tokens, requests)
+    SELECT day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens, completion_tokens,
+        total_tokens, requests FROM d ORDER BY n
+    ON CONFLICT (day, api_key, user_id, team_id, end_user, model_group, model) DO UPDATE SET
+        spend = gw_spend_daily.spend + excluded.spend,
+        prompt_tokens = gw_spend_daily.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = gw_spend_daily.completion_tokens + excluded.completion_tokens,
+        total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens,
+        requests = gw_spend_daily.requests + excluded.requests
+), keys AS (
+    UPDATE gw_keys SET spend = gw_keys.spend + s.total FROM (
+        SELECT token, SUM(spend) AS total FROM (
+            SELECT api_key AS token, spend FROM d
+            UNION ALL SELECT k.successor, d.spend FROM d JOIN gw_key_successors k ON k.token = d.api_key) o
+        GROUP BY token) s
+    WHERE gw_keys.token = s.token
+), users AS (
+    UPDATE gw_users SET spend = gw_users.spend + s.total
+    FROM (SELECT user_id, SUM(spend) AS total FROM d GROUP BY user_id) s WHERE gw_users.user_id = s.user_id
+), teams AS (
+    UPDATE gw_teams SET spend = gw_teams.spend + s.total
+    FROM (SELECT team_id, SUM(spend) AS total FROM d GROUP BY team_id) s WHERE gw_teams.team_id = s.team_id
+), end_users AS (
+    INSERT INTO gw_end_users (user_id, spend, blocked, extra, created_at, updated_at)
+    SELECT end_user, SUM(spend), FALSE, '{}', $13::float8, $13::float8 FROM (
+        SELECT end_user, spend FROM d WHERE end_user <> '' UNION ALL SELECT '', $14::float8 WHERE $14 IS NOT NULL) e
+    GROUP BY end_user
+    ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend
+), orgs AS (
+    UPDATE gw_organizations SET spend = gw_organizations.spend + s.total FROM (
+        SELECT COALESCE(t.organization_id, k.organization_id) AS org, SUM(d.spend) AS total FROM d
+        LEFT JOIN gw_teams t ON t.team_id = d.team_id LEFT JOIN gw_keys k ON k.token = d.api_key GROUP BY 1) s
+    WHERE gw_organizations.organization_id = s.org
+)
+SELECT 1
+"""
+
+
+async def insert_spend(tx: Any, rows: list[list[Any]], deltas: DailyDeltas) -> int:
+    """Write the batch (`deltas` summed over all of `rows`) inside `tx`; how many records were new."""
+    rows = sorted(rows, key=IN_KEY_ORDER)
+    try:
+        async with tx.savepoint():
+            await tx.copy_records("gw_spend_logs", COLUMNS, rows)
+    except Exception as exc:
+        if type(exc).__name__ != "UniqueViolationError":
+            raise
+        rows = await _insert_new(tx, rows)
+        deltas = DailyDeltas(rows)
+    if rows:
+        await tx.execute(TOTALS, *deltas.columns(), time.time(), deltas.blank_end_user)
+    return len(rows)
+
+
+async def _insert_new(tx: Any, rows: list[list[Any]]) -> list[list[Any]]:
+    """The slow way: the batch's rows that the log did not have (each once), as they went in."""
+    await tx.execute("CREATE TEMP TABLE IF NOT EXISTS gw_spend_in (LIKE gw_spend_logs) ON COMMIT DELETE ROWS")
+    await tx.copy_records("gw_spend_in", COLUMNS, rows)
+    added = await tx.fetch(KEEP_NEW)
+    return [[row[c] for c in COLUMNS] for row in added]
