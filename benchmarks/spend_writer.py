@@ -7,8 +7,8 @@ Store.write_spend_lines, each commit on a fresh scratch schema (or SQLite file) 
 Each round runs every commit once, in an order that turns round each round, one after the other (never
 two at once), as a child process that imports that commit's gateway package: it migrates a new schema,
 seeds it (--seed records over 30 days, the daily totals filled, and the 1,000 keys, 200 users and 20
-teams the records name), then times --records new records in --batch-record segments and the same
-segments replayed (all duplicates). Each side's CPU time a record is read from /proc for the writer's
+teams the records name, unless --no-accounts), then times --records new records in --batch-record segments
+and the same segments replayed (all duplicates). Each side's CPU time a record is read from /proc for the writer's
 process and for its PostgreSQL backend: it moves less with the shared machine's load than records/s
 does. Prints each round and, for each commit, the median paired ratio (this checkout / that commit) and
 its range.
@@ -75,7 +75,7 @@ def cpu_seconds(pid: int) -> float:
 
 # ---- the child: one commit's writer on one fresh database -----------------------------------------------
 
-async def child(url: str, seed_records: int, records: int, batch: int) -> dict[str, Any]:
+async def child(url: str, seed_records: int, records: int, batch: int, accounts: bool) -> dict[str, Any]:
     from gateway.spend.record import SpendRecord, spool_line
     from gateway.store.database import PostgresDatabase, SQLiteDatabase
     from gateway.store.records import KeyRecord, TeamRecord, UserRecord
@@ -103,12 +103,12 @@ async def child(url: str, seed_records: int, records: int, batch: int) -> dict[s
             "SELECT COUNT(*) > 0 AS yes FROM sqlite_master WHERE name = 'gw_spend_daily'")
         if has_daily and has_daily["yes"]:
             await db.execute(DAILY_FILL.format(day=DAY_OF_START[dialect]))
-        for i in range(KEYS):
+        for i in range(KEYS if accounts else 0):
             await store.insert(KEY_TABLE, KeyRecord(token=f"{i:064x}", key_name=f"sk-...{i:04x}",
                                                     user_id=f"user-{i % USERS}", team_id=f"team-{i % TEAMS}"))
-        for i in range(USERS):
+        for i in range(USERS if accounts else 0):
             await store.insert(USER_TABLE, UserRecord(user_id=f"user-{i}"))
-        for i in range(TEAMS):
+        for i in range(TEAMS if accounts else 0):
             await store.insert(TEAM_TABLE, TeamRecord(team_id=f"team-{i}"))
         await db.execute("ANALYZE")
         backend = int((await db.fetchrow("SELECT pg_backend_pid() AS pid"))["pid"]) if postgres else None
@@ -162,7 +162,8 @@ def run_one(root: Path, args: argparse.Namespace, work: Path) -> dict[str, Any]:
     else:
         url = f"sqlite:///{work / f'{name}.db'}"
     done = subprocess.run([sys.executable, "-P", str(Path(__file__).resolve()), "--child", url, "--seed",
-                           str(args.seed), "--records", str(args.records), "--batch", str(args.batch)],
+                           str(args.seed), "--records", str(args.records), "--batch", str(args.batch),
+                           *(["--no-accounts"] if args.no_accounts else [])],
                           env={**os.environ, "PYTHONPATH": str(root)}, cwd=work, capture_output=True, text=True)
     if done.returncode != 0:
         raise RuntimeError(f"{root}: {done.stderr[-2000:]}")
@@ -177,13 +178,15 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--seed", type=int, default=200_000, help="records in the log before the writer runs")
     parser.add_argument("--records", type=int, default=20_000, help="records pushed through the writer")
     parser.add_argument("--batch", type=int, default=2_000, help="records per spooled segment")
+    parser.add_argument("--no-accounts", action="store_true",
+                        help="no key, user or team rows for the writer to add to (as spend_scale.py has it)")
     parser.add_argument("--database", choices=("postgres", "sqlite"), default="postgres")
     parser.add_argument("--database-url", default="postgresql://postgres@127.0.0.1:5432/test")
     parser.add_argument("--out", type=Path, help="also write every round's numbers here (JSON)")
     parser.add_argument("--child", metavar="URL", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     if args.child:
-        print(json.dumps(asyncio.run(child(args.child, args.seed, args.records, args.batch))))
+        print(json.dumps(asyncio.run(child(args.child, args.seed, args.records, args.batch, not args.no_accounts))))
         return
     with tempfile.TemporaryDirectory(prefix="spend-writer-") as tmp:
         work = Path(tmp)
@@ -200,7 +203,8 @@ def main(argv: list[str] | None = None) -> None:
                 for name, m in measured.items()), flush=True)
     load = Path("/proc/loadavg").read_text().split()[:3]
     print(f"\n{args.database}, {args.seed:,} records seeded, {args.records:,} written in {args.batch:,}-record "
-          f"segments, {args.rounds} rounds, load average {' '.join(load)}")
+          f"segments, {'no' if args.no_accounts else 'with'} key/user/team rows, {args.rounds} rounds, load average "
+          f"{' '.join(load)}")
     for name in names:
         new = [r[name]["new"]["records_per_s"] for r in rounds]
         replay = [r[name]["replayed"]["records_per_s"] for r in rounds]

@@ -46,22 +46,16 @@ class DailyDeltas:
         """The days since the epoch (UTC) the records started on."""
         return {int(day) for day, _ in self.sums}
 
-    def columns(self) -> list[list[Any]]:
-        """One list per column of gw_spend_daily (day as YYYY-MM-DD, DIMENSIONS with '' for none, the sums),
-        rows in sorted order, so that writers that add to the same rows lock them in the same order."""
-        rows: dict[tuple[Any, ...], list[Any]] = {}
+    def rows(self) -> list[list[Any]]:
+        """The rows to add to gw_spend_daily: day (YYYY-MM-DD), DIMENSIONS ('' for none), spend, prompt,
+        completion and total tokens, requests; sorted, so that writers adding to the same rows lock them in
+        the same order."""
+        merged: dict[tuple[Any, ...], list[Any]] = {}
         for (day, dimensions), sums in self.sums.items():
             if None in dimensions:
                 dimensions = tuple(value or "" for value in dimensions)
             key = (int(day), *dimensions)
-            found = rows.get(key)
-            if found is None:
-                rows[key] = sums
-            else:
-                rows[key] = [a + b for a, b in zip(found, sums)]
-        keys = sorted(rows)
-        names = {day: partitions.iso_day(day) for day in {key[0] for key in keys}}
-        found_columns: list[list[Any]] = [[names[key[0]] for key in keys]]
-        found_columns += [[key[i] for key in keys] for i in range(1, 7)]
-        found_columns += [[rows[key][i] for key in keys] for i in range(5)]
-        return found_columns
+            found = merged.get(key)
+            merged[key] = sums if found is None else [a + b for a, b in zip(found, sums)]
+        names = {day: partitions.iso_day(day) for day in {key[0] for key in merged}}
+        return [[names[key[0]], *key[1:], *merged[key]] for key in sorted(merged)]

@@ -14,7 +14,7 @@ import time
 from typing import Any
 
 from gateway.spend.daily import DailyDeltas
-from gateway.spend.record import COLUMNS
+from gateway.spend.record import COLUMNS, ENCODER
 
 NAMES = ", ".join(COLUMNS)
 # Writers insert in one order, by request id as Python orders it (code points, which is COLLATE "C"), so that
@@ -26,18 +26,21 @@ KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (request_id
             f"{NAMES} FROM gw_spend_in ORDER BY request_id COLLATE \"C\", start_time "
             f"ON CONFLICT (request_id, start_time) DO NOTHING RETURNING {NAMES}")
 
-# The batch's daily deltas ($1-$12, one array a column, in the order the rows are to be locked) added to
-# the daily totals and, summed again, to the totals kept on keys (and the keys that succeeded them), users,
-# teams, end users (made on their first spend, as LiteLLM does; $13 is now, $14 the spend of an end user
+# The batch's daily deltas ($1: a JSON array of DailyDeltas.rows(), in the order the rows are to be locked)
+# added to the daily totals and, summed again, to the totals kept on keys (and the keys that succeeded them),
+# users, teams, end users (made on their first spend, as LiteLLM does; $2 is now, $3 the spend of an end user
 # named '') and organizations (of the team, else of the key: LiteLLM's order). One statement, so a batch
 # costs one round trip; each table is written by one part of it only, as a row may not change twice in
-# one statement.
+# one statement. JSON, because asyncpg spends about 5 us of the gateway's CPU a row on twelve array
+# parameters and msgspec 1 us on this, which PostgreSQL reads in about 2 us. (msgspec writes a spend that is
+# not a number as null: it stays not a number, as it was in the log.)
 TOTALS = """
 WITH d AS (
-    SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::text[], $6::text[], $7::text[],
-        $8::float8[], $9::bigint[], $10::bigint[], $11::bigint[], $12::bigint[]) WITH ORDINALITY
-    AS d(day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens, completion_tokens,
-        total_tokens, requests, n)
+    SELECT e->>0 AS day, e->>1 AS api_key, e->>2 AS user_id, e->>3 AS team_id, e->>4 AS end_user,
+        e->>5 AS model_group, e->>6 AS model, COALESCE((e->>7)::float8, 'NaN') AS spend,
+        (e->>8)::bigint AS prompt_tokens, (e->>9)::bigint AS completion_tokens, (e->>10)::bigint AS total_tokens,
+        (e->>11)::bigint AS requests, n
+    FROM json_array_elements($1::json) WITH ORDINALITY AS j(e, n)
 ), daily AS (
     INSERT INTO gw_spend_daily (day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens,
         completion_tokens, total_tokens, requests)
@@ -64,8 +67,8 @@ WITH d AS (
     FROM (SELECT team_id, SUM(spend) AS total FROM d GROUP BY team_id) s WHERE gw_teams.team_id = s.team_id
 ), end_users AS (
     INSERT INTO gw_end_users (user_id, spend, blocked, extra, created_at, updated_at)
-    SELECT end_user, SUM(spend), FALSE, '{}', $13::float8, $13::float8 FROM (
-        SELECT end_user, spend FROM d WHERE end_user <> '' UNION ALL SELECT '', $14::float8 WHERE $14 IS NOT NULL) e
+    SELECT end_user, SUM(spend), FALSE, '{}', $2::float8, $2::float8 FROM (
+        SELECT end_user, spend FROM d WHERE end_user <> '' UNION ALL SELECT '', $3::float8 WHERE $3 IS NOT NULL) e
     GROUP BY end_user
     ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend
 ), orgs AS (
@@ -90,7 +93,7 @@ async def insert_spend(tx: Any, rows: list[list[Any]], deltas: DailyDeltas) -> i
         rows = await _insert_new(tx, rows)
         deltas = DailyDeltas(rows)
     if rows:
-        await tx.execute(TOTALS, *deltas.columns(), time.time(), deltas.blank_end_user)
+        await tx.execute(TOTALS, ENCODER.encode(deltas.rows()).decode(), time.time(), deltas.blank_end_user)
     return len(rows)
 
 
