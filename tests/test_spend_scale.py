@@ -435,3 +435,19 @@ async def test_two_gateways_writing_at_once_keep_the_daily_totals_equal_to_their
         async with http.get(f"{pair[0].url}/customer/info", params={"end_user_id": user}, headers=ADMIN) as r:
             spent = float((await r.json())["spend"])
         assert spent == pytest.approx(sum(r["spend"] for r in records if r["end_user"] == user))
+
+
+async def test_an_end_user_named_empty_is_kept_apart_from_none(database: str, tmp_path: Path) -> None:
+    """The daily totals count an end user '' as none; the end users' own totals keep '' as one of them."""
+    store = await open_store(database, tmp_path)
+    try:
+        now = time.time()
+        await store.write_spend([SpendRecord(request_id="blank", end_user="", spend=1.5, start_time=now),
+                                 SpendRecord(request_id="none", spend=2.0, start_time=now),
+                                 SpendRecord(request_id="named", end_user="acme", spend=4.0, start_time=now)])
+        spent = {r["user_id"]: r["spend"] for r in await store.db.fetch("SELECT user_id, spend FROM gw_end_users")}
+        assert spent == {"": 1.5, "acme": 4.0}
+        daily = {r["grp"]: (r["spend"], r["requests"]) for r in await store.spend_by_day({}, None, None, "end_user")}
+        assert daily == {None: (3.5, 2), "acme": (4.0, 1)}
+    finally:
+        await store.close()

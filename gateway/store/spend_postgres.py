@@ -17,35 +17,38 @@ from gateway.spend.daily import DailyDeltas
 from gateway.spend.record import COLUMNS, ENCODER
 
 NAMES = ", ".join(COLUMNS)
-# Writers insert in one order, by request id as Python orders it (code points, which is COLLATE "C"), so that
-# two writing the same records wait for one another instead of deadlocking. (Two records of one request id
-# and different start times are not ordered between them: worth no sort key of its own, as a deadlock there
-# would only cost a retry.)
-IN_KEY_ORDER = operator.itemgetter(COLUMNS.index("request_id"))
-KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (request_id COLLATE \"C\", start_time) "
-            f"{NAMES} FROM gw_spend_in ORDER BY request_id COLLATE \"C\", start_time "
+# Writers insert in one order, the log's key as Python orders it (start time, then request id by code points,
+# which is COLLATE "C"), so that two writing the same records wait for one another instead of deadlocking.
+# A spool segment is in start-time order already, so the sort costs little, and the rows go to the log's
+# indexes by time, as a segment at a time would.
+_START, _REQUEST_ID = COLUMNS.index("start_time"), COLUMNS.index("request_id")
+IN_KEY_ORDER = operator.itemgetter(_START, _REQUEST_ID)
+KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (start_time, request_id COLLATE \"C\") "
+            f"{NAMES} FROM gw_spend_in ORDER BY start_time, request_id COLLATE \"C\" "
             f"ON CONFLICT (request_id, start_time) DO NOTHING RETURNING {NAMES}")
 
-# The batch's daily deltas ($1: a JSON array of DailyDeltas.rows(), in the order the rows are to be locked)
-# added to the daily totals and, summed again, to the totals kept on keys (and the keys that succeeded them),
-# users, teams, end users (made on their first spend, as LiteLLM does; $2 is now, $3 the spend of an end user
-# named '') and organizations (of the team, else of the key: LiteLLM's order). One statement, so a batch
-# costs one round trip; each table is written by one part of it only, as a row may not change twice in
-# one statement. JSON, because asyncpg spends about 5 us of the gateway's CPU a row on twelve array
-# parameters and msgspec 1 us on this, which PostgreSQL reads in about 2 us. (msgspec writes a spend that is
-# not a number as null: it stays not a number, as it was in the log.)
+# What the batch adds ($1: DailyDeltas.rows() as one JSON array) to the daily totals, merged and in key
+# order (so that writers adding to the same rows lock them in the same order), and, summed again, to the
+# spend kept on keys (and the keys that succeeded them), users, teams, end users (made on their first
+# spend, as LiteLLM does; $2 is now) and organizations (of the team, else of the key: LiteLLM's order).
+# One statement, so a batch costs one round trip; each table is written by one part of it only, as a row
+# may not change twice in one statement. JSON, because asyncpg spends about 5 us of the gateway's CPU a row
+# on twelve array parameters and msgspec under 1 us on this, which PostgreSQL reads in about 2 us.
+# (msgspec writes a spend that is not a number as null: it stays not a number, as it was in the log.)
 TOTALS = """
 WITH d AS (
     SELECT e->>0 AS day, e->>1 AS api_key, e->>2 AS user_id, e->>3 AS team_id, e->>4 AS end_user,
         e->>5 AS model_group, e->>6 AS model, COALESCE((e->>7)::float8, 'NaN') AS spend,
         (e->>8)::bigint AS prompt_tokens, (e->>9)::bigint AS completion_tokens, (e->>10)::bigint AS total_tokens,
-        (e->>11)::bigint AS requests, n
-    FROM json_array_elements($1::json) WITH ORDINALITY AS j(e, n)
+        (e->>11)::bigint AS requests
+    FROM json_array_elements($1::json) e
 ), daily AS (
     INSERT INTO gw_spend_daily (day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens,
         completion_tokens, total_tokens, requests)
-    SELECT day, api_key, user_id, team_id, end_user, model_group, model, spend, prompt_tokens, completion_tokens,
-        total_tokens, requests FROM d ORDER BY n
+    SELECT day, COALESCE(api_key, ''), COALESCE(user_id, ''), COALESCE(team_id, ''), COALESCE(end_user, ''),
+        COALESCE(model_group, ''), COALESCE(model, ''), SUM(spend), SUM(prompt_tokens), SUM(completion_tokens),
+        SUM(total_tokens), SUM(requests)
+    FROM d GROUP BY 1, 2, 3, 4, 5, 6, 7 ORDER BY 1, 2, 3, 4, 5, 6, 7
     ON CONFLICT (day, api_key, user_id, team_id, end_user, model_group, model) DO UPDATE SET
         spend = gw_spend_daily.spend + excluded.spend,
         prompt_tokens = gw_spend_daily.prompt_tokens + excluded.prompt_tokens,
@@ -67,8 +70,7 @@ WITH d AS (
     FROM (SELECT team_id, SUM(spend) AS total FROM d GROUP BY team_id) s WHERE gw_teams.team_id = s.team_id
 ), end_users AS (
     INSERT INTO gw_end_users (user_id, spend, blocked, extra, created_at, updated_at)
-    SELECT end_user, SUM(spend), FALSE, '{}', $2::float8, $2::float8 FROM (
-        SELECT end_user, spend FROM d WHERE end_user <> '' UNION ALL SELECT '', $3::float8 WHERE $3 IS NOT NULL) e
+    SELECT end_user, SUM(spend), FALSE, '{}', $2::float8, $2::float8 FROM d WHERE end_user IS NOT NULL
     GROUP BY end_user
     ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend
 ), orgs AS (
@@ -84,17 +86,31 @@ SELECT 1
 async def insert_spend(tx: Any, rows: list[list[Any]], deltas: DailyDeltas) -> int:
     """Write the batch (`deltas` summed over all of `rows`) inside `tx`; how many records were new."""
     rows = sorted(rows, key=IN_KEY_ORDER)
+    if await _seen(tx, rows[0]) or not await _copied(tx, rows):
+        rows = await _insert_new(tx, rows)
+        deltas = DailyDeltas(rows)
+    if rows:
+        await tx.execute(TOTALS, ENCODER.encode(deltas.rows()).decode(), time.time())
+    return len(rows)
+
+
+async def _seen(tx: Any, row: list[Any]) -> bool:
+    """Whether the log has this record: a segment read again has all of its records, and then goes the slow
+    way at once, rather than after a COPY that fails (with an error in PostgreSQL's own log)."""
+    return await tx.fetchrow("SELECT 1 AS found FROM gw_spend_logs WHERE request_id = $1 AND start_time = $2",
+                             row[_REQUEST_ID], row[_START]) is not None
+
+
+async def _copied(tx: Any, rows: list[list[Any]]) -> bool:
+    """COPY the rows straight into the log; False, and nothing written, if the log has one of them."""
     try:
         async with tx.savepoint():
             await tx.copy_records("gw_spend_logs", COLUMNS, rows)
     except Exception as exc:
         if type(exc).__name__ != "UniqueViolationError":
             raise
-        rows = await _insert_new(tx, rows)
-        deltas = DailyDeltas(rows)
-    if rows:
-        await tx.execute(TOTALS, ENCODER.encode(deltas.rows()).decode(), time.time(), deltas.blank_end_user)
-    return len(rows)
+        return False
+    return True
 
 
 async def _insert_new(tx: Any, rows: list[list[Any]]) -> list[list[Any]]:
