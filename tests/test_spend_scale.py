@@ -23,7 +23,8 @@ from gateway.store import migrations
 from gateway.store.database import open_database, split_schema
 from gateway.store.records import BudgetWindow, KeyRecord
 from gateway.store.store import DAILY_DIMENSIONS, KEYS, Store
-from tests.harness import Gateway
+from tests.fakes import FakeUpstream
+from tests.harness import Gateway, deployment
 
 MASTER = "sk-scale-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -374,3 +375,79 @@ async def test_a_long_budget_window_sums_whole_days_from_the_daily_totals(store:
     key = await store.key_for_requests(token)
     assert key is not None
     assert key.window_spend == {"30d": sum(r.spend for r in records if r.start_time >= start)}
+
+
+async def test_two_gateways_writing_at_once_keep_the_daily_totals_equal_to_their_records(
+        database: str, upstream: FakeUpstream, http: aiohttp.ClientSession, running: list[Gateway]) -> None:
+    """Two instances on one database, their writers adding to the same daily rows, keys and end users in
+    batches that overlap in time: every total still equals the sum of the records."""
+    config = {"model_list": [deployment("cheap", upstream.base_url, input_cost_per_token=0.001,
+                                        output_cost_per_token=0.002),
+                             deployment("dear", upstream.base_url, input_cost_per_token=0.01,
+                                        output_cost_per_token=0.03)],
+              "general_settings": {"master_key": MASTER, "database_url": database}}
+    pair = [Gateway(config, env={"DATABASE_URL": ""}).start() for _ in range(2)]
+    running.extend(pair)
+    keys = []
+    for i in range(3):
+        async with http.post(f"{pair[0].url}/key/generate", json={"user_id": f"u{i % 2}"}, headers=ADMIN) as r:
+            assert r.status == 200, await r.text()
+            keys.append(await r.json())
+    slots = asyncio.Semaphore(16)
+
+    async def chat(i: int) -> None:
+        body: dict[str, Any] = {"model": ("cheap", "dear")[i % 2], "messages": [{"role": "user", "content": "hi"}],
+                                "stream": i % 5 == 0}
+        if i % 3:
+            body["user"] = ("acme", "globex")[i % 3 - 1]
+        async with slots, http.post(f"{pair[i % 2].url}/v1/chat/completions", json=body,
+                                    headers={"Authorization": f"Bearer {keys[i // 2 % 3]['key']}"}) as r:
+            assert r.status == 200, await r.text()
+            await r.read()
+
+    sent = 600
+    await asyncio.gather(*(chat(i) for i in range(sent)))
+    deadline = asyncio.get_running_loop().time() + PATIENCE
+    while len(records := await get(http, pair[1], "/spend/logs", summarize="false", limit="10000")) < sent:
+        assert asyncio.get_running_loop().time() < deadline, f"{sent - len(records)} records never arrived"
+        await asyncio.sleep(0.2)
+    assert len(records) == len({r["request_id"] for r in records}) == sent
+    days = sorted({r["startTime"][:10] for r in records})
+    for group_by, field, label in (("api_key", "api_key", "api_key"), ("customer", "end_user", "customer"),
+                                   ("model", "model_group", "model")):
+        expected: dict[tuple[str, str], list[Any]] = defaultdict(lambda: [0.0, 0, 0])
+        for r in records:
+            entry = expected[(r["startTime"][:10], r[field] or "Unassigned")]
+            entry[0] += r["spend"]
+            entry[1] += r["total_tokens"]
+            entry[2] += 1
+        plural = {"api_key": "api_keys", "customer": "customers", "model": "models"}[group_by]
+        report = await get(http, pair[0], "/global/spend/report", start_date=days[0], end_date=days[-1],
+                           group_by=group_by)
+        got = {(d["group_by_day"], e[label]): (e["total_spend"], e["total_tokens"], e["requests"])
+               for d in report for e in d[plural]}
+        assert got == {k: (pytest.approx(v[0]), v[1], v[2]) for k, v in expected.items()}, group_by
+    for key in keys:
+        async with http.get(f"{pair[1].url}/key/info", params={"key": key["key"]}, headers=ADMIN) as r:
+            spent = float((await r.json())["info"]["spend"])
+        assert spent == pytest.approx(sum(r["spend"] for r in records if r["api_key"] == key["token"]))
+    for user in ("acme", "globex"):
+        async with http.get(f"{pair[0].url}/customer/info", params={"end_user_id": user}, headers=ADMIN) as r:
+            spent = float((await r.json())["spend"])
+        assert spent == pytest.approx(sum(r["spend"] for r in records if r["end_user"] == user))
+
+
+async def test_an_end_user_named_empty_is_kept_apart_from_none(database: str, tmp_path: Path) -> None:
+    """The daily totals count an end user '' as none; the end users' own totals keep '' as one of them."""
+    store = await open_store(database, tmp_path)
+    try:
+        now = time.time()
+        await store.write_spend([SpendRecord(request_id="blank", end_user="", spend=1.5, start_time=now),
+                                 SpendRecord(request_id="none", spend=2.0, start_time=now),
+                                 SpendRecord(request_id="named", end_user="acme", spend=4.0, start_time=now)])
+        spent = {r["user_id"]: r["spend"] for r in await store.db.fetch("SELECT user_id, spend FROM gw_end_users")}
+        assert spent == {"": 1.5, "acme": 4.0}
+        daily = {r["grp"]: (r["spend"], r["requests"]) for r in await store.spend_by_day({}, None, None, "end_user")}
+        assert daily == {None: (3.5, 2), "acme": (4.0, 1)}
+    finally:
+        await store.close()

@@ -194,6 +194,10 @@ class _PgQueries:
     async def copy_records(self, table: str, columns: tuple[str, ...], rows: list[list[Any]]) -> None:
         await self.target.copy_records_to_table(table, records=rows, columns=list(columns))
 
+    def savepoint(self) -> Any:
+        """Inside a transaction: `async with tx.savepoint():` undoes only its own statements if they fail."""
+        return self.target.transaction()
+
 
 class PostgresDatabase(_PgQueries):
     @classmethod

@@ -16,6 +16,8 @@ import msgspec
 from gateway import durations
 from gateway.budget import windows
 from gateway.spend import partitions
+from gateway.spend.daily import DIMENSIONS as DAILY_DIMENSIONS
+from gateway.spend.daily import DailyDeltas
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
@@ -32,11 +34,9 @@ from gateway.store.records import (
     TeamRecord,
     UserRecord,
 )
+from gateway.store.spend_postgres import insert_spend
 
 R = TypeVar("R", bound=Record)
-START_TIME = SPEND_COLUMNS.index("start_time")
-# What the daily totals are kept per (besides the day); spend can be filtered and grouped by any of them.
-DAILY_DIMENSIONS = ("api_key", "user_id", "team_id", "end_user", "model_group", "model")
 # Rows per delete when retention trims SQLite's log: short transactions, so writers are not held up.
 RETENTION_BATCH = 5000
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
@@ -422,12 +422,15 @@ class Store:
         if not lines.strip():
             return 0
         rows = rows_of(lines)
-        if self.db.dialect == "postgres" and rows:
-            await self.ensure_spend_partitions({partitions.day_of(r[START_TIME]) for r in rows})
-        async with self.db.transaction() as tx:
-            if self.db.dialect == "sqlite":
+        if not rows:
+            return 0
+        if self.db.dialect == "sqlite":
+            async with self.db.transaction() as tx:
                 return await _insert_spend_sqlite(tx, rows)
-            return await _insert_spend_copy(tx, rows)
+        deltas = DailyDeltas(rows)
+        await self.ensure_spend_partitions(deltas.days())
+        async with self.db.transaction() as tx:
+            return await insert_spend(tx, rows, deltas)
 
     async def ensure_spend_partitions(self, days: set[int]) -> None:
         """PostgreSQL: make sure each of these days has its partition (no-op for days made before)."""
@@ -582,37 +585,6 @@ END_USER_SPEND = (
     "ON CONFLICT (user_id) DO UPDATE SET spend = gw_end_users.spend + excluded.spend")
 # A spend record counts for the organization of its team, else of its key (LiteLLM's order).
 ORG_OF = "COALESCE(t.organization_id, k.organization_id)"
-
-
-async def _insert_spend_copy(tx: Any, rows: list[list[Any]]) -> int:
-    """PostgreSQL: COPY the batch into a scratch table, keep the rows whose id is new, and add
-    their cost to the totals, all in the server."""
-    if not rows:
-        return 0
-    names = ", ".join(SPEND_COLUMNS)
-    await tx.execute("CREATE TEMP TABLE IF NOT EXISTS gw_spend_in (LIKE gw_spend_logs) ON COMMIT DELETE ROWS")
-    await tx.copy_records("gw_spend_in", SPEND_COLUMNS, rows)
-    await tx.execute(
-        "CREATE TEMP TABLE IF NOT EXISTS gw_spend_new (LIKE gw_spend_logs) ON COMMIT DELETE ROWS")
-    await tx.execute(
-        f"WITH added AS (INSERT INTO gw_spend_logs ({names}) SELECT DISTINCT ON (request_id, start_time) {names} "
-        f"FROM gw_spend_in ON CONFLICT (request_id, start_time) DO NOTHING RETURNING *) "
-        f"INSERT INTO gw_spend_new SELECT * FROM added")
-    for table, column, ref in (("gw_keys", "token", "api_key"), ("gw_users", "user_id", "user_id"),
-                               ("gw_teams", "team_id", "team_id")):
-        await tx.execute(f"UPDATE {table} SET spend = {table}.spend + s.total FROM (SELECT {ref}, SUM(spend) AS "
-                         f"total FROM gw_spend_new GROUP BY {ref}) s WHERE {table}.{column} = s.{ref}")
-    await tx.execute("UPDATE gw_keys SET spend = gw_keys.spend + s.total FROM (SELECT k.successor, SUM(n.spend) "
-                     "AS total FROM gw_spend_new n JOIN gw_key_successors k ON k.token = n.api_key "
-                     "GROUP BY k.successor) s WHERE gw_keys.token = s.successor")
-    await tx.execute(END_USER_SPEND.format(source="gw_spend_new WHERE"), time.time())
-    await tx.execute(f"UPDATE gw_organizations SET spend = gw_organizations.spend + s.total FROM (SELECT {ORG_OF} "
-                     "AS org, SUM(n.spend) AS total FROM gw_spend_new n LEFT JOIN gw_teams t ON t.team_id = n.team_id "
-                     "LEFT JOIN gw_keys k ON k.token = n.api_key GROUP BY 1) s "
-                     "WHERE gw_organizations.organization_id = s.org")
-    await tx.execute(DAILY_SPEND.format(day=DAY_OF_START["postgres"], source="gw_spend_new WHERE TRUE"))
-    row = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_new")
-    return int(row["n"]) if row else 0
 
 
 async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
