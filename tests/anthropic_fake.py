@@ -88,7 +88,7 @@ class FakeAnthropic:
     name: str = "claude"
     key: str = KEY
     always_status: int | None = None  # answer every message with this error (an upstream that is down)
-    seen: list[Seen] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list, repr=False)  # hypothesis prints fixtures: keep that short
     port: int = 0
 
     def __post_init__(self) -> None:

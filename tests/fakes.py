@@ -44,7 +44,7 @@ class Seen:
 @dataclass
 class FakeUpstream:
     name: str = "fake"
-    seen: list[Seen] = field(default_factory=list)
+    seen: list[Seen] = field(default_factory=list, repr=False)  # hypothesis prints fixtures: keep that short
     port: int = 0
 
     def __post_init__(self) -> None:
