@@ -88,8 +88,12 @@ class FakeAnthropic:
     name: str = "claude"
     key: str = KEY
     always_status: int | None = None  # answer every message with this error (an upstream that is down)
-    seen: list[Seen] = field(default_factory=list, repr=False)  # hypothesis prints fixtures: keep that short
+    seen: list[Seen] = field(default_factory=list, repr=False)
     port: int = 0
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints a test's fixtures with every dataclass field, what was seen too (tens of kB)."""
+        printer.text(repr(self))
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()

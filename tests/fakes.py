@@ -44,8 +44,12 @@ class Seen:
 @dataclass
 class FakeUpstream:
     name: str = "fake"
-    seen: list[Seen] = field(default_factory=list, repr=False)  # hypothesis prints fixtures: keep that short
+    seen: list[Seen] = field(default_factory=list, repr=False)
     port: int = 0
+
+    def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
+        """Hypothesis prints a test's fixtures with every dataclass field, what was seen too (tens of kB)."""
+        printer.text(repr(self))
 
     def __post_init__(self) -> None:
         self._loop = asyncio.new_event_loop()
