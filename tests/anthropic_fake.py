@@ -376,7 +376,6 @@ class FakeAnthropic:
         frames = [frame.encode("latin-1") for frame in steer["frames"]] if "frames" in steer \
             else _framed(_events(message, blocks, usage), steer)
         gate_after = 1 if "gate" in steer else -1
-        sent = bytearray()
         try:
             await response.prepare(request)
             seen.status = 200
@@ -388,13 +387,13 @@ class FakeAnthropic:
                     return response
                 if index == steer.get("error_after"):
                     frame = _event_bytes("error", _error(529, "Overloaded"), steer)
+                    seen.sent += frame  # before the write: the client may read it first
                     await response.write(frame)
-                    sent += frame
                     break
                 if index == gate_after:
                     await self._gate(steer["gate"]).wait()
+                seen.sent += frame  # before the write: the client may read it first
                 await response.write(frame)
-                sent += frame
                 if steer.get("writes") == "split":
                     await asyncio.sleep(0.002)  # each piece its own TCP segment
             await response.write_eof()
@@ -402,8 +401,6 @@ class FakeAnthropic:
         except (asyncio.CancelledError, ConnectionResetError):
             seen.outcome = "cancelled"
             raise
-        finally:
-            seen.sent = bytes(sent)
         return response
 
 

@@ -406,7 +406,6 @@ class VllmUpstream(FakeUpstream):
             frames.append(b"data: " + orjson.dumps({**head, "choices": [], "usage": usage}) + b"\n\n")
         frames.append(b"data: [DONE]\n\n")
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
-        sent = bytearray()
         try:
             await response.prepare(request)
             for index, frame in enumerate(frames):
@@ -419,18 +418,17 @@ class VllmUpstream(FakeUpstream):
                     error = {"error": {"object": "error", "message": "The engine died while generating.",
                                        "type": "InternalServerError", "param": None, "code": 500}}
                     frame = b"data: " + orjson.dumps(error) + b"\n\ndata: [DONE]\n\n"
+                    seen.sent += frame  # before the write: the client may read it first
                     await response.write(frame)
-                    sent += frame
                     break
+                seen.sent += frame  # before the write: the client may read it first
                 await response.write(frame)
-                sent += frame
             await response.write_eof()
             seen.outcome = "completed"
         except (asyncio.CancelledError, ConnectionResetError):
             seen.outcome = "cancelled"
             raise
         finally:
-            seen.sent = bytes(sent)
             seen.ended_at = time.monotonic()
         return response
 
