@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
@@ -41,6 +41,13 @@ R = TypeVar("R", bound=Record)
 RETENTION_BATCH = 5000
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
 CHUNK = 500
+
+
+class SpendCursor(NamedTuple):
+    """Where a page of spend records ends: its last record's start time and request id."""
+
+    start_time: float
+    request_id: str
 
 
 class Conflict(Exception):
@@ -470,12 +477,26 @@ class Store:
             if gone < RETENTION_BATCH:
                 return removed
 
-    async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None,
-                         limit: int) -> list[SpendRecord]:
+    async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None, limit: int,
+                         after: SpendCursor | None = None, newer: bool = False) -> list[SpendRecord]:
+        """Spend records whose columns equal `where`, started in [start, end), newest first (ties by request
+        id). A page at a time by keyset: those past `after` (older, or with `newer` the newer ones), never
+        an offset, so a page deep in a million records costs what the first one does."""
         clauses, args = self._spend_filter(where, start, end)
-        rows = await self.db.fetch(
-            f"SELECT * FROM gw_spend_logs{clauses} ORDER BY start_time DESC, request_id LIMIT {int(limit)}", *args)
-        return [spend_record(r) for r in rows]
+        order = "start_time DESC, request_id"
+        if after is not None:
+            args += [after.start_time, after.request_id]
+            t, rid = f"${len(args) - 1}", f"${len(args)}"
+            # The range on start_time alone first, so the index on it (or on a filter column and it) bounds the scan.
+            past = (f"start_time >= {t} AND (start_time > {t} OR request_id < {rid})" if newer else
+                    f"start_time <= {t} AND (start_time < {t} OR request_id > {rid})")
+            clauses = f"{clauses} AND {past}" if clauses else f" WHERE {past}"
+            if newer:
+                order = "start_time, request_id DESC"
+        rows = await self.db.fetch(f"SELECT * FROM gw_spend_logs{clauses} ORDER BY {order} LIMIT {int(limit)}",
+                                   *args)
+        records = [spend_record(r) for r in rows]
+        return records[::-1] if after is not None and newer else records
 
     async def spend_by_day(self, where: dict[str, Any], start: float | None, end: float | None,
                            group: str) -> list[Row]:
