@@ -49,6 +49,29 @@ SPEND_DAILY_FILL = (
     "COALESCE(team_id, ''), COALESCE(end_user, ''), COALESCE(model_group, ''), COALESCE(model, ''), SUM(spend), "
     "SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), COUNT(*) FROM gw_spend_logs "
     "GROUP BY 1, 2, 3, 4, 5, 6, 7")
+# What the daily totals are kept per; the rollup keeps each alone (store.DAILY_DIMENSIONS names the same six).
+ROLLUP_DIMENSIONS = ("api_key", "user_id", "team_id", "end_user", "model_group", "model")
+ROLLUP_COLUMNS = "dimension, value, day, spend, prompt_tokens, completion_tokens, total_tokens, requests"
+# One row per dimension, value and UTC day: the totals of every key (or team, user, end user, model) on a day,
+# whatever else its requests had in common, so a page over all of them reads a row per key and day.
+SPEND_ROLLUP = {
+    "postgres": [
+        """CREATE TABLE gw_spend_rollup (
+            dimension TEXT NOT NULL, value TEXT NOT NULL, day TEXT NOT NULL, spend DOUBLE PRECISION NOT NULL,
+            prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+            requests BIGINT NOT NULL, PRIMARY KEY (dimension, value, day)) WITH (fillfactor = 50)""",
+    ],
+    # Clustered by its key: the rows of one dimension are read in order, with no lookup per row.
+    "sqlite": [
+        """CREATE TABLE gw_spend_rollup (
+            dimension TEXT NOT NULL, value TEXT NOT NULL, day TEXT NOT NULL, spend DOUBLE PRECISION NOT NULL,
+            prompt_tokens BIGINT NOT NULL, completion_tokens BIGINT NOT NULL, total_tokens BIGINT NOT NULL,
+            requests BIGINT NOT NULL, PRIMARY KEY (dimension, value, day)) WITHOUT ROWID""",
+    ],
+}
+SPEND_ROLLUP_FILL = (f"INSERT INTO gw_spend_rollup ({ROLLUP_COLUMNS}) " + " UNION ALL ".join(
+    f"SELECT '{d}', {d}, day, SUM(spend), SUM(prompt_tokens), SUM(completion_tokens), SUM(total_tokens), "
+    f"SUM(requests) FROM gw_spend_daily GROUP BY {d}, day" for d in ROLLUP_DIMENSIONS))
 DAY_OF_START = {
     "postgres": "to_char(to_timestamp(start_time) AT TIME ZONE 'UTC', 'YYYY-MM-DD')",
     "sqlite": "date(start_time, 'unixepoch')",
@@ -217,6 +240,13 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
         {"postgres": [f"ALTER TABLE {table} SET (fillfactor = 50)"
                       for table in ("gw_keys", "gw_users", "gw_teams", "gw_end_users", "gw_organizations")],
          "sqlite": []},
+    ]),
+    # With a million requests a month over thousands of keys the daily totals hold nearly a row per request
+    # (few requests share a day, key, team, end user and model); a page over every key or model read them
+    # all, in seconds. The rollup holds a row per key (or team, model...) and day.
+    (14, "spend totals per day by each dimension alone", [
+        {"postgres": [*SPEND_ROLLUP["postgres"], SPEND_ROLLUP_FILL],
+         "sqlite": [*SPEND_ROLLUP["sqlite"], SPEND_ROLLUP_FILL]},
     ]),
 ]
 

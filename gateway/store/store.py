@@ -21,7 +21,7 @@ from gateway.spend.daily import DailyDeltas
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
-from gateway.store.migrations import DAY_OF_START, migrate
+from gateway.store.migrations import DAY_OF_START, ROLLUP_COLUMNS, ROLLUP_DIMENSIONS, migrate
 from gateway.store.records import (
     AccessGroupRecord,
     BudgetRecord,
@@ -499,15 +499,28 @@ class Store:
         return records[::-1] if after is not None and newer else records
 
     async def spend_by_day(self, where: dict[str, Any], start: float | None, end: float | None,
-                           group: str) -> list[Row]:
-        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column), from the
-        daily totals: whole UTC days, those that `start` and `end` fall in included. Filtered by a column the
+                           group: str, by_model: bool = True) -> list[Row]:
+        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column) and of
+        model_group (None in every row unless `by_model`), from the daily totals: whole UTC days, those that
+        `start` and `end` fall in included. A list in `where` means any of its values. Filtered by a column the
         totals do not keep (a request id), from the log itself, which that filter narrows to a row or two."""
         if group not in SPEND_COLUMNS:
             raise ValueError(f"cannot group spend by {group}")
         if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
             return await self._spend_by_day_from_log(where, start, end, group)
+        if set(where) <= {group} and (group == "model_group" or not by_model):
+            # Only the group itself narrows it: the rollup has a row per value and day.
+            clauses, args = _rollup_filter(group, start, end, where.get(group))
+            model = "NULLIF(value, '')" if by_model else "NULL"
+            return await self.db.fetch(
+                f"SELECT day, NULLIF(value, '') AS grp, {model} AS model_group, spend, total_tokens, requests "
+                f"FROM gw_spend_rollup{clauses} ORDER BY day, grp", *args)
         clauses, args = _daily_filter(where, start, end)
+        if not by_model:
+            return await self.db.fetch(
+                f"SELECT day, NULLIF({group}, '') AS grp, NULL AS model_group, SUM(spend) AS spend, "
+                f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
+                f"FROM gw_spend_daily{clauses} GROUP BY day, {group} ORDER BY day, grp", *args)
         return await self.db.fetch(
             f"SELECT day, NULLIF({group}, '') AS grp, NULLIF(model_group, '') AS model_group, SUM(spend) AS spend, "
             f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
@@ -521,9 +534,15 @@ class Store:
         largest spend first, leaving out records without a value; from the daily totals."""
         if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
             raise ValueError(f"cannot total spend by {group} filtered by {sorted(where)}")
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        if not where:
+            clauses, args = _rollup_filter(group, start, end)
+            return await self.db.fetch(
+                f"SELECT value AS grp, SUM(spend) AS spend, CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, "
+                f"CAST(SUM(requests) AS BIGINT) AS requests FROM gw_spend_rollup{clauses} AND value <> '' "
+                f"GROUP BY value ORDER BY SUM(spend) DESC, value{page}", *args)
         clauses, args = _daily_filter({**where}, start, end)
         clauses = f"{clauses} AND {group} <> ''" if clauses else f" WHERE {group} <> ''"
-        page = f" LIMIT {int(limit)}" if limit is not None else ""
         return await self.db.fetch(
             f"SELECT {group} AS grp, SUM(spend) AS spend, CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, "
             f"CAST(SUM(requests) AS BIGINT) AS requests FROM gw_spend_daily{clauses} GROUP BY {group} "
@@ -586,8 +605,14 @@ def like_escaped(text: str) -> str:
 def _daily_filter(where: dict[str, Any], start: float | None, end: float | None) -> tuple[str, list[Any]]:
     """WHERE for the daily totals: the columns given, and the UTC days from `start`'s to `end`'s
     (an end on midnight is exclusive, as the log's own filter reads it)."""
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     for column, value in where.items():
+        if isinstance(value, (list, tuple)):
+            marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(value)))
+            args.extend("" if v is None else v for v in value)
+            clauses.append(f"{column} IN ({marks})" if value else "FALSE")
+            continue
         args.append("" if value is None else value)
         clauses.append(f"{column} = ${len(args)}")
     if start is not None:
@@ -597,6 +622,14 @@ def _daily_filter(where: dict[str, Any], start: float | None, end: float | None)
         args.append(partitions.iso_day(-int(-end // partitions.DAY)))
         clauses.append(f"day < ${len(args)}")
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+def _rollup_filter(dimension: str, start: float | None, end: float | None,
+                   values: str | list[str] | None = None) -> tuple[str, list[Any]]:
+    """WHERE for the rollup: one dimension's rows (of these values, if given), on the UTC days `_daily_filter`
+    reads."""
+    clauses, args = _daily_filter({} if values is None else {"value": values}, start, end)
+    return f" WHERE dimension = ${len(args) + 1}{clauses.replace(' WHERE ', ' AND ', 1)}", [*args, dimension]
 
 
 # Daily totals of the records in {source} (a FROM and the start of a WHERE), added to what each day has.
@@ -612,6 +645,20 @@ DAILY_SPEND = (
     "completion_tokens = gw_spend_daily.completion_tokens + excluded.completion_tokens, "
     "total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens, "
     "requests = gw_spend_daily.requests + excluded.requests")
+
+# The same records' totals by each dimension alone, added to the rollup. Ordered, as the daily totals are, so
+# that writers on several instances take the rows' locks in one order and never deadlock.
+ROLLUP_SPEND = (
+    f"INSERT INTO gw_spend_rollup ({ROLLUP_COLUMNS}) SELECT dimension, value, day, SUM(spend), SUM(prompt_tokens), "
+    "SUM(completion_tokens), SUM(total_tokens), COUNT(*) FROM (" + " UNION ALL ".join(
+        f"SELECT '{d}' AS dimension, COALESCE({d}, '') AS value, {{day}} AS day, spend, prompt_tokens, "
+        f"completion_tokens, total_tokens FROM {{source}}" for d in ROLLUP_DIMENSIONS) +
+    ") r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 ON CONFLICT (dimension, value, day) DO UPDATE SET "
+    "spend = gw_spend_rollup.spend + excluded.spend, "
+    "prompt_tokens = gw_spend_rollup.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = gw_spend_rollup.completion_tokens + excluded.completion_tokens, "
+    "total_tokens = gw_spend_rollup.total_tokens + excluded.total_tokens, "
+    "requests = gw_spend_rollup.requests + excluded.requests")
 
 # End users are made on their first spend, as LiteLLM does: a `user` never created still has its total.
 END_USER_SPEND = (
@@ -656,5 +703,6 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
         f"WHERE organization_id IN (SELECT {ORG_OF} FROM gw_spend_logs n LEFT JOIN gw_teams t "
         f"ON t.team_id = n.team_id LEFT JOIN gw_keys k ON k.token = n.api_key WHERE n.rowid > $1)", top)
     await tx.execute(DAILY_SPEND.format(day=DAY_OF_START["sqlite"], source="gw_spend_logs WHERE rowid > $1"), top)
+    await tx.execute(ROLLUP_SPEND.format(day=DAY_OF_START["sqlite"], source="gw_spend_logs WHERE rowid > $1"), top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0

@@ -63,12 +63,12 @@ async def spend_page(request: web.Request, visit: Visit) -> web.Response:
             series_of.setdefault(named, {})[row["day"]] = series_of.get(named, {}).get(row["day"], 0.0) + row["spend"]
         series = sorted((Series(n, d) for n, d in series_of.items()), key=lambda s: -sum(s.by_day.values()))
     else:
-        series = []
-        for row in top[:SERIES_SHOWN]:
-            daily: dict[str, float] = {}
-            for r in await store.spend_by_day({**where, by: row["grp"]}, start, end, by):
-                daily[r["day"]] = daily.get(r["day"], 0.0) + r["spend"]
-            series.append(Series(names.get(row["grp"], row["grp"]) or "(none)", daily))
+        shown = [row["grp"] for row in top[:SERIES_SHOWN]]
+        by_value: dict[str, dict[str, float]] = {value: {} for value in shown}
+        for r in await store.spend_by_day({**where, by: shown}, start, end, by, by_model=False) if shown else []:
+            daily = by_value[r["grp"]]
+            daily[r["day"]] = daily.get(r["day"], 0.0) + r["spend"]
+        series = [Series(names.get(value, value) or "(none)", by_value[value]) for value in shown]
         day_totals: dict[str, float] = {}
         for r in by_model:
             day_totals[r["day"]] = day_totals.get(r["day"], 0.0) + r["spend"]
