@@ -18,6 +18,7 @@ from gateway.store.migrations import (
     DAY_OF_START,
     SPEND_DAILY,
     SPEND_DAILY_FILL,
+    SPEND_LOG_FILTER_INDEXES,
     SPEND_LOG_INDEXES,
     SPEND_ROLLUP_FILL,
 )
@@ -107,7 +108,8 @@ async def load(store: Store, shape: Shape) -> None:
         first = partitions.day_of(shape.now - shape.days * DAY)
         await store.ensure_spend_partitions(set(range(first, partitions.day_of(shape.now) + 1)))
     # The secondary indexes of the log and of the daily totals, built once the rows are in.
-    indexes = [(found.group(1), statement) for statement in [*SPEND_LOG_INDEXES, *SPEND_DAILY]
+    built_after = [*SPEND_LOG_INDEXES, *SPEND_LOG_FILTER_INDEXES, *SPEND_DAILY]
+    indexes = [(found.group(1), statement) for statement in built_after
                if (found := re.match(r"CREATE INDEX (\w+)", statement))]
     if db.dialect == "sqlite":
         await db.execute("PRAGMA temp_store = MEMORY")  # the sorts of the GROUP BYs, in memory

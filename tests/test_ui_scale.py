@@ -198,6 +198,9 @@ async def test_pages_over_a_hundred_thousand_keys_and_a_million_requests(
         "requests, failures": ("logs?status=failure", [logged(newest(status="failure"))], "failure"),
         "requests, one model's failures": ("logs?model=claude-sonnet&status=failure",
                                            [logged(newest(status="failure", model="claude-sonnet"))], "claude-sonnet"),
+        "requests of a model with none": ("logs?model=gpt-5-nano", [], "No requests match these filters"),
+        "requests, cancelled, of one team": ("logs?status=cancelled&team=team-07",
+                                             [logged(newest(status="cancelled", team="team-07"))], "cancelled"),
         "requests, one day 20 days back": (f"logs?from={at_minute(between(window_last) - spend_seed.DAY)}"
                                            f"&to={at_minute(between(window_last))}", [], "Older"),
         "requests, a page 25 days back": (f"logs?older={between(deep)!r}:", [logged(spend_seed.record(SPEND, deep))],
