@@ -381,13 +381,16 @@ ADMIN_FORMS = ("teams/new", "teams/edit?id=x", "teams/block?id=x", "teams/unbloc
 
 
 async def test_no_admin_page_is_a_plain_keys(gateway: Gateway, http: aiohttp.ClientSession) -> None:
-    key = await api(http, gateway, "/key/generate", {"key_alias": "plain-key"})
     await api(http, gateway, "/team/new", {"team_id": "x"})
+    key = await api(http, gateway, "/key/generate", {"key_alias": "plain-key", "team_id": "x"})
     ui = f"{gateway.url}/ui"
     async with browser_like() as browser:
         await sign_in(browser, ui, key["key"])
         status, html = await page(browser, f"{ui}/keys")
         assert status == 200 and 'href="teams"' not in html and 'href="settings"' not in html
+        assert "teams/view" not in html and ">x<" in html  # its team named, not linked to a page it may not see
+        status, html = await page(browser, f"{ui}/keys/{key['token_id']}")
+        assert status == 200 and "teams/view" not in html
         token = csrf_of(html)
         for path in ADMIN_PAGES:
             status, html = await page(browser, f"{ui}/{path}")
