@@ -15,8 +15,9 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from gateway.spend.record import SpendRecord
 from gateway.store.records import KeyRecord
-from gateway.store.store import END_USERS, KEYS, Store
+from gateway.store.store import END_USERS, KEYS, SpendCursor, Store
 from gateway.ui.config_view import MASK, masked_url
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment, spend_record
@@ -484,3 +485,40 @@ async def test_counting_keys_by_owner(store: Store) -> None:
     assert await store.count_by(END_USERS, "budget_id", []) == {}
     many = [f"owner-{n}" for n in range(1200)]  # past one statement's worth of parameters
     assert await store.count_by(KEYS, "user_id", many) == {"owner-0": 4, "owner-1": 3, "owner-2": 3}
+
+
+async def test_spend_records_page_by_keyset_through_ties(store: Store) -> None:
+    """Records that started at the same moment are told apart by their id: each is on one page, in order,
+    paging older and back newer."""
+    now = time.time()
+    moments = [now - 30, now - 20, now - 20, now - 20, now - 10, now - 10]
+    records = [SpendRecord(request_id=f"tie-{n}", api_key="k" * 64, start_time=t, end_time=t + 1)
+               for n, t in enumerate(moments)]
+    await store.write_spend(records)
+    expected = [r.request_id for r in sorted(records, key=lambda r: (-r.start_time, r.request_id))]
+    pages, after = [], None
+    while True:
+        found = await store.spend_logs({"api_key": "k" * 64}, None, None, 2, after=after)
+        if not found:
+            break
+        pages.append([r.request_id for r in found])
+        after = SpendCursor(found[-1].start_time, found[-1].request_id)
+    assert [rid for p in pages for rid in p] == expected and len(pages) == 3
+    last = await store.spend_logs({"api_key": "k" * 64}, None, None, 10, after=SpendCursor(now - 20, "tie-3"))
+    back = await store.spend_logs({"api_key": "k" * 64}, None, None, 2, after=SpendCursor(now - 20, "tie-3"),
+                                  newer=True)
+    assert [r.request_id for r in last] == expected[expected.index("tie-3") + 1:]
+    assert [r.request_id for r in back] == expected[expected.index("tie-3") - 2:expected.index("tie-3")]
+
+
+async def test_a_new_form_without_its_csrf_token_is_refused(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    ui = f"{gateway.url}/ui"
+    async with browser_like() as browser:
+        await sign_in(browser, ui, MASTER)
+        for path, data in (("teams/new", {"team_id": "forged-team"}), ("users/new", {"user_id": "forged-user"}),
+                           ("budgets/new", {"budget_id": "forged-budget"}), ("end-users/block", {"user_id": "f"})):
+            async with browser.post(f"{ui}/{path}", data=data, allow_redirects=False) as r:
+                assert r.status == 403 and "CSRF token is missing or wrong" in await r.text(), path
+    await api(http, gateway, "/team/info", method="GET", params={"team_id": "forged-team"}, status=404)
+    await api(http, gateway, "/user/info", method="GET", params={"user_id": "forged-user"}, status=404)
+    assert await api(http, gateway, "/budget/info", {"budgets": ["forged-budget"]}) == []
