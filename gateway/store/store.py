@@ -646,13 +646,19 @@ DAILY_SPEND = (
     "total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens, "
     "requests = gw_spend_daily.requests + excluded.requests")
 
-# The same records' totals by each dimension alone, added to the rollup. Ordered, as the daily totals are, so
-# that writers on several instances take the rows' locks in one order and never deadlock.
+# The same records' totals by each dimension alone, added to the rollup: the records summed once per day and
+# dimensions (each reference to `g` reads that, which both databases keep as a table since it is read six
+# times), then per dimension. Ordered, as the daily totals are, so that writers on several instances take the
+# rows' locks in one order and never deadlock.
 ROLLUP_SPEND = (
+    "WITH g AS (SELECT {day} AS day, " + ", ".join(f"COALESCE({d}, '') AS {d}" for d in ROLLUP_DIMENSIONS) +
+    ", SUM(spend) AS spend, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+    "SUM(total_tokens) AS total_tokens, COUNT(*) AS requests FROM {source} GROUP BY 1, " +
+    ", ".join(str(n + 2) for n in range(len(ROLLUP_DIMENSIONS))) + ") "
     f"INSERT INTO gw_spend_rollup ({ROLLUP_COLUMNS}) SELECT dimension, value, day, SUM(spend), SUM(prompt_tokens), "
-    "SUM(completion_tokens), SUM(total_tokens), COUNT(*) FROM (" + " UNION ALL ".join(
-        f"SELECT '{d}' AS dimension, COALESCE({d}, '') AS value, {{day}} AS day, spend, prompt_tokens, "
-        f"completion_tokens, total_tokens FROM {{source}}" for d in ROLLUP_DIMENSIONS) +
+    "SUM(completion_tokens), SUM(total_tokens), SUM(requests) FROM (" + " UNION ALL ".join(
+        f"SELECT '{d}' AS dimension, {d} AS value, day, spend, prompt_tokens, completion_tokens, total_tokens, "
+        "requests FROM g" for d in ROLLUP_DIMENSIONS) +
     ") r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 ON CONFLICT (dimension, value, day) DO UPDATE SET "
     "spend = gw_spend_rollup.spend + excluded.spend, "
     "prompt_tokens = gw_spend_rollup.prompt_tokens + excluded.prompt_tokens, "
