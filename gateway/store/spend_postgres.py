@@ -1,5 +1,5 @@
-"""PostgreSQL's spend writer: a batch of records into the log, and what they add to the daily totals and to
-their key, user, team, end user and organization, in one transaction.
+"""PostgreSQL's spend writer: a batch of records into the log, and what they add to the daily totals, the
+rollup and their key, user, team, end user and organization, in one transaction.
 
 The records are COPYed straight into the partitioned log. A record seen before (a spool segment read again
 after a crash, or by two instances at once) breaks the COPY on the log's unique key; the batch then goes the
@@ -28,9 +28,10 @@ KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (start_time
             f"ON CONFLICT (request_id, start_time) DO NOTHING RETURNING {NAMES}")
 
 # What the batch adds ($1: DailyDeltas.rows() as one JSON array) to the daily totals and to the rollup (each
-# dimension alone), merged and in key order (so that writers adding to the same rows lock them in the same order), and, summed again, to the
-# spend kept on keys (and the keys that succeeded them), users, teams, end users (made on their first
-# spend, as LiteLLM does; $2 is now) and organizations (of the team, else of the key: LiteLLM's order).
+# dimension alone), merged and in key order (so that writers adding to the same rows lock them in the same
+# order), and, summed again, to the spend kept on keys (and the keys that succeeded them), users, teams,
+# end users (made on their first spend, as LiteLLM does; $2 is now) and organizations (of the team, else of
+# the key: LiteLLM's order).
 # One statement, so a batch costs one round trip; each table is written by one part of it only, as a row
 # may not change twice in one statement. JSON, because twelve array parameters cost asyncpg about 10 us of
 # the gateway's CPU a row (an isinstance check per element), and this costs msgspec under 1 us, which
