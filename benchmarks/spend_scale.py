@@ -5,9 +5,9 @@ report endpoint's latency over HTTP against a gateway on that database.
     python -m benchmarks.spend_scale --records 10000000    # the 10M run
 
 Seeding is one INSERT ... SELECT over generate_series per day, generated in the server: faster than COPY,
-which would first have to build every row in Python. The daily totals are then filled in one GROUP BY, as
-the migration fills them. The writer is measured through Store.write_spend_lines, the spooled segments'
-path, with new records and then with the same segments replayed (all duplicates).
+which would first have to build every row in Python. The daily totals, then the rollup, are filled in one
+GROUP BY each, as migrations 10 and 13 fill them. The writer is measured through Store.write_spend_lines,
+the spooled segments' path, with new records and then with the same segments replayed (all duplicates).
 """
 
 from __future__ import annotations
@@ -30,7 +30,7 @@ from benchmarks.servers import free_port, start_server
 from gateway.spend import partitions
 from gateway.spend.record import SpendRecord, spool_line
 from gateway.store.database import open_database
-from gateway.store.migrations import DAY_OF_START, SPEND_DAILY_FILL
+from gateway.store.migrations import DAY_OF_START, SPEND_DAILY_FILL, SPEND_ROLLUP_FILL
 from gateway.store.store import Store
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -60,8 +60,10 @@ async def seed(store: Store, records: int, days: int, now: float) -> float:
         await store.db.execute(SEED, f"d{day}", float(day * partitions.DAY), partitions.DAY / max(count, 1) * 0.999,
                                count)
     await store.db.execute(SPEND_DAILY_FILL.format(day=DAY_OF_START["postgres"]))
+    await store.db.execute(SPEND_ROLLUP_FILL)
     await store.db.execute("ANALYZE gw_spend_logs")
     await store.db.execute("ANALYZE gw_spend_daily")
+    await store.db.execute("ANALYZE gw_spend_rollup")
     return time.perf_counter() - started
 
 

@@ -22,7 +22,7 @@ from gateway.config import Config
 from gateway.context import parse_networks
 from gateway.cors import Cors
 from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request
-from gateway.info import InfoRoutes, ReadinessCheck, not_found
+from gateway.info import INFO, InfoRoutes, ReadinessCheck, not_found
 from gateway.limits.buckets import RedisLimiter
 from gateway.limits.combined import RedisAdmitter
 from gateway.limits.deployments import DeploymentLimits
@@ -49,6 +49,7 @@ from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
 from gateway.router import Router
 from gateway.services import Services, open_services
+from gateway.ui.base import UI as ADMIN_UI
 from gateway.ui.security import SAME_ORIGIN_ONLY
 from gateway.upstreams import Pools
 
@@ -118,29 +119,36 @@ def error_shape(request: web.Request) -> ErrorShape:
 
 async def _enveloped(request: web.Request, handler: Handler) -> web.StreamResponse:
     if "\x00" in request.path or "\x00" in request.query_string:
-        return error_shape(request).response(bad_request(NUL_IN_URL))
+        return await _failure(request, bad_request(NUL_IN_URL))
     try:
         return await handler(request)
     except ApiError as error:
-        return error_shape(request).response(error)
+        return await _failure(request, error)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
         if request.method == "OPTIONS" and exc.status in (404, 405) and (cors := request.app.get(CORS)) is not None:
             return await cors.preflight(request)  # no route has OPTIONS: CORS answers them all
-        shape = error_shape(request)
         if exc.status == 404:
-            return shape.response(not_found(request))
+            return await _failure(request, not_found(request))
         if exc.status == 405:
-            return shape.response(ApiError(405, f"{request.method} is not allowed on {request.path}"),
+            return await _failure(request, ApiError(405, f"{request.method} is not allowed on {request.path}"),
                                   {"Allow": exc.headers.get("Allow", "")})
-        return shape.response(ApiError(exc.status, exc.text or exc.reason))
+        return await _failure(request, ApiError(exc.status, exc.text or exc.reason))
     except (asyncio.CancelledError, ConnectionResetError):
         raise
     except Exception:
         log.exception("unhandled error serving %s %s", request.method, request.path)
-        return error_shape(request).response(ApiError(500, "internal gateway error; the request id in the logs "
-                                                      "has the details", "internal_server_error"))
+        return await _failure(request, ApiError(500, "internal gateway error; the request id in the logs "
+                                                "has the details", "internal_server_error"))
+
+
+async def _failure(request: web.Request, error: ApiError, headers: dict[str, str] | None = None) -> web.Response:
+    """The error in its caller's shape: a page under the admin UI, else the API's envelope."""
+    admin_ui = request.app.get(ADMIN_UI)
+    if admin_ui is not None and admin_ui.serves(request.path):
+        return await admin_ui.failure(request, error, headers)
+    return error_shape(request).response(error, headers)
 
 
 async def build_app(config: Config, access_source: str = "gateway.access") -> web.Application:
@@ -241,8 +249,9 @@ def _add_routes(app: web.Application, access_source: str) -> None:
         if isinstance(services.limiter, RedisLimiter) and isinstance(services.ledger, RedisLedger) else None
     deployment_limits = app[DEPLOYMENT_LIMITS] = DeploymentLimits(services.limiter, router,
                                                                        config.gateway_settings.fail_open, combined)
-    info = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
-                      config.litellm_settings.success_callback, app[SERVICES].authenticator, app[POOLS].probes)
+    info = app[INFO] = InfoRoutes(router, app[READINESS], settings.health_check_timeout,
+                                  config.litellm_settings.success_callback, app[SERVICES].authenticator,
+                                  app[POOLS].probes)
     costs = router_settings.CostMap(pricing.table)
     for prefix in path_prefixes(config):
         for endpoint in PROXIED:

@@ -281,6 +281,9 @@ class Config(Struct):
     gateway_settings: GatewaySettings = msgspec.field(default_factory=GatewaySettings)
     teams: list[TeamConfig] = []
     credential_list: list[CredentialConfig] = []
+    # Filled as the file is read, never from it: the settings written as os.environ/NAME, by their dotted
+    # path (model_list[0].litellm_params.api_key), so what shows the config can name the variable, not its value.
+    env_references: dict[str, str] = {}
 
 
 def load_config(path: str | Path, warn: list[str] | None = None) -> Config:
@@ -382,13 +385,16 @@ def _parse(raw: object, warn: list[str] | None) -> Config:
             raise ConfigError(f"environment_variables.{name}: expected a plain value")
         os.environ[str(name)] = str(value).lower() if isinstance(value, bool) else str(value)
     raw["environment_variables"] = {str(k): os.environ[str(k)] for k in env}
-    resolved = _resolve_env(raw, "")
+    raw.pop("env_references", None)
+    references: dict[str, str] = {}
+    resolved = _resolve_env(raw, "", references)
     if warn is not None:
         warn.extend(unknown_keys(Config, resolved, ""))
     try:
         config = msgspec.convert(resolved, Config, strict=False)
     except msgspec.ValidationError as exc:
         raise ConfigError(_with_valid_values(_readable(str(exc)), str(exc))) from None
+    config.env_references = references
     general = config.general_settings
     for name in ("maximum_spend_logs_retention_period", "maximum_spend_logs_retention_interval"):
         value = getattr(general, name)
@@ -442,16 +448,18 @@ def _with_valid_values(readable: str, message: str) -> str:
     return readable
 
 
-def _resolve_env(value: Any, where: str) -> Any:
+def _resolve_env(value: Any, where: str, references: dict[str, str]) -> Any:
+    """`os.environ/NAME` replaced by the variable's value; where each was, kept in `references`."""
     if isinstance(value, str) and value.startswith(ENV_PREFIX):
         name = value[len(ENV_PREFIX):]
         if name not in os.environ:
             raise ConfigError(f"{where or 'config'}: environment variable {name} is not set")
+        references[where] = name
         return os.environ[name]
     if isinstance(value, dict):
-        return {k: _resolve_env(v, _join(where, str(k))) for k, v in value.items()}
+        return {k: _resolve_env(v, _join(where, str(k)), references) for k, v in value.items()}
     if isinstance(value, list):
-        return [_resolve_env(v, f"{where}[{i}]") for i, v in enumerate(value)]
+        return [_resolve_env(v, f"{where}[{i}]", references) for i, v in enumerate(value)]
     return value
 
 

@@ -199,13 +199,15 @@ class InfoRoutes:
         deployments = [d for d in self.router.deployments if wanted is None or d.group == wanted]
         if wanted is not None and not deployments:
             raise model_not_found(wanted)
-        results = await asyncio.gather(*(self._probe(d) for d in deployments))
+        results = await asyncio.gather(*(self.probe(d) for d in deployments))
         healthy = [entry for entry, error in results if error is None]
         unhealthy = [{**entry, **error} for entry, error in results if error is not None]
         return json_response({"healthy_endpoints": healthy, "unhealthy_endpoints": unhealthy,
                               "healthy_count": len(healthy), "unhealthy_count": len(unhealthy)})
 
-    async def _probe(self, deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    async def probe(self, deployment: Deployment) -> tuple[dict[str, Any], dict[str, Any] | None]:
+        """/health's check of one deployment (the admin UI runs it too): what it shows of the deployment, and
+        None if it answered, else why not (`error`, `exception_status`)."""
         params = deployment.public_params()
         entry = {k: params[k] for k in HEALTH_FIELDS if k in params}
         entry.update(model_name=deployment.group, model_id=deployment.id, mode=deployment.mode)
@@ -250,6 +252,9 @@ class InfoRoutes:
                 "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         return self.probes.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
                                 timeout=timeout, ssl=tls)
+
+
+INFO = web.AppKey("info", InfoRoutes)
 
 
 def not_found(request: web.Request) -> ApiError:

@@ -141,6 +141,15 @@ async def test_daily_totals_equal_the_log_after_concurrent_writes_with_duplicate
                     for r in kept] == \
                 [(r["day"], r["grp"], r["model_group"], int(r["requests"]), int(r["total_tokens"])) for r in scanned]
             assert [r["spend"] for r in kept] == pytest.approx([r["spend"] for r in scanned])
+        for group in DAILY_DIMENSIONS:  # the rollup, which unfiltered totals read, says what the log says
+            rolled = await store.spend_totals({}, None, None, group)
+            logged = await store.db.fetch(
+                f"SELECT {group} AS grp, SUM(spend) AS spend, SUM(total_tokens) AS total_tokens, COUNT(*) AS requests "
+                f"FROM gw_spend_logs WHERE {group} IS NOT NULL GROUP BY {group}")
+            assert {r["grp"]: (int(r["requests"]), int(r["total_tokens"])) for r in rolled} == \
+                {r["grp"]: (int(r["requests"]), int(r["total_tokens"])) for r in logged}
+            assert {r["grp"]: r["spend"] for r in rolled} == approx_map({r["grp"]: r["spend"] for r in logged})
+            assert [r["spend"] for r in rolled] == sorted((r["spend"] for r in rolled), reverse=True)
         filtered = await store.spend_by_day({"api_key": records[0].api_key}, records[0].start_time,
                                             records[0].start_time + 1, "user_id")
         assert {r["day"] for r in filtered} == {day_text(records[0].start_time)}

@@ -123,22 +123,28 @@ async def update_budget(svc: Services, who: Caller, budget_id: str, changes: dic
 @documented(summary="Create a budget", body=BudgetFields)
 async def new(request: web.Request) -> web.Response:
     who = await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, BudgetFields))
-    budget = await create_budget(svc, who, fields.get("budget_id"), budget_changes(fields, svc.clock()))
-    return json(budget_view(budget))
+    return json(budget_view(await new_budget(services(request), who, await body(request, BudgetFields))))
+
+
+async def new_budget(svc: Services, who: Caller, asked: BudgetFields) -> BudgetRecord:
+    """/budget/new's work."""
+    fields = set_fields(asked)
+    return await create_budget(svc, who, fields.get("budget_id"), budget_changes(fields, svc.clock()))
 
 
 @documented(summary="Change a budget", body=BudgetFields)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, BudgetFields))
+    return json(budget_view(await change_budget(services(request), who, await body(request, BudgetFields))))
+
+
+async def change_budget(svc: Services, who: Caller, asked: BudgetFields) -> BudgetRecord:
+    """/budget/update's work: the fields sent changed on the budget `budget_id` names."""
+    fields = set_fields(asked)
     budget_id = fields.pop("budget_id", None)
     if budget_id is None:
         raise bad_request("budget_id is required", "budget_id")
-    budget = await update_budget(svc, who, budget_id, budget_changes(fields, svc.clock()))
-    return json(budget_view(budget))
+    return await update_budget(svc, who, budget_id, budget_changes(fields, svc.clock()))
 
 
 @documented(summary="Budgets by id", body=BudgetIds)
@@ -174,8 +180,16 @@ async def settings(request: web.Request) -> web.Response:
 @documented(summary="Every budget")
 async def list_budgets(request: web.Request) -> web.Response:
     await _admin_view(request)
-    found, _ = await services(request).store.find(BUDGETS, {})
+    found, _ = await find_budgets(services(request))
     return json([budget_view(b) for b in found])
+
+
+async def find_budgets(svc: Services, search: str | None = None, page: int = 1,
+                       size: int | None = None) -> tuple[list[BudgetRecord], int]:
+    """Budgets, newest first (a page of `size`, else all), and how many match `search` (a piece of the id):
+    /budget/list's and the admin UI's listing."""
+    return await svc.store.find(BUDGETS, {}, offset=(page - 1) * (size or 0), limit=size,
+                                search=(("budget_id",), search) if search else None)
 
 
 @documented(summary="Delete a budget (its end users keep going without one)", body=BudgetDelete)
@@ -183,8 +197,11 @@ async def delete(request: web.Request) -> web.Response:
     who = await caller(request)
     if not who.is_admin:
         raise ApiError(400, f"{NOT_ALLOWED}, your role={who.role}", "auth_error")
-    svc = services(request)
-    budget_id = (await body(request, BudgetDelete)).id
+    return json(budget_view(await delete_budget(services(request), (await body(request, BudgetDelete)).id)))
+
+
+async def delete_budget(svc: Services, budget_id: str) -> BudgetRecord:
+    """/budget/delete's work: the budget gone, its end users left without one; the budget as it was."""
     budget = await svc.store.get(BUDGETS, budget_id)
     if budget is None:
         raise not_found(budget_id)
@@ -195,7 +212,7 @@ async def delete(request: web.Request) -> web.Response:
         svc.accounts.changed("end_user", user.user_id)
     await svc.store.delete(BUDGETS, [budget_id])
     svc.accounts.changed("budget", budget_id)
-    return json(budget_view(budget))
+    return budget
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

@@ -195,19 +195,43 @@ async def list_end_users(request: web.Request) -> web.Response:
     who = await caller(request)
     if not (who.is_master or who.role in ("proxy_admin", "proxy_admin_viewer")):
         raise ApiError(401, f"Admin-only endpoint. Your user role={who.role}", "auth_error")
-    svc = services(request)
-    records, _ = await svc.store.find(END_USERS, {})
+    records, _, budgets = await find_end_users(services(request), EndUserFilter())
+    return json([end_user_view(r, budgets.get(r.budget_id or "")) for r in records])
+
+
+class EndUserFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which end users a listing shows: blocked or not, on a budget, and `search`, a piece of the id or alias."""
+
+    blocked: bool | None = None
+    budget_id: str | None = None
+    search: str | None = None
+
+
+async def find_end_users(svc: Services, wanted: EndUserFilter, page: int = 1, size: int | None = None
+                         ) -> tuple[list[EndUserRecord], int, dict[str, BudgetRecord]]:
+    """End users, newest first (a page of `size`, else all), how many match, and their budgets by id:
+    /end_user/list's and the admin UI's listing."""
+    where: dict[str, Any] = {name: value for name in ("blocked", "budget_id")
+                             if (value := getattr(wanted, name)) is not None}
+    search = (("user_id", "alias"), wanted.search) if wanted.search else None
+    records, total = await svc.store.find(END_USERS, where, offset=(page - 1) * (size or 0), limit=size,
+                                          search=search)
     budgets, _ = await svc.store.find(BUDGETS, {"budget_id": sorted({r.budget_id for r in records
                                                                      if r.budget_id})})
-    by_id = {b.budget_id: b for b in budgets}
-    return json([end_user_view(r, by_id.get(r.budget_id or "")) for r in records])
+    return records, total, {b.budget_id: b for b in budgets}
 
 
 async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     await admin(request)
-    svc = services(request)
-    changed: list[dict[str, Any]] = []
-    for user_id in dict.fromkeys((await body(request, CustomerIds)).user_ids):
+    changed = await set_blocked(services(request), (await body(request, CustomerIds)).user_ids, blocked)
+    return json({"blocked_users": [end_user_view(r, None) for r in changed]})
+
+
+async def set_blocked(svc: Services, user_ids: list[str], blocked: bool) -> list[EndUserRecord]:
+    """/end_user/block's and /end_user/unblock's work: the end users changed (unblocking one never seen
+    changes nothing)."""
+    changed: list[EndUserRecord] = []
+    for user_id in dict.fromkeys(user_ids):
         record = await svc.store.update(END_USERS, user_id, {"blocked": blocked})
         if record is None and blocked:
             # As LiteLLM does: blocking an end user never seen creates it, blocked.
@@ -218,8 +242,8 @@ async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
         if record is None:
             continue
         svc.accounts.changed("end_user", user_id)
-        changed.append(end_user_view(record, None))
-    return json({"blocked_users": changed})
+        changed.append(record)
+    return changed
 
 
 @documented(summary="Block end users (one never seen is created, blocked)", body=CustomerIds)

@@ -168,7 +168,7 @@ async def global_models(request: web.Request) -> web.Response:
 async def global_teams(request: web.Request) -> web.Response:
     """LiteLLM's team spend: per day, the list of teams, and each team's total."""
     await admin(request)
-    rows = await services(request).store.spend_by_day({}, None, None, "team_id")
+    rows = await services(request).store.spend_by_day({}, None, None, "team_id", by_model=False)
     days: dict[str, dict[str, Any]] = {}
     totals: dict[str, float] = {}
     for row in rows:

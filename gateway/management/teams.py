@@ -293,8 +293,11 @@ def _check_members(members: list[Member]) -> None:
 @documented(summary="Create a team", body=NewTeam)
 async def new_team(request: web.Request) -> web.Response:
     who = await admin(request)
-    svc = services(request)
-    asked = await body(request, NewTeam)
+    return json(team_view(await create_team(services(request), who, await body(request, NewTeam))))
+
+
+async def create_team(svc: Services, who: Caller, asked: NewTeam) -> TeamRecord:
+    """/team/new's work: the team, with its members enrolled (each made a user when missing)."""
     fields = with_extra(set_fields(asked), KEPT_TEAM_FIELDS, {})
     team_id = fields.get("team_id") or uuid.uuid4().hex
     members = _admitted(who, list(fields.get("members_with_roles", [])), svc)
@@ -316,7 +319,7 @@ async def new_team(request: web.Request) -> web.Response:
                   for m, u in zip(members, enrolled)]
         team = await svc.store.update(TEAMS, team_id, {"members_with_roles": roster}) or team
     svc.accounts.changed("team", team_id)
-    return json(team_view(team))
+    return team
 
 
 @documented(summary="A team and its members", query=[Query("team_id")])
@@ -330,19 +333,29 @@ async def info(request: web.Request) -> web.Response:
     if not who.is_admin and team_id != own:
         raise ApiError(403, f"User={who.user_id or who.label} not authorized to access this team={team_id}",
                        "auth_error", "team_id")
-    now = svc.clock()
-    team = await current(svc.ledger, "team", team_id, await existing(svc, team_id), now)
+    team = await current_team(svc, team_id)
     keys, _ = await svc.store.find(KEYS, {"team_id": team_id})
+    now = svc.clock()
     keys = [await current(svc.ledger, "key", k.token, k, now) for k in keys]
     return json({"team_id": team_id, "team_info": team_view(team), "keys": [view(k) for k in keys],
                  "team_memberships": []})
 
 
+async def current_team(svc: Services, team_id: str) -> TeamRecord:
+    """/team/info's team: its spend as the budget counters have it now."""
+    return await current(svc.ledger, "team", team_id, await existing(svc, team_id), svc.clock())
+
+
 @documented(summary="Change a team", body=UpdateTeam)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, UpdateTeam))
+    team = await update_team(services(request), await body(request, UpdateTeam))
+    return json({"team_id": team.team_id, "data": team_view(team)})
+
+
+async def update_team(svc: Services, asked: UpdateTeam) -> TeamRecord:
+    """/team/update's work: the fields sent changed, checked against the team's organization."""
+    fields = set_fields(asked)
     team_id = fields["team_id"]
     before = await existing(svc, team_id)
     if KEPT_TEAM_FIELDS.intersection(fields):
@@ -356,14 +369,18 @@ async def update(request: web.Request) -> web.Response:
     if team is None:
         raise not_found(team_id)
     svc.accounts.changed("team", team_id)
-    return json({"team_id": team_id, "data": team_view(team)})
+    return team
 
 
 @documented(summary="Delete teams", body=DeleteTeams)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    team_ids = list(dict.fromkeys((await body(request, DeleteTeams)).team_ids))
+    return json({"deleted_teams": await delete_teams(services(request), await body(request, DeleteTeams))})
+
+
+async def delete_teams(svc: Services, asked: DeleteTeams) -> list[str]:
+    """/team/delete's work: the teams, their keys, and their place in their members' `teams`."""
+    team_ids = list(dict.fromkeys(asked.team_ids))
     teams, _ = await svc.store.find(TEAMS, {"team_id": team_ids})
     missing = [t for t in team_ids if t not in {team.team_id for team in teams}]
     if missing:
@@ -379,7 +396,7 @@ async def delete(request: web.Request) -> web.Response:
             svc.accounts.changed("user", user.user_id)
     for team_id in await svc.store.delete(TEAMS, team_ids):
         svc.accounts.changed("team", team_id)
-    return json({"deleted_teams": team_ids})
+    return team_ids
 
 
 @documented(summary="Every team (or a user's)", query=[Query("user_id")])
@@ -399,8 +416,13 @@ async def list_teams(request: web.Request) -> web.Response:
 @documented(summary="Add members to a team", body=AddMembers)
 async def member_add(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    asked = await body(request, AddMembers)
+    team, enrolled = await add_members(services(request), await body(request, AddMembers))
+    return json({**team_view(team), "updated_users": [view(u) for u in enrolled],
+                 "updated_team_memberships": []})
+
+
+async def add_members(svc: Services, asked: AddMembers) -> tuple[TeamRecord, list[UserRecord]]:
+    """/team/member_add's work: the team with its new members, and their users (made when missing)."""
     members = asked.member if isinstance(asked.member, list) else [asked.member]
     if not members:
         raise bad_request("No member/members passed in", "member")
@@ -419,21 +441,24 @@ async def member_add(request: web.Request) -> web.Response:
     enrolled = [await enrol(svc, team.team_id, m, u) for m, u in zip(members, users)]
     added = [TeamMember(role=m.role, user_id=u.user_id, user_email=m.user_email or u.user_email)
              for m, u in zip(members, enrolled)]
+
     def with_added(current: TeamRecord) -> dict[str, Any]:
         fresh = [m for m in added if not is_member(current, m.user_id, m.user_email)]
         return {"members_with_roles": [*current.members_with_roles, *fresh]}
 
     team = await svc.store.modify(TEAMS, team.team_id, with_added) or team
     svc.accounts.changed("team", team.team_id)
-    return json({**team_view(team), "updated_users": [view(u) for u in enrolled],
-                 "updated_team_memberships": []})
+    return team, enrolled
 
 
 @documented(summary="Remove a member from a team", body=RemoveMember)
 async def member_delete(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    asked = await body(request, RemoveMember)
+    return json(team_view(await remove_member(services(request), await body(request, RemoveMember))))
+
+
+async def remove_member(svc: Services, asked: RemoveMember) -> TeamRecord:
+    """/team/member_delete's work: the member gone from the team, and the team from the member's user."""
     if asked.user_id is None and asked.user_email is None:
         raise bad_request("Either user_id or user_email needs to be passed in", "user_id")
     team = await existing(svc, asked.team_id)
@@ -450,18 +475,22 @@ async def member_delete(request: web.Request) -> web.Response:
             await svc.store.modify(USERS, user.user_id,
                                    lambda u: {"teams": [t for t in u.teams if t != team.team_id]})
             svc.accounts.changed("user", user.user_id)
-    return json(team_view(team))
+    return team
 
 
 async def _set_blocked(request: web.Request, blocked: bool) -> web.Response:
     await admin(request)
-    svc = services(request)
     ref = await body(request, TeamRef)
-    team = await svc.store.update(TEAMS, ref.team_id, {"blocked": blocked})
+    return json(team_view(await set_blocked(services(request), ref.team_id, blocked)))
+
+
+async def set_blocked(svc: Services, team_id: str, blocked: bool) -> TeamRecord:
+    """/team/block's and /team/unblock's work."""
+    team = await svc.store.update(TEAMS, team_id, {"blocked": blocked})
     if team is None:
-        raise not_found(ref.team_id)
-    svc.accounts.changed("team", ref.team_id)
-    return json(team_view(team))
+        raise not_found(team_id)
+    svc.accounts.changed("team", team_id)
+    return team
 
 
 @documented(summary="Block a team", body=TeamRef)
@@ -478,12 +507,27 @@ async def unblock(request: web.Request) -> web.Response:
 async def list_teams_v2(request: web.Request) -> web.Response:
     """LiteLLM's paged team list: `{"teams": [...], "total", "page", "page_size", "total_pages"}`."""
     await admin(request)
-    svc = services(request)
     page = query_int(request, "page", 1, 1, 1_000_000)
     size = query_int(request, "page_size", 10, 1, 100)
-    teams, total = await svc.store.find(TEAMS, {}, offset=(page - 1) * size, limit=size)
+    teams, total = await find_teams(services(request), TeamFilter(), page, size)
     return json({"teams": [team_view(t) for t in teams], "total": total, "page": page, "page_size": size,
                  "total_pages": total_pages(total, size)})
+
+
+class TeamFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which teams a listing shows: blocked or not, and `search`, a piece of the id or alias (any case)."""
+
+    blocked: bool | None = None
+    organization_id: str | None = None
+    search: str | None = None
+
+
+async def find_teams(svc: Services, wanted: TeamFilter, page: int, size: int) -> tuple[list[TeamRecord], int]:
+    """One page of teams, newest first, and how many match: /v2/team/list's and the admin UI's listing."""
+    where: dict[str, Any] = {name: value for name in ("blocked", "organization_id")
+                             if (value := getattr(wanted, name)) is not None}
+    search = (("team_id", "team_alias"), wanted.search) if wanted.search else None
+    return await svc.store.find(TEAMS, where, offset=(page - 1) * size, limit=size, search=search)
 
 
 async def _change_models(request: web.Request, adding: bool) -> web.Response:

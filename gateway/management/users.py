@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from typing import Annotated, Any
+from typing import Annotated, Any, NamedTuple
 
 import msgspec
 from aiohttp import web
@@ -13,6 +13,7 @@ from gateway import durations
 from gateway.accounts import hash_key, key_name, new_raw_key
 from gateway.budget.current import current
 from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
 from gateway.management.common import (
     Count,
     Money,
@@ -143,8 +144,23 @@ async def check_email(svc: Services, email: str | None, user_id: str | None = No
 @documented(summary="Create a user (and a key for them)", body=NewUser)
 async def new_user(request: web.Request) -> web.Response:
     who = await admin(request)
-    svc = services(request)
-    fields = with_extra(set_fields(await body(request, NewUser)), KEPT_USER_FIELDS, {})
+    made = await create_user(services(request), who, await body(request, NewUser))
+    if made.key is None:
+        return json({**view(made.user), "key": ""})
+    key = view(made.key)
+    key.pop("token", None)
+    return json({**key, **view(made.user), "key": made.raw_key})
+
+
+class NewUserMade(NamedTuple):
+    user: UserRecord
+    key: KeyRecord | None  # the key made with the user, unless auto_create_key was false
+    raw_key: str  # shown once; "" without a key
+
+
+async def create_user(svc: Services, who: Caller, asked: NewUser) -> NewUserMade:
+    """/user/new's work: the user, in its teams, and the key made for it."""
+    fields = with_extra(set_fields(asked), KEPT_USER_FIELDS, {})
     make_key = fields.pop("auto_create_key")
     key_fields: dict[str, Any] = {k: fields.pop(k) for k in ("key_alias", "duration") if k in fields}
     fields.pop("send_invite_email", None)
@@ -171,7 +187,7 @@ async def new_user(request: web.Request) -> web.Response:
     for team_id in user.teams:
         await join(svc, team_id, user)
     if not make_key:
-        return json({**view(user), "key": ""})
+        return NewUserMade(user, None, "")
     raw = new_raw_key()
     inherited = {k: getattr(user, k) for k in KEY_INHERITS}
     record = KeyRecord(token=hash_key(raw), key_name=key_name(raw), user_id=user_id, team_id=team_id,
@@ -185,9 +201,7 @@ async def new_user(request: web.Request) -> web.Response:
         svc.accounts.changed("user", user_id)
         raise alias_taken(alias) from None
     svc.accounts.changed("key", record.token)
-    key = view(record)
-    key.pop("token", None)
-    return json({**key, **view(user), "key": raw})
+    return NewUserMade(user, record, raw)
 
 
 @documented(summary="A user, their keys and teams", query=[Query("user_id")])
@@ -200,24 +214,35 @@ async def info(request: web.Request) -> web.Response:
     if not who.is_admin and user_id != who.user_id:
         raise ApiError(403, f"You are not allowed to access this user's info. Your role={who.role}", "auth_error",
                        "user_id")
-    user = await svc.store.get(USERS, user_id)
-    if user is None:
-        raise ApiError(404, f"User {user_id} not found", "not_found_error", "user_id")
+    user = await current_user(svc, user_id)
     keys, _ = await svc.store.find(KEYS, {"user_id": user_id})
     teams, _ = await svc.store.find(TEAMS, {"team_id": user.teams})
     teams.sort(key=lambda t: (t.team_alias is None, t.team_alias or "", t.team_id))
     now = svc.clock()
-    user = await current(svc.ledger, "user", user_id, user, now)
     keys = [await current(svc.ledger, "key", k.token, k, now) for k in keys]
     return json({"user_id": user_id, "user_info": view(user), "keys": [view(k) for k in keys],
                  "teams": [team_view(t) for t in teams]})
 
 
+async def current_user(svc: Services, user_id: str) -> UserRecord:
+    """/user/info's user: its spend as the budget counters have it now."""
+    user = await svc.store.get(USERS, user_id)
+    if user is None:
+        raise ApiError(404, f"User {user_id} not found", "not_found_error", "user_id")
+    return await current(svc.ledger, "user", user_id, user, svc.clock())
+
+
 @documented(summary="Change a user", body=UpdateUser)
 async def update(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    fields = set_fields(await body(request, UpdateUser))
+    user = await update_user(services(request), await body(request, UpdateUser))
+    return json({"user_id": user.user_id, "data": view(user)})
+
+
+async def update_user(svc: Services, asked: UpdateUser) -> UserRecord:
+    """/user/update's work: the user changed (made, for one that does not exist, as LiteLLM does), and its
+    teams' members kept in step."""
+    fields = set_fields(asked)
     user_id = fields.pop("user_id", None)
     if user_id is None:
         email = fields.get("user_email")
@@ -244,10 +269,10 @@ async def update(request: web.Request) -> web.Response:
         for team_id in user.teams:
             if team_id not in before.teams:
                 await join(svc, team_id, user)
-    return json({"user_id": user_id, "data": view(user)})
+    return user
 
 
-async def upsert(svc: Services, user_id: str, fields: dict[str, Any]) -> web.Response:
+async def upsert(svc: Services, user_id: str, fields: dict[str, Any]) -> UserRecord:
     """LiteLLM's /user/update for a user that does not exist: the admin's update makes it, with no key."""
     changes = user_changes(with_extra(fields, KEPT_USER_FIELDS, {}), svc.clock())
     await check_teams(svc, changes.get("teams", []))
@@ -259,14 +284,18 @@ async def upsert(svc: Services, user_id: str, fields: dict[str, Any]) -> web.Res
     svc.accounts.changed("user", user_id)
     for team_id in user.teams:
         await join(svc, team_id, user)
-    return json({"user_id": user_id, "data": view(user)})
+    return user
 
 
 @documented(summary="Delete users", body=DeleteUsers)
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    user_ids = list(dict.fromkeys((await body(request, DeleteUsers)).user_ids))
+    return json(len(await delete_users(services(request), await body(request, DeleteUsers))))
+
+
+async def delete_users(svc: Services, asked: DeleteUsers) -> list[str]:
+    """/user/delete's work: the users, their keys, and their place in their teams; the ids deleted."""
+    user_ids = list(dict.fromkeys(asked.user_ids))
     users, _ = await svc.store.find(USERS, {"user_id": user_ids})
     known = {u.user_id for u in users}
     for user_id in user_ids:
@@ -280,7 +309,7 @@ async def delete(request: web.Request) -> web.Response:
     deleted = await svc.store.delete(USERS, user_ids)
     for user_id in deleted:
         svc.accounts.changed("user", user_id)
-    return json(len(deleted))
+    return deleted
 
 
 @documented(summary="Users, a page at a time", query=[
@@ -288,23 +317,38 @@ async def delete(request: web.Request) -> web.Response:
     Query("user_ids", description="comma-separated")])
 async def list_users(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
     page = query_int(request, "page", 1, 1, 1_000_000)
     size = query_int(request, "page_size", 25, 1, 100)
-    where: dict[str, Any] = {}
     role = request.query.get("role")
     if role is not None:
         check_role(role)
-        where["user_role"] = role
-    if request.query.get("user_ids"):
-        where["user_id"] = [u for u in request.query["user_ids"].split(",") if u][:1000]
-    users, total = await svc.store.find(USERS, where, offset=(page - 1) * size, limit=size)
-    keys, _ = await svc.store.find(KEYS, {"user_id": [u.user_id for u in users]})
-    counts: dict[str, int] = {}
-    for key in keys:
-        counts[key.user_id or ""] = counts.get(key.user_id or "", 0) + 1
+    ids = [u for u in request.query["user_ids"].split(",") if u][:1000] if request.query.get("user_ids") else None
+    users, total, counts = await find_users(services(request), UserFilter(user_role=role, user_ids=ids), page, size)
     return json({"users": [{**view(u), "key_count": counts.get(u.user_id, 0)} for u in users], "total": total,
                  "page": page, "page_size": size, "total_pages": total_pages(total, size)})
+
+
+class UserFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which users a listing shows: a role, some ids, and `search`, a piece of the id, alias or email."""
+
+    user_role: str | None = None
+    user_ids: list[str] | None = None
+    search: str | None = None
+
+
+async def find_users(svc: Services, wanted: UserFilter, page: int,
+                     size: int) -> tuple[list[UserRecord], int, dict[str, int]]:
+    """One page of users, newest first, how many match, and each one's number of keys: /user/list's and the
+    admin UI's listing."""
+    where: dict[str, Any] = {}
+    if wanted.user_role is not None:
+        where["user_role"] = wanted.user_role
+    if wanted.user_ids is not None:
+        where["user_id"] = wanted.user_ids
+    search = (("user_id", "user_alias", "user_email"), wanted.search) if wanted.search else None
+    users, total = await svc.store.find(USERS, where, offset=(page - 1) * size, limit=size, search=search)
+    counts = await svc.store.count_by(KEYS, "user_id", [u.user_id for u in users])
+    return users, total, counts
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

@@ -1,5 +1,5 @@
-"""PostgreSQL's spend writer: a batch of records into the log, and what they add to the daily totals and to
-their key, user, team, end user and organization, in one transaction.
+"""PostgreSQL's spend writer: a batch of records into the log, and what they add to the daily totals, the
+rollup and their key, user, team, end user and organization, in one transaction.
 
 The records are COPYed straight into the partitioned log. A record seen before (a spool segment read again
 after a crash, or by two instances at once) breaks the COPY on the log's unique key; the batch then goes the
@@ -27,10 +27,11 @@ KEEP_NEW = (f"INSERT INTO gw_spend_logs ({NAMES}) SELECT DISTINCT ON (start_time
             f"{NAMES} FROM gw_spend_in ORDER BY start_time, request_id COLLATE \"C\" "
             f"ON CONFLICT (request_id, start_time) DO NOTHING RETURNING {NAMES}")
 
-# What the batch adds ($1: DailyDeltas.rows() as one JSON array) to the daily totals, merged and in key
-# order (so that writers adding to the same rows lock them in the same order), and, summed again, to the
-# spend kept on keys (and the keys that succeeded them), users, teams, end users (made on their first
-# spend, as LiteLLM does; $2 is now) and organizations (of the team, else of the key: LiteLLM's order).
+# What the batch adds ($1: DailyDeltas.rows() as one JSON array) to the daily totals and to the rollup (each
+# dimension alone), merged and in key order (so that writers adding to the same rows lock them in the same
+# order), and, summed again, to the spend kept on keys (and the keys that succeeded them), users, teams,
+# end users (made on their first spend, as LiteLLM does; $2 is now) and organizations (of the team, else of
+# the key: LiteLLM's order).
 # One statement, so a batch costs one round trip; each table is written by one part of it only, as a row
 # may not change twice in one statement. JSON, because twelve array parameters cost asyncpg about 10 us of
 # the gateway's CPU a row (an isinstance check per element), and this costs msgspec under 1 us, which
@@ -56,6 +57,20 @@ WITH d AS (
         completion_tokens = gw_spend_daily.completion_tokens + excluded.completion_tokens,
         total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens,
         requests = gw_spend_daily.requests + excluded.requests
+), rollup AS (
+    INSERT INTO gw_spend_rollup (dimension, value, day, spend, prompt_tokens, completion_tokens, total_tokens,
+        requests)
+    SELECT v.dimension, COALESCE(v.value, ''), d.day, SUM(d.spend), SUM(d.prompt_tokens), SUM(d.completion_tokens),
+        SUM(d.total_tokens), SUM(d.requests)
+    FROM d CROSS JOIN LATERAL (VALUES ('api_key', d.api_key), ('user_id', d.user_id), ('team_id', d.team_id),
+        ('end_user', d.end_user), ('model_group', d.model_group), ('model', d.model)) v (dimension, value)
+    GROUP BY 1, 2, 3 ORDER BY 1, 2, 3
+    ON CONFLICT (dimension, value, day) DO UPDATE SET
+        spend = gw_spend_rollup.spend + excluded.spend,
+        prompt_tokens = gw_spend_rollup.prompt_tokens + excluded.prompt_tokens,
+        completion_tokens = gw_spend_rollup.completion_tokens + excluded.completion_tokens,
+        total_tokens = gw_spend_rollup.total_tokens + excluded.total_tokens,
+        requests = gw_spend_rollup.requests + excluded.requests
 ), keys AS (
     UPDATE gw_keys SET spend = gw_keys.spend + s.total FROM (
         SELECT token, SUM(spend) AS total FROM (

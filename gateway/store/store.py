@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 import msgspec
 
@@ -21,7 +21,7 @@ from gateway.spend.daily import DailyDeltas
 from gateway.spend.record import COLUMNS as SPEND_COLUMNS
 from gateway.spend.record import SpendRecord, rows_of, spend_record, spool_line
 from gateway.store.database import Database, Row
-from gateway.store.migrations import DAY_OF_START, migrate
+from gateway.store.migrations import DAY_OF_START, ROLLUP_COLUMNS, ROLLUP_DIMENSIONS, migrate
 from gateway.store.records import (
     AccessGroupRecord,
     BudgetRecord,
@@ -41,6 +41,13 @@ R = TypeVar("R", bound=Record)
 RETENTION_BATCH = 5000
 # Ids per statement: well under PostgreSQL's 32767 parameters and SQLite's limit.
 CHUNK = 500
+
+
+class SpendCursor(NamedTuple):
+    """Where a page of spend records ends: its last record's start time and request id."""
+
+    start_time: float
+    request_id: str
 
 
 class Conflict(Exception):
@@ -215,6 +222,21 @@ class Store:
                 f"SELECT * FROM {table.name} WHERE {table.pk} IN (SELECT {table.pk} FROM {table.name}{condition} "
                 f"{order} LIMIT {int(limit)} OFFSET {int(offset)}) {order}", *args)
         return [table.from_row(r) for r in rows], int(total_row["n"]) if total_row else 0
+
+    async def count_by(self, table: Table[Any], column: str, values: list[str]) -> dict[str, int]:
+        """How many records hold each of `values` in `column` (a value none holds is left out): a page's
+        key counts, read from an index rather than by loading the keys."""
+        if column not in table.columns:
+            raise ValueError(f"{table.name} has no column {column}")
+        counts: dict[str, int] = {}
+        wanted = list(dict.fromkeys(values))
+        for first in range(0, len(wanted), CHUNK):
+            chunk = wanted[first:first + CHUNK]
+            marks = ", ".join(f"${i + 1}" for i in range(len(chunk)))
+            for row in await self.db.fetch(f"SELECT {column} AS v, COUNT(*) AS n FROM {table.name} "
+                                           f"WHERE {column} IN ({marks}) GROUP BY {column}", *chunk):
+                counts[row["v"]] = int(row["n"])
+        return counts
 
     async def _searched_page(self, table: Table[R], condition: str, order: str, args: list[Any], offset: int,
                              limit: int) -> tuple[list[R], int]:
@@ -455,23 +477,50 @@ class Store:
             if gone < RETENTION_BATCH:
                 return removed
 
-    async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None,
-                         limit: int) -> list[SpendRecord]:
+    async def spend_logs(self, where: dict[str, Any], start: float | None, end: float | None, limit: int,
+                         after: SpendCursor | None = None, newer: bool = False) -> list[SpendRecord]:
+        """Spend records whose columns equal `where`, started in [start, end), newest first (ties by request
+        id). A page at a time by keyset: those past `after` (older, or with `newer` the newer ones), never
+        an offset, so a page deep in a million records costs what the first one does."""
         clauses, args = self._spend_filter(where, start, end)
-        rows = await self.db.fetch(
-            f"SELECT * FROM gw_spend_logs{clauses} ORDER BY start_time DESC, request_id LIMIT {int(limit)}", *args)
-        return [spend_record(r) for r in rows]
+        order = "start_time DESC, request_id"
+        if after is not None:
+            args += [after.start_time, after.request_id]
+            t, rid = f"${len(args) - 1}", f"${len(args)}"
+            # The range on start_time alone first, so the index on it (or on a filter column and it) bounds the scan.
+            past = (f"start_time >= {t} AND (start_time > {t} OR request_id < {rid})" if newer else
+                    f"start_time <= {t} AND (start_time < {t} OR request_id > {rid})")
+            clauses = f"{clauses} AND {past}" if clauses else f" WHERE {past}"
+            if newer:
+                order = "start_time, request_id DESC"
+        rows = await self.db.fetch(f"SELECT * FROM gw_spend_logs{clauses} ORDER BY {order} LIMIT {int(limit)}",
+                                   *args)
+        records = [spend_record(r) for r in rows]
+        return records[::-1] if after is not None and newer else records
 
     async def spend_by_day(self, where: dict[str, Any], start: float | None, end: float | None,
-                           group: str) -> list[Row]:
-        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column), from the
-        daily totals: whole UTC days, those that `start` and `end` fall in included. Filtered by a column the
+                           group: str, by_model: bool = True) -> list[Row]:
+        """Spend, tokens and requests per UTC day and per value of `group` (a spend_logs column) and of
+        model_group (None in every row unless `by_model`), from the daily totals: whole UTC days, those that
+        `start` and `end` fall in included. A list in `where` means any of its values. Filtered by a column the
         totals do not keep (a request id), from the log itself, which that filter narrows to a row or two."""
         if group not in SPEND_COLUMNS:
             raise ValueError(f"cannot group spend by {group}")
         if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
             return await self._spend_by_day_from_log(where, start, end, group)
+        if set(where) <= {group} and (group == "model_group" or not by_model):
+            # Only the group itself narrows it: the rollup has a row per value and day.
+            clauses, args = _rollup_filter(group, start, end, where.get(group))
+            model = "NULLIF(value, '')" if by_model else "NULL"
+            return await self.db.fetch(
+                f"SELECT day, NULLIF(value, '') AS grp, {model} AS model_group, spend, total_tokens, requests "
+                f"FROM gw_spend_rollup{clauses} ORDER BY day, grp", *args)
         clauses, args = _daily_filter(where, start, end)
+        if not by_model:
+            return await self.db.fetch(
+                f"SELECT day, NULLIF({group}, '') AS grp, NULL AS model_group, SUM(spend) AS spend, "
+                f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
+                f"FROM gw_spend_daily{clauses} GROUP BY day, {group} ORDER BY day, grp", *args)
         return await self.db.fetch(
             f"SELECT day, NULLIF({group}, '') AS grp, NULLIF(model_group, '') AS model_group, SUM(spend) AS spend, "
             f"CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, CAST(SUM(requests) AS BIGINT) AS requests "
@@ -485,9 +534,15 @@ class Store:
         largest spend first, leaving out records without a value; from the daily totals."""
         if group not in DAILY_DIMENSIONS or not set(where) <= set(DAILY_DIMENSIONS):
             raise ValueError(f"cannot total spend by {group} filtered by {sorted(where)}")
+        page = f" LIMIT {int(limit)}" if limit is not None else ""
+        if not where:
+            clauses, args = _rollup_filter(group, start, end)
+            return await self.db.fetch(
+                f"SELECT value AS grp, SUM(spend) AS spend, CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, "
+                f"CAST(SUM(requests) AS BIGINT) AS requests FROM gw_spend_rollup{clauses} AND value <> '' "
+                f"GROUP BY value ORDER BY SUM(spend) DESC, value{page}", *args)
         clauses, args = _daily_filter({**where}, start, end)
         clauses = f"{clauses} AND {group} <> ''" if clauses else f" WHERE {group} <> ''"
-        page = f" LIMIT {int(limit)}" if limit is not None else ""
         return await self.db.fetch(
             f"SELECT {group} AS grp, SUM(spend) AS spend, CAST(SUM(total_tokens) AS BIGINT) AS total_tokens, "
             f"CAST(SUM(requests) AS BIGINT) AS requests FROM gw_spend_daily{clauses} GROUP BY {group} "
@@ -550,8 +605,14 @@ def like_escaped(text: str) -> str:
 def _daily_filter(where: dict[str, Any], start: float | None, end: float | None) -> tuple[str, list[Any]]:
     """WHERE for the daily totals: the columns given, and the UTC days from `start`'s to `end`'s
     (an end on midnight is exclusive, as the log's own filter reads it)."""
-    clauses, args = [], []
+    clauses: list[str] = []
+    args: list[Any] = []
     for column, value in where.items():
+        if isinstance(value, (list, tuple)):
+            marks = ", ".join(f"${len(args) + i + 1}" for i in range(len(value)))
+            args.extend("" if v is None else v for v in value)
+            clauses.append(f"{column} IN ({marks})" if value else "FALSE")
+            continue
         args.append("" if value is None else value)
         clauses.append(f"{column} = ${len(args)}")
     if start is not None:
@@ -561,6 +622,14 @@ def _daily_filter(where: dict[str, Any], start: float | None, end: float | None)
         args.append(partitions.iso_day(-int(-end // partitions.DAY)))
         clauses.append(f"day < ${len(args)}")
     return (f" WHERE {' AND '.join(clauses)}" if clauses else ""), args
+
+
+def _rollup_filter(dimension: str, start: float | None, end: float | None,
+                   values: str | list[str] | None = None) -> tuple[str, list[Any]]:
+    """WHERE for the rollup: one dimension's rows (of these values, if given), on the UTC days `_daily_filter`
+    reads."""
+    clauses, args = _daily_filter({} if values is None else {"value": values}, start, end)
+    return f" WHERE dimension = ${len(args) + 1}{clauses.replace(' WHERE ', ' AND ', 1)}", [*args, dimension]
 
 
 # Daily totals of the records in {source} (a FROM and the start of a WHERE), added to what each day has.
@@ -576,6 +645,26 @@ DAILY_SPEND = (
     "completion_tokens = gw_spend_daily.completion_tokens + excluded.completion_tokens, "
     "total_tokens = gw_spend_daily.total_tokens + excluded.total_tokens, "
     "requests = gw_spend_daily.requests + excluded.requests")
+
+# The same records' totals by each dimension alone, added to the rollup: the records summed once per day and
+# dimensions (each reference to `g` reads that, which both databases keep as a table since it is read six
+# times), then per dimension. Ordered, as the daily totals are, so that writers on several instances take the
+# rows' locks in one order and never deadlock.
+ROLLUP_SPEND = (
+    "WITH g AS (SELECT {day} AS day, " + ", ".join(f"COALESCE({d}, '') AS {d}" for d in ROLLUP_DIMENSIONS) +
+    ", SUM(spend) AS spend, SUM(prompt_tokens) AS prompt_tokens, SUM(completion_tokens) AS completion_tokens, "
+    "SUM(total_tokens) AS total_tokens, COUNT(*) AS requests FROM {source} GROUP BY 1, " +
+    ", ".join(str(n + 2) for n in range(len(ROLLUP_DIMENSIONS))) + ") "
+    f"INSERT INTO gw_spend_rollup ({ROLLUP_COLUMNS}) SELECT dimension, value, day, SUM(spend), SUM(prompt_tokens), "
+    "SUM(completion_tokens), SUM(total_tokens), SUM(requests) FROM (" + " UNION ALL ".join(
+        f"SELECT '{d}' AS dimension, {d} AS value, day, spend, prompt_tokens, completion_tokens, total_tokens, "
+        "requests FROM g" for d in ROLLUP_DIMENSIONS) +
+    ") r GROUP BY 1, 2, 3 ORDER BY 1, 2, 3 ON CONFLICT (dimension, value, day) DO UPDATE SET "
+    "spend = gw_spend_rollup.spend + excluded.spend, "
+    "prompt_tokens = gw_spend_rollup.prompt_tokens + excluded.prompt_tokens, "
+    "completion_tokens = gw_spend_rollup.completion_tokens + excluded.completion_tokens, "
+    "total_tokens = gw_spend_rollup.total_tokens + excluded.total_tokens, "
+    "requests = gw_spend_rollup.requests + excluded.requests")
 
 # End users are made on their first spend, as LiteLLM does: a `user` never created still has its total.
 END_USER_SPEND = (
@@ -620,5 +709,6 @@ async def _insert_spend_sqlite(tx: Any, rows: list[list[Any]]) -> int:
         f"WHERE organization_id IN (SELECT {ORG_OF} FROM gw_spend_logs n LEFT JOIN gw_teams t "
         f"ON t.team_id = n.team_id LEFT JOIN gw_keys k ON k.token = n.api_key WHERE n.rowid > $1)", top)
     await tx.execute(DAILY_SPEND.format(day=DAY_OF_START["sqlite"], source="gw_spend_logs WHERE rowid > $1"), top)
+    await tx.execute(ROLLUP_SPEND.format(day=DAY_OF_START["sqlite"], source="gw_spend_logs WHERE rowid > $1"), top)
     counted = await tx.fetchrow("SELECT COUNT(*) AS n FROM gw_spend_logs WHERE rowid > $1", top)
     return int(counted["n"]) if counted else 0

@@ -6,7 +6,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.openapi import Operation, describe
-from gateway.ui import keys, models, signin, spend
+from gateway.ui import budgets, end_users, keys, logs, models, settings, signin, spend, teams, users
 from gateway.ui.base import UI, AdminUi
 
 HIDDEN = Operation(hidden=True, public=True)  # served, but not part of the API /openapi.json describes
@@ -31,7 +31,13 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{root}/logout", signin.sign_out)
     app.router.add_get(root + "/static/{name}", asset)
     keys.add_routes(app, root)
+    teams.add_routes(app, root)
+    users.add_routes(app, root)
+    end_users.add_routes(app, root)
+    budgets.add_routes(app, root)
     spend.add_routes(app, root)
+    logs.add_routes(app, root)
+    settings.add_routes(app, root)
     models.add_routes(app, root)
     for route in list(app.router.routes())[before:]:
         describe(route.handler, HIDDEN)

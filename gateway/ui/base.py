@@ -60,7 +60,7 @@ class AdminUi:
         self.roots: list[str] = []  # the UI's root under each prefix, longest first
         self.env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True,
                                       undefined=jinja2.StrictUndefined, trim_blocks=True, lstrip_blocks=True)
-        self.env.filters.update(money=money, when=when, number=number, pretty=pretty)
+        self.env.filters.update(money=money, when=when, instant=instant, number=number, pretty=pretty)
         master = self.services.authenticator.master_key
         self.master_digest = digest(master) if master else None
         self.ui_username = os.environ.get("UI_USERNAME") or DEFAULT_UI_USERNAME
@@ -75,6 +75,22 @@ class AdminUi:
             if request.path == root or request.path.startswith(root + "/"):
                 return "../" * max(request.path[len(root):].count("/") - 1, 0)
         return ""
+
+    def serves(self, path: str) -> bool:
+        return any(path == root or path.startswith(root + "/") for root in self.roots)
+
+    async def failure(self, request: web.Request, error: ApiError, headers: dict[str, str] | None = None
+                      ) -> web.Response:
+        """An error under the UI (no such page, a method a page does not take, a failure) as a page of the
+        UI's own, with its navigation when the browser is signed in."""
+        try:
+            visit = await self.visit(request)
+        except Exception:  # noqa: BLE001 - the store may be what failed; the page is shown without a session
+            visit = None
+        title, message = FAILURES.get(error.status, ("Refused" if error.status < 500 else "Failed", error.message))
+        response = self.refuse(request, error.status, title, message, visit)
+        response.headers.update(headers or {})
+        return response
 
     async def visit(self, request: web.Request) -> Visit | None:
         session = await self.sessions.find(request.cookies.get(SESSION_COOKIE, ""))
@@ -109,6 +125,13 @@ class AdminUi:
 
 
 UI = web.AppKey("admin_ui", AdminUi)
+
+# What an error page says for the statuses the UI's routes answer on their own.
+FAILURES = {
+    404: ("Not found", "There is no page at this address. It may have been a link to something since deleted."),
+    405: ("Not allowed", "This page does not take that method: an action is a form posted from its page."),
+    500: ("Something went wrong", "The gateway failed to answer this page; its log has the details."),
+}
 
 
 def see_other(location: str) -> web.Response:
@@ -167,3 +190,10 @@ def when(moment: float | None) -> str:
     if moment is None:
         return "—"
     return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M UTC")
+
+
+def instant(moment: float | None) -> str:
+    """A request's time, to the second."""
+    if moment is None:
+        return "—"
+    return datetime.fromtimestamp(moment, UTC).strftime("%Y-%m-%d %H:%M:%S")

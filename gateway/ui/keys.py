@@ -4,7 +4,6 @@ create, edit, block, regenerate and delete keys, all through the management API'
 from __future__ import annotations
 
 from typing import Any
-from urllib.parse import urlencode
 
 from aiohttp import web
 
@@ -24,11 +23,10 @@ from gateway.management.keys import (
 )
 from gateway.store.records import KeyRecord
 from gateway.store.store import KEYS, TEAMS, USERS
+from gateway.ui import paging
 from gateway.ui.base import UI, AdminUi, Visit, page, see_other
 from gateway.ui.forms import KeyForm, generate_request, posted, shown, update_request
 
-PAGE_SIZES = (25, 50, 100)
-MAX_PAGE = 1_000_000
 # Teams and users offered as suggestions in a key's form; any other id may still be typed.
 SUGGESTED = 200
 STATUSES = {"": None, "active": False, "blocked": True}
@@ -36,23 +34,12 @@ DONE = {"blocked": "The key is blocked: requests with it are refused.", "unblock
         "updated": "Saved.", "deleted": "The key is deleted."}
 
 
-def _whole(raw: str | None, default: int, low: int, high: int) -> int:
-    try:
-        value = int(raw) if raw else default
-    except ValueError:
-        return default
-    return min(max(value, low), high)
-
-
 @page()
 async def list_keys(request: web.Request, visit: Visit) -> web.Response:
     ui = request.app[UI]
     query = request.query
-    size = _whole(query.get("size"), 50, 1, max(PAGE_SIZES))
-    number = _whole(query.get("page"), 1, 1, MAX_PAGE)
-    search = query.get("q", "").strip()[:256]
-    team = query.get("team", "").strip()[:256]
-    user = query.get("user", "").strip()[:256]
+    number, size = paging.asked(query)
+    search, team, user = paging.typed(query, "q"), paging.typed(query, "team"), paging.typed(query, "user")
     status = query.get("status", "") if query.get("status", "") in STATUSES else ""
     if visit.who.is_admin:
         wanted = KeyFilter(search=search or None, team_id=team or None, user_id=user or None,
@@ -60,16 +47,13 @@ async def list_keys(request: web.Request, visit: Visit) -> web.Response:
     else:
         wanted = KeyFilter(token=visit.who.token)  # a key that is not an admin's sees itself only
     records, total = await find_keys(ui.services, wanted, number, size)
-    kept = {"q": search, "team": team, "user": user, "status": status, "size": str(size) if size != 50 else ""}
-
-    def link(to_page: int) -> str:
-        return "keys?" + urlencode({k: v for k, v in {**kept, "page": str(to_page)}.items() if v and v != "1"})
-
+    kept = {"q": search, "team": team, "user": user, "status": status,
+            "size": str(size) if size != paging.DEFAULT_SIZE else ""}
     pages = total_pages(total, size)
+    previous, following = paging.pager("keys", kept, number, pages)
     return ui.render(request, "keys.html", visit=visit, keys=records, total=total, page=number, pages=pages,
-                     size=size, sizes=PAGE_SIZES, search=search, team=team, user=user, state=status,
-                     previous=link(number - 1) if number > 1 else None,
-                     next=link(number + 1) if number < pages else None, done=DONE.get(query.get("done", "")),
+                     size=size, sizes=paging.PAGE_SIZES, search=search, team=team, user=user, state=status,
+                     previous=previous, next=following, done=DONE.get(query.get("done", "")),
                      now=ui.services.clock(), filtered=any((search, team, user, status)))
 
 
@@ -124,7 +108,7 @@ async def create_key(request: web.Request, visit: Visit) -> web.Response:
     except ApiError as error:
         return await _form_page(ui, request, visit, form, None, error)
     # Shown once, on this answer only: the store keeps the key's hash.
-    return ui.render(request, "key_created.html", visit=visit, key=record, raw=raw, regenerated=False)
+    return ui.render(request, "key_created.html", visit=visit, key=record, raw=raw, regenerated=False, user=None)
 
 
 @page(admin=True)
@@ -185,7 +169,7 @@ async def regenerate_key(request: web.Request, visit: Visit) -> web.Response:
         if old is None:
             return _missing(ui, request, visit)
         return _key_page(ui, request, visit, old, await key_details(ui.services, old), error.status, error=error)
-    return ui.render(request, "key_created.html", visit=visit, key=record, raw=raw, regenerated=True,
+    return ui.render(request, "key_created.html", visit=visit, key=record, raw=raw, regenerated=True, user=None,
                      grace=grace)
 
 

@@ -9,10 +9,13 @@ from typing import Any
 from aiohttp import web
 
 from gateway.store.store import KEYS
+from gateway.ui import paging
 from gateway.ui.base import UI, Visit, page
 from gateway.ui.chart import SERIES_SHOWN, Series, stacked
 
 GROUPS = {"model_group": "Model", "api_key": "Key", "team_id": "Team", "user_id": "User"}
+# What an admin may narrow the spend to: the daily totals' column, and its name in the page's address.
+NARROWED = {"api_key": "key", "team_id": "team", "user_id": "user"}
 DEFAULT_DAYS = 30
 MAX_DAYS = 366
 TOP = 20  # rows in the top-spenders table
@@ -41,8 +44,11 @@ async def spend_page(request: web.Request, visit: Visit) -> web.Response:
         last, first = today, today - timedelta(days=DEFAULT_DAYS - 1)
     start = datetime.combine(first, datetime.min.time(), UTC).timestamp()
     end = datetime.combine(last + timedelta(days=1), datetime.min.time(), UTC).timestamp()
-    key = query.get("key") if visit.who.is_admin else visit.who.token
-    where: dict[str, Any] = {"api_key": key} if key else {}
+    if visit.who.is_admin:
+        narrowed = {column: value for column, name in NARROWED.items() if (value := paging.typed(query, name))}
+    else:
+        narrowed = {"api_key": visit.who.token or ""}  # a key that is not an admin's sees its own spend
+    where: dict[str, Any] = dict(narrowed)
     days = [(first + timedelta(days=n)).isoformat() for n in range((last - first).days + 1)]
 
     by_model = await store.spend_by_day(where, start, end, "model_group")
@@ -57,12 +63,12 @@ async def spend_page(request: web.Request, visit: Visit) -> web.Response:
             series_of.setdefault(named, {})[row["day"]] = series_of.get(named, {}).get(row["day"], 0.0) + row["spend"]
         series = sorted((Series(n, d) for n, d in series_of.items()), key=lambda s: -sum(s.by_day.values()))
     else:
-        series = []
-        for row in top[:SERIES_SHOWN]:
-            daily: dict[str, float] = {}
-            for r in await store.spend_by_day({**where, by: row["grp"]}, start, end, by):
-                daily[r["day"]] = daily.get(r["day"], 0.0) + r["spend"]
-            series.append(Series(names.get(row["grp"], row["grp"]) or "(none)", daily))
+        shown = [row["grp"] for row in top[:SERIES_SHOWN]]
+        by_value: dict[str, dict[str, float]] = {value: {} for value in shown}
+        for r in await store.spend_by_day({**where, by: shown}, start, end, by, by_model=False) if shown else []:
+            daily = by_value[r["grp"]]
+            daily[r["day"]] = daily.get(r["day"], 0.0) + r["spend"]
+        series = [Series(names.get(value, value) or "(none)", by_value[value]) for value in shown]
         day_totals: dict[str, float] = {}
         for r in by_model:
             day_totals[r["day"]] = day_totals.get(r["day"], 0.0) + r["spend"]
@@ -72,9 +78,15 @@ async def spend_page(request: web.Request, visit: Visit) -> web.Response:
     rows = [{"ref": row["grp"], "name": names.get(row["grp"], row["grp"]), "spend": row["spend"],
              "deleted": names.get(row["grp"], "").startswith("deleted key "),
              "requests": int(row["requests"]), "tokens": int(row["total_tokens"])} for row in top]
+    kept = {NARROWED[column]: value for column, value in narrowed.items()} if visit.who.is_admin else {}
     return ui.render(request, "spend.html", visit=visit, by=by, groups=GROUPS, first=first.isoformat(),
-                     last=last.isoformat(), key=key if visit.who.is_admin else None, totals=totals,
-                     chart=stacked(days, series), rows=rows, problem=problem)
+                     last=last.isoformat(), narrowed=kept, of=_of(kept), totals=totals, chart=stacked(days, series),
+                     rows=rows, problem=problem)
+
+
+def _of(kept: dict[str, str]) -> str:
+    """What the spend shown is of, for the page's heading."""
+    return " and ".join(f"{'one key' if name == 'key' else f'{name} {value}'}" for name, value in kept.items())
 
 
 async def _names(ui: Any, by: str, refs: list[str]) -> dict[str, str]:
