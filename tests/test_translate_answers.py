@@ -137,3 +137,22 @@ def test_openai_errors_in_anthropic_shape(status: int, raw: bytes, kind: str, me
 def test_anthropic_errors_in_openai_shape(status: int, raw: bytes, kind: str, message: str) -> None:
     body = json.loads(to_openai_error(status, raw))
     assert body == {"error": {"message": message, "type": kind, "param": None, "code": str(status)}}
+
+
+@pytest.mark.parametrize("usage", [
+    {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107, "prompt_tokens_details": {"cached_tokens": 64}},
+    # DeepSeek's own names, sent before it also sent OpenAI's
+    {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107, "prompt_cache_hit_tokens": 64,
+     "prompt_cache_miss_tokens": 36},
+    # LiteLLM's, when the upstream is another LiteLLM proxy
+    {"prompt_tokens": 100, "completion_tokens": 7, "total_tokens": 107, "cache_read_input_tokens": 64,
+     "prompt_tokens_details": None},
+], ids=["openai", "deepseek", "litellm"])
+def test_cache_reads_are_read_under_every_upstreams_name(usage: dict[str, object]) -> None:
+    answer = json.loads(chat_answer({"content": "hi"}))
+    answer["usage"] = usage
+    translated = translate_chat_response(json.dumps(answer).encode(), "claude-local")
+    message = anthropic.types.Message.model_validate_json(translated.body)
+    assert (message.usage.input_tokens, message.usage.cache_read_input_tokens, message.usage.output_tokens) == \
+        (36, 64, 7)
+    assert translated.usage is not None and translated.usage.cache_read_tokens == 64

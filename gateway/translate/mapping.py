@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import secrets
 
+import msgspec
+
 from gateway.translate import anthropic_wire as a
 from gateway.translate import openai_wire as o
-from gateway.usage import Usage
+from gateway.usage import Usage, from_object
 
 FINISH_TO_STOP = {"stop": "end_turn", "length": "max_tokens", "tool_calls": "tool_use", "function_call": "tool_use",
                   "content_filter": "refusal"}
@@ -38,19 +40,15 @@ def anthropic_usage(usage: o.ChatUsageIn | None) -> a.Usage:
     """OpenAI counts cached prompt tokens inside prompt_tokens; Anthropic's input_tokens leaves them out."""
     if usage is None:
         return a.Usage(0, 0)
-    details = usage.prompt_tokens_details
-    cached = (details.cached_tokens or 0) if details is not None else 0
-    return a.Usage(max(usage.prompt_tokens - cached, 0), usage.completion_tokens, 0, cached)
+    counted = usage_of_chat(usage)
+    uncached = counted.prompt_tokens - counted.cache_read_tokens - counted.cache_creation_tokens
+    return a.Usage(max(uncached, 0), counted.completion_tokens, counted.cache_creation_tokens,
+                   counted.cache_read_tokens)
 
 
 def usage_of_chat(usage: o.ChatUsageIn) -> Usage:
-    """The settlement's Usage from an OpenAI-style upstream's report."""
-    details = usage.prompt_tokens_details
-    cached = (details.cached_tokens or 0) if details is not None else 0
-    reasoning = usage.completion_tokens_details
-    total = usage.total_tokens if usage.total_tokens is not None else usage.prompt_tokens + usage.completion_tokens
-    return Usage(usage.prompt_tokens, usage.completion_tokens, total, cache_read_tokens=cached,
-                 reasoning_tokens=(reasoning.reasoning_tokens or 0) if reasoning is not None else 0)
+    """The settlement's Usage from an OpenAI-style upstream's report, read as the relay reads any other."""
+    return from_object(msgspec.to_builtins(usage)) or Usage(usage.prompt_tokens, usage.completion_tokens)
 
 
 class AnthropicCount:

@@ -209,15 +209,22 @@ class ChatRequest(msgspec.Struct, omit_defaults=True, forbid_unknown_fields=True
 # Answer
 
 class ChatUsageIn(msgspec.Struct):
+    """OpenAI's usage and the names other servers give cache counts (read by gateway.usage.from_object)."""
+
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int | None = None
     prompt_tokens_details: PromptDetails | None = None
     completion_tokens_details: CompletionDetails | None = None
+    prompt_cache_hit_tokens: int | None = None  # DeepSeek's
+    cache_read_input_tokens: int | None = None  # LiteLLM's
+    cache_creation_input_tokens: int | None = None  # LiteLLM's
 
 
 class PromptDetails(msgspec.Struct, omit_defaults=True):
     cached_tokens: int | None = None
+    cache_creation_tokens: int | None = None  # LiteLLM's
+    cache_write_tokens: int | None = None  # OpenRouter's
 
 
 class CompletionDetails(msgspec.Struct, omit_defaults=True):
