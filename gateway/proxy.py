@@ -586,9 +586,12 @@ class ProxyEndpoint:
         """Request id, tracking headers (the prefix is `X-Olla-` behind Olla), then the plugins' own.
         x-ratelimit-*: the upstream's own, overridden by the deployment's rpm/tpm, overridden by the
         caller's limits (the rate_limit plugin's). A native Anthropic answer's request-id and
-        anthropic-ratelimit-* go out under their own names too."""
+        anthropic-ratelimit-* go out under their own names too; any other answer to an Anthropic client
+        has the gateway's request id as its request-id."""
         names = self.names
         headers = {"X-Request-ID": ctx.request_id, names.call_id: ctx.request_id, names.version: __version__}
+        if self.inbound is Api.ANTHROPIC:
+            headers["request-id"] = ctx.request_id  # a native upstream's own replaces it below
         if upstream is not None:
             # An Anthropic client reads Anthropic's own headers by their names (the SDK's `_request_id`).
             native = self.inbound is Api.ANTHROPIC and ctx.deployment is not None \

@@ -180,6 +180,7 @@ async def test_a_message_is_answered_by_an_openai_compatible_deployment_and_char
     prompt, completion, _ = chat_usage(seen.sent)
     assert (message.usage.input_tokens, message.usage.output_tokens) == (prompt, completion)
     assert raw.headers["x-litellm-model-group"] == "qwen"
+    assert message._request_id == headers["X-Request-ID"]  # the SDK's request id: the gateway's, as no Anthropic's
     await charged(admin, gateway, headers["X-Request-ID"], prompt, completion, "messages")
 
 
@@ -189,6 +190,7 @@ async def test_a_message_stream_is_translated_as_it_arrives_and_charged(
     with client.messages.stream(model="qwen", max_tokens=64, messages=HELLO, extra_headers=headers) as stream:
         events = [event.type for event in stream]
         final = stream.get_final_message()
+        assert stream.response.headers["request-id"] == headers["X-Request-ID"]
     assert events[0] == "message_start" and events[-2:] == ["message_delta", "message_stop"]
     assert "".join(b.text for b in final.content if b.type == "text") == "qwen says hi"
     seen = vllm.seen[-1]
