@@ -365,6 +365,14 @@ class ProxyEndpoint:
                     if exc.kind is not None or not exc.retryable or attempt > ctx.max_retries:
                         break
                     continue
+                except Untranslatable as exc:
+                    # Nothing was sent, and the deployment is not at fault: one of the group that speaks
+                    # the caller's API takes the request, if there is one; else the refusal is the answer.
+                    self._release(ctx, 0.0)
+                    if not router.speaks(group, self.inbound, tried):
+                        raise exc.error from None
+                    current = None
+                    continue
                 router.record_success(current.deployment)
                 return response
             if failure is not None and not fallen_back:
@@ -407,8 +415,11 @@ class ProxyEndpoint:
             return await self._answer_mock(ctx, route, body, strip_usage)
         across: Crossing | None = None
         if speaks is not self.inbound:
-            across = crossing(self.endpoint, self.inbound, deployment, body, ctx.request.headers,
-                              _asked_for_usage(body) and not strip_usage)
+            try:
+                across = crossing(self.endpoint, self.inbound, deployment, body, ctx.request.headers,
+                                  _asked_for_usage(body) and not strip_usage)
+            except ApiError as refused:
+                raise Untranslatable(refused) from None
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
@@ -783,6 +794,14 @@ def check_body(endpoint: str, body: dict[str, Any]) -> None:
     options = body.get("stream_options")
     if options is not None and not isinstance(options, dict):
         raise bad_request("'stream_options' must be an object", "stream_options")
+
+
+class Untranslatable(Exception):
+    """The request cannot be said in the API of the deployment it was routed to."""
+
+    def __init__(self, error: ApiError) -> None:
+        super().__init__(error.message)
+        self.error = error
 
 
 class UpstreamFailure(Exception):

@@ -352,6 +352,14 @@ class Router:
             return Route(name, deployment, deployment.model_template)
         return Route(name, deployment, deployment.upstream_model(name))
 
+    def speaks(self, requested: str, api: Api, exclude: frozenset[str] | set[str]) -> bool:
+        """Whether a deployment for this name that is not in `exclude`, cooling down or at its limits
+        speaks `api`: one that can take a request the others' APIs cannot express."""
+        name = self.aliases.get(requested, requested)
+        now = self.clock()
+        return any(d.protocol is api and d.id not in exclude and d.cooldown_until <= now and d.limited_until <= now
+                   for d in self.groups.get(name, ()))
+
     def record_failure(self, deployment: Deployment, retry_after: float | None) -> None:
         """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down."""
         if deployment.alone:

@@ -592,6 +592,43 @@ async def test_a_mixed_group_serves_both_apis_from_either_deployment(
     assert served == {("messages", "vllm"), ("messages", "anthropic"), ("chat", "vllm"), ("chat", "anthropic")}
 
 
+async def test_in_a_mixed_group_what_only_one_api_can_say_goes_to_the_deployment_that_speaks_it(
+        client: anthropic.Anthropic, chat: openai.OpenAI, vllm: VllmUpstream, claude: FakeAnthropic,
+        gateway: Gateway, admin: aiohttp.ClientSession) -> None:
+    """A server tool only Anthropic runs, and audio only OpenAI-style servers take: each lands on the one
+    deployment that can take it, whichever was picked first, charged once; the other is not cooled down."""
+    web_search = [{"type": "web_search_20250305", "name": "web_search"}]
+    for _ in range(12):
+        headers = rid()
+        before = (len(vllm.seen), len(claude.seen))
+        raw = client.messages.with_raw_response.create(model="mixed", max_tokens=32, messages=HELLO,
+                                                       tools=web_search, extra_headers=headers)
+        assert raw.parse().content[0].type == "text" and f":{claude.port}" in raw.headers["x-litellm-model-api-base"]
+        assert (len(vllm.seen), len(claude.seen)) == (before[0], before[1] + 1)
+        assert claude.seen[-1].body["tools"] == web_search
+        assert raw.headers["x-litellm-attempted-retries"] == "0"
+        prompt, completion, _ = messages_usage(claude.seen[-1].sent)
+        await charged(admin, gateway, headers["X-Request-ID"], prompt, completion, "messages")
+    audio = [{"role": "user", "content": [{"type": "text", "text": "What is said?"}, {
+        "type": "input_audio", "input_audio": {"data": "UklGRiQAAABXQVZF", "format": "wav"}}]}]
+    for _ in range(12):
+        before = (len(vllm.seen), len(claude.seen))
+        answer = chat.chat.completions.create(model="mixed", messages=audio)  # type: ignore[arg-type]
+        assert answer.choices[0].message.content == "qwen says hi"
+        assert (len(vllm.seen), len(claude.seen)) == (before[0] + 1, before[1])
+    served = set()
+    for _ in range(40):  # neither deployment was cooled down by the requests it could not take
+        before = len(vllm.seen)
+        client.messages.create(model="mixed", max_tokens=32, messages=HELLO)
+        served.add("vllm" if len(vllm.seen) > before else "anthropic")
+        if len(served) == 2:
+            break
+    assert served == {"vllm", "anthropic"}
+    with pytest.raises(anthropic.BadRequestError) as alone:  # a group with no deployment that can take it
+        client.messages.create(model="qwen", max_tokens=16, messages=HELLO, tools=web_search)
+    assert "tools[0]" in alone.value.message
+
+
 def test_an_overloaded_native_deployment_falls_back_to_an_openai_compatible_one(
         client: anthropic.Anthropic, chat: openai.OpenAI, overloaded: FakeAnthropic, vllm: VllmUpstream,
         claude: FakeAnthropic) -> None:
