@@ -413,13 +413,15 @@ class ProxyEndpoint:
         ctx.sent_at = time.perf_counter()
         try:
             if across is not None:
-                upstream = await deployment.pool.post(deployment.endpoint, across.path, across.payload(), limit,
-                                                      across.headers)
+                path, payload, lines = across.path, across.payload(), across.headers
             elif speaks is Api.OPENAI:
-                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
+                path, payload, lines = self.endpoint, orjson.dumps(body), b""
             else:
-                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit,
-                                                      anthropic_requests.upstream_headers(ctx.request.headers))
+                path, payload, lines = (self.endpoint, orjson.dumps(body),
+                                        anthropic_requests.upstream_headers(ctx.request.headers))
+            if deployment.shape is not None:  # a cloud's URL, body and token (gateway/upstream_shape.py)
+                path, payload, lines = await deployment.shape.prepare(path, payload, lines, route.upstream_model)
+            upstream = await deployment.pool.post(deployment.endpoint, path, payload, limit, lines)
             try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:

@@ -14,10 +14,13 @@ import orjson
 from aiohttp import ClientTimeout
 
 from gateway.access_groups import AccessGroups
-from gateway.config import Config, ConfigError, ModelEntry
+from gateway.azure import azure_ai_shape, azure_shape
+from gateway.config import Config, ConfigError, LiteLLMParams, ModelEntry
 from gateway.limits.buckets import Bucket
 from gateway.protocols import Api
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
+from gateway.upstream_shape import Shape
+from gateway.vertex import vertex_shape
 
 if TYPE_CHECKING:
     from gateway.upstream_http import Endpoint, Pool
@@ -36,7 +39,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint", "protocol",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -63,15 +66,25 @@ class Deployment:
         self.entry = entry
         self.group = entry.model_name
         self.id = _deployment_id(self.declared, where)
-        api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
-                    or provider.default_api_base)
-        if api_base is None and not provider.is_mock:
-            raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an api_base")
-        if api_base is not None and not api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
-        self.api_base = api_base or ""
-        self.base_url = upstream_base(provider, api_base) if api_base else ""
-        self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
+        shaper = SHAPES.get(provider_name)
+        self.shape: Shape | None = None
+        if shaper is not None:
+            shape = self.shape = shaper(self.model_template, params,
+                                        _upstream_headers(provider, None, params.organization, params.extra_headers),
+                                        f"{_dot(where)}litellm_params.")
+            self.api_base, self.base_url, self.headers = shape.api_base, shape.base_url, shape.headers
+            self.model_template, self.protocol = shape.model, shape.protocol
+        else:
+            api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
+                        or provider.default_api_base)
+            if api_base is None and not provider.is_mock:
+                raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an "
+                                  "api_base")
+            if api_base is not None and not api_base.startswith(("http://", "https://")):
+                raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
+            self.api_base = api_base or ""
+            self.base_url = upstream_base(provider, api_base) if api_base else ""
+            self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
         mode = entry.model_info.get("mode", "chat")
         if mode not in MODES:
             raise ConfigError(f"{_dot(where)}model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -144,9 +157,16 @@ class Deployment:
     def public_params(self) -> dict[str, object]:
         """litellm_params as /model/info shows them: as declared, never the api_key or extra headers."""
         params: dict[str, object] = msgspec.to_builtins(self.declared.litellm_params)
-        params.pop("api_key", None)
-        params.pop("extra_headers", None)
+        for secret in SECRET_PARAMS:
+            params.pop(secret, None)
         return params
+
+
+# How each cloud provider's deployments reach it (gateway/upstream_shape.py); the rest post `{api_base}/{endpoint}`.
+SHAPES: dict[str, Callable[[str, LiteLLMParams, dict[str, str], str], Shape]] = {
+    "azure": azure_shape, "azure_ai": azure_ai_shape, "vertex_ai": vertex_shape}
+SECRET_PARAMS = ("api_key", "extra_headers", "azure_ad_token", "client_secret", "vertex_credentials",
+                 "vertex_ai_credentials")
 
 
 class CoolingDown(Exception):
