@@ -10,8 +10,8 @@
   with the right client and secret gets `tok-<n>`, lasting `token_lifetime` seconds (RFC 6749 4.4, as
   Microsoft's identity platform answers it); a wrong secret gets AADSTS7000215 in the OAuth error shape.
 - `FakeGoogle`: the service account's `token_uri`, exchanging a signed JWT (RFC 7523) for `ya29.<n>`: the
-  assertion's signature is verified with the service account's public key, its claims (iss, aud, scope,
-  iat/exp an hour apart) checked.
+  assertion's signature is verified with the service account's public key, its claims (iss, aud: Google's token
+  endpoint, scope, iat/exp an hour apart) checked.
 - `FakeVertexGemini`: Vertex's OpenAI-compatible `/v1/projects/{p}/locations/{l}/endpoints/openapi/chat/completions`
   (tests/fakes.FakeUpstream's answers), for a Google bearer token and a `google/...` model only.
 - `FakeVertexClaude`: Anthropic on Vertex, `/v1/projects/{p}/locations/{l}/publishers/anthropic/models/
@@ -47,6 +47,7 @@ SAFE = {name: {"filtered": False, "severity": "safe"} for name in ("hate", "self
 PROMPT_FILTER = [{"prompt_index": 0, "content_filter_results": SAFE}]
 AZURE_MODEL = "gpt-4o-2024-08-06"
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
+GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
 
 
 class Loopback:
@@ -289,7 +290,8 @@ class FakeGoogle(Loopback):
         self.assertions.append(claims)
         if header.get("alg") != "RS256" or header.get("kid") != "1f2e3d4c5b6a":
             return f"Invalid JWT header: {header}"
-        if claims.get("iss") != self.email or claims.get("aud") != self.token_uri:
+        # google-auth signs for Google's token endpoint whatever token_uri it posts to, as Google expects.
+        if claims.get("iss") != self.email or claims.get("aud") != GOOGLE_AUDIENCE:
             return f"Invalid JWT: iss/aud {claims.get('iss')}, {claims.get('aud')}"
         if claims.get("scope") != GOOGLE_SCOPE:
             return f"Invalid JWT scope: {claims.get('scope')}"

@@ -314,3 +314,11 @@ async def test_azure_ai_foundry_posts_openai_paths_with_api_key() -> None:
     assert answer.choices[0].message.content == "hi"
     assert seen == [("/models/chat/completions?api-version=2024-05-01-preview", "Llama-3.3-70B-Instruct",
                      "foundry-key")]
+
+
+async def test_model_info_shows_no_secret(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/model/info", headers=ADMIN) as r:
+        shown = await r.text()
+    assert r.status == 200 and "gpt-4o-entra" in shown and TENANT in shown
+    for secret in (CLIENT_SECRET, AZURE_KEY, "tok-static"):
+        assert secret not in shown
