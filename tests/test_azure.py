@@ -322,3 +322,15 @@ async def test_model_info_shows_no_secret(gateway: Gateway, http: aiohttp.Client
     assert r.status == 200 and "gpt-4o-entra" in shown and TENANT in shown
     for secret in (CLIENT_SECRET, AZURE_KEY, "tok-static"):
         assert secret not in shown
+
+
+async def test_health_probes_use_azures_urls_and_tokens(gateway: Gateway, fake: FakeAzure,
+                                                        http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/health", params={"model": "gpt-4o-entra"}, headers=ADMIN) as r:
+        healthy = await r.json()
+    assert healthy["healthy_count"] == 1, healthy
+    assert fake.seen[-1].path == "/openai/deployments/my-gpt4o/chat/completions"
+    assert fake.seen[-1].headers["Authorization"].startswith("Bearer tok-")
+    async with http.get(f"{gateway.url}/health", params={"model": "wrong-secret"}, headers=ADMIN) as r:
+        unhealthy = await r.json()
+    assert unhealthy["unhealthy_count"] == 1 and "AADSTS7000215" in unhealthy["unhealthy_endpoints"][0]["error"]

@@ -226,3 +226,13 @@ async def test_model_info_shows_no_credentials(gateway: Gateway, account: dict[s
         shown = await r.text()
     assert r.status == 200 and "vertex_ai/gemini-2.0-flash" in shown
     assert "PRIVATE KEY" not in shown and account["private_key_id"] not in shown
+
+
+async def test_health_probes_reach_both_vertex_endpoints(gateway: Gateway, gemini: FakeVertexGemini,
+                                                         claude: FakeVertexClaude,
+                                                         http: aiohttp.ClientSession) -> None:
+    async with http.get(f"{gateway.url}/health", headers=ADMIN) as r:
+        found = await r.json()
+    assert found["healthy_count"] == 2 and found["unhealthy_count"] == 0, found
+    assert claude.paths[-1].endswith(f"/{CLAUDE}:rawPredict")
+    assert gemini.paths[-1].endswith("/endpoints/openapi/chat/completions")
