@@ -50,7 +50,9 @@ class Azure(Shape):
             path = self.path(endpoint, model)
             if len(self._paths) < MAX_PATHS:
                 self._paths[endpoint, model] = path
-        return path, payload, await self.auth(lines)
+        if self.token is None:
+            return path, payload, lines
+        return path, payload, lines + await self.token.header()
 
     def path(self, endpoint: str, model: str) -> str:
         """Under `{api_base}/openai`."""

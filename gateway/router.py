@@ -456,8 +456,9 @@ def _capture(pattern: str, name: str) -> str:
 
 
 def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -> ModelEntry | None:
-    """The entry with its litellm_credential_name's api_key, api_base and api_version where it sets none
-    itself (as LiteLLM fills them); None when that credential is not among `credentials`."""
+    """The entry with its litellm_credential_name's settings (api_key, api_base, api_version and the clouds'
+    own) where it sets none itself (as LiteLLM fills them); None when that credential is not among
+    `credentials`."""
     name = entry.litellm_params.litellm_credential_name
     if name is None:
         return entry
@@ -470,7 +471,8 @@ def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -
     return msgspec.structs.replace(entry, litellm_params=msgspec.structs.replace(params, **filled)) if filled else entry
 
 
-CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version")
+CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version", "azure_ad_token", "tenant_id", "client_id", "client_secret",
+                     "vertex_project", "vertex_location", "vertex_credentials")
 
 
 def _dot(where: str) -> str:

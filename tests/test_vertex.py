@@ -236,3 +236,21 @@ async def test_health_probes_reach_both_vertex_endpoints(gateway: Gateway, gemin
     assert found["healthy_count"] == 2 and found["unhealthy_count"] == 0, found
     assert claude.paths[-1].endswith(f"/{CLAUDE}:rawPredict")
     assert gemini.paths[-1].endswith("/endpoints/openapi/chat/completions")
+
+
+async def test_a_credential_from_credential_list_carries_the_vertex_settings(
+        account: dict[str, Any], gemini: FakeVertexGemini) -> None:
+    """LiteLLM's credential_list: a model names the credential, and its project, location and service account
+    come from there."""
+    config = {"credential_list": [{"credential_name": "gcp", "credential_values": {
+        "vertex_credentials": orjson.dumps(account).decode(), "vertex_project": PROJECT,
+        "vertex_location": LOCATION}}],
+        "model_list": [{"model_name": "flash", "litellm_params": {
+            "model": "vertex_ai/gemini-2.0-flash", "api_base": f"http://127.0.0.1:{gemini.port}",
+            "litellm_credential_name": "gcp"}}]}
+    before = len(gemini.seen)
+    with Gateway(config) as gw:
+        async with sdk(gw, "anything") as client:
+            answer = await client.chat.completions.create(model="flash", messages=HELLO)  # type: ignore[arg-type]
+    assert answer.choices[0].message.content == "gemini says hi"
+    assert gemini.seen[before].path == f"{PREFIX}/endpoints/openapi/chat/completions"
