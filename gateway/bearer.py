@@ -5,7 +5,8 @@ cached header line at the cost of a clock read. The first request waits for the 
 REFRESH_BEFORE seconds before expiry, the next request starts a refresh in the background and goes on
 with the token still valid, so no request waits for the token endpoint while it has a valid token.
 Concurrent requests share one fetch. A token already expired (the refresh failed, or none was
-fetched yet) is waited for.
+fetched yet) is waited for. After a failed fetch, the token endpoint is asked again no sooner than
+RETRY_AFTER seconds later; meanwhile requests without a valid token fail at once with its reason.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import NamedTuple
 from gateway.upstream_http import UpstreamUnreachable
 
 REFRESH_BEFORE = 300.0
+RETRY_AFTER = 5.0  # seconds between fetches after one failed
 
 log = logging.getLogger("gateway")
 
@@ -35,7 +37,8 @@ class Token(NamedTuple):
 class TokenSource:
     """`fetch` gets a new token (raising TokenUnavailable); `what` names the source in errors."""
 
-    __slots__ = ("_fetch", "what", "clock", "_line", "_refresh_at", "_expires_at", "_running", "_error")
+    __slots__ = ("_fetch", "what", "clock", "_line", "_refresh_at", "_expires_at", "_retry_at", "_running",
+                 "_error")
 
     def __init__(self, fetch: Callable[[], Awaitable[Token]], what: str,
                  clock: Callable[[], float] = time.monotonic) -> None:
@@ -45,6 +48,7 @@ class TokenSource:
         self._line = b""
         self._refresh_at = 0.0
         self._expires_at = 0.0
+        self._retry_at = 0.0
         self._running: asyncio.Task[None] | None = None
         self._error = ""
 
@@ -53,28 +57,31 @@ class TokenSource:
         now = self.clock()
         if now < self._refresh_at:
             return self._line
-        running = self._start()
+        running = self._running
+        if running is None or running.done():
+            # After a failed fetch the endpoint is left alone a while, rather than asked once a request.
+            running = None if now < self._retry_at else self._start()
         if now < self._expires_at:
             return self._line  # still valid: the refresh goes on in the background
-        await asyncio.shield(running)  # one waiter leaving does not cancel the fetch the others wait for
+        if running is not None:
+            await asyncio.shield(running)  # one waiter leaving does not cancel the fetch the others wait for
         if self.clock() >= self._expires_at:
             raise TokenUnavailable(f"no token from {self.what}: {self._error or 'it expired as it came'}")
         return self._line
 
     def _start(self) -> asyncio.Task[None]:
-        running = self._running
-        if running is None or running.done():
-            running = self._running = asyncio.get_running_loop().create_task(self._refresh())
+        running = self._running = asyncio.get_running_loop().create_task(self._refresh())
         return running
 
     async def _refresh(self) -> None:
         """Never raises: a background refresh has no one to raise to. A failure is logged, the token in
-        hand is kept while valid, and the next request past the refresh time tries again."""
+        hand is kept while valid, and a request RETRY_AFTER seconds later tries again."""
         started = self.clock()
         try:
             token = await self._fetch()
-        except TokenUnavailable as exc:
-            self._error = str(exc)
+        except Exception as exc:  # noqa: BLE001 - a credentials library's own failure is one more refusal
+            self._error = str(exc) if isinstance(exc, TokenUnavailable) else f"{type(exc).__name__}: {exc}"
+            self._retry_at = self.clock() + RETRY_AFTER
             log.warning("token refresh from %s failed: %s", self.what, exc)
             return
         self._error = ""
