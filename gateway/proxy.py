@@ -40,6 +40,7 @@ from gateway.anthropic import errors as anthropic_errors
 from gateway.anthropic import requests as anthropic_requests
 from gateway.anthropic.usage import MessagesMeter
 from gateway.anthropic.usage import from_body as anthropic_usage
+from gateway.bearer import TokenUnavailable
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
@@ -461,6 +462,9 @@ class ProxyEndpoint:
                                            "trust its CA with `ssl_verify: <ca bundle path>`, or turn verification "
                                            "off with `ssl_verify: false`", "api_connection_error"),
                                   True, None) from None
+        except TokenUnavailable as exc:
+            raise UpstreamFailure(ApiError(502, f"no access token for upstream {deployment.api_base} for model "
+                                           f"{requested!r}: {exc}", "api_connection_error"), True, None) from None
         except UpstreamUnreachable as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is "
                                            f"unreachable: {exc}", "api_connection_error"),

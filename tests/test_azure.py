@@ -55,6 +55,7 @@ def gateway(fake: FakeAzure) -> Iterator[Gateway]:
         azure("wrong-secret", fake, tenant_id=TENANT, client_id=CLIENT_ID, client_secret="not-the-secret",
               azure_authority_host=fake.authority),
         azure("static-token", fake, azure_ad_token="tok-static"),
+        {"model_name": "az/*", "litellm_params": {"model": "azure/*", "api_base": fake.url, "api_key": AZURE_KEY}},
     ], "general_settings": {"master_key": MASTER}}
     with Gateway(config, env={"AZURE_API_KEY": AZURE_KEY}) as gw:
         yield gw
@@ -225,7 +226,7 @@ async def test_a_refused_entra_grant_is_a_clear_502(gateway: Gateway, fake: Fake
         with pytest.raises(openai.InternalServerError) as failed:
             await client.chat.completions.create(model="wrong-secret", messages=HELLO)  # type: ignore[arg-type]
     assert failed.value.status_code == 502
-    assert "AADSTS7000215" in str(failed.value) and "Entra ID" in str(failed.value)
+    assert "AADSTS7000215" in str(failed.value) and "no access token for upstream" in str(failed.value)
     assert len(fake.seen) == before  # nothing went to Azure without a token
 
 
@@ -334,3 +335,12 @@ async def test_health_probes_use_azures_urls_and_tokens(gateway: Gateway, fake: 
     async with http.get(f"{gateway.url}/health", params={"model": "wrong-secret"}, headers=ADMIN) as r:
         unhealthy = await r.json()
     assert unhealthy["unhealthy_count"] == 1 and "AADSTS7000215" in unhealthy["unhealthy_endpoints"][0]["error"]
+
+
+async def test_a_wildcard_names_the_deployment_the_client_asked_for(gateway: Gateway, fake: FakeAzure) -> None:
+    before = len(fake.seen)
+    async with sdk(gateway) as client:
+        for name in ("gpt-4o-mini-eu", "o3-mini"):
+            await client.chat.completions.create(model=f"az/{name}", messages=HELLO)  # type: ignore[arg-type]
+    assert [s.path for s in fake.seen[before:]] == ["/openai/deployments/gpt-4o-mini-eu/chat/completions",
+                                                    "/openai/deployments/o3-mini/chat/completions"]
