@@ -155,7 +155,7 @@ class Deployment:
         self.latency = seconds if previous is None else previous + LATENCY_SMOOTHING * (seconds - previous)
 
     def public_params(self) -> dict[str, object]:
-        """litellm_params as /model/info shows them: as declared, never the api_key or extra headers."""
+        """litellm_params as /model/info shows them: as declared, without the keys, tokens and credentials."""
         params: dict[str, object] = msgspec.to_builtins(self.declared.litellm_params)
         for secret in SECRET_PARAMS:
             params.pop(secret, None)
