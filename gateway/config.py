@@ -61,6 +61,20 @@ class LiteLLMParams(Struct):
     api_version: str | None = None
     extra_headers: dict[str, str] | None = None
     litellm_credential_name: str | None = None  # api_key, api_base, api_version from this credential
+    # Azure (gateway/azure.py): a static Entra ID token, or a service principal's client credentials.
+    azure_ad_token: str | None = None
+    tenant_id: str | None = None
+    client_id: str | None = None
+    client_secret: str | None = None
+    azure_scope: str | None = None
+    azure_authority_host: str | None = None
+    # Vertex AI (gateway/vertex.py); LiteLLM reads each under both names.
+    vertex_project: str | None = None
+    vertex_location: str | None = None
+    vertex_credentials: str | dict[str, Any] | None = None  # a service-account JSON: a path, the JSON, or a map
+    vertex_ai_project: str | None = None
+    vertex_ai_location: str | None = None
+    vertex_ai_credentials: str | dict[str, Any] | None = None
 
 
 class ModelEntry(Struct):

@@ -15,6 +15,7 @@ from gateway import __version__
 from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
 from gateway.access_groups import AccessGroups
 from gateway.anthropic.requests import DEFAULT_VERSION
+from gateway.bearer import TokenUnavailable
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
 from gateway.openapi import Query, documented
@@ -216,7 +217,7 @@ class InfoRoutes:
         if deployment.provider.is_mock:
             return entry, None
         try:
-            async with self._probe_request(deployment) as response:
+            async with await self._probe_request(deployment) as response:
                 if response.status >= 400:
                     text = (await response.text(errors="replace"))[:500]
                     return entry, {"error": f"upstream answered {response.status}: {text}",
@@ -227,8 +228,10 @@ class InfoRoutes:
             return entry, {"error": f"no answer within {self.health_timeout}s", "exception_status": 504}
         except aiohttp.ClientError as exc:
             return entry, {"error": f"unreachable: {type(exc).__name__}: {exc}", "exception_status": 502}
+        except TokenUnavailable as exc:
+            return entry, {"error": f"no token: {exc}", "exception_status": 502}
 
-    def _probe_request(self, deployment: Deployment) -> Any:
+    async def _probe_request(self, deployment: Deployment) -> Any:
         """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
         timeout = aiohttp.ClientTimeout(total=self.health_timeout)
         headers = deployment.headers
@@ -250,8 +253,21 @@ class InfoRoutes:
         else:
             path, body = "messages" if native else "chat/completions", {
                 "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
-        return self.probes.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
-                                timeout=timeout, ssl=tls)
+        data = orjson.dumps(body)
+        if deployment.shape is not None:  # a cloud's own URL and token, as a request gets them
+            path, data, lines = await deployment.shape.prepare(path, data, b"", model)
+            headers = {**headers, **_header_lines(lines)}
+        return self.probes.post(f"{deployment.base_url}/{path}", data=data, headers=headers, timeout=timeout,
+                                ssl=tls)
+
+
+def _header_lines(lines: bytes) -> dict[str, str]:
+    found = {}
+    for line in lines.decode("latin-1").split("\r\n"):
+        name, sep, value = line.partition(":")
+        if sep:
+            found[name] = value.strip()
+    return found
 
 
 INFO = web.AppKey("info", InfoRoutes)

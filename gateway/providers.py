@@ -53,6 +53,10 @@ PROVIDERS = _table(
     Provider("anthropic_openai", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE",
              append_v1=True),
     Provider("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY", "MISTRAL_API_BASE", append_v1=True),
+    # Their URLs, keys and tokens are built by gateway/azure.py and gateway/vertex.py (router.SHAPES).
+    Provider("azure", None),
+    Provider("azure_ai", None),
+    Provider("vertex_ai", None),
     Provider("mock", None, is_mock=True),
 )
 

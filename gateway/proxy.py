@@ -40,6 +40,7 @@ from gateway.anthropic import errors as anthropic_errors
 from gateway.anthropic import requests as anthropic_requests
 from gateway.anthropic.usage import MessagesMeter
 from gateway.anthropic.usage import from_body as anthropic_usage
+from gateway.bearer import TokenUnavailable
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
@@ -424,13 +425,15 @@ class ProxyEndpoint:
         ctx.sent_at = time.perf_counter()
         try:
             if across is not None:
-                upstream = await deployment.pool.post(deployment.endpoint, across.path, across.payload(), limit,
-                                                      across.headers)
+                path, payload, lines = across.path, across.payload(), across.headers
             elif speaks is Api.OPENAI:
-                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
+                path, payload, lines = self.endpoint, orjson.dumps(body), b""
             else:
-                upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit,
-                                                      anthropic_requests.upstream_headers(ctx.request.headers))
+                path, payload, lines = (self.endpoint, orjson.dumps(body),
+                                        anthropic_requests.upstream_headers(ctx.request.headers))
+            if deployment.shape is not None:  # a cloud's URL, body and token (gateway/upstream_shape.py)
+                path, payload, lines = await deployment.shape.prepare(path, payload, lines, route.upstream_model)
+            upstream = await deployment.pool.post(deployment.endpoint, path, payload, limit, lines)
             try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
@@ -470,6 +473,9 @@ class ProxyEndpoint:
                                            "trust its CA with `ssl_verify: <ca bundle path>`, or turn verification "
                                            "off with `ssl_verify: false`", "api_connection_error"),
                                   True, None) from None
+        except TokenUnavailable as exc:
+            raise UpstreamFailure(ApiError(502, f"no access token for upstream {deployment.api_base} for model "
+                                           f"{requested!r}: {exc}", "api_connection_error"), True, None) from None
         except UpstreamUnreachable as exc:
             raise UpstreamFailure(ApiError(502, f"upstream {deployment.api_base} for model {requested!r} is "
                                            f"unreachable: {exc}", "api_connection_error"),

@@ -14,10 +14,13 @@ import orjson
 from aiohttp import ClientTimeout
 
 from gateway.access_groups import AccessGroups
-from gateway.config import Config, ConfigError, ModelEntry
+from gateway.azure import azure_ai_shape, azure_shape
+from gateway.config import Config, ConfigError, LiteLLMParams, ModelEntry
 from gateway.limits.buckets import Bucket
 from gateway.protocols import Api
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
+from gateway.upstream_shape import Shape
+from gateway.vertex import vertex_shape
 
 if TYPE_CHECKING:
     from gateway.upstream_http import Endpoint, Pool
@@ -36,7 +39,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint", "protocol",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -63,15 +66,25 @@ class Deployment:
         self.entry = entry
         self.group = entry.model_name
         self.id = _deployment_id(self.declared, where)
-        api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
-                    or provider.default_api_base)
-        if api_base is None and not provider.is_mock:
-            raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an api_base")
-        if api_base is not None and not api_base.startswith(("http://", "https://")):
-            raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
-        self.api_base = api_base or ""
-        self.base_url = upstream_base(provider, api_base) if api_base else ""
-        self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
+        shaper = SHAPES.get(provider_name)
+        self.shape: Shape | None = None
+        if shaper is not None:
+            shape = self.shape = shaper(self.model_template, params,
+                                        _upstream_headers(provider, None, params.organization, params.extra_headers),
+                                        f"{_dot(where)}litellm_params.")
+            self.api_base, self.base_url, self.headers = shape.api_base, shape.base_url, shape.headers
+            self.model_template, self.protocol = shape.model, shape.protocol
+        else:
+            api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
+                        or provider.default_api_base)
+            if api_base is None and not provider.is_mock:
+                raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an "
+                                  "api_base")
+            if api_base is not None and not api_base.startswith(("http://", "https://")):
+                raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
+            self.api_base = api_base or ""
+            self.base_url = upstream_base(provider, api_base) if api_base else ""
+            self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
         mode = entry.model_info.get("mode", "chat")
         if mode not in MODES:
             raise ConfigError(f"{_dot(where)}model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -142,11 +155,18 @@ class Deployment:
         self.latency = seconds if previous is None else previous + LATENCY_SMOOTHING * (seconds - previous)
 
     def public_params(self) -> dict[str, object]:
-        """litellm_params as /model/info shows them: as declared, never the api_key or extra headers."""
+        """litellm_params as /model/info shows them: as declared, without the keys, tokens and credentials."""
         params: dict[str, object] = msgspec.to_builtins(self.declared.litellm_params)
-        params.pop("api_key", None)
-        params.pop("extra_headers", None)
+        for secret in SECRET_PARAMS:
+            params.pop(secret, None)
         return params
+
+
+# How each cloud provider's deployments reach it (gateway/upstream_shape.py); the rest post `{api_base}/{endpoint}`.
+SHAPES: dict[str, Callable[[str, LiteLLMParams, dict[str, str], str], Shape]] = {
+    "azure": azure_shape, "azure_ai": azure_ai_shape, "vertex_ai": vertex_shape}
+SECRET_PARAMS = ("api_key", "extra_headers", "azure_ad_token", "client_secret", "vertex_credentials",
+                 "vertex_ai_credentials")
 
 
 class CoolingDown(Exception):
@@ -444,8 +464,9 @@ def _capture(pattern: str, name: str) -> str:
 
 
 def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -> ModelEntry | None:
-    """The entry with its litellm_credential_name's api_key, api_base and api_version where it sets none
-    itself (as LiteLLM fills them); None when that credential is not among `credentials`."""
+    """The entry with its litellm_credential_name's settings (api_key, api_base, api_version and the clouds'
+    own) where it sets none itself (as LiteLLM fills them); None when that credential is not among
+    `credentials`."""
     name = entry.litellm_params.litellm_credential_name
     if name is None:
         return entry
@@ -458,7 +479,8 @@ def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -
     return msgspec.structs.replace(entry, litellm_params=msgspec.structs.replace(params, **filled)) if filled else entry
 
 
-CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version")
+CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version", "azure_ad_token", "tenant_id", "client_id", "client_secret",
+                     "vertex_project", "vertex_location", "vertex_credentials")
 
 
 def _dot(where: str) -> str:

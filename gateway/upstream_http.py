@@ -25,6 +25,7 @@ from aiohttp import ClientTimeout
 from gateway import __version__
 
 CONTENT_LENGTH = b"Content-Length: "
+MAX_STARTS = 256
 PAUSE_AT = 1 << 20  # bytes of a stream buffered for a slow client before reading from upstream stops
 
 
@@ -61,8 +62,10 @@ class Endpoint:
         """The request's bytes; `headers`: header lines of this request's own (each ending in CRLF)."""
         start = self._starts.get(endpoint)
         if start is None:
-            start = self._starts[endpoint] = (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1")
-                                              + self._head + CONTENT_LENGTH)
+            start = (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1") + self._head
+                     + CONTENT_LENGTH)
+            if len(self._starts) < MAX_STARTS:  # a wildcard's paths name any model a client asks for
+                self._starts[endpoint] = start
         if headers:
             return b"%b%b%b%d\r\n\r\n%b" % (start[:-len(CONTENT_LENGTH)], headers, CONTENT_LENGTH, len(body), body)
         return b"%b%d\r\n\r\n%b" % (start, len(body), body)
