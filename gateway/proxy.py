@@ -42,12 +42,13 @@ from gateway.anthropic.usage import MessagesMeter
 from gateway.anthropic.usage import from_body as anthropic_usage
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
-from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
+from gateway.crossing import Crossing, ResponsesToChat, StreamTranslator, ToChat, TranslatedMeter, crossing
 from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, retry_cannot_help, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
 from gateway.protocols import Api, inbound
+from gateway.responses_store import ResponseRoutes, response_id
 from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
@@ -97,13 +98,14 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
                  "in_flight", "chain_needs_usage", "model_in_path", "names", "cors", "text", "images",
-                 "default_model", "inbound", "errors", "check", "estimate", "body_usage")
+                 "default_model", "inbound", "errors", "check", "estimate", "body_usage", "responses")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
                  pricing: Pricing, in_flight: InFlight, model_in_path: bool = False, cors: Cors | None = None,
-                 moderation_model: str | None = None) -> None:
+                 moderation_model: str | None = None, responses: ResponseRoutes | None = None) -> None:
         self.cors = cors
+        self.responses = responses  # /v1/responses: which deployment holds each stored answer
         self.names = HeaderNames.under(header_prefix)
         # Azure's routes (/openai/deployments/{model}/...) name the model in the path, and it wins.
         self.model_in_path = model_in_path
@@ -126,7 +128,8 @@ class ProxyEndpoint:
         self.inbound = inbound(endpoint)
         anthropic = self.inbound is Api.ANTHROPIC
         self.errors: ErrorShape = anthropic_errors.ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
-        self.check = anthropic_requests.check_body if anthropic else check_body
+        self.check = anthropic_requests.check_body if anthropic else \
+            check_responses_body if self.inbound is Api.RESPONSES else check_body
         self.estimate: Callable[[dict[str, Any], int], Usage] = anthropic_requests.estimate if anthropic \
             else estimate
         self.body_usage: Callable[[bytes], Usage | None] = anthropic_usage if anthropic else from_json_body
@@ -235,6 +238,9 @@ class ProxyEndpoint:
         answer = await self.chain.on_request(ctx)
         if answer is not None:
             return answer
+        ctx.stored = self.responses is not None and body.get("store") is not False
+        if self.responses is not None and isinstance(body.get("previous_response_id"), str):
+            ctx.pinned = await self._holder(body["previous_response_id"], ctx.requested_model)
         route = await self._first_route(ctx, ctx.requested_model)  # a plugin may have rewritten the model
         ctx.mock = mock_request.take(body, route.group)
         ctx.deployment = route.deployment
@@ -273,7 +279,11 @@ class ProxyEndpoint:
         passed over (the router learns it) for the next. Costs nothing for deployments without."""
         router = self.router
         for _ in range(len(router.deployments) + 1):
-            route = router.resolve(group, tried)
+            pinned = ctx.pinned
+            if pinned is not None and pinned.group == router.aliases.get(group, group):
+                route: Route | None = Route(pinned.group, pinned, pinned.model_template)
+            else:
+                route = router.resolve(group, tried)
             if route is None:
                 return route
             claims = pending(ctx)
@@ -289,6 +299,21 @@ class ProxyEndpoint:
                 return route
         # Each full deployment is left out for a while; only a very slow limiter gets here.
         raise CoolingDown(group, MIN_LIMITED, at_limit=True)
+
+    async def _holder(self, response: str, requested: str) -> Deployment:
+        """The deployment that holds an earlier response, which a request continuing it must go to."""
+        assert self.responses is not None
+        held_by = await self.responses.deployment_of(response)
+        deployment = self.router.by_id.get(held_by) if held_by is not None else None
+        if deployment is None:
+            raise ApiError(404, f"Previous response with id '{response}' not found: this gateway does not know "
+                           "which deployment holds it (it was made elsewhere, with store: false, or by a "
+                           "deployment that speaks chat completions, whose answers are not stored)",
+                           "invalid_request_error", "previous_response_id")
+        if deployment.group != self.router.aliases.get(requested, requested):
+            raise bad_request(f"previous_response_id {response!r} is held by a deployment of model "
+                              f"{deployment.group!r}; continue it with that model", "previous_response_id")
+        return deployment
 
     def _release(self, ctx: Ctx, used: float) -> None:
         """What the request held of its deployment's rpm/tpm is settled with the tokens it used."""
@@ -401,6 +426,8 @@ class ProxyEndpoint:
                     return self._count_here(ctx, body)
                 return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
         speaks = deployment.protocol
+        if self.inbound is Api.RESPONSES and deployment.serves_responses:
+            speaks = Api.RESPONSES
         if speaks is not self.inbound and self.endpoint == COUNT_TOKENS:
             return self._count_here(ctx, body)
         if deployment.provider.is_mock:
@@ -415,7 +442,7 @@ class ProxyEndpoint:
             if across is not None:
                 upstream = await deployment.pool.post(deployment.endpoint, across.path, across.payload(), limit,
                                                       across.headers)
-            elif speaks is Api.OPENAI:
+            elif speaks is not Api.ANTHROPIC:
                 upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit)
             else:
                 upstream = await deployment.pool.post(deployment.endpoint, self.endpoint, orjson.dumps(body), limit,
@@ -427,7 +454,7 @@ class ProxyEndpoint:
                     if across is not None:
                         error = across.error(upstream.status, raw)
                     else:
-                        error = upstream_error(upstream.status, raw) if speaks is Api.OPENAI else \
+                        error = upstream_error(upstream.status, raw) if speaks is not Api.ANTHROPIC else \
                             anthropic_errors.from_upstream(upstream.status, raw)
                     wait = _retry_after(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
@@ -447,6 +474,8 @@ class ProxyEndpoint:
                 payload = await upstream.read()
             finally:
                 upstream.release()
+            if speaks is Api.RESPONSES and ctx.stored:
+                self._remember(payload, deployment)
             ctx.first_byte_at = time.perf_counter()
             deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
             if across is not None:
@@ -468,6 +497,12 @@ class ProxyEndpoint:
                                            "answer in time", "timeout_error"), True, None) from None
         finally:
             deployment.in_flight -= 1
+
+    def _remember(self, head: bytes, deployment: Deployment) -> None:
+        """A stored response (native, `store` not false) is routed back to its deployment later."""
+        found = response_id(head)
+        if found is not None and self.responses is not None:
+            self.responses.remember(found, deployment.id)
 
     def _count_here(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
         """count_tokens for a deployment that does not count them (one that speaks OpenAI's API, or a mocked
@@ -495,8 +530,9 @@ class ProxyEndpoint:
         back: on /v1/messages, through the translation, as an OpenAI-compatible deployment's does."""
         ctx.sent_at = None  # no upstream call was made on this attempt
         deployment = route.deployment
-        if self.inbound is Api.ANTHROPIC:
-            across = ToChat(body, dialect_for(deployment.provider.name))
+        if self.inbound is not Api.OPENAI:
+            across: ToChat | ResponsesToChat = ToChat(body, dialect_for(deployment.provider.name)) \
+                if self.inbound is Api.ANTHROPIC else ResponsesToChat(body, dialect_for(deployment.provider.name))
             answer = mock.answer(deployment, "chat/completions", across.chat_body(), route.upstream_model, text)
             ctx.first_byte_at = time.perf_counter()
             if answer.events is None:
@@ -557,6 +593,8 @@ class ProxyEndpoint:
                     ctx.first_byte_at = time.perf_counter()
                     if ctx.sent_at is not None:
                         deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
+                    if ctx.stored and translator is None:
+                        self._remember(chunk, deployment)  # response.created comes first, with the id
                 out = feed(chunk)
                 if out:
                     # _write, inlined: a coroutine per chunk is measurable on the hot path.
@@ -749,6 +787,24 @@ def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[Fa
 
 
 FALLBACKS_SHAPE = "fallbacks must be a list of model names, or of objects with a `model` and the parameters to send it"
+
+
+def check_responses_body(endpoint: str, body: dict[str, Any]) -> None:
+    """/v1/responses: a model, and input as text or items; the rest is the deployment's to judge (or the
+    translation's, for one that speaks chat completions)."""
+    model = body.get("model")
+    if model is None:
+        raise bad_request("missing required parameter: 'model'", "model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' must be a non-empty string", "model")
+    value = body.get("input")
+    if value is not None and not isinstance(value, (str, list)):
+        raise bad_request("'input' must be a string or an array of input items", "input")
+    if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
+        raise bad_request("'stream' must be a boolean", "stream")
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise bad_request("'previous_response_id' must be a response id", "previous_response_id")
 
 
 def check_body(endpoint: str, body: dict[str, Any]) -> None:

@@ -218,6 +218,11 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
                       for table in ("gw_keys", "gw_users", "gw_teams", "gw_end_users", "gw_organizations")],
          "sqlite": []},
     ]),
+    # gateway/responses_store.py: the deployment that holds each stored Responses API answer.
+    (14, "which deployment holds each stored response of the Responses API", [
+        """CREATE TABLE gw_response_routes (
+            response_id TEXT PRIMARY KEY, deployment_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)""",
+    ]),
 ]
 
 CHANGES_TABLE = {
