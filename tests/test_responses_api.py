@@ -74,6 +74,7 @@ def config(alpha: ResponsesUpstream, beta: ResponsesUpstream, chat_only: ChatOnl
                   supported_endpoints=["/v1/chat/completions", "/v1/responses"]),
             entry("vllm-chat", "hosted_vllm/Qwen/Qwen3-8B", chat_only.base_url),
             entry("claude", "anthropic/claude-sonnet-4-5", claude.api_base, ANTHROPIC_KEY),
+            {"model_name": "mocked", "litellm_params": {"model": "mock/m", "mock_response": "A mocked answer"}},
         ],
         "general_settings": {"master_key": MASTER},
         "gateway_settings": {"database_path": str(database), "path_prefixes": ["/llm"]},
@@ -139,6 +140,14 @@ async def test_stream_is_relayed_byte_for_byte_and_charged_from_response_complet
     assert body == alpha.seen[-1].sent
     record = await spend_record(http, gateway, request_id, ADMIN)
     assert usage_of(record) == (11, 7, 18, 3, 2) and record["metadata"]["stream"] is True
+
+    # An answer whose response.completed event alone is larger than the tail the gateway keeps of a stream.
+    async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
+                         json={"model": "solo", "input": "long", "stream": True}) as r:
+        body = await r.read()
+        request_id = r.headers["x-request-id"]
+    assert body == alpha.seen[-1].sent and len(body.rsplit(b"event: ", 1)[1]) > 8000
+    assert usage_of(await spend_record(http, gateway, request_id, ADMIN)) == (11, 7, 18, 3, 2)
 
     stream = await client.responses.create(model="solo", input="Say hello", stream=True)
     events = [event async for event in stream]
@@ -293,6 +302,12 @@ async def test_translated_to_anthropic_through_chat(client: openai.AsyncOpenAI, 
     events = [event async for event in stream]
     assert events[-1].type == "response.completed" and events[-1].response.usage is not None
     assert events[-1].response.output_text
+
+
+async def test_the_built_in_mock_answers_through_the_translation(client: openai.AsyncOpenAI) -> None:
+    assert (await client.responses.create(model="mocked", input="hi")).output_text == "A mocked answer"
+    events = [event async for event in await client.responses.create(model="mocked", input="hi", stream=True)]
+    assert events[-1].type == "response.completed" and events[-1].response.output_text == "A mocked answer"
 
 
 async def test_untranslatable_requests_are_refused_naming_what(client: openai.AsyncOpenAI) -> None:
