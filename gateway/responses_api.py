@@ -14,6 +14,7 @@ from aiohttp import ClientTimeout, web
 from gateway.access import check_model_access
 from gateway.errors import ApiError
 from gateway.identity import Authenticator
+from gateway.openapi import Operation, Query, describe
 from gateway.proxy import NOT_RELAYED
 from gateway.responses_store import ResponseRoutes
 from gateway.router import Deployment, Router
@@ -96,6 +97,13 @@ class StoredResponses:
 
 
 def add_routes(app: web.Application, prefix: str, stored: StoredResponses) -> None:
+    describe(stored.retrieve, Operation(summary="OpenAI's GET /v1/responses/{id}, from the deployment that made it",
+                                        query=(Query("include"), Query("stream", "boolean"),
+                                               Query("starting_after", "integer"))))
+    describe(stored.delete, Operation(summary="OpenAI's DELETE /v1/responses/{id}, at the deployment that made it"))
+    describe(stored.input_items, Operation(summary="OpenAI's GET /v1/responses/{id}/input_items",
+                                           query=(Query("after"), Query("limit", "integer"), Query("order"),
+                                                  Query("include"))))
     for base in (f"{prefix}/v1", prefix):
         app.router.add_get(base + "/responses/{response_id}", stored.retrieve)
         app.router.add_delete(base + "/responses/{response_id}", stored.delete)

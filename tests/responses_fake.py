@@ -255,9 +255,10 @@ class ChatOnlyUpstream(_Threaded):
                 chunks.append({**head, "choices": [{"index": 0, "delta": {"content": piece}, "logprobs": None,
                                                     "finish_reason": None}]})
         if call is not None:
-            chunks.append({**head, "choices": [{"index": 0, "delta": {"tool_calls": [{
-                "index": 0, "id": call["id"], "type": "function", "function": {"name": call["name"], "arguments": ""}}]},
-                "logprobs": None, "finish_reason": None}]})
+            opening = {"index": 0, "id": call["id"], "type": "function",
+                       "function": {"name": call["name"], "arguments": ""}}
+            chunks.append({**head, "choices": [{"index": 0, "delta": {"tool_calls": [opening]}, "logprobs": None,
+                                                "finish_reason": None}]})
             for piece in ('{"city', '": "Par', 'is"}'):
                 chunks.append({**head, "choices": [{"index": 0, "delta": {"tool_calls": [{
                     "index": 0, "function": {"arguments": piece}}]}, "logprobs": None, "finish_reason": None}]})
