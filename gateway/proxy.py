@@ -76,6 +76,7 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 # Answers that are not text: with no usage in them, none is made up from their size.
 NOT_TEXT = frozenset({"moderations", "images/generations"})
 NO_USAGE = Usage()
+MAX_ID_HEAD = 8192  # a Responses stream's id is in its first event; past this much, none is looked for
 COUNT_TOKENS = anthropic_requests.COUNT_TOKENS  # free: its answer is a count, never charged
 
 
@@ -467,7 +468,10 @@ class ProxyEndpoint:
                     return await relay
                 if stream or upstream.content_type == "text/event-stream":
                     sse = upstream.content_type == "text/event-stream"
-                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
+                    chunks = upstream.chunks()
+                    if speaks is Api.RESPONSES and ctx.stored:
+                        chunks = self._remembering(chunks, deployment)
+                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), chunks,
                                         strip_usage and sse, requested, deployment)
                     upstream.raw_headers = []  # relayed now: not held for as long as the stream lasts
                     return await relay
@@ -498,11 +502,25 @@ class ProxyEndpoint:
         finally:
             deployment.in_flight -= 1
 
-    def _remember(self, head: bytes, deployment: Deployment) -> None:
-        """A stored response (native, `store` not false) is routed back to its deployment later."""
+    def _remember(self, head: bytes, deployment: Deployment) -> bool:
+        """A stored response (native, `store` not false) is routed back to its deployment later. False when
+        `head` holds no id (yet)."""
         found = response_id(head)
         if found is not None and self.responses is not None:
             self.responses.remember(found, deployment.id)
+        return found is not None
+
+    async def _remembering(self, chunks: AsyncIterator[bytes], deployment: Deployment) -> AsyncIterator[bytes]:
+        """A Responses stream as it comes, its id read from its first event (response.created), however the
+        reads cut it. Only these streams pay for the extra step."""
+        head = b""
+        async for chunk in chunks:
+            yield chunk
+            head += chunk
+            if self._remember(head, deployment) or len(head) > MAX_ID_HEAD:
+                break
+        async for chunk in chunks:
+            yield chunk
 
     def _count_here(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
         """count_tokens for a deployment that does not count them (one that speaks OpenAI's API, or a mocked
@@ -593,8 +611,6 @@ class ProxyEndpoint:
                     ctx.first_byte_at = time.perf_counter()
                     if ctx.sent_at is not None:
                         deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
-                    if ctx.stored and translator is None:
-                        self._remember(chunk, deployment)  # response.created comes first, with the id
                 out = feed(chunk)
                 if out:
                     # _write, inlined: a coroutine per chunk is measurable on the hot path.

@@ -28,7 +28,7 @@ ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_-]{1,200})"')
 
 def response_id(head: bytes) -> str | None:
     """The response id in the first bytes of an answer or a stream."""
-    found = ID.search(head, 0, 4096)
+    found = ID.search(head)
     return found.group(1).decode("ascii") if found else None
 
 

@@ -178,6 +178,14 @@ async def test_retrieve_input_items_and_delete_go_to_the_deployment_that_holds_i
     assert "not found" in refused.value.message
 
 
+async def test_a_streamed_response_is_found_though_its_first_event_came_in_pieces(
+        client: openai.AsyncOpenAI, alpha: ResponsesUpstream) -> None:
+    events = [event async for event in await client.responses.create(model="solo", input="split", stream=True)]
+    assert events[0].type == "response.created"
+    found = await client.responses.retrieve(events[0].response.id)
+    assert found.output_text == "Hello from the Responses API. [alpha]"
+
+
 async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     async with http.get(f"{gateway.url}/responses/resp_nothing_here", headers=ADMIN) as r:
         assert r.status == 404
