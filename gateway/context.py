@@ -14,7 +14,7 @@ from gateway.anthropic.requests import reserved_tokens as messages_reserved
 from gateway.errors import ApiError
 from gateway.identity import Caller
 from gateway.protocols import ANTHROPIC_ROUTES
-from gateway.router import Deployment
+from gateway.router import Deployment, Route
 from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
@@ -78,7 +78,7 @@ class Ctx:
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
         self.budgets: tuple[BudgetStanding, ...] = ()
-        self.pinned: Deployment | None = None  # /v1/responses: the deployment holding previous_response_id
+        self.pinned: Route | None = None  # /v1/responses: to the deployment holding previous_response_id
         self.stored = False  # /v1/responses: the answer is kept upstream, and its id routed back to it
         self.claims: list[Claim] = []  # limits and budgets asked for, taken in one step with the deployment's
         self.mock: MockRequest | None = None  # LiteLLM's testing parameters, when the body had any

@@ -280,11 +280,8 @@ class ProxyEndpoint:
         passed over (the router learns it) for the next. Costs nothing for deployments without."""
         router = self.router
         for _ in range(len(router.deployments) + 1):
-            pinned = ctx.pinned
-            if pinned is not None and pinned.group == router.aliases.get(group, group):
-                route: Route | None = Route(pinned.group, pinned, pinned.model_template)
-            else:
-                route = router.resolve(group, tried)
+            route = ctx.pinned if ctx.pinned is not None and ctx.pinned.group == router.aliases.get(group, group) \
+                else router.resolve(group, tried)
             if route is None:
                 return route
             claims = pending(ctx)
@@ -301,8 +298,9 @@ class ProxyEndpoint:
         # Each full deployment is left out for a while; only a very slow limiter gets here.
         raise CoolingDown(group, MIN_LIMITED, at_limit=True)
 
-    async def _holder(self, response: str, requested: str) -> Deployment:
-        """The deployment that holds an earlier response, which a request continuing it must go to."""
+    async def _holder(self, response: str, requested: str) -> Route:
+        """The deployment that holds an earlier response, which a request continuing it must go to (whether or
+        not it is cooling down: no other has the conversation)."""
         assert self.responses is not None
         held_by = await self.responses.deployment_of(response)
         deployment = self.router.by_id.get(held_by) if held_by is not None else None
@@ -311,10 +309,11 @@ class ProxyEndpoint:
                            "which deployment holds it (it was made elsewhere, with store: false, or by a "
                            "deployment that speaks chat completions, whose answers are not stored)",
                            "invalid_request_error", "previous_response_id")
-        if deployment.group != self.router.aliases.get(requested, requested):
-            raise bad_request(f"previous_response_id {response!r} is held by a deployment of model "
-                              f"{deployment.group!r}; continue it with that model", "previous_response_id")
-        return deployment
+        for candidate, upstream_model in self.router.candidates(requested):
+            if candidate is deployment:
+                return Route(self.router.aliases.get(requested, requested), deployment, upstream_model)
+        raise bad_request(f"previous_response_id {response!r} is held by a deployment of model "
+                          f"{deployment.group!r}; continue it with that model", "previous_response_id")
 
     def _release(self, ctx: Ctx, used: float) -> None:
         """What the request held of its deployment's rpm/tpm is settled with the tokens it used."""
