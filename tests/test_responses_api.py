@@ -6,15 +6,23 @@ charged with the upstream's exact usage, and refused by budgets and rate limits 
 
 from __future__ import annotations
 
+import json
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import msgspec
 import openai
 import pytest
 import pytest_asyncio
 
+from gateway.providers import PROVIDERS
+from gateway.router import serves_responses
+from gateway.translate.responses_stream import ChatToResponsesStream
+from gateway.translate.responses_to_chat import Shell
+from gateway.translate.responses_wire import ResponsesRequest
 from tests.anthropic_fake import KEY as ANTHROPIC_KEY
 from tests.anthropic_fake import FakeAnthropic
 from tests.harness import Gateway, spend_record
@@ -345,3 +353,64 @@ async def test_budgets_and_rate_limits_refuse_in_openai_shape(gateway: Gateway, 
             async for _ in await limited.responses.create(model="solo", input="hi", stream=True):
                 pass
 
+
+
+# The pieces, without a gateway
+
+def test_which_deployments_serve_the_responses_api_as_litellm_decides() -> None:
+    openai_provider, vllm, claude_provider = PROVIDERS["openai"], PROVIDERS["hosted_vllm"], PROVIDERS["anthropic"]
+    assert serves_responses(openai_provider, {}) and not serves_responses(vllm, {})
+    assert serves_responses(vllm, {"supported_endpoints": ["/v1/chat/completions", "/v1/responses"]})
+    assert serves_responses(vllm, {"supported_endpoints": ["/responses"]})
+    assert not serves_responses(openai_provider, {"supported_endpoints": ["/v1/chat/completions"]})
+    assert not serves_responses(claude_provider, {"supported_endpoints": ["/v1/responses"]})
+
+
+def _stream(frames: list[bytes], cut: int | None) -> bytes:
+    request = msgspec.convert({"model": "m", "input": "hi", "tools": [WEATHER]}, ResponsesRequest)
+    translator = ChatToResponsesStream(Shell(request, "m"))
+    whole = b"".join(frames)
+    pieces = [whole[at:at + cut] for at in range(0, len(whole), cut)] if cut else frames
+    out = b"".join(translator.feed(piece) for piece in pieces) + translator.flush()
+    return re.sub(rb'"(resp|msg|fc)_[0-9a-f]{48}"', rb'"\1_x"', re.sub(rb'"created_at":\d+', b'"created_at":0', out))
+
+
+CHAT_FRAMES = [
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,'
+    b'"delta":{"role":"assistant","content":"Let me look."},"finish_reason":null}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+    b'{"tool_calls":[{"index":0,"id":"call_1","type":"function","function":{"name":"get_weather","arguments":""}}]},'
+    b'"finish_reason":null}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":'
+    b'{"tool_calls":[{"index":0,"function":{"arguments":"{\\"city\\": \\"Oslo\\"}"}}]},"finish_reason":null}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[{"index":0,"delta":{},'
+    b'"finish_reason":"tool_calls"}]}\n\n',
+    b'data: {"id":"c","object":"chat.completion.chunk","created":1,"model":"m","choices":[],'
+    b'"usage":{"prompt_tokens":9,"completion_tokens":4,"total_tokens":13}}\n\n',
+    b"data: [DONE]\n\n",
+]
+
+
+@pytest.mark.parametrize("cut", [1, 7, 64])
+def test_the_stream_translation_does_not_depend_on_how_reads_cut_it(cut: int) -> None:
+    assert _stream(CHAT_FRAMES, cut) == _stream(CHAT_FRAMES, None)
+
+
+def test_a_translated_stream_in_order_with_sequence_numbers() -> None:
+    events = [json.loads(line[6:]) for line in _stream(CHAT_FRAMES, None).split(b"\n") if line.startswith(b"data: ")]
+    assert [e["sequence_number"] for e in events] == list(range(len(events)))
+    assert [e["type"] for e in events] == [
+        "response.created", "response.in_progress", "response.output_item.added", "response.content_part.added",
+        "response.output_text.delta", "response.output_text.done", "response.content_part.done",
+        "response.output_item.done", "response.output_item.added", "response.function_call_arguments.delta",
+        "response.function_call_arguments.done", "response.output_item.done", "response.completed"]
+    done = events[-1]["response"]
+    assert [item["type"] for item in done["output"]] == ["message", "function_call"]
+    assert done["output"][1]["call_id"] == "call_1" and done["output"][1]["arguments"] == '{"city": "Oslo"}'
+    assert done["usage"] == {"input_tokens": 9, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 4,
+                             "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}
+
+
+def test_a_chat_stream_cut_short_ends_with_an_error_event() -> None:
+    events = _stream(CHAT_FRAMES[:2], None)
+    assert events.rstrip().rsplit(b"\n\n", 1)[1].startswith(b"event: error\ndata: {\"type\":\"error\"")
