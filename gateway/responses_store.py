@@ -5,8 +5,9 @@ A mapping in the database rather than the deployment written into the id the cli
 relayed byte for byte, so the upstream's id is the id, and a response made through one gateway instance is
 found through any other that shares the database. Each id is kept in this process at once (a retrieve
 right after a create, on the same instance, never misses) and written to the database off the request
-path; another instance finds it once that write is in, a few milliseconds later. Answers created with
-`store: false`, and those of chat-only deployments (translated, never stored upstream), are not kept.
+path; another instance finds it once that write is in, a few milliseconds later. A row goes KEEP_DAYS
+after it was written (OpenAI's own retention). Answers created with `store: false`, and those of chat-only
+deployments (translated, never stored upstream), are not kept.
 """
 
 from __future__ import annotations
@@ -22,6 +23,8 @@ from gateway.store.database import Database
 log = logging.getLogger("gateway")
 
 LOCAL_IDS = 10_000  # the newest ids known to this process without asking the database
+KEEP_DAYS = 30  # OpenAI keeps a stored response 30 days; its row goes some time after
+PRUNE_EVERY = 1000  # rows written by this process between two prunes
 # The response's id is the first member of OpenAI's Response object, and of its response.created event's.
 ID = re.compile(rb'"id"\s*:\s*"(resp_[A-Za-z0-9_-]{1,200})"')
 
@@ -33,16 +36,26 @@ def response_id(head: bytes) -> str | None:
 
 
 class ResponseRoutes:
-    __slots__ = ("db", "local", "background")
+    __slots__ = ("db", "local", "background", "written")
 
     def __init__(self, db: Database) -> None:
         self.db = db
         self.local: OrderedDict[str, str] = OrderedDict()
         self.background = Background()
+        self.written = 0
 
     def remember(self, response: str, deployment_id: str) -> None:
         self._keep(response, deployment_id)
         self.background.spawn(self._write(response, deployment_id))
+        self.written += 1
+        if self.written % PRUNE_EVERY == 0:
+            self.background.spawn(self.prune(time.time() - KEEP_DAYS * 86400))
+
+    async def prune(self, before: float) -> None:
+        try:
+            await self.db.execute("DELETE FROM gw_response_routes WHERE created_at < $1", before)
+        except Exception as exc:
+            log.warning("could not prune the stored responses' routes: %s", exc)
 
     async def _write(self, response: str, deployment_id: str) -> None:
         try:

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -19,7 +20,9 @@ import pytest
 import pytest_asyncio
 
 from gateway.providers import PROVIDERS
+from gateway.responses_store import ResponseRoutes
 from gateway.router import serves_responses
+from gateway.store.store import Store
 from gateway.translate.responses_stream import ChatToResponsesStream
 from gateway.translate.responses_to_chat import Shell
 from gateway.translate.responses_wire import ResponsesRequest
@@ -414,3 +417,21 @@ def test_a_translated_stream_in_order_with_sequence_numbers() -> None:
 def test_a_chat_stream_cut_short_ends_with_an_error_event() -> None:
     events = _stream(CHAT_FRAMES[:2], None)
     assert events.rstrip().rsplit(b"\n\n", 1)[1].startswith(b"event: error\ndata: {\"type\":\"error\"")
+
+
+async def test_the_routes_of_stored_responses_on_each_store(store: Store) -> None:
+    """Kept at once in the process, written to the database for every other instance, forgotten on delete,
+    pruned by age."""
+    routes = ResponseRoutes(store.db)
+    routes.remember("resp_a", "deployment-1")
+    routes.remember("resp_b", "deployment-2")
+    assert await routes.deployment_of("resp_a") == "deployment-1"  # before the write is in
+    await routes.background.finish()
+    other = ResponseRoutes(store.db)  # another instance: nothing in its process
+    assert await other.deployment_of("resp_b") == "deployment-2"
+    assert await other.deployment_of("resp_unknown") is None
+    await other.forget("resp_b")
+    assert await ResponseRoutes(store.db).deployment_of("resp_b") is None
+    await other.prune(time.time() + 1)
+    assert await ResponseRoutes(store.db).deployment_of("resp_a") is None
+    await routes.close()

@@ -222,6 +222,7 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
     (14, "which deployment holds each stored response of the Responses API", [
         """CREATE TABLE gw_response_routes (
             response_id TEXT PRIMARY KEY, deployment_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX gw_response_routes_age ON gw_response_routes (created_at)",
     ]),
 ]
 
