@@ -256,6 +256,34 @@ async def test_translated_text_answer(gateway: Gateway, client: openai.AsyncOpen
     assert "chat completions, whose answers are not stored" in refused.value.message
 
 
+async def test_translated_items_roles_parts_and_formats(client: openai.AsyncOpenAI,
+                                                         chat_only: ChatOnlyUpstream) -> None:
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
+    answer = await client.responses.create(
+        model="vllm-chat", temperature=0.2, top_p=0.9, reasoning={"effort": "low"},
+        text={"format": {"type": "json_schema", "name": "reply", "schema": schema, "strict": True}},
+        input=[{"type": "message", "role": "developer", "content": "Answer in JSON"},
+               {"role": "user", "content": [{"type": "input_text", "text": "What is this?"},
+                                            {"type": "input_image", "image_url": "https://img.invalid/a.png",
+                                             "detail": "low"}]},
+               {"role": "assistant", "content": [{"type": "output_text", "text": "A picture."}]},
+               {"type": "reasoning", "id": "rs_1", "summary": []},
+               {"role": "user", "content": "Which?"}])
+    assert answer.text.format.type == "json_schema"
+    assert chat_only.seen[-1].body == {
+        "messages": [
+            {"role": "system", "content": "Answer in JSON"},
+            {"role": "user", "content": [{"type": "text", "text": "What is this?"},
+                                         {"type": "image_url", "image_url": {"url": "https://img.invalid/a.png",
+                                                                             "detail": "low"}}]},
+            {"role": "assistant", "content": "A picture."},
+            {"role": "user", "content": "Which?"}],
+        "model": "Qwen/Qwen3-8B", "temperature": 0.2, "top_p": 0.9, "reasoning_effort": "low",
+        "response_format": {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema,
+                                                                    "strict": True}}}
+
+
 async def test_translated_tool_round_trip(client: openai.AsyncOpenAI, chat_only: ChatOnlyUpstream) -> None:
     first = await client.responses.create(model="vllm-chat", input="Weather in Paris?", tools=[WEATHER])
     calls = [item for item in first.output if item.type == "function_call"]
