@@ -197,7 +197,13 @@ async def test_a_streamed_response_is_found_though_its_first_event_came_in_piece
     assert found.output_text == "Hello from the Responses API. [alpha]"
 
 
-async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession,
+                                                       client: openai.AsyncOpenAI) -> None:
+    held = await client.responses.create(model="pair", input="Mine")
+    only_solo = await new_key(http, gateway, models=["solo"])
+    async with http.get(f"{gateway.url}/v1/responses/{held.id}",
+                        headers={"Authorization": f"Bearer {only_solo}"}) as r:
+        assert r.status in (401, 403) and "pair" in (await r.json())["error"]["message"]
     async with http.get(f"{gateway.url}/responses/resp_nothing_here", headers=ADMIN) as r:
         assert r.status == 404
         error = (await r.json())["error"]
