@@ -47,8 +47,12 @@ from gateway.openapi import Operation, describe
 from gateway.plugin import Chain
 from gateway.plugin_loader import build_chain
 from gateway.proxy import IN_FLIGHT, MAX_REQUEST_MB, InFlight, ProxyEndpoint
+from gateway.responses_api import StoredResponses
+from gateway.responses_api import add_routes as add_response_routes
+from gateway.responses_store import ResponseRoutes
 from gateway.router import Router
 from gateway.services import Services, open_services
+from gateway.translate.responses_wire import ResponsesRequest
 from gateway.ui.base import UI as ADMIN_UI
 from gateway.ui.security import SAME_ORIGIN_ONLY
 from gateway.upstreams import Pools
@@ -66,6 +70,10 @@ DEPLOYMENT_LIMITS = web.AppKey("deployment_limits", DeploymentLimits)
 
 DEFAULT_MAX_REQUEST_MB = 64.0
 PROXIED = ("chat/completions", "completions", "embeddings", "moderations", "images/generations")
+# OpenAI's Responses API: POST creates (relayed, or translated to chat completions); GET and DELETE of one
+# stored answer go to the deployment that holds it (gateway/responses_api.py).
+RESPONSES = "responses"
+RESPONSE_ROUTES = web.AppKey("response_routes", ResponseRoutes)
 # Anthropic's Messages API, at /v1 only, as Anthropic serves it (Claude Code adds `?beta=true`, which is ignored).
 MESSAGES = ("messages", "messages/count_tokens")
 
@@ -198,6 +206,7 @@ async def _publish_openapi(app: web.Application) -> None:
 
 async def _close(app: web.Application) -> None:
     await app[CATALOG].close()
+    await app[RESPONSE_ROUTES].close()
     if KEY_ROTATION in app:
         await app[KEY_ROTATION].close()
     await app[CHAIN].close()
@@ -253,7 +262,16 @@ def _add_routes(app: web.Application, access_source: str) -> None:
                                   config.litellm_settings.success_callback, app[SERVICES].authenticator,
                                   app[POOLS].probes)
     costs = router_settings.CostMap(pricing.table)
+    response_routes = app[RESPONSE_ROUTES] = ResponseRoutes(services.store.db)
+    stored = StoredResponses(router, response_routes, services.authenticator)
     for prefix in path_prefixes(config):
+        creates = ProxyEndpoint(RESPONSES, router, deployment_limits, app[CHAIN], trusted,
+                                settings.tracking_header_prefix, access_log, pricing, in_flight, cors=app.get(CORS),
+                                responses=response_routes)
+        describe(creates.handle, Operation(body=ResponsesRequest, summary="OpenAI's /v1/responses"))
+        app.router.add_post(f"{prefix}/v1/{RESPONSES}", creates.handle)
+        app.router.add_post(f"{prefix}/{RESPONSES}", creates.handle)
+        add_response_routes(app, prefix, stored)
         for endpoint in PROXIED:
             handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
                                     settings.tracking_header_prefix, access_log, pricing, in_flight,

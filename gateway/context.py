@@ -14,7 +14,7 @@ from gateway.anthropic.requests import reserved_tokens as messages_reserved
 from gateway.errors import ApiError
 from gateway.identity import Caller
 from gateway.protocols import ANTHROPIC_ROUTES
-from gateway.router import Deployment
+from gateway.router import Deployment, Route
 from gateway.usage import Usage, reserved_tokens
 
 if TYPE_CHECKING:
@@ -46,7 +46,7 @@ class Ctx:
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
         "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
-        "timeout_s", "end_user", "max_retries", "claims",
+        "timeout_s", "end_user", "max_retries", "claims", "pinned", "stored",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -78,6 +78,8 @@ class Ctx:
         self.output: bytes | None = None  # the answer as sent, kept only when a plugin needs_output
         self.admission: Admission | None = None  # what the request holds of its deployment's rpm/tpm
         self.budgets: tuple[BudgetStanding, ...] = ()
+        self.pinned: Route | None = None  # /v1/responses: to the deployment holding previous_response_id
+        self.stored = False  # /v1/responses: the answer is kept upstream, and its id routed back to it
         self.claims: list[Claim] = []  # limits and budgets asked for, taken in one step with the deployment's
         self.mock: MockRequest | None = None  # LiteLLM's testing parameters, when the body had any
         self.retries = 0  # attempts after the first, within a group

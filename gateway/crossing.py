@@ -8,8 +8,10 @@ turns the answer (a JSON body, a stream read by read, an error) into the caller'
 gateway/translate/. The answer's usage is what the translator read from it: it reads every event anyway.
 
 Two crossings are translated: Anthropic's Messages API to an OpenAI-compatible deployment (`ToChat`), and
-OpenAI's chat completions to an `anthropic/` deployment (`ToMessages`). Any other route to a deployment of
-the other API is refused before anything is sent.
+OpenAI's chat completions to an `anthropic/` deployment (`ToMessages`). OpenAI's Responses API goes to a
+deployment that does not serve it as chat completions (`ResponsesToChat`), and to an `anthropic/` one
+through both (`ResponsesToMessages`: Responses to chat, chat to Messages, and the answer back the same
+way). Any other route to a deployment of the other API is refused before anything is sent.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from gateway.protocols import Api, untranslated
 from gateway.router import Deployment
 from gateway.stream_usage import StreamMeter
 from gateway.translate import (
+    GENERIC,
     ChatToMessagesStream,
     Dialect,
     MessagesToChatStream,
@@ -39,6 +42,9 @@ from gateway.translate import (
     translate_chat_response,
     translate_messages_response,
 )
+from gateway.translate.responses_stream import ChatToResponsesStream
+from gateway.translate.responses_to_chat import Shell, responses_request_to_chat, translate_chat_answer
+from gateway.translate.responses_wire import ResponsesRequest
 from gateway.usage import Usage
 
 _encode = msgspec.json.Encoder().encode
@@ -143,6 +149,109 @@ class ToMessages(Crossing):
         return openai_error_of(status, raw)
 
 
+class ResponsesToChat(Crossing):
+    """OpenAI's Responses API in, a chat-only deployment's chat completions out."""
+
+    __slots__ = ("chat", "shell")
+
+    def __init__(self, body: dict[str, Any], dialect: Dialect) -> None:
+        request = decode_responses_request(body)
+        self.chat = responses_request_to_chat(request, dialect)
+        self.path = "chat/completions"
+        self.headers = b""
+        self.model = self.chat.model
+        self.stream = bool(self.chat.stream)
+        self.shell = Shell(request, self.model)
+
+    def payload(self) -> bytes:
+        return _encode(self.chat)
+
+    def chat_body(self) -> dict[str, Any]:
+        found: dict[str, Any] = msgspec.to_builtins(self.chat)
+        return found
+
+    def answer(self, raw: bytes) -> Translated:
+        body, usage = translate_chat_answer(raw, self.shell)
+        return Translated(body, usage)
+
+    def translator(self) -> StreamTranslator:
+        return ChatToResponsesStream(self.shell)
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        return upstream_error(status, raw)
+
+
+class ResponsesToMessages(Crossing):
+    """OpenAI's Responses API in, an `anthropic/` deployment's Messages API out, by way of chat completions."""
+
+    __slots__ = ("messages", "shell")
+
+    def __init__(self, body: dict[str, Any], headers: CIMultiDictProxy[str]) -> None:
+        request = decode_responses_request(body)
+        self.messages = chat_request_to_messages(responses_request_to_chat(request, GENERIC))
+        self.path = "messages"
+        check_headers(headers)
+        self.headers = upstream_headers(headers)
+        self.model = self.messages.model
+        self.stream = bool(self.messages.stream)
+        self.shell = Shell(request, self.model)
+
+    def payload(self) -> bytes:
+        return _encode(self.messages)
+
+    def answer(self, raw: bytes) -> Translated:
+        chat = translate_messages_response(raw, self.model)
+        body, usage = translate_chat_answer(chat.body, self.shell)
+        # Anthropic's counts as the Messages translation read them (its cache writes among them).
+        return Translated(body, chat.usage or usage)
+
+    def translator(self) -> StreamTranslator:
+        return Chained(MessagesToChatStream(self.model, True), ChatToResponsesStream(self.shell))
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        return openai_error_of(status, raw)
+
+
+class Chained:
+    """Two stream translations, one feeding the other: the usage is the first's (the upstream's own report)."""
+
+    __slots__ = ("first", "second", "answer_chars", "failure")
+
+    def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
+        self.first = first
+        self.second = second
+        self.answer_chars = 0
+        self.failure: ApiError | None = None
+
+    @property
+    def usage(self) -> Usage | None:
+        return self.first.usage or self.second.usage
+
+    def feed(self, chunk: bytes) -> bytes:
+        middle = self.first.feed(chunk)
+        out = self.second.feed(middle) if middle else b""
+        self._read()
+        return out
+
+    def flush(self) -> bytes:
+        out = self.second.feed(self.first.flush())
+        out += self.second.flush()
+        self._read()
+        return out
+
+    def _read(self) -> None:
+        self.answer_chars = self.second.answer_chars
+        self.failure = self.first.failure or self.second.failure
+
+
+def decode_responses_request(body: dict[str, Any]) -> ResponsesRequest:
+    try:
+        return msgspec.convert(body, ResponsesRequest)
+    except msgspec.ValidationError as exc:
+        raise ApiError(400, f"this request cannot be translated to chat completions: {exc}",
+                       "invalid_request_error") from None
+
+
 def crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str, Any],
              headers: CIMultiDictProxy[str], include_usage: bool) -> Crossing:
     """The crossing for a request to a deployment of the other API (`include_usage`: the client's own
@@ -152,6 +261,10 @@ def crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str
         return ToChat(body, dialect_for(deployment.provider.name))
     if inbound is Api.OPENAI and endpoint == "chat/completions":
         return ToMessages(body, headers, include_usage)
+    if inbound is Api.RESPONSES:
+        if deployment.protocol is Api.ANTHROPIC:
+            return ResponsesToMessages(body, headers)
+        return ResponsesToChat(body, dialect_for(deployment.provider.name))
     raise untranslated(endpoint, inbound, deployment, deployment.protocol)
 
 

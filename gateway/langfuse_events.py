@@ -26,7 +26,7 @@ from gateway.usage import Usage
 REDACTED = "redacted-by-litellm"
 CALL_TYPES = {"chat/completions": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
               "moderations": "amoderation", "images/generations": "aimage_generation",
-              "messages": "anthropic_messages"}
+              "messages": "anthropic_messages", "responses": "aresponses"}
 # Request fields that are the prompt, who is asking or how to log: not model parameters.
 NOT_PARAMETERS = frozenset({"model", "messages", "prompt", "input", "metadata", "tools", "functions", "user",
                             "stream_options", "system"})

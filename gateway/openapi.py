@@ -65,7 +65,7 @@ TAGS = {"key": "keys", "user": "users", "team": "teams", "spend": "spend", "glob
         "models": "models", "model": "models", "model_group": "models", "public": "models", "router": "models",
         "health": "health", "metrics": "health",
         "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy", "moderations": "proxy",
-        "images": "proxy", "messages": "proxy",
+        "images": "proxy", "messages": "proxy", "responses": "proxy",
         "end_user": "end users", "customer": "end users", "budget": "budgets", "organization": "organizations",
         "access_group": "access groups", "unified_access_group": "access groups", "credentials": "credentials"}
 TAG_ORDER = ("proxy", "models", "credentials", "keys", "users", "teams", "organizations", "end users", "budgets",

@@ -2,11 +2,14 @@
 that decides what happens when the two differ.
 
 Inbound, every route speaks OpenAI's API but /v1/messages and /v1/messages/count_tokens, which speak
-Anthropic's. Upstream, every provider speaks OpenAI's but `anthropic/`, which speaks Anthropic's Messages
-API. When both sides speak one API the answer is relayed as the upstream sent it; when they differ it is
-translated (gateway/crossing.py): the Messages API to an OpenAI-compatible deployment's chat completions,
-and chat completions to an `anthropic/` deployment's Messages API. Any other route to a deployment of the
-other API is refused here, naming the deployment, before anything is sent.
+Anthropic's, and /v1/responses, which speaks OpenAI's Responses API: relayed as it is to a deployment that
+serves it (`Deployment.serves_responses`), translated to chat completions for any other (and on to
+Anthropic's Messages API for an `anthropic/` one). Upstream, every provider speaks OpenAI's but
+`anthropic/`, which speaks Anthropic's Messages API. When both sides speak one API the answer is relayed as
+the upstream sent it; when they differ it is translated (gateway/crossing.py): the Messages API to an
+OpenAI-compatible deployment's chat completions, and chat completions to an `anthropic/` deployment's
+Messages API. Any other route to a deployment of the other API is refused here, naming the deployment,
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -25,13 +28,18 @@ class Api(enum.Enum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    RESPONSES = "responses"
 
 
 ANTHROPIC_ROUTES = frozenset({"messages", "messages/count_tokens"})
-API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API"}
+API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API",
+             Api.RESPONSES: "OpenAI's Responses API"}
+RESPONSES_ROUTE = "responses"
 
 
 def inbound(endpoint: str) -> Api:
+    if endpoint == RESPONSES_ROUTE:
+        return Api.RESPONSES
     return Api.ANTHROPIC if endpoint in ANTHROPIC_ROUTES else Api.OPENAI
 
 

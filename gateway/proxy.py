@@ -43,12 +43,13 @@ from gateway.anthropic.usage import from_body as anthropic_usage
 from gateway.bearer import TokenUnavailable
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
-from gateway.crossing import Crossing, StreamTranslator, ToChat, TranslatedMeter, crossing
+from gateway.crossing import Crossing, ResponsesToChat, StreamTranslator, ToChat, TranslatedMeter, crossing
 from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, retry_cannot_help, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
 from gateway.protocols import Api, inbound
+from gateway.responses_store import ResponseRoutes, response_id
 from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
@@ -76,6 +77,7 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 # Answers that are not text: with no usage in them, none is made up from their size.
 NOT_TEXT = frozenset({"moderations", "images/generations"})
 NO_USAGE = Usage()
+MAX_ID_HEAD = 8192  # a Responses stream's id is in its first event; past this much, none is looked for
 COUNT_TOKENS = anthropic_requests.COUNT_TOKENS  # free: its answer is a count, never charged
 
 
@@ -98,13 +100,14 @@ OVERLOADED = ApiError(503, "Proxy overloaded — retry with backoff", "service_u
 class ProxyEndpoint:
     __slots__ = ("endpoint", "router", "limits", "chain", "trusted", "header_prefix", "access_log", "pricing",
                  "in_flight", "chain_needs_usage", "model_in_path", "names", "cors", "text", "images",
-                 "default_model", "inbound", "errors", "check", "estimate", "body_usage")
+                 "default_model", "inbound", "errors", "check", "estimate", "body_usage", "responses")
 
     def __init__(self, endpoint: str, router: Router, limits: DeploymentLimits, chain: Chain,
                  trusted: tuple[IPNetwork, ...], header_prefix: str, access_log: AccessLog | None,
                  pricing: Pricing, in_flight: InFlight, model_in_path: bool = False, cors: Cors | None = None,
-                 moderation_model: str | None = None) -> None:
+                 moderation_model: str | None = None, responses: ResponseRoutes | None = None) -> None:
         self.cors = cors
+        self.responses = responses  # /v1/responses: which deployment holds each stored answer
         self.names = HeaderNames.under(header_prefix)
         # Azure's routes (/openai/deployments/{model}/...) name the model in the path, and it wins.
         self.model_in_path = model_in_path
@@ -127,7 +130,8 @@ class ProxyEndpoint:
         self.inbound = inbound(endpoint)
         anthropic = self.inbound is Api.ANTHROPIC
         self.errors: ErrorShape = anthropic_errors.ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
-        self.check = anthropic_requests.check_body if anthropic else check_body
+        self.check = anthropic_requests.check_body if anthropic else \
+            check_responses_body if self.inbound is Api.RESPONSES else check_body
         self.estimate: Callable[[dict[str, Any], int], Usage] = anthropic_requests.estimate if anthropic \
             else estimate
         self.body_usage: Callable[[bytes], Usage | None] = anthropic_usage if anthropic else from_json_body
@@ -236,6 +240,9 @@ class ProxyEndpoint:
         answer = await self.chain.on_request(ctx)
         if answer is not None:
             return answer
+        ctx.stored = self.responses is not None and body.get("store") is not False
+        if self.responses is not None and isinstance(body.get("previous_response_id"), str):
+            ctx.pinned = await self._holder(body["previous_response_id"], ctx.requested_model)
         route = await self._first_route(ctx, ctx.requested_model)  # a plugin may have rewritten the model
         ctx.mock = mock_request.take(body, route.group)
         ctx.deployment = route.deployment
@@ -274,7 +281,8 @@ class ProxyEndpoint:
         passed over (the router learns it) for the next. Costs nothing for deployments without."""
         router = self.router
         for _ in range(len(router.deployments) + 1):
-            route = router.resolve(group, tried)
+            route = ctx.pinned if ctx.pinned is not None and ctx.pinned.group == router.aliases.get(group, group) \
+                else router.resolve(group, tried)
             if route is None:
                 return route
             claims = pending(ctx)
@@ -290,6 +298,23 @@ class ProxyEndpoint:
                 return route
         # Each full deployment is left out for a while; only a very slow limiter gets here.
         raise CoolingDown(group, MIN_LIMITED, at_limit=True)
+
+    async def _holder(self, response: str, requested: str) -> Route:
+        """The deployment that holds an earlier response, which a request continuing it must go to (whether or
+        not it is cooling down: no other has the conversation)."""
+        assert self.responses is not None
+        held_by = await self.responses.deployment_of(response)
+        deployment = self.router.by_id.get(held_by) if held_by is not None else None
+        if deployment is None:
+            raise ApiError(404, f"Previous response with id '{response}' not found: this gateway does not know "
+                           "which deployment holds it (it was made elsewhere, with store: false, or by a "
+                           "deployment that speaks chat completions, whose answers are not stored)",
+                           "invalid_request_error", "previous_response_id")
+        for candidate, upstream_model in self.router.candidates(requested):
+            if candidate is deployment:
+                return Route(self.router.aliases.get(requested, requested), deployment, upstream_model)
+        raise bad_request(f"previous_response_id {response!r} is held by a deployment of model "
+                          f"{deployment.group!r}; continue it with that model", "previous_response_id")
 
     def _release(self, ctx: Ctx, used: float) -> None:
         """What the request held of its deployment's rpm/tpm is settled with the tokens it used."""
@@ -410,6 +435,8 @@ class ProxyEndpoint:
                     return self._count_here(ctx, body)
                 return await self._answer_mock(ctx, route, body, strip_usage, ctx.mock.response)
         speaks = deployment.protocol
+        if self.inbound is Api.RESPONSES and deployment.serves_responses:
+            speaks = Api.RESPONSES
         if speaks is not self.inbound and self.endpoint == COUNT_TOKENS:
             return self._count_here(ctx, body)
         if deployment.provider.is_mock:
@@ -426,7 +453,7 @@ class ProxyEndpoint:
         try:
             if across is not None:
                 path, payload, lines = across.path, across.payload(), across.headers
-            elif speaks is Api.OPENAI:
+            elif speaks is not Api.ANTHROPIC:
                 path, payload, lines = self.endpoint, orjson.dumps(body), b""
             else:
                 path, payload, lines = (self.endpoint, orjson.dumps(body),
@@ -441,7 +468,7 @@ class ProxyEndpoint:
                     if across is not None:
                         error = across.error(upstream.status, raw)
                     else:
-                        error = upstream_error(upstream.status, raw) if speaks is Api.OPENAI else \
+                        error = upstream_error(upstream.status, raw) if speaks is not Api.ANTHROPIC else \
                             anthropic_errors.from_upstream(upstream.status, raw)
                     wait = _retry_after(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
@@ -454,13 +481,18 @@ class ProxyEndpoint:
                     return await relay
                 if stream or upstream.content_type == "text/event-stream":
                     sse = upstream.content_type == "text/event-stream"
-                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), upstream.chunks(),
+                    chunks = upstream.chunks()
+                    if speaks is Api.RESPONSES and ctx.stored:
+                        chunks = self._remembering(chunks, deployment)
+                    relay = self._relay(ctx, upstream.status, self._headers(ctx, upstream), chunks,
                                         strip_usage and sse, requested, deployment)
                     upstream.raw_headers = []  # relayed now: not held for as long as the stream lasts
                     return await relay
                 payload = await upstream.read()
             finally:
                 upstream.release()
+            if speaks is Api.RESPONSES and ctx.stored:
+                self._remember(payload, deployment)
             ctx.first_byte_at = time.perf_counter()
             deployment.record_latency(ctx.first_byte_at - ctx.sent_at)
             if across is not None:
@@ -485,6 +517,26 @@ class ProxyEndpoint:
                                            "answer in time", "timeout_error"), True, None) from None
         finally:
             deployment.in_flight -= 1
+
+    def _remember(self, head: bytes, deployment: Deployment) -> bool:
+        """A stored response (native, `store` not false) is routed back to its deployment later. False when
+        `head` holds no id (yet)."""
+        found = response_id(head)
+        if found is not None and self.responses is not None:
+            self.responses.remember(found, deployment.id)
+        return found is not None
+
+    async def _remembering(self, chunks: AsyncIterator[bytes], deployment: Deployment) -> AsyncIterator[bytes]:
+        """A Responses stream as it comes, its id read from its first event (response.created), however the
+        reads cut it. Only these streams pay for the extra step."""
+        head = b""
+        async for chunk in chunks:
+            yield chunk
+            head += chunk
+            if self._remember(head, deployment) or len(head) > MAX_ID_HEAD:
+                break
+        async for chunk in chunks:
+            yield chunk
 
     def _count_here(self, ctx: Ctx, body: dict[str, Any]) -> web.StreamResponse:
         """count_tokens for a deployment that does not count them (one that speaks OpenAI's API, or a mocked
@@ -512,8 +564,9 @@ class ProxyEndpoint:
         back: on /v1/messages, through the translation, as an OpenAI-compatible deployment's does."""
         ctx.sent_at = None  # no upstream call was made on this attempt
         deployment = route.deployment
-        if self.inbound is Api.ANTHROPIC:
-            across = ToChat(body, dialect_for(deployment.provider.name))
+        if self.inbound is not Api.OPENAI:
+            across: ToChat | ResponsesToChat = ToChat(body, dialect_for(deployment.provider.name)) \
+                if self.inbound is Api.ANTHROPIC else ResponsesToChat(body, dialect_for(deployment.provider.name))
             answer = mock.answer(deployment, "chat/completions", across.chat_body(), route.upstream_model, text)
             ctx.first_byte_at = time.perf_counter()
             if answer.events is None:
@@ -769,6 +822,24 @@ def request_fallbacks(ctx: Ctx, body: dict[str, Any], router: Router) -> list[Fa
 
 
 FALLBACKS_SHAPE = "fallbacks must be a list of model names, or of objects with a `model` and the parameters to send it"
+
+
+def check_responses_body(endpoint: str, body: dict[str, Any]) -> None:
+    """/v1/responses: a model, and input as text or items; the rest is the deployment's to judge (or the
+    translation's, for one that speaks chat completions)."""
+    model = body.get("model")
+    if model is None:
+        raise bad_request("missing required parameter: 'model'", "model")
+    if not isinstance(model, str) or not model:
+        raise bad_request("'model' must be a non-empty string", "model")
+    value = body.get("input")
+    if value is not None and not isinstance(value, (str, list)):
+        raise bad_request("'input' must be a string or an array of input items", "input")
+    if "stream" in body and not isinstance(body["stream"], bool) and body["stream"] is not None:
+        raise bad_request("'stream' must be a boolean", "stream")
+    previous = body.get("previous_response_id")
+    if previous is not None and (not isinstance(previous, str) or not previous):
+        raise bad_request("'previous_response_id' must be a response id", "previous_response_id")
 
 
 def check_body(endpoint: str, body: dict[str, Any]) -> None:

@@ -39,7 +39,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape", "serves_responses",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -63,6 +63,7 @@ class Deployment:
             )
         self.provider: Provider = provider
         self.protocol = provider.protocol  # the API it speaks upstream
+        self.serves_responses = serves_responses(provider, entry.model_info)
         self.entry = entry
         self.group = entry.model_name
         self.id = _deployment_id(self.declared, where)
@@ -485,6 +486,19 @@ CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version", "azure_ad_token", "te
 
 def _dot(where: str) -> str:
     return f"{where}." if where else ""
+
+
+def serves_responses(provider: Provider, model_info: dict[str, Any]) -> bool:
+    """Whether /v1/responses is relayed to the deployment as it is, rather than translated to its chat
+    completions. LiteLLM's rule: an OpenAI-compatible deployment whose `model_info.supported_endpoints` lists
+    /v1/responses (or /responses) serves it; without that list, only `openai/` does. A list without it
+    makes even an `openai/` deployment (a llama.cpp behind it, say) translated."""
+    if provider.protocol is not Api.OPENAI:
+        return False
+    listed = model_info.get("supported_endpoints")
+    if isinstance(listed, list):
+        return any(isinstance(e, str) and e.strip("/") in ("v1/responses", "responses") for e in listed)
+    return provider.name == "openai"
 
 
 def _deployment_id(entry: ModelEntry, where: str) -> str:

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -70,6 +70,12 @@ class Endpoint:
             return b"%b%b%b%d\r\n\r\n%b" % (start[:-len(CONTENT_LENGTH)], headers, CONTENT_LENGTH, len(body), body)
         return b"%b%d\r\n\r\n%b" % (start, len(body), body)
 
+    def bodiless(self, method: str, path: str) -> bytes:
+        """A request without a body (GET, DELETE) to `path` (with its query) under the base URL; not cached,
+        as the path names one object."""
+        return (f"{method} {self._path}/{path} HTTP/1.1\r\n".encode("latin-1") + self._head
+                + CONTENT_LENGTH + b"0\r\n\r\n")
+
 
 _TLS_CONTEXTS: dict[bool | str, ssl.SSLContext] = {}
 
@@ -102,14 +108,18 @@ class Pool:
         self._closed = False
         self._sweep: asyncio.TimerHandle | None = None
 
-    async def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout,
-                   headers: bytes = b"") -> Response:
-        """Send one request; the answer once its headers are in. Raises UpstreamUnreachable or TimeoutError."""
+    def post(self, endpoint: Endpoint, path: str, body: bytes, timeout: ClientTimeout,
+             headers: bytes = b"") -> Coroutine[Any, Any, Response]:
+        """Send one POST; the answer once its headers are in. Raises UpstreamUnreachable or TimeoutError.
+        Not a coroutine itself: the hot path awaits `send`'s frame only."""
+        return self.send(endpoint, endpoint.request(path, body, headers), timeout)
+
+    async def send(self, endpoint: Endpoint, data: bytes, timeout: ClientTimeout) -> Response:
+        """Send one request's bytes (Endpoint.request's, or Endpoint.bodiless's)."""
         loop = asyncio.get_running_loop()
         now = loop.time()
         deadline = now + timeout.total if timeout.total else None
         waiting = timeout.connect or timeout.total
-        data = endpoint.request(path, body, headers)
         await self._slot(waiting)
         connection = self._take(endpoint.key, now)
         if connection is not None:

@@ -177,7 +177,7 @@ def reserved_tokens(body: dict[str, Any]) -> tuple[int, int]:
     """Prompt tokens at four bytes a token rounded up, and the answer's max_tokens (0 if unset): what
     limits and budgets reserve before the answer is known."""
     source = body.get("messages") or body.get("prompt") or body.get("input") or ""
-    asked = body.get("max_completion_tokens") or body.get("max_tokens")
+    asked = body.get("max_completion_tokens") or body.get("max_tokens") or body.get("max_output_tokens")
     return len(orjson.dumps(source)) // CHARS_PER_TOKEN + 1, asked if isinstance(asked, int) and asked > 0 else 0
 
 

@@ -256,6 +256,12 @@ MIGRATIONS: list[tuple[int, str, list[Statement]]] = [
          "sqlite": [*SPEND_ROLLUP["sqlite"], SPEND_ROLLUP_FILL]},
         *SPEND_LOG_FILTER_INDEXES,
     ]),
+    # gateway/responses_store.py: the deployment that holds each stored Responses API answer.
+    (15, "which deployment holds each stored response of the Responses API", [
+        """CREATE TABLE gw_response_routes (
+            response_id TEXT PRIMARY KEY, deployment_id TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL)""",
+        "CREATE INDEX gw_response_routes_age ON gw_response_routes (created_at)",
+    ]),
 ]
 
 CHANGES_TABLE = {
