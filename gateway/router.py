@@ -491,14 +491,14 @@ def _dot(where: str) -> str:
 def serves_responses(provider: Provider, model_info: dict[str, Any]) -> bool:
     """Whether /v1/responses is relayed to the deployment as it is, rather than translated to its chat
     completions. LiteLLM's rule: an OpenAI-compatible deployment whose `model_info.supported_endpoints` lists
-    /v1/responses (or /responses) serves it; without that list, only `openai/` does. A list without it
-    makes even an `openai/` deployment (a llama.cpp behind it, say) translated."""
+    /v1/responses (or /responses) serves it; without that list, only `openai/` and `azure/` do. A list
+    without it makes even an `openai/` deployment (a llama.cpp behind it, say) translated."""
     if provider.protocol is not Api.OPENAI:
         return False
     listed = model_info.get("supported_endpoints")
     if isinstance(listed, list):
         return any(isinstance(e, str) and e.strip("/") in ("v1/responses", "responses") for e in listed)
-    return provider.name == "openai"
+    return provider.name in ("openai", "azure")
 
 
 def _deployment_id(entry: ModelEntry, where: str) -> str:

@@ -121,6 +121,7 @@ class FakeAzure(Loopback):
 
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/{endpoint:.+}", self._data_plane)
+        app.router.add_post("/openai/responses", self._data_plane)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
 
     @property
@@ -160,7 +161,20 @@ class FakeAzure(Loopback):
                                                 "key or wrong API endpoint. Make sure to provide a valid key for an "
                                                 "active subscription and use a correct regional API endpoint for "
                                                 "your resource."}}, status=401)
-        endpoint = request.match_info["endpoint"]
+        endpoint = request.match_info.get("endpoint", "responses")
+        if endpoint == "responses":  # the deployment is named in the body, as the model
+            return self._json(seen, {
+                "id": "resp_67ccd2bed1ec8190b14f964abc0542670bb6a6b452d3795b", "object": "response",
+                "created_at": 1741476542, "status": "completed", "error": None, "incomplete_details": None,
+                "instructions": None, "max_output_tokens": None, "model": body["model"], "output": [{
+                    "type": "message", "id": "msg_67ccd2bf17f0819081ff3bb2cf6508e60bb6a6b452d3795b",
+                    "status": "completed", "role": "assistant",
+                    "content": [{"type": "output_text", "text": "Color is light.", "annotations": []}]}],
+                "parallel_tool_calls": True, "previous_response_id": None, "store": True, "temperature": 1.0,
+                "text": {"format": {"type": "text"}}, "tool_choice": "auto", "tools": [], "top_p": 1.0,
+                "truncation": "disabled", "metadata": {},
+                "usage": {"input_tokens": 36, "input_tokens_details": {"cached_tokens": 0}, "output_tokens": 87,
+                          "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 123}})
         if endpoint == "embeddings":
             inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
             return self._json(seen, {"object": "list", "model": "text-embedding-3-small", "data": [

@@ -97,6 +97,20 @@ async def test_chat_goes_to_the_deployment_url_with_api_version_and_api_key(
     assert record["metadata"]["usage_estimated"] is False
 
 
+async def test_the_responses_api_goes_to_azures_own_path_untouched(
+        gateway: Gateway, fake: FakeAzure, http: aiohttp.ClientSession) -> None:
+    before = len(fake.seen)
+    async with sdk(gateway) as client:
+        raw = await client.responses.with_raw_response.create(model="gpt-4o", input="What is color?")
+    seen = fake.seen[before]
+    assert (seen.path, seen.query) == ("/openai/responses", {"api-version": "2024-10-21"})
+    assert seen.body == {"model": "my-gpt4o", "input": "What is color?"} and seen.headers["api-key"] == AZURE_KEY
+    assert raw.http_response.content == seen.sent and raw.parse().output_text == "Color is light."
+    record = await spend_record(http, gateway, raw.headers["x-request-id"], ADMIN)
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (36, 87)
+    assert record["spend"] == pytest.approx(36 * IN_PRICE + 87 * OUT_PRICE)
+
+
 async def test_api_version_from_the_config_and_from_the_environment(
         fake: FakeAzure, gateway: Gateway) -> None:
     before = len(fake.seen)
