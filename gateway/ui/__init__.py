@@ -18,6 +18,7 @@ from gateway.ui import (
     settings,
     signin,
     spend,
+    sso,
     teams,
     users,
 )
@@ -44,6 +45,7 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{root}/login", signin.sign_in)
     app.router.add_post(f"{root}/logout", signin.sign_out)
     app.router.add_get(root + "/static/{name}", asset)
+    sso.add_routes(app, prefix, root)
     keys.add_routes(app, root)
     teams.add_routes(app, root)
     organizations.add_routes(app, root)
