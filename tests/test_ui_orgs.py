@@ -67,14 +67,19 @@ async def test_an_organization_from_creation_to_deletion(gateway: Gateway, http:
 
         # Members: made a user on the way, as /organization/member_add does; a role changed; removed.
         status, _, location = await post(browser, f"{ui}/organizations/members/add?id={ref}", view,
-                                         {"member": "ana@example.com", "role": "org_admin"})
+                                         {"member": "ana@example.com", "role": "org_admin",
+                                          "max_budget_in_organization": "12.5"})
         assert status == 303 and "done=member_added" in location
+        status, html, _ = await post(browser, f"{ui}/organizations/members/add?id={ref}", view,
+                                     {"member": "bo@example.com", "max_budget_in_organization": "plenty"})
+        assert status == 400 and "Max budget must be a number of dollars" in html
         status, html, _ = await post(browser, f"{ui}/organizations/members/add?id={ref}", view,
                                      {"member": "ana@example.com", "role": "org_admin"})
         assert status == 400 and "is already a member" in html
         info = await api(http, gateway, "/organization/info", method="GET", params={"organization_id": "org/eu 1"})
         [member] = info["members"]
         assert member["user_role"] == "org_admin"
+        assert member["litellm_budget_table"]["max_budget"] == 12.5
         status, _, location = await post(browser, f"{ui}/organizations/members/change?id={ref}", view,
                                          {"user_id": member["user_id"], "role": "internal_user_viewer"})
         assert status == 303 and "done=member_changed" in location

@@ -178,8 +178,11 @@ async def add_member(request: web.Request, visit: Visit) -> web.Response:
     # One box for either: what has an @ in it is an email, as LiteLLM's UI reads it.
     member = {"role": _role(str(posted.get("role") or "")), **({"user_email" if "@" in who else "user_id": who}
                                                                if who else {})}
+    budget = str(posted.get("max_budget_in_organization") or "").strip()
     try:
-        await add_org_members(ui.services, validated({"organization_id": org_id, "member": member}, AddMembers))
+        asked = {"organization_id": org_id, "member": member,
+                 "max_budget_in_organization": form_values.value("max_budget", budget)}
+        await add_org_members(ui.services, validated(asked, AddMembers))
     except ApiError as error:
         if error.status == 404:
             return _missing(ui, request, visit)
