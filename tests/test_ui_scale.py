@@ -19,8 +19,17 @@ import pytest
 
 from gateway.accounts import hash_key, key_name
 from gateway.store.database import open_database
-from gateway.store.records import BudgetRecord, EndUserRecord, KeyRecord, TeamRecord, UserRecord
-from gateway.store.store import BUDGETS, END_USERS, KEYS, Store
+from gateway.store.records import (
+    AccessGroupRecord,
+    BudgetRecord,
+    EndUserRecord,
+    KeyRecord,
+    OrgMember,
+    OrgRecord,
+    TeamRecord,
+    UserRecord,
+)
+from gateway.store.store import ACCESS_GROUPS, BUDGETS, END_USERS, KEYS, ORGS, Store
 from gateway.store.store import TEAMS as TEAMS_TABLE
 from gateway.store.store import USERS as USERS_TABLE
 from tests import spend_seed
@@ -34,6 +43,9 @@ USERS = 1000
 BATCH = 10_000
 END_USERS_SEEN = 1000
 BUDGET_COUNT = 20
+ORG_COUNT = 10_000
+ORGS_WITH_TEAMS = 5  # team n is in org-0000(n % 5): the first five organizations hold ten teams each
+ACCESS_GROUP_COUNT = 1000
 # A million requests over the last 30 days, made by one key in ten (the first ones far more than the rest).
 SPEND = spend_seed.Shape(count=1_000_000, days=30, now=time.time(), active_keys=10_000, users=USERS, teams=TEAMS,
                          end_users=END_USERS_SEEN)
@@ -55,8 +67,16 @@ async def seed(url: str, tmp: Path) -> tuple[float, float]:
     await store.start()
     started = time.perf_counter()
     base = SPEND.now - KEY_COUNT
-    await store.insert_many(TEAMS_TABLE, [TeamRecord(team_id=f"team-{n:02d}", team_alias=f"Team {n}")
+    await store.insert_many(TEAMS_TABLE, [TeamRecord(team_id=f"team-{n:02d}", team_alias=f"Team {n}",
+                                                     organization_id=f"org-{n % ORGS_WITH_TEAMS:05d}")
                                           for n in range(TEAMS)])
+    await store.insert_many(ORGS, [OrgRecord(organization_id=f"org-{n:05d}", organization_alias=f"Org {n:05d}",
+                                             members=[OrgMember(user_id=f"user-{n % USERS:04d}")], created_at=base + n)
+                                   for n in range(ORG_COUNT)])
+    await store.insert_many(ACCESS_GROUPS, [AccessGroupRecord(access_group_id=f"ag-{n:04d}",
+                                                              access_group_name=f"group-{n:04d}",
+                                                              access_model_names=["echo"], created_at=base + n)
+                                            for n in range(ACCESS_GROUP_COUNT)])
     await store.insert_many(USERS_TABLE, [UserRecord(user_id=f"user-{n:04d}", user_email=f"user{n}@example.com",
                                                      teams=[f"team-{n % TEAMS:02d}"], created_at=base + n)
                                           for n in range(USERS)])
@@ -187,6 +207,12 @@ async def test_pages_over_a_hundred_thousand_keys_and_a_million_requests(
         "one user (100 keys)": ("users/view?id=user-0042", ["seed-099042"], "Keys (100)"),
         "end users": ("end-users", ["cust-0999"], "1,000 end users"),
         "budgets": ("budgets", ["budget-19"], "20 budgets"),
+        "organizations": ("organizations", ["Org 09999"], "10,000 organizations"),
+        "organizations, last page": ("organizations?page=200", ["Org 00000"], "page 200 of 200"),
+        "search an organization": ("organizations?q=Org+0424", ["Org 04242"], "10 organizations match"),
+        "one organization (10 teams)": ("organizations/view?id=org-00000", ["Team 45"], "Teams (10)"),
+        "access groups": ("access-groups", ["group-0999"], "1,000 access groups"),
+        "access groups, last page": ("access-groups?page=20", ["group-0000"], "page 20 of 20"),
         "spend, 30 days by model": ("spend", ["gpt-4o-mini", "claude-sonnet"], "Top models"),
         "spend, 30 days by key": ("spend?by=api_key", ["seed-000000"], "Top keys"),
         "spend, 30 days by team": ("spend?by=team_id", ["team-00"], "Top teams"),

@@ -227,16 +227,19 @@ async def _check_teams(svc: Services, team_ids: list[str] | None) -> None:
 @documented(summary="Create an access group (models, MCP servers, agents, keys, teams)", body=NewAccessGroup)
 async def create(request: web.Request) -> web.Response:
     who = await admin(request)
-    svc = services(request)
-    asked = await body(request, NewAccessGroup)
+    return json(unified_view(await create_group(services(request), who, await body(request, NewAccessGroup))),
+                status=201)
+
+
+async def create_group(svc: Services, who: Caller, asked: NewAccessGroup) -> AccessGroupRecord:
+    """/v1/access_group's work: the group, served on this instance before it returns."""
     await _check_teams(svc, asked.assigned_team_ids)
-    record = await _insert(svc, AccessGroupRecord(
+    return await _insert(svc, AccessGroupRecord(
         access_group_id=str(uuid.uuid4()), access_group_name=asked.access_group_name,
         description=asked.description, access_model_names=asked.access_model_names or [],
         access_mcp_server_ids=asked.access_mcp_server_ids or [], access_agent_ids=asked.access_agent_ids or [],
         assigned_team_ids=asked.assigned_team_ids or [], assigned_key_ids=asked.assigned_key_ids or [],
         created_by=_by(who), updated_by=_by(who)))
-    return json(unified_view(record), status=201)
 
 
 @documented(summary="Every access group made through the API")
@@ -247,7 +250,7 @@ async def list_all(request: web.Request) -> web.Response:
     return json([unified_view(r) for r in records])
 
 
-async def _by_id(svc: Services, group_id: str) -> AccessGroupRecord:
+async def by_id(svc: Services, group_id: str) -> AccessGroupRecord:
     record = await svc.store.get(ACCESS_GROUPS, group_id)
     if record is None:
         raise _not_found(group_id)
@@ -257,7 +260,7 @@ async def _by_id(svc: Services, group_id: str) -> AccessGroupRecord:
 @documented(summary="One access group by id")
 async def get(request: web.Request) -> web.Response:
     await admin(request)
-    return json(unified_view(await _by_id(services(request), request.match_info["access_group_id"])))
+    return json(unified_view(await by_id(services(request), request.match_info["access_group_id"])))
 
 
 @documented(summary="Change an access group", body=UpdateAccessGroup)
@@ -265,8 +268,13 @@ async def put(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
     group_id = request.match_info["access_group_id"]
-    await _by_id(svc, group_id)
-    fields = set_fields(await body(request, UpdateAccessGroup))
+    await by_id(svc, group_id)
+    return json(unified_view(await update_group(svc, who, group_id, await body(request, UpdateAccessGroup))))
+
+
+async def update_group(svc: Services, who: Caller, group_id: str, asked: UpdateAccessGroup) -> AccessGroupRecord:
+    """PUT /v1/access_group/{id}'s work: the fields sent changed."""
+    fields = set_fields(asked)
     await _check_teams(svc, fields.get("assigned_team_ids"))
     name = fields.get("access_group_name")
     if name is not None and name in groups_of(svc).config:
@@ -278,18 +286,28 @@ async def put(request: web.Request) -> web.Response:
     if record is None:
         raise _not_found(group_id)
     await changed(svc, group_id)
-    return json(unified_view(record))
+    return record
 
 
 @documented(summary="Delete an access group")
 async def remove(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
-    group_id = request.match_info["access_group_id"]
+    await delete_group(services(request), request.match_info["access_group_id"])
+    return web.Response(status=204)
+
+
+async def delete_group(svc: Services, group_id: str) -> None:
+    """DELETE /v1/access_group/{id}'s work."""
     if not await svc.store.delete(ACCESS_GROUPS, [group_id]):
         raise _not_found(group_id)
     await changed(svc, group_id)
-    return web.Response(status=204)
+
+
+async def find_groups(svc: Services, search: str | None, page: int, size: int
+                      ) -> tuple[list[AccessGroupRecord], int]:
+    """One page of the groups made through the API, newest first, and how many match: the admin UI's listing."""
+    found = (("access_group_name", "access_group_id"), search) if search else None
+    return await svc.store.find(ACCESS_GROUPS, {}, offset=(page - 1) * size, limit=size, search=found)
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

@@ -16,9 +16,11 @@ from msgspec import UNSET, UnsetType
 
 from gateway.catalog import CATALOG, Catalog
 from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
 from gateway.management.common import Name, admin, body, json, services
 from gateway.openapi import documented
 from gateway.router import CREDENTIAL_FIELDS
+from gateway.services import Services
 from gateway.store.records import CredentialRecord
 from gateway.store.store import CREDENTIALS, Conflict
 
@@ -64,7 +66,7 @@ def _card(name: str, display_name: str | None, values: dict[str, Any], info: dic
             "credential_info": info, "source": source}
 
 
-def _cards(catalog: Catalog) -> list[dict[str, Any]]:
+def cards(catalog: Catalog) -> list[dict[str, Any]]:
     cards = [_card(c.credential_name, c.display_name, c.credential_values, c.credential_info, "db")
              for c in catalog.credentials.values() if c.credential_name not in catalog.router.config_credentials]
     cards += [_card(c.credential_name, None, c.credential_values, c.credential_info, "config")
@@ -87,16 +89,20 @@ def _refuse_config(catalog: Catalog, name: str, status: int) -> None:
                        "invalid_request_error", "credential_name", headers={"Allow": "GET"} if status == 405 else None)
 
 
-async def _changed(request: web.Request, name: str) -> None:
-    await _catalog(request).load()
-    services(request).accounts.changed("credential", name)
+async def _changed(catalog: Catalog, svc: Services, name: str) -> None:
+    await catalog.load()
+    svc.accounts.changed("credential", name)
 
 
 @documented(summary="Create a credential", body=NewCredential)
 async def create(request: web.Request) -> web.Response:
     who = await admin(request)
-    given = await body(request, NewCredential)
-    catalog = _catalog(request)
+    await create_credential(_catalog(request), services(request), who, await body(request, NewCredential))
+    return json({"success": True, "message": "Credential created successfully"})
+
+
+async def create_credential(catalog: Catalog, svc: Services, who: Caller, given: NewCredential) -> None:
+    """POST /credentials' work: stored, and used by this instance's models before it returns."""
     if not isinstance(given.model_id, UnsetType):
         values = _from_model(catalog, given.model_id)
     elif not isinstance(given.credential_values, UnsetType) and given.credential_values:
@@ -110,26 +116,25 @@ async def create(request: web.Request) -> web.Response:
         display_name=None if isinstance(given.display_name, UnsetType) else given.display_name.strip() or None,
         created_by=author, updated_by=author)
     try:
-        await services(request).store.insert(CREDENTIALS, record)
+        await svc.store.insert(CREDENTIALS, record)
     except Conflict:
         raise ApiError(409, f"credential {given.credential_name!r} already exists; change it with PATCH "
                             f"/credentials/{given.credential_name}, or delete it first", "invalid_request_error",
                        "credential_name") from None
-    await _changed(request, given.credential_name)
-    return json({"success": True, "message": "Credential created successfully"})
+    await _changed(catalog, svc, given.credential_name)
 
 
 @documented(summary="Every credential, its values masked")
 async def list_credentials(request: web.Request) -> web.Response:
     await admin(request)
-    return json({"success": True, "credentials": _cards(_catalog(request))})
+    return json({"success": True, "credentials": cards(_catalog(request))})
 
 
 @documented(summary="One credential by name")
 async def by_name(request: web.Request) -> web.Response:
     await admin(request)
     name = request.match_info["name"]
-    for card in _cards(_catalog(request)):
+    for card in cards(_catalog(request)):
         if card["credential_name"] == name:
             return json(card)
     raise ApiError(404, f"Credential not found. Got credential name: {name}", "not_found_error")
@@ -149,9 +154,14 @@ async def by_model(request: web.Request) -> web.Response:
 @documented(summary="Change a credential", body=CredentialChange)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
-    name = request.match_info["name"]
-    given = await body(request, CredentialChange)
-    catalog = _catalog(request)
+    await update_credential(_catalog(request), services(request), who, request.match_info["name"],
+                            await body(request, CredentialChange))
+    return json({"success": True, "message": "Credential updated successfully"})
+
+
+async def update_credential(catalog: Catalog, svc: Services, who: Caller, name: str, given: CredentialChange
+                            ) -> None:
+    """PATCH /credentials/{name}'s work: values sent merged over the stored ones, those named dropped."""
     if not isinstance(given.credential_name, UnsetType) and given.credential_name != name:
         raise bad_request("credential_name cannot be changed; set display_name to relabel the credential",
                           "credential_name")
@@ -170,22 +180,26 @@ async def update(request: web.Request) -> web.Response:
             fields["display_name"] = given.display_name.strip() or None
         return fields
 
-    if await services(request).store.modify(CREDENTIALS, name, change) is None:
+    if await svc.store.modify(CREDENTIALS, name, change) is None:
         _refuse_config(catalog, name, 405)
         raise ApiError(404, "Credential not found in DB.", "not_found_error")
-    await _changed(request, name)
-    return json({"success": True, "message": "Credential updated successfully"})
+    await _changed(catalog, svc, name)
 
 
 @documented(summary="Delete a credential")
 async def delete(request: web.Request) -> web.Response:
     await admin(request)
     name = request.match_info["name"]
-    if not await services(request).store.delete(CREDENTIALS, [name]):
-        _refuse_config(_catalog(request), name, 405)
-        raise ApiError(404, f"Credential not found. Got credential name: {name}", "not_found_error")
-    await _changed(request, name)
+    await delete_credential(_catalog(request), services(request), name)
     return json({"success": True, "message": "Credential deleted successfully"})
+
+
+async def delete_credential(catalog: Catalog, svc: Services, name: str) -> None:
+    """DELETE /credentials/{name}'s work."""
+    if not await svc.store.delete(CREDENTIALS, [name]):
+        _refuse_config(catalog, name, 405)
+        raise ApiError(404, f"Credential not found. Got credential name: {name}", "not_found_error")
+    await _changed(catalog, svc, name)
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

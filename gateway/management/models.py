@@ -21,6 +21,7 @@ from gateway.identity import Caller
 from gateway.management.common import Name, admin, body, json, services, view
 from gateway.openapi import documented
 from gateway.router import with_credential
+from gateway.services import Services
 from gateway.store.records import ModelRecord
 from gateway.store.store import MODELS, Conflict
 
@@ -101,8 +102,11 @@ def checked(catalog: Catalog, model_id: str, model_name: str, params: dict[str, 
 @documented(summary="Add a model (store_model_in_db)", body=NewModel)
 async def new_model(request: web.Request) -> web.Response:
     who = await admin(request)
-    given = await body(request, NewModel)
-    catalog = _catalog(request)
+    return json(shown(await add_model(_catalog(request), services(request), who, await body(request, NewModel))))
+
+
+async def add_model(catalog: Catalog, svc: Services, who: Caller, given: NewModel) -> ModelRecord:
+    """/model/new's work: the model checked, stored, and served on this instance before it returns."""
     if not catalog.enabled:
         raise _storing_off()
     raw_id = given.model_info.get("id")
@@ -116,21 +120,17 @@ async def new_model(request: web.Request) -> web.Response:
     record = ModelRecord(model_id=model_id, model_name=given.model_name, litellm_params=params, model_info=info,
                          created_by=author, updated_by=author)
     try:
-        record = await services(request).store.insert(MODELS, record)
+        record = await svc.store.insert(MODELS, record)
     except Conflict:
         raise bad_request(f"model id {model_id!r} already exists", "model_info.id") from None
-    await _served(request, model_id)
-    return json(shown(record))
+    await _served(catalog, svc, model_id)
+    return record
 
 
-async def _served(request: web.Request, model_id: str) -> None:
+async def _served(catalog: Catalog, svc: Services, model_id: str) -> None:
     """This instance serves the change before answering; the others read it from the change log."""
-    await _catalog(request).load()
-    services(request).accounts.changed("model", model_id)
-
-
-async def _stored(request: web.Request, model_id: str) -> ModelRecord | None:
-    return await services(request).store.get(MODELS, model_id)
+    await catalog.load()
+    svc.accounts.changed("model", model_id)
 
 
 def _in_config(catalog: Catalog, model_id: str) -> bool:
@@ -153,7 +153,8 @@ async def update_model(request: web.Request) -> web.Response:
         raise bad_request("model_info.id: the id of the model to update is required", "model_info.id")
     if isinstance(change.litellm_params, UnsetType):
         raise bad_request("litellm_params: required", "litellm_params")
-    return json(shown(await _change(request, who, model_id, change.model_name, change.litellm_params, None)))
+    return json(shown(await change_model(catalog, services(request), who, model_id, change.model_name,
+                                         change.litellm_params, None)))
 
 
 @documented(summary="Change a stored model", body=ModelChange)
@@ -169,13 +170,13 @@ async def patch_model(request: web.Request) -> web.Response:
                           "(general_settings.store_model_in_db is off)")
     params = None if isinstance(change.litellm_params, UnsetType) else change.litellm_params
     info = None if isinstance(change.model_info, UnsetType) else change.model_info
-    return json(shown(await _change(request, who, model_id, change.model_name, params, info)))
+    return json(shown(await change_model(catalog, services(request), who, model_id, change.model_name, params, info)))
 
 
-async def _change(request: web.Request, who: Caller, model_id: str, name: str | UnsetType,
-                  params: dict[str, Any] | None, info: dict[str, Any] | None) -> ModelRecord:
-    catalog = _catalog(request)
-    store = services(request).store
+async def change_model(catalog: Catalog, svc: Services, who: Caller, model_id: str, name: str | UnsetType,
+                       params: dict[str, Any] | None, info: dict[str, Any] | None) -> ModelRecord:
+    """/model/update's work: `params` and `info` merged into the stored ones, checked again, served."""
+    store = svc.store
     problem: list[ApiError] = []
 
     def merge(current: ModelRecord) -> dict[str, Any] | None:
@@ -198,7 +199,7 @@ async def _change(request: web.Request, who: Caller, model_id: str, name: str | 
             raise bad_request(f"model {model_id!r} is from the config file and cannot be changed through the API; "
                               "change it in config.yaml, or add a stored model with /model/new")
         raise ApiError(404, f"Model {model_id} not found on proxy.", "not_found_error")
-    await _served(request, model_id)
+    await _served(catalog, svc, model_id)
     return updated
 
 
@@ -206,18 +207,21 @@ async def _change(request: web.Request, who: Caller, model_id: str, name: str | 
 async def delete_model(request: web.Request) -> web.Response:
     await admin(request)
     given = await body(request, ModelDelete)
-    catalog = _catalog(request)
+    await delete_stored_model(_catalog(request), services(request), given.id)
+    return json({"message": f"Model: {given.id} deleted successfully"})
+
+
+async def delete_stored_model(catalog: Catalog, svc: Services, model_id: str) -> None:
+    """/model/delete's work."""
     if not catalog.enabled:
         raise _storing_off()
-    deleted = await services(request).store.delete(MODELS, [given.id])
-    if not deleted:
-        if _in_config(catalog, given.id):
-            raise bad_request(f"model {given.id!r} is from the config file and cannot be deleted through the API; "
+    if not await svc.store.delete(MODELS, [model_id]):
+        if _in_config(catalog, model_id):
+            raise bad_request(f"model {model_id!r} is from the config file and cannot be deleted through the API; "
                               "remove it from config.yaml", "id")
         # LiteLLM's status for an unknown id here is 400, not 404.
-        raise bad_request(f"Model with id={given.id} not found in db", "id")
-    await _served(request, given.id)
-    return json({"message": f"Model: {given.id} deleted successfully"})
+        raise bad_request(f"Model with id={model_id} not found in db", "id")
+    await _served(catalog, svc, model_id)
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

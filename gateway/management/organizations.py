@@ -19,6 +19,7 @@ from gateway import durations
 from gateway.budget.current import current
 from gateway.durations import iso
 from gateway.errors import ApiError, bad_request
+from gateway.identity import Caller
 from gateway.management.common import (
     Count,
     Money,
@@ -168,8 +169,12 @@ async def new_org(request: web.Request) -> web.Response:
     who = await caller(request)
     if not who.is_admin:
         raise ApiError(401, f"Only admins can create orgs. Your role is = {who.role}", "auth_error")
-    svc = services(request)
-    fields = with_extra(set_fields(await body(request, NewOrg)), KEPT_ORG_FIELDS, {})
+    return json(org_view(await create_org(services(request), who, await body(request, NewOrg))))
+
+
+async def create_org(svc: Services, who: Caller, asked: NewOrg) -> OrgRecord:
+    """/organization/new's work."""
+    fields = with_extra(set_fields(asked), KEPT_ORG_FIELDS, {})
     org_id = fields.pop("organization_id", None) or str(uuid.uuid4())
     fields.setdefault("budget_id", str(uuid.uuid4()))
     creator = who.author
@@ -181,14 +186,19 @@ async def new_org(request: web.Request) -> web.Response:
         raise bad_request(f"Organization id = {org_id} already exists. Please use a different organization id.",
                           "organization_id") from None
     svc.accounts.changed("organization", org_id)
-    return json(org_view(record))
+    return record
 
 
 @documented(summary="Change an organization", body=UpdateOrg)
 async def update(request: web.Request) -> web.Response:
     who = await admin(request)
     svc = services(request)
-    fields = set_fields(await body(request, UpdateOrg))
+    return json(await with_members(svc, await update_org(svc, who, await body(request, UpdateOrg))))
+
+
+async def update_org(svc: Services, who: Caller, asked: UpdateOrg) -> OrgRecord:
+    """/organization/update's work: the fields sent changed."""
+    fields = set_fields(asked)
     org_id = fields["organization_id"]
     before = await existing(svc, org_id)
     if KEPT_ORG_FIELDS.intersection(fields):
@@ -198,7 +208,7 @@ async def update(request: web.Request) -> web.Response:
     if org is None:
         raise not_found(org_id)
     svc.accounts.changed("organization", org_id)
-    return json(await with_members(svc, org))
+    return org
 
 
 @documented(summary="Delete organizations, with their teams and keys", body=DeleteOrgs)
@@ -207,8 +217,12 @@ async def delete(request: web.Request) -> web.Response:
     who = await caller(request)
     if not who.is_admin:
         raise ApiError(401, "Only proxy admins can delete organizations", "auth_error")
-    svc = services(request)
-    org_ids = list(dict.fromkeys((await body(request, DeleteOrgs)).organization_ids))
+    return json(await delete_orgs(services(request), await body(request, DeleteOrgs)))
+
+
+async def delete_orgs(svc: Services, asked: DeleteOrgs) -> list[dict[str, Any]]:
+    """/organization/delete's work; what it answers: the organizations as they were."""
+    org_ids = list(dict.fromkeys(asked.organization_ids))
     orgs, _ = await svc.store.find(ORGS, {"organization_id": org_ids})
     missing = [o for o in org_ids if o not in {org.organization_id for org in orgs}]
     if missing:
@@ -224,7 +238,7 @@ async def delete(request: web.Request) -> web.Response:
         svc.accounts.changed("team", team_id)
     for org_id in await svc.store.delete(ORGS, org_ids):
         svc.accounts.changed("organization", org_id)
-    return json(shown)
+    return shown
 
 
 @documented(summary="Organizations (all for an admin, one's own otherwise)")
@@ -269,8 +283,14 @@ async def info_many(request: web.Request) -> web.Response:
 @documented(summary="Add members to an organization", body=AddMembers)
 async def member_add(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
     asked = await body(request, AddMembers)
+    users, added = await add_org_members(services(request), asked)
+    return json({"organization_id": asked.organization_id, "updated_users": [view(u) for u in users],
+                 "updated_organization_memberships": [member_view(asked.organization_id, m) for m in added]})
+
+
+async def add_org_members(svc: Services, asked: AddMembers) -> tuple[list[UserRecord], list[OrgMember]]:
+    """/organization/member_add's work: each member made a user when missing; the users and memberships."""
     members = asked.member if isinstance(asked.member, list) else [asked.member]
     org = await existing(svc, asked.organization_id)
     now = svc.clock()
@@ -303,8 +323,7 @@ async def member_add(request: web.Request) -> web.Response:
 
     await svc.store.modify(ORGS, org.organization_id, joined)
     svc.accounts.changed("organization", org.organization_id)
-    return json({"organization_id": org.organization_id, "updated_users": [view(u) for u in users],
-                 "updated_organization_memberships": [member_view(org.organization_id, m) for m in added]})
+    return users, added
 
 
 async def _member_id(svc: Services, user_id: str | None, user_email: str | None) -> str:
@@ -322,8 +341,12 @@ async def _member_id(svc: Services, user_id: str | None, user_email: str | None)
 @documented(summary="Change a member's role or budget", body=UpdateMember)
 async def member_update(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
     asked = await body(request, UpdateMember)
+    return json(member_view(asked.organization_id, await update_org_member(services(request), asked)))
+
+
+async def update_org_member(svc: Services, asked: UpdateMember) -> OrgMember:
+    """/organization/member_update's work: the member as changed."""
     await existing(svc, asked.organization_id, status=400)
     user_id = await _member_id(svc, asked.user_id, asked.user_email)
     found: list[OrgMember] = []
@@ -345,14 +368,18 @@ async def member_update(request: web.Request) -> web.Response:
     if not found:
         raise ApiError(404, f"Member not found in organization for user_id={user_id}", "not_found_error", "user_id")
     svc.accounts.changed("organization", asked.organization_id)
-    return json(member_view(asked.organization_id, found[0]))
+    return found[0]
 
 
 @documented(summary="Remove a member from an organization", body=RemoveMember)
 async def member_delete(request: web.Request) -> web.Response:
     await admin(request)
-    svc = services(request)
     asked = await body(request, RemoveMember)
+    return json(member_view(asked.organization_id, await remove_org_member(services(request), asked)))
+
+
+async def remove_org_member(svc: Services, asked: RemoveMember) -> OrgMember:
+    """/organization/member_delete's work: the membership removed."""
     await existing(svc, asked.organization_id)
     user_id = await _member_id(svc, asked.user_id, asked.user_email)
     gone: list[OrgMember] = []
@@ -365,7 +392,24 @@ async def member_delete(request: web.Request) -> web.Response:
     if not gone:
         raise ApiError(404, f"Member not found in organization for user_id={user_id}", "not_found_error", "user_id")
     svc.accounts.changed("organization", asked.organization_id)
-    return json(member_view(asked.organization_id, gone[0]))
+    return gone[0]
+
+
+class OrgFilter(msgspec.Struct, kw_only=True, frozen=True):
+    """Which organizations a listing shows: `search`, a piece of the id or alias (any case)."""
+
+    search: str | None = None
+
+
+async def find_orgs(svc: Services, wanted: OrgFilter, page: int, size: int) -> tuple[list[OrgRecord], int]:
+    """One page of organizations, newest first, and how many match: the admin UI's listing."""
+    search = (("organization_id", "organization_alias"), wanted.search) if wanted.search else None
+    return await svc.store.find(ORGS, {}, offset=(page - 1) * size, limit=size, search=search)
+
+
+async def current_org(svc: Services, org_id: str) -> OrgRecord:
+    """/organization/info's organization: its spend as the budget counters have it now."""
+    return await current(svc.ledger, "org", org_id, await existing(svc, org_id), svc.clock())
 
 
 def add_routes(app: web.Application, prefix: str) -> None:

@@ -6,7 +6,22 @@ from __future__ import annotations
 from aiohttp import web
 
 from gateway.openapi import Operation, describe
-from gateway.ui import budgets, end_users, keys, logs, models, settings, signin, spend, teams, users
+from gateway.ui import (
+    access_groups,
+    budgets,
+    credentials,
+    end_users,
+    keys,
+    logs,
+    models,
+    organizations,
+    settings,
+    signin,
+    spend,
+    sso,
+    teams,
+    users,
+)
 from gateway.ui.base import UI, AdminUi
 
 HIDDEN = Operation(hidden=True, public=True)  # served, but not part of the API /openapi.json describes
@@ -30,8 +45,12 @@ def add_routes(app: web.Application, prefix: str) -> None:
     app.router.add_post(f"{root}/login", signin.sign_in)
     app.router.add_post(f"{root}/logout", signin.sign_out)
     app.router.add_get(root + "/static/{name}", asset)
+    sso.add_routes(app, prefix, root)
     keys.add_routes(app, root)
     teams.add_routes(app, root)
+    organizations.add_routes(app, root)
+    access_groups.add_routes(app, root)
+    credentials.add_routes(app, root)
     users.add_routes(app, root)
     end_users.add_routes(app, root)
     budgets.add_routes(app, root)

@@ -30,6 +30,8 @@ from gateway.ui.security import (
     same_token,
 )
 from gateway.ui.sessions import Session, Sessions, digest
+from gateway.ui.sso_config import SsoConfig, SsoMisconfigured
+from gateway.ui.sso_config import read as read_sso
 
 TEMPLATES = Path(__file__).parent / "templates"
 DEFAULT_UI_USERNAME = "admin"  # LiteLLM's, when UI_USERNAME is not set
@@ -67,6 +69,7 @@ class AdminUi:
         # As LiteLLM: without UI_PASSWORD the master key is the password.
         self.ui_password = os.environ.get("UI_PASSWORD") or master
         self.password_digest = digest(f"{self.ui_username}\n{self.ui_password}") if self.ui_password else None
+        self.sso: SsoConfig | SsoMisconfigured | None = read_sso()
 
     def home(self, request: web.Request) -> str:
         """A relative way back to the UI's root, so every link and redirect works under any prefix the browser

@@ -12,8 +12,10 @@ from typing import Any, NamedTuple
 from aiohttp import web
 
 from gateway.access import may_use
+from gateway.catalog import CATALOG
 from gateway.info import INFO, InfoRoutes
 from gateway.router import Deployment
+from gateway.ui import model_forms
 from gateway.ui.base import UI, Visit, page
 
 
@@ -48,10 +50,15 @@ def _rows(request: web.Request, visit: Visit) -> list[dict[str, Any]]:
     return rows
 
 
+def _render(request: web.Request, visit: Visit, checks: dict[str, Check], checked: float | None) -> web.Response:
+    return request.app[UI].render(request, "models.html", visit=visit, rows=_rows(request, visit), checks=checks,
+                                  checked=checked, storing=request.app[CATALOG].enabled,
+                                  done=model_forms.DONE.get(request.query.get("done", "")))
+
+
 @page()
 async def models_page(request: web.Request, visit: Visit) -> web.Response:
-    return request.app[UI].render(request, "models.html", visit=visit, rows=_rows(request, visit), checks={},
-                                  checked=None)
+    return _render(request, visit, {}, None)
 
 
 async def _check(info: InfoRoutes, deployment: Deployment) -> Check:
@@ -75,10 +82,10 @@ async def check_health(request: web.Request, visit: Visit) -> web.Response:
                          "changed since the page was loaded.", visit)
     results = await asyncio.gather(*(_check(request.app[INFO], d) for d in deployments))
     checks = {d.id: result for d, result in zip(deployments, results)}
-    return ui.render(request, "models.html", visit=visit, rows=_rows(request, visit), checks=checks,
-                     checked=ui.services.clock())
+    return _render(request, visit, checks, ui.services.clock())
 
 
 def add_routes(app: web.Application, root: str) -> None:
     app.router.add_get(f"{root}/models", models_page)
     app.router.add_post(f"{root}/models/health", check_health)
+    model_forms.add_routes(app, root)

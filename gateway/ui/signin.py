@@ -21,6 +21,7 @@ from gateway.ui.security import (
     set_cookie,
 )
 from gateway.ui.sessions import SESSION_SECONDS, Role
+from gateway.ui.sso import NAMES as SSO_NAMES
 
 SIGN_IN_FORM_SECONDS = 3600
 WRONG = "Wrong username, password or key."
@@ -50,7 +51,8 @@ async def sign_in_page(request: web.Request) -> web.Response:
 def _form(ui: AdminUi, request: web.Request, status: int = 200, error: str = "", username: str = "") -> web.Response:
     token = request.cookies.get(SIGN_IN_COOKIE) or secrets.token_urlsafe(32)
     response = ui.render(request, "login.html", status=status, sign_in_token=token, error=error, username=username,
-                         no_master_key=ui.master_digest is None, signed_out="signed_out" in request.query)
+                         no_master_key=ui.master_digest is None, signed_out="signed_out" in request.query,
+                         sso=SSO_NAMES[ui.sso.provider] if ui.sso is not None else None)
     set_cookie(response, request, ui.trusted, SIGN_IN_COOKIE, token, SIGN_IN_FORM_SECONDS)
     return response
 

@@ -1,0 +1,132 @@
+"""An OpenID Connect provider on 127.0.0.1 for the admin UI's single sign-on: the authorization endpoint
+signs in whoever `next_claims` names and sends the browser back with a code (and the state it was given),
+the token endpoint trades the code for an access token as RFC 6749 and RFC 7636 say (client credentials
+by HTTP Basic, the code once, the same redirect_uri, the PKCE verifier that hashes to the challenge), and
+the userinfo endpoint answers the claims for that token. `fail_token` makes the token endpoint refuse
+with invalid_grant, as a provider does for a code it no longer knows."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import secrets
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlencode
+
+from aiohttp import web
+
+
+@dataclass
+class Grant:
+    redirect_uri: str
+    challenge: str | None
+    claims: dict[str, Any]
+
+
+@dataclass
+class FakeOidc:
+    client_id: str = "gateway-ui"
+    client_secret: str = "oidc-client-secret"
+    port: int = 0
+    next_claims: dict[str, Any] = field(default_factory=dict)
+    fail_token: bool = False
+    authorize_queries: list[dict[str, str]] = field(default_factory=list, repr=False)
+    token_forms: list[dict[str, str]] = field(default_factory=list, repr=False)
+    codes: dict[str, Grant] = field(default_factory=dict, repr=False)
+    tokens: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="fake-oidc", daemon=True)
+
+    @property
+    def issuer(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def env(self, **extra: str) -> dict[str, str]:
+        """LiteLLM's variables for a generic OIDC provider, pointed here."""
+        return {"GENERIC_CLIENT_ID": self.client_id, "GENERIC_CLIENT_SECRET": self.client_secret,
+                "GENERIC_AUTHORIZATION_ENDPOINT": f"{self.issuer}/authorize",
+                "GENERIC_TOKEN_ENDPOINT": f"{self.issuer}/token",
+                "GENERIC_USERINFO_ENDPOINT": f"{self.issuer}/userinfo", "GENERIC_SCOPE": "openid email profile",
+                **extra}
+
+    def start(self) -> FakeOidc:
+        self._loop = asyncio.new_event_loop()
+        self._thread.start()
+        if not self._ready.wait(10):
+            raise RuntimeError("fake OIDC provider did not start")
+        return self
+
+    def stop(self) -> None:
+        self._loop.call_soon_threadsafe(self._stop_event.set)
+        self._thread.join(10)
+
+    def _run(self) -> None:
+        asyncio.set_event_loop(self._loop)
+        try:
+            self._loop.run_until_complete(self._serve())
+        finally:
+            self._loop.close()
+
+    async def _serve(self) -> None:
+        self._stop_event = asyncio.Event()
+        app = web.Application()
+        app.router.add_get("/authorize", self._authorize)
+        app.router.add_post("/token", self._token)
+        app.router.add_get("/userinfo", self._userinfo)
+        runner = web.AppRunner(app, access_log=None)
+        await runner.setup()
+        site = web.TCPSite(runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+        self._ready.set()
+        await self._stop_event.wait()
+        await runner.cleanup()
+
+    async def _authorize(self, request: web.Request) -> web.Response:
+        query = dict(request.query)
+        self.authorize_queries.append(query)
+        if query.get("client_id") != self.client_id or query.get("response_type") != "code":
+            return web.Response(status=400, text="unknown client or response type")
+        code = secrets.token_urlsafe(16)
+        self.codes[code] = Grant(query["redirect_uri"], query.get("code_challenge"), dict(self.next_claims))
+        back = {"code": code, **({"state": query["state"]} if "state" in query else {})}
+        raise web.HTTPFound(f"{query['redirect_uri']}?{urlencode(back)}")
+
+    @staticmethod
+    def _error(error: str, description: str, status: int = 400) -> web.Response:
+        return web.json_response({"error": error, "error_description": description}, status=status)
+
+    async def _token(self, request: web.Request) -> web.Response:
+        form = {k: str(v) for k, v in (await request.post()).items()}
+        self.token_forms.append(form)
+        expected = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
+        if request.headers.get("Authorization") != expected:
+            return self._error("invalid_client", "client authentication failed", 401)
+        if self.fail_token:
+            return self._error("invalid_grant", "The authorization code is invalid or has expired.")
+        grant = self.codes.pop(form.get("code", ""), None)  # a code is good once
+        if form.get("grant_type") != "authorization_code" or grant is None:
+            return self._error("invalid_grant", "unknown or used code")
+        if form.get("redirect_uri") != grant.redirect_uri:
+            return self._error("invalid_grant", "redirect_uri differs from the authorization request's")
+        if grant.challenge is not None:
+            verifier = form.get("code_verifier", "")
+            hashed = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=").decode()
+            if hashed != grant.challenge:
+                return self._error("invalid_grant", "PKCE verification failed")
+        access = secrets.token_urlsafe(24)
+        self.tokens[access] = grant.claims
+        return web.json_response({"access_token": access, "token_type": "Bearer", "expires_in": 3600,
+                                  "scope": "openid email profile"})
+
+    async def _userinfo(self, request: web.Request) -> web.Response:
+        token = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        claims = self.tokens.get(token)
+        if claims is None:
+            return self._error("invalid_token", "unknown access token", 401)
+        return web.json_response(claims)
