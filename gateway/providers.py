@@ -53,6 +53,10 @@ PROVIDERS = _table(
     Provider("anthropic_openai", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE",
              append_v1=True),
     Provider("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY", "MISTRAL_API_BASE", append_v1=True),
+    # Rerank only (gateway/media.py): Cohere's own API, `/v1/rerank` or `/v2/rerank` under the root
+    # URL; Jina's `/v1/rerank`.
+    Provider("cohere", "https://api.cohere.com", "COHERE_API_KEY", "COHERE_API_BASE"),
+    Provider("jina_ai", "https://api.jina.ai", "JINA_AI_API_KEY", "JINA_AI_API_BASE", append_v1=True),
     Provider("mock", None, is_mock=True),
 )
 
