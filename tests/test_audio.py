@@ -386,3 +386,7 @@ async def test_sdk_images_and_moderations(gateway: Gateway, upstream: FakeUpstre
     async with client(gateway, base=PREFIX) as sdk:
         flagged = await sdk.moderations.create(model="mod", input=["fine", "also fine"])
     assert len(flagged.results) == 2 and upstream.seen[-1].body["model"] == "mod-upstream"
+
+
+def test_nothing_above_went_to_the_log_as_a_traceback(gateway: Gateway) -> None:
+    assert "Traceback" not in gateway.log()
