@@ -265,8 +265,10 @@ def _add_routes(app: web.Application, access_source: str) -> None:
             media = MediaEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
                                   settings.tracking_header_prefix, access_log, pricing, in_flight, cors=app.get(CORS),
                                   max_bytes=int(app[MAX_REQUEST_MB] * 1024 * 1024))
-            describe(media.handle, Operation(body=REQUESTS.get(endpoint), summary=f"OpenAI's /v1/{endpoint}"
-                                             if endpoint != "rerank" else "Cohere's /v1/rerank"))
+            describe(media.handle, Operation(body=REQUESTS[endpoint], summary=f"OpenAI's /v1/{endpoint}"
+                                             if endpoint != "rerank" else "Cohere's /v1/rerank",
+                                             media_type="multipart/form-data" if media.upload
+                                             else "application/json"))
             app.router.add_post(f"{prefix}/v1/{endpoint}", media.handle)
             app.router.add_post(f"{prefix}/{endpoint}", media.handle)
         cohere_v2 = MediaEndpoint("rerank", router, deployment_limits, app[CHAIN], trusted,

@@ -91,6 +91,19 @@ class SpeechRequest(msgspec.Struct, kw_only=True):
     stream_format: Literal["sse", "audio"] | UnsetType = UNSET
 
 
+class TranscriptionRequest(msgspec.Struct, kw_only=True):
+    """openai-python's TranscriptionCreateParams, as the fields of a multipart/form-data body (translations
+    take the same but `language`); the gateway reads only `model`, which must come before the file."""
+
+    model: str
+    file: bytes  # the audio file's part, sent as binary
+    language: str | UnsetType = UNSET
+    prompt: str | UnsetType = UNSET
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"] | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    stream: bool | UnsetType = UNSET
+
+
 class RerankRequest(msgspec.Struct, kw_only=True):
     """Cohere's rerank request (v1 and v2), as LiteLLM's /rerank takes it; Jina and vLLM take the same."""
 
@@ -107,4 +120,5 @@ class RerankRequest(msgspec.Struct, kw_only=True):
 REQUESTS: dict[str, type] = {"chat/completions": ChatCompletionRequest, "completions": CompletionRequest,
                              "embeddings": EmbeddingRequest, "moderations": ModerationRequest,
                              "images/generations": ImageGenerationRequest, "audio/speech": SpeechRequest,
-                             "rerank": RerankRequest}
+                             "rerank": RerankRequest, "audio/transcriptions": TranscriptionRequest,
+                             "audio/translations": TranscriptionRequest}
