@@ -159,6 +159,8 @@ class MediaUpstream:
             duration = audio.getnframes() / audio.getframerate()
         text = f"{len(upload.files['file'][1])} bytes of audio heard by {upload.fields.get('model')}"
         shape = upload.fields.get("response_format", "json")
+        if upload.fields.get("stream") == "true":
+            return await self._transcript_events(request, text, duration)
         if shape == "text":
             return web.Response(text=text + "\n", content_type="text/plain")
         if shape == "verbose_json":
@@ -169,6 +171,24 @@ class MediaUpstream:
                                                     "avg_logprob": -0.2, "compression_ratio": 1.0,
                                                     "no_speech_prob": 0.01}]})
         return web.json_response({"text": text, "usage": {"type": "duration", "seconds": duration}})
+
+    async def _transcript_events(self, request: web.Request, text: str, duration: float) -> web.StreamResponse:
+        """gpt-4o-transcribe's stream: `transcript.text.delta` events, then `transcript.text.done` with the
+        usage in tokens (openai-python's TranscriptionTextDeltaEvent and TranscriptionTextDoneEvent)."""
+        response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
+        await response.prepare(request)
+        for word in text.split(" "):
+            event = {"type": "transcript.text.delta", "delta": word + " ", "logprobs": None}
+            await response.write(b"data: " + orjson.dumps(event) + b"\n\n")
+        audio_tokens = transcript_input_tokens(duration)
+        output_tokens = len(text.split(" "))
+        done = {"type": "transcript.text.done", "text": text, "logprobs": None, "usage": {
+            "type": "tokens", "input_tokens": audio_tokens, "output_tokens": output_tokens,
+            "total_tokens": audio_tokens + output_tokens,
+            "input_token_details": {"audio_tokens": audio_tokens, "text_tokens": 0}}}
+        await response.write(b"data: " + orjson.dumps(done) + b"\n\n")
+        await response.write_eof()
+        return response
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
@@ -221,6 +241,11 @@ class MediaUpstream:
 def speech_audio(text: str) -> bytes:
     """Bytes standing in for the audio of `text`: an ID3 header and 1 kB a character."""
     return b"ID3\x04\x00\x00\x00\x00\x00\x00" + b"".join(bytes([ord(c) % 256]) * 1024 for c in text)
+
+
+def transcript_input_tokens(seconds: float) -> int:
+    """The fake's audio tokens for `seconds` of audio: ten a second."""
+    return int(seconds * 10)
 
 
 def rerank_tokens(query: str, texts: list[str]) -> int:

@@ -20,13 +20,14 @@ import pytest
 
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment, spend_record
-from tests.media_fakes import MediaUpstream, speech_audio
+from tests.media_fakes import MediaUpstream, speech_audio, transcript_input_tokens
 
 MASTER = "sk-audio-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 PREFIX = "/olla/litellm"
 WHISPER_PER_SECOND = 0.0001  # whisper-1 in the bundled price table
 TTS_PER_CHARACTER = 1.5e-05  # tts-1 in the bundled price table
+GPT4O_TRANSCRIBE_IN, GPT4O_TRANSCRIBE_OUT = 2.5e-06, 1e-05  # gpt-4o-transcribe's token prices in the table
 IMAGE_PRICE = 0.04
 RATE = 16_000
 
@@ -59,6 +60,8 @@ def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
     config = {
         "model_list": [
             deployment("whisper", media.base_url, model="openai/whisper-1",
+                       model_info={"mode": "audio_transcription"}),
+            deployment("transcribe", media.base_url, model="openai/gpt-4o-transcribe",
                        model_info={"mode": "audio_transcription"}),
             deployment("tts", media.base_url, model="openai/tts-1", model_info={"mode": "audio_speech"}),
             deployment("img", upstream.base_url, output_cost_per_image=IMAGE_PRICE,
@@ -175,6 +178,28 @@ async def test_an_answer_without_a_duration_is_not_charged_seconds(gateway: Gate
     assert record["status"] == "success" and record["spend"] == 0
 
 
+async def test_a_streamed_transcription_is_charged_its_tokens(gateway: Gateway, media: MediaUpstream,
+                                                             http: aiohttp.ClientSession) -> None:
+    """gpt-4o-transcribe streams its text and reports tokens at the end: relayed as it comes, and charged
+    those tokens at the table's token prices rather than by the second."""
+    request_id = uuid.uuid4().hex
+    audio = wav(4.0, seed=5)
+    async with client(gateway, request_id=request_id) as sdk:
+        stream = await sdk.audio.transcriptions.create(model="transcribe", file=("clip.wav", audio), stream=True)
+        events = [event async for event in stream]
+    assert [event.type for event in events][-1] == "transcript.text.done"
+    done = events[-1]
+    assert done.type == "transcript.text.done" and done.usage is not None
+    assert "".join(e.delta for e in events if e.type == "transcript.text.delta").strip() == done.text
+    assert media.uploads[-1].fields["model"] == "gpt-4o-transcribe"
+    input_tokens = transcript_input_tokens(4.0)
+    output_tokens = len(done.text.split(" "))
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["prompt_tokens"] == input_tokens and record["completion_tokens"] == output_tokens
+    assert record["spend"] == pytest.approx(input_tokens * GPT4O_TRANSCRIBE_IN + output_tokens * GPT4O_TRANSCRIBE_OUT,
+                                            rel=1e-9)
+
+
 def form(*parts: tuple[str, bytes, str | None]) -> tuple[bytes, str]:
     boundary = "----gateway-test-" + uuid.uuid4().hex
     out = bytearray()
@@ -234,6 +259,15 @@ async def test_bad_multipart_gets_a_clear_400(gateway: Gateway, http: aiohttp.Cl
     status, answer = await upload(http, gateway, body, content_type)
     assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
     assert words in answer["error"]["message"]
+
+
+async def test_an_upstreams_refusal_is_relayed_in_openais_envelope(gateway: Gateway, media: MediaUpstream,
+                                                                    http: aiohttp.ClientSession) -> None:
+    body, content_type = form(("model", b"whisper", None), ("language", b"en", None))
+    status, answer = await upload(http, gateway, body, content_type)
+    assert status == 400 and answer["error"] == {"message": "file is required", "type": "invalid_request_error",
+                                                 "param": "file", "code": "400"}
+    assert media.uploads[-1].fields == {"model": "whisper-1", "language": "en"}
 
 
 async def test_an_unknown_model_is_refused_before_the_file_is_read(gateway: Gateway,

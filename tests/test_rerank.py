@@ -174,6 +174,12 @@ async def test_rate_limits_and_model_access_apply(gateway: Gateway, media: Media
     assert status == 401 and body["error"]["type"] == "key_model_access_denied"
 
 
+async def test_a_reranker_does_not_speak(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    status, body = await rerank(http, f"{gateway.url}/v1/audio/speech",
+                                {"model": "cohere-rerank", "input": "hello", "voice": "alloy"})
+    assert status == 400 and "serve /rerank only" in body["error"]["message"]
+
+
 async def test_an_unreachable_upstream_is_an_openai_error(gateway: Gateway, http: aiohttp.ClientSession) -> None:
     request_id = uuid.uuid4().hex
     status, body = await rerank(http, f"{gateway.url}/v1/rerank",
