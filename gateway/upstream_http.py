@@ -153,17 +153,18 @@ class Pool:
             raise
         response = connection.send(endpoint.streamed_head(path, content_type, length), deadline, None)
         chunked = length is None
+        connection.unfinished = True  # until the body is sent whole: an answer that comes first ends the connection
         try:
             async for chunk in body:
-                if response.status or response._error is not None:
-                    connection.unfinished = True  # answered (or failed) before the body was whole
-                    break
+                if response.status or response._error is not None or connection.closed:
+                    break  # answered, failed or hung up before the body was whole: the rest is not wanted
                 if chunk:
                     connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
                     await connection.drain()
             else:
                 if chunked:
                     connection.write(b"0\r\n\r\n")
+                connection.unfinished = False
             await response.headers_in()
         except BaseException:
             response.release()
@@ -300,9 +301,10 @@ class Connection(asyncio.Protocol):
         self.unfinished = False  # its request's body was cut short: not kept for another request
 
     def write(self, data: bytes) -> None:
-        if self.closed or self.transport is None:
-            raise UpstreamUnreachable("the upstream closed the connection while the request was being sent")
-        self.transport.write(data)
+        """A request's body, after send(); nothing once the upstream has closed (its answer, or the lack
+        of one, says why)."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
 
     async def drain(self) -> None:
         """Wait while the transport's buffer is above its high-water mark (the upstream reads slower)."""

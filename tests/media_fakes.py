@@ -31,6 +31,7 @@ import orjson
 from aiohttp import web
 
 SPEECH_PIECES = 8
+STRICT_LIMIT = 1 << 20  # what the `whisper-strict` model takes before it refuses the upload
 
 
 @dataclass
@@ -40,7 +41,7 @@ class Upload:
     raw: bytes = b""
     fields: dict[str, str] = field(default_factory=dict)
     files: dict[str, tuple[str, bytes]] = field(default_factory=dict)
-    outcome: str = "pending"  # completed | broken
+    outcome: str = "pending"  # completed | broken | refused (answered before the body was whole)
 
 
 @dataclass
@@ -131,6 +132,12 @@ class MediaUpstream:
                 received += chunk
                 if len(received) >= self.receiving_after:
                     self.receiving.set()
+                if len(received) >= STRICT_LIMIT and b"whisper-strict" in received[:4096]:
+                    # OpenAI's answer to an upload over its limit, given before the rest is read.
+                    upload.raw, upload.outcome = bytes(received), "refused"
+                    return web.json_response({"error": {
+                        "message": f"Maximum content size limit ({STRICT_LIMIT}) exceeded ({len(received)} bytes read)",
+                        "type": "server_error", "param": None, "code": None}}, status=413)
         except (ConnectionError, asyncio.CancelledError):
             upload.raw = bytes(received)
             upload.outcome = "broken"

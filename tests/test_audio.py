@@ -61,6 +61,7 @@ def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
         "model_list": [
             deployment("whisper", media.base_url, model="openai/whisper-1",
                        model_info={"mode": "audio_transcription"}),
+            deployment("strict", media.base_url, model="openai/whisper-strict"),
             deployment("transcribe", media.base_url, model="openai/gpt-4o-transcribe",
                        model_info={"mode": "audio_transcription"}),
             deployment("tts", media.base_url, model="openai/tts-1", model_info={"mode": "audio_speech"}),
@@ -268,6 +269,23 @@ async def test_an_upstreams_refusal_is_relayed_in_openais_envelope(gateway: Gate
     assert status == 400 and answer["error"] == {"message": "file is required", "type": "invalid_request_error",
                                                  "param": "file", "code": "400"}
     assert media.uploads[-1].fields == {"model": "whisper-1", "language": "en"}
+
+
+async def test_an_upstream_that_refuses_mid_upload_is_heard(gateway: Gateway, media: MediaUpstream,
+                                                             http: aiohttp.ClientSession) -> None:
+    """The upstream answers 413 after its first MiB: the gateway stops sending and relays the answer;
+    the connection it cut short is not used again."""
+    request_id = uuid.uuid4().hex
+    body, content_type = form(("model", b"strict", None), ("file", AUDIO, "speech.wav"))
+    headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": content_type, "X-Request-ID": request_id}
+    async with http.post(f"{gateway.url}/v1/audio/transcriptions", data=io.BytesIO(body), headers=headers) as r:
+        answer = await r.json()
+    assert r.status == 413 and answer["error"]["message"].startswith("Maximum content size limit (1048576)")
+    assert media.uploads[-1].outcome == "refused" and len(media.uploads[-1].raw) < len(body)
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["status"] == "failure" and record["spend"] == 0
+    status, answer = await upload(http, gateway, *form(("model", b"whisper", None), ("file", wav(1.0), "a.wav")))
+    assert status == 200 and media.uploads[-1].outcome == "completed"
 
 
 async def test_an_unknown_model_is_refused_before_the_file_is_read(gateway: Gateway,
