@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator
 from typing import Any
 
 import orjson
@@ -73,7 +73,9 @@ class MediaEndpoint(ProxyEndpoint):
         request = ctx.request
         content_type = request.headers.get("Content-Type", "")
         boundary = multipart.boundary_of(content_type)
-        length = request.content_length
+        # A compressed upload is relayed as aiohttp inflates it: its length is not the client's.
+        length = request.content_length if request.headers.get("Content-Encoding", "identity") == "identity" \
+            else None
         if length is not None and self.max_bytes is not None and length > self.max_bytes:
             raise _too_large(self.max_bytes)
         try:
@@ -272,7 +274,7 @@ class Upload:
         self.limit = limit
         self.started = False  # bytes past the head were read: the request cannot be sent again
 
-    async def chunks(self, prefix: bytes) -> AsyncIterator[bytes]:
+    async def chunks(self, prefix: bytes) -> AsyncGenerator[bytes, None]:
         yield prefix
         total = len(self.head.prefix)
         content = self.request.content

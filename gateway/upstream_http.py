@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncGenerator, AsyncIterator
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -135,7 +135,7 @@ class Pool:
             raise
         return await self._exchange(connection, data, deadline, timeout.sock_read)
 
-    async def post_streamed(self, endpoint: Endpoint, path: str, content_type: str, body: AsyncIterator[bytes],
+    async def post_streamed(self, endpoint: Endpoint, path: str, content_type: str, body: AsyncGenerator[bytes, None],
                             length: int | None, timeout: ClientTimeout) -> Response:
         """Send a request whose body is relayed as `body` yields it (an upload: never buffered whole),
         on a new connection (a kept-alive one found closed could not be sent again). Stops sending
@@ -170,6 +170,8 @@ class Pool:
             response.release()
             connection.close()
             raise
+        finally:
+            await body.aclose()
         return response
 
     async def _slot(self, waiting: float | None) -> None:

@@ -4,6 +4,7 @@ through the openai SDK), over real HTTP against a gateway process and fake upstr
 from __future__ import annotations
 
 import asyncio
+import gzip
 import hashlib
 import io
 import random
@@ -260,6 +261,19 @@ async def test_bad_multipart_gets_a_clear_400(gateway: Gateway, http: aiohttp.Cl
     status, answer = await upload(http, gateway, body, content_type)
     assert status == 400 and answer["error"]["type"] == "invalid_request_error", answer
     assert words in answer["error"]["message"]
+
+
+async def test_a_compressed_upload_goes_upstream_inflated(gateway: Gateway, media: MediaUpstream,
+                                                          http: aiohttp.ClientSession) -> None:
+    audio = wav(3.0, seed=11)
+    body, content_type = form(("model", b"whisper", None), ("file", audio, "a.wav"))
+    headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": content_type, "Content-Encoding": "gzip"}
+    async with http.post(f"{gateway.url}/v1/audio/transcriptions", data=io.BytesIO(gzip.compress(body)),
+                         headers=headers) as r:
+        assert r.status == 200, await r.text()
+    seen = media.uploads[-1]
+    assert seen.files["file"][1] == audio and seen.headers.get("Transfer-Encoding") == "chunked"
+    assert "Content-Encoding" not in seen.headers
 
 
 async def test_an_upstreams_refusal_is_relayed_in_openais_envelope(gateway: Gateway, media: MediaUpstream,
