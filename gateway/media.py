@@ -48,6 +48,7 @@ MEDIA = ("audio/transcriptions", "audio/translations", "audio/speech", "rerank")
 HEAD_LIMIT = 4 << 20
 TAIL = 1 << 16  # of a streamed transcription, kept to read its usage from the last event
 REQUIRED = {"audio/speech": "input", "rerank": "query"}
+RERANK_ONLY = frozenset({"cohere", "jina_ai"})  # providers whose deployments serve /rerank alone
 
 
 class MediaEndpoint(ProxyEndpoint):
@@ -301,7 +302,7 @@ def served(endpoint: str, deployment: Deployment) -> None:
         raise ApiError(400, f"/{endpoint}: deployment {deployment.id[:12]} ({deployment.provider.name}/"
                        f"{deployment.model_template}) speaks Anthropic's Messages API, which has no such route",
                        "invalid_request_error", "model")
-    if endpoint != "rerank" and deployment.provider.name in ("cohere", "jina_ai"):
+    if endpoint != "rerank" and deployment.provider.name in RERANK_ONLY:
         raise ApiError(400, f"/{endpoint}: {deployment.provider.name}/ deployments serve /rerank only",
                        "invalid_request_error", "model")
 

@@ -114,6 +114,7 @@ class MediaUpstream:
         app.router.add_post("/v1/audio/speech", self._speech)
         app.router.add_post("/v1/rerank", self._rerank)
         app.router.add_post("/v2/rerank", self._rerank)
+        app.router.add_get("/v1/models", self._models)
         runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
         await runner.setup()
         site = web.TCPSite(runner, "127.0.0.1", 0)
@@ -122,6 +123,11 @@ class MediaUpstream:
         self._ready.set()
         await self._stop_event.wait()
         await runner.cleanup()
+
+    async def _models(self, request: web.Request) -> web.Response:
+        return web.json_response({"object": "list", "data": [
+            {"id": name, "object": "model", "created": 0, "owned_by": "system"}
+            for name in ("whisper-1", "gpt-4o-transcribe", "tts-1")]})
 
     async def _transcribe(self, request: web.Request) -> web.StreamResponse:
         upload = Upload(request.path, dict(request.headers))

@@ -454,5 +454,15 @@ async def test_sdk_images_and_moderations(gateway: Gateway, upstream: FakeUpstre
     assert len(flagged.results) == 2 and upstream.seen[-1].body["model"] == "mod-upstream"
 
 
+async def test_health_lists_models_rather_than_pay_for_audio(gateway: Gateway, media: MediaUpstream,
+                                                             http: aiohttp.ClientSession) -> None:
+    calls, uploads = len(media.calls), len(media.uploads)
+    for group in ("whisper", "tts"):
+        async with http.get(f"{gateway.url}/health", params={"model": group}, headers=ADMIN) as r:
+            body = await r.json()
+        assert r.status == 200 and len(body["healthy_endpoints"]) == 1, body
+    assert (len(media.calls), len(media.uploads)) == (calls, uploads)
+
+
 def test_nothing_above_went_to_the_log_as_a_traceback(gateway: Gateway) -> None:
     assert "Traceback" not in gateway.log()

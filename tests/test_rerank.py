@@ -189,5 +189,14 @@ async def test_an_unreachable_upstream_is_an_openai_error(gateway: Gateway, http
     assert record["status"] == "failure" and record["spend"] == 0
 
 
+async def test_health_probes_rerankers_with_a_rerank(gateway: Gateway, media: MediaUpstream,
+                                                     http: aiohttp.ClientSession) -> None:
+    for group, path in (("cohere-rerank", "/v1/rerank"), ("jina-rerank", "/v1/rerank"), ("bge", "/v1/rerank")):
+        async with http.get(f"{gateway.url}/health", params={"model": group}, headers=ADMIN) as r:
+            body = await r.json()
+        assert r.status == 200 and len(body["healthy_endpoints"]) == 1 and body["unhealthy_endpoints"] == [], body
+        assert media.calls[-1].path == path and media.calls[-1].body["documents"] == ["ping"]
+
+
 def test_nothing_above_went_to_the_log_as_a_traceback(gateway: Gateway) -> None:
     assert "Traceback" not in gateway.log()
