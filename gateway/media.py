@@ -90,7 +90,7 @@ class MediaEndpoint(ProxyEndpoint):
         if answer is not None:
             return answer
         route = await self._first_route(ctx, ctx.requested_model)
-        ctx.deployment, ctx.model_group, ctx.upstream_model = route.deployment, route.group, route.upstream_model
+        ctx.stream = body.get("stream") == "true"
         upload = Upload(head, request, content_type, length, self.max_bytes)
         return await self._upload_with_retries(ctx, route, upload, asked)
 

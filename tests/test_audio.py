@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment, spend_record
+from tests.harness import Gateway, deployment, free_port, spend_record
 from tests.media_fakes import MediaUpstream, speech_audio, transcript_input_tokens
 
 MASTER = "sk-audio-master"
@@ -63,6 +63,7 @@ def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
             deployment("whisper", media.base_url, model="openai/whisper-1",
                        model_info={"mode": "audio_transcription"}),
             deployment("strict", media.base_url, model="openai/whisper-strict"),
+            deployment("whisper-down", f"http://127.0.0.1:{free_port()}/v1", model="openai/whisper-1"),
             deployment("transcribe", media.base_url, model="openai/gpt-4o-transcribe",
                        model_info={"mode": "audio_transcription"}),
             deployment("tts", media.base_url, model="openai/tts-1", model_info={"mode": "audio_speech"}),
@@ -300,6 +301,17 @@ async def test_an_upstream_that_refuses_mid_upload_is_heard(gateway: Gateway, me
     assert record["status"] == "failure" and record["spend"] == 0
     status, answer = await upload(http, gateway, *form(("model", b"whisper", None), ("file", wav(1.0), "a.wav")))
     assert status == 200 and media.uploads[-1].outcome == "completed"
+
+
+async def test_an_unreachable_upstream_is_an_openai_error(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    body, content_type = form(("model", b"whisper-down", None), ("file", wav(1.0), "a.wav"))
+    headers = {"Authorization": f"Bearer {MASTER}", "Content-Type": content_type, "X-Request-ID": request_id}
+    async with http.post(f"{gateway.url}/audio/transcriptions", data=io.BytesIO(body), headers=headers) as r:
+        answer = await r.json()
+    assert r.status == 502 and answer["error"]["type"] == "api_connection_error"
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["status"] == "failure" and record["spend"] == 0
 
 
 async def test_an_unknown_model_is_refused_before_the_file_is_read(gateway: Gateway,
