@@ -7,7 +7,7 @@
   `TranscriptionVerbose` with its top-level `duration` (and no usage, as older servers send it); `text`
   -> the text alone, as text/plain.
 - /v1/audio/speech answers audio bytes in pieces; `{"fake": {"gate": name}}` in the body holds all but
-  the first piece until the gate opens.
+  the first piece until the gate opens, `{"fake": {"break": true}}` closes the connection after it.
 - /v1/rerank and /v2/rerank answer in the shape of the server the model name says: `rerank-*` Cohere's
   (`meta.billed_units.search_units`, one per 100 documents, as Cohere bills), `jina-*` Jina's
   (`usage.total_tokens`), anything else vLLM's (`RerankResponse` in vllm's protocol: id, model,
@@ -213,7 +213,13 @@ class MediaUpstream:
         try:
             await response.prepare(request)
             await response.write(audio[:piece])
-            gate = (body.get("fake") or {}).get("gate")
+            steer = body.get("fake") or {}
+            if steer.get("break"):
+                call.outcome = "broken"
+                assert request.transport is not None
+                request.transport.close()  # mid-audio, the chunked body unfinished
+                return response
+            gate = steer.get("gate")
             if gate:
                 await self._gate(gate).wait()
             for start in range(piece, len(audio), piece):

@@ -418,6 +418,22 @@ async def test_a_client_that_leaves_mid_speech_is_charged_once(gateway: Gateway,
         assert len(await r.json()) == 1
 
 
+async def test_an_upstream_that_breaks_off_mid_speech_breaks_the_answer(gateway: Gateway, media: MediaUpstream,
+                                                                        http: aiohttp.ClientSession) -> None:
+    """Never a made-up end: the client's body is cut short too, and the request settles once, failed."""
+    request_id = uuid.uuid4().hex
+    headers = {**ADMIN, "X-Request-ID": request_id}
+    async with http.post(f"{gateway.url}/v1/audio/speech", headers=headers,
+                         json={"model": "tts", "voice": "echo", "input": "cut", "fake": {"break": True}}) as r:
+        assert r.status == 200
+        with pytest.raises(aiohttp.ClientPayloadError):
+            await r.read()
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["status"] == "failure" and record["spend"] == pytest.approx(3 * TTS_PER_CHARACTER, rel=1e-9)
+    async with http.get(f"{gateway.url}/spend/logs", params={"request_id": request_id}, headers=ADMIN) as r:
+        assert len(await r.json()) == 1
+
+
 async def test_a_speech_budget_counts_characters(gateway: Gateway, media: MediaUpstream,
                                                  http: aiohttp.ClientSession) -> None:
     key = await new_key(http, gateway, max_budget=TTS_PER_CHARACTER * 50)
