@@ -42,6 +42,7 @@ from gateway.management import (
 from gateway.management.common import SERVICES
 from gateway.management.key_policy import KEY_POLICY, KeyPolicy
 from gateway.management.rotation import KEY_ROTATION, KeyRotation, RotationSettings
+from gateway.media import MEDIA, MediaEndpoint
 from gateway.openai_requests import REQUESTS
 from gateway.openapi import Operation, describe
 from gateway.plugin import Chain
@@ -287,6 +288,21 @@ def _add_routes(app: web.Application, access_source: str) -> None:
             describe(azure.handle, Operation(body=REQUESTS[endpoint],
                                              summary=f"Azure OpenAI's {endpoint}, the deployment named in the path"))
             app.router.add_post(prefix + "/openai/deployments/{model}/" + endpoint, azure.handle)
+        for endpoint in MEDIA:
+            media = MediaEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
+                                  settings.tracking_header_prefix, access_log, pricing, in_flight, cors=app.get(CORS),
+                                  max_bytes=int(app[MAX_REQUEST_MB] * 1024 * 1024))
+            describe(media.handle, Operation(body=REQUESTS[endpoint], summary=f"OpenAI's /v1/{endpoint}"
+                                             if endpoint != "rerank" else "Cohere's /v1/rerank",
+                                             media_type="multipart/form-data" if media.upload
+                                             else "application/json"))
+            app.router.add_post(f"{prefix}/v1/{endpoint}", media.handle)
+            app.router.add_post(f"{prefix}/{endpoint}", media.handle)
+        cohere_v2 = MediaEndpoint("rerank", router, deployment_limits, app[CHAIN], trusted,
+                                  settings.tracking_header_prefix, access_log, pricing, in_flight, cors=app.get(CORS),
+                                  rerank_version="v2")
+        describe(cohere_v2.handle, Operation(body=REQUESTS["rerank"], summary="Cohere's /v2/rerank"))
+        app.router.add_post(f"{prefix}/v2/rerank", cohere_v2.handle)
         for endpoint in MESSAGES:
             handler = ProxyEndpoint(endpoint, router, deployment_limits, app[CHAIN], trusted,
                                     settings.tracking_header_prefix, access_log, pricing, in_flight,

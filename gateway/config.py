@@ -51,6 +51,11 @@ class LiteLLMParams(Struct):
     input_cost_per_token: float | None = None
     output_cost_per_token: float | None = None
     output_cost_per_image: float | None = None
+    # Media and rerank prices, LiteLLM's names: audio transcribed (a second), speech made (a character of
+    # `input`), a rerank query (a search unit). See gateway/media.py.
+    input_cost_per_second: float | None = None
+    input_cost_per_character: float | None = None
+    input_cost_per_query: float | None = None
     # What cached, cache-written and reasoning tokens cost; each left out costs as input (or output) does.
     cache_read_input_token_cost: float | None = None
     cache_creation_input_token_cost: float | None = None

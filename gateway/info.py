@@ -18,6 +18,7 @@ from gateway.anthropic.requests import DEFAULT_VERSION
 from gateway.bearer import TokenUnavailable
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
+from gateway.media import RERANK_ONLY, rerank_path
 from gateway.openapi import Query, documented
 from gateway.protocols import Api
 from gateway.proxy import model_not_found
@@ -239,8 +240,9 @@ class InfoRoutes:
         if native:
             headers = {**headers, "anthropic-version": DEFAULT_VERSION}
         tls = deployment.endpoint.tls or True
-        if deployment.is_wildcard or deployment.mode == "image_generation":
-            # An image costs real money: that the deployment lists its models is proof enough.
+        if deployment.is_wildcard or deployment.mode in ("image_generation", "audio_speech", "audio_transcription"):
+            # An image or speech costs real money, a transcription needs audio: that the deployment lists
+            # its models is proof enough.
             return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
         body: dict[str, object]
@@ -248,6 +250,8 @@ class InfoRoutes:
             path, body = "embeddings", {"model": model, "input": "ping"}
         elif deployment.mode == "moderation":
             path, body = "moderations", {"model": model, "input": "ping"}
+        elif deployment.mode == "rerank" or deployment.provider.name in RERANK_ONLY:
+            path, body = rerank_path(deployment, "v1"), {"model": model, "query": "ping", "documents": ["ping"]}
         elif deployment.mode == "completion":
             path, body = "completions", {"model": model, "prompt": "ping", "max_tokens": 1}
         else:

@@ -26,13 +26,15 @@ from gateway.usage import Usage
 REDACTED = "redacted-by-litellm"
 CALL_TYPES = {"chat/completions": "acompletion", "completions": "atext_completion", "embeddings": "aembedding",
               "moderations": "amoderation", "images/generations": "aimage_generation",
-              "messages": "anthropic_messages", "responses": "aresponses"}
+              "messages": "anthropic_messages", "responses": "aresponses", "audio/transcriptions": "atranscription",
+              "audio/speech": "aspeech", "rerank": "arerank"}
 # Request fields that are the prompt, who is asking or how to log: not model parameters.
 NOT_PARAMETERS = frozenset({"model", "messages", "prompt", "input", "metadata", "tools", "functions", "user",
                             "stream_options", "system"})
 INPUT_FIELDS = {"chat/completions": ("messages", "tools", "functions"), "completions": ("prompt",),
                 "embeddings": ("input",), "moderations": ("input",), "images/generations": ("prompt",),
-                "messages": ("system", "messages", "tools"), "messages/count_tokens": ("system", "messages", "tools")}
+                "messages": ("system", "messages", "tools"), "messages/count_tokens": ("system", "messages", "tools"),
+                "audio/speech": ("input",), "rerank": ("query", "documents")}
 HEADER_PREFIX = "langfuse_"
 MAX_TAGS = 64
 

@@ -79,6 +79,46 @@ class ImageGenerationRequest(msgspec.Struct, kw_only=True):
     user: str | UnsetType = UNSET
 
 
+class SpeechRequest(msgspec.Struct, kw_only=True):
+    """openai-python's SpeechCreateParams; the answer is the audio's bytes."""
+
+    model: str
+    input: str
+    voice: str | dict[str, Any]
+    instructions: str | UnsetType = UNSET
+    response_format: Literal["mp3", "opus", "aac", "flac", "wav", "pcm"] | UnsetType = UNSET
+    speed: float | UnsetType = UNSET
+    stream_format: Literal["sse", "audio"] | UnsetType = UNSET
+
+
+class TranscriptionRequest(msgspec.Struct, kw_only=True):
+    """openai-python's TranscriptionCreateParams, as the fields of a multipart/form-data body (translations
+    take the same but `language`); the gateway reads only `model`, which must come before the file."""
+
+    model: str
+    file: bytes  # the audio file's part, sent as binary
+    language: str | UnsetType = UNSET
+    prompt: str | UnsetType = UNSET
+    response_format: Literal["json", "text", "srt", "verbose_json", "vtt", "diarized_json"] | UnsetType = UNSET
+    temperature: float | UnsetType = UNSET
+    stream: bool | UnsetType = UNSET
+
+
+class RerankRequest(msgspec.Struct, kw_only=True):
+    """Cohere's rerank request (v1 and v2), as LiteLLM's /rerank takes it; Jina and vLLM take the same."""
+
+    model: str
+    query: str
+    documents: list[Any]  # texts, or objects (Cohere v1's {"text": ...}, Jina's multimodal ones)
+    top_n: int | UnsetType = UNSET
+    return_documents: bool | UnsetType = UNSET
+    rank_fields: list[str] | UnsetType = UNSET
+    max_chunks_per_doc: int | UnsetType = UNSET  # Cohere v1
+    max_tokens_per_doc: int | UnsetType = UNSET  # Cohere v2
+
+
 REQUESTS: dict[str, type] = {"chat/completions": ChatCompletionRequest, "completions": CompletionRequest,
                              "embeddings": EmbeddingRequest, "moderations": ModerationRequest,
-                             "images/generations": ImageGenerationRequest}
+                             "images/generations": ImageGenerationRequest, "audio/speech": SpeechRequest,
+                             "rerank": RerankRequest, "audio/transcriptions": TranscriptionRequest,
+                             "audio/translations": TranscriptionRequest}

@@ -33,6 +33,7 @@ class Operation(msgspec.Struct, frozen=True, kw_only=True):
     public: bool = False  # answered without a key
     hidden: bool = False  # served, but not part of the API (these docs themselves)
     errors: Literal["openai", "anthropic"] = "openai"  # the envelope its errors come in
+    media_type: str = "application/json"  # of the body: an upload's is multipart/form-data
 
 
 # Keyed by the function, or by the bound method for handlers that differ per instance (the proxy's).
@@ -65,7 +66,7 @@ TAGS = {"key": "keys", "user": "users", "team": "teams", "spend": "spend", "glob
         "models": "models", "model": "models", "model_group": "models", "public": "models", "router": "models",
         "health": "health", "metrics": "health",
         "chat": "proxy", "completions": "proxy", "embeddings": "proxy", "openai": "proxy", "moderations": "proxy",
-        "images": "proxy", "messages": "proxy", "responses": "proxy",
+        "images": "proxy", "messages": "proxy", "responses": "proxy", "audio": "proxy", "rerank": "proxy",
         "end_user": "end users", "customer": "end users", "budget": "budgets", "organization": "organizations",
         "access_group": "access groups", "unified_access_group": "access groups", "credentials": "credentials"}
 TAG_ORDER = ("proxy", "models", "credentials", "keys", "users", "teams", "organizations", "end users", "budgets",
@@ -149,8 +150,8 @@ def build_document(app: web.Application, prefixes: list[str]) -> dict[str, Any]:
         if operation.body is not None:
             # A management body whose fields are all optional may be left out: it reads as {}.
             needed = any(field.required for field in msgspec.structs.fields(operation.body))
-            spec["requestBody"] = {"required": needed, "content": {"application/json": {}}}
-            bodies.append((spec["requestBody"]["content"]["application/json"], operation.body))
+            spec["requestBody"] = {"required": needed, "content": {operation.media_type: {}}}
+            bodies.append((spec["requestBody"]["content"][operation.media_type], operation.body))
         elif route.method in ("POST", "PUT", "PATCH"):
             spec["requestBody"] = {"required": False, "content": {"application/json": {"schema": FREE_FORM}}}
         if operation.public:

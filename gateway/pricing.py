@@ -24,6 +24,9 @@ class Price(msgspec.Struct, frozen=True):
     output_cost_per_token: float
     source: str  # "config", "table" or "none"
     cost_per_image: float = 0.0  # each image generated, as LiteLLM's output_cost_per_image
+    cost_per_second: float = 0.0  # of audio transcribed or translated (input_cost_per_second)
+    cost_per_character: float = 0.0  # of the text spoken by /audio/speech (input_cost_per_character)
+    cost_per_query: float = 0.0  # a rerank search unit (input_cost_per_query)
     cache_read_input_token_cost: float | None = None
     cache_creation_input_token_cost: float | None = None
     cache_creation_input_token_cost_above_1hr: float | None = None
@@ -36,6 +39,15 @@ class Price(msgspec.Struct, frozen=True):
             tokens = (usage.prompt_tokens * self.input_cost_per_token
                       + usage.completion_tokens * self.output_cost_per_token)
         return tokens + images * self.cost_per_image if images else tokens
+
+    @property
+    def by_units(self) -> bool:
+        """Priced per second, character or query as well as (or rather than) per token."""
+        return bool(self.cost_per_second or self.cost_per_character or self.cost_per_query)
+
+    def units_cost(self, seconds: float = 0.0, characters: int = 0, queries: float = 0.0) -> float:
+        return (seconds * self.cost_per_second + characters * self.cost_per_character
+                + queries * self.cost_per_query)
 
     def _itemised(self, usage: Usage) -> float:
         given_in, given_out = self.input_cost_per_token, self.output_cost_per_token
@@ -57,6 +69,9 @@ class Price(msgspec.Struct, frozen=True):
 FREE = Price(0.0, 0.0, "none")
 # LiteLLM's names for the price of one generated image, in the order its image cost calculator reads them.
 IMAGE_PRICE_FIELDS = ("output_cost_per_image", "cost_per_image")
+# LiteLLM's names for the media and rerank prices, as Price names them.
+UNIT_PRICE_FIELDS = {"input_cost_per_second": "cost_per_second", "input_cost_per_character": "cost_per_character",
+                     "input_cost_per_query": "cost_per_query"}
 # LiteLLM's names for what cached, cache-written and reasoning tokens cost, as Price names them too.
 PART_PRICE_FIELDS = ("cache_read_input_token_cost", "cache_creation_input_token_cost",
                      "cache_creation_input_token_cost_above_1hr", "output_cost_per_reasoning_token")
@@ -78,8 +93,9 @@ def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_
         given_in = _number(source.get("input_cost_per_token"))
         given_out = _number(source.get("output_cost_per_token"))
         per_image = _image_price(source)
-        if given_in is not None or given_out is not None or per_image:
-            return Price(given_in or 0.0, given_out or 0.0, "config", per_image, **_part_prices(source))
+        units = _unit_prices(source)
+        if given_in is not None or given_out is not None or per_image or units:
+            return Price(given_in or 0.0, given_out or 0.0, "config", per_image, **units, **_part_prices(source))
         parts = _part_prices(source) | parts
     base = model_info.get("base_model")
     for name in (upstream_model, base, f"{provider}/{upstream_model}", upstream_model.rsplit("/", 1)[-1]):
@@ -87,7 +103,7 @@ def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_
         if entry is not None:
             return Price(_number(entry.get("input_cost_per_token")) or 0.0,
                          _number(entry.get("output_cost_per_token")) or 0.0, "table", _image_price(entry),
-                         **(_part_prices(entry) | parts))
+                         **_unit_prices(entry), **(_part_prices(entry) | parts))
     return FREE
 
 
@@ -107,6 +123,11 @@ def _part_prices(source: dict[str, Any]) -> dict[str, float]:
     """The cache and reasoning prices `source` names (0 is a price: free cache writes are)."""
     return {name: found for name in PART_PRICE_FIELDS
             if (found := _number(source.get(name))) is not None and found >= 0}
+
+
+def _unit_prices(source: dict[str, Any]) -> dict[str, float]:
+    return {ours: found for theirs, ours in UNIT_PRICE_FIELDS.items()
+            if (found := _number(source.get(theirs))) is not None and found > 0}
 
 
 def _image_price(source: dict[str, Any]) -> float:

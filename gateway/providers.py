@@ -57,6 +57,10 @@ PROVIDERS = _table(
     Provider("azure", None),
     Provider("azure_ai", None),
     Provider("vertex_ai", None),
+    # Rerank only (gateway/media.py): Cohere's own API, `/v1/rerank` or `/v2/rerank` under the root
+    # URL; Jina's `/v1/rerank`.
+    Provider("cohere", "https://api.cohere.com", "COHERE_API_KEY", "COHERE_API_BASE"),
+    Provider("jina_ai", "https://api.jina.ai", "JINA_AI_API_KEY", "JINA_AI_API_BASE", append_v1=True),
     Provider("mock", None, is_mock=True),
 )
 

@@ -26,7 +26,8 @@ if TYPE_CHECKING:
     from gateway.upstream_http import Endpoint, Pool
 
 DEFAULT_TIMEOUT = 600.0
-MODES = ("chat", "completion", "embedding", "moderation", "image_generation")
+MODES = ("chat", "completion", "embedding", "moderation", "image_generation", "audio_transcription", "audio_speech",
+         "rerank")
 LATENCY_SMOOTHING = 0.3
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
-from collections.abc import AsyncIterator, Coroutine
+from collections.abc import AsyncGenerator, AsyncIterator, Coroutine
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -42,7 +42,7 @@ class CertificateUnverified(UpstreamUnreachable):
 class Endpoint:
     """Where one deployment's requests go, and the bytes that are the same in each of them."""
 
-    __slots__ = ("host", "port", "tls", "server_hostname", "key", "_path", "_head", "_starts")
+    __slots__ = ("host", "port", "tls", "server_hostname", "key", "_path", "_head", "_starts", "_untyped")
 
     def __init__(self, base_url: str, headers: dict[str, str], verify: bool | str) -> None:
         parts = urlsplit(base_url)
@@ -56,7 +56,16 @@ class Endpoint:
         host = parts.netloc.rpartition("@")[2]
         fixed = {"Host": host, "User-Agent": f"llm-gateway/{__version__}", "Accept": "*/*", **headers}
         self._head = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()).encode("latin-1")
+        self._untyped = "".join(f"{name}: {value}\r\n" for name, value in fixed.items()
+                                if name.lower() != "content-type").encode("latin-1")
         self._starts: dict[str, bytes] = {}
+
+    def streamed_head(self, endpoint: str, content_type: str, length: int | None) -> bytes:
+        """The head of a request whose body follows as it arrives: the caller's Content-Type (a multipart
+        boundary), its length when known, else chunked."""
+        framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
+        return (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1") + self._untyped
+                + f"Content-Type: {content_type}\r\n{framing}\r\n\r\n".encode("latin-1"))
 
     def request(self, endpoint: str, body: bytes, headers: bytes = b"") -> bytes:
         """The request's bytes; `headers`: header lines of this request's own (each ending in CRLF)."""
@@ -138,6 +147,45 @@ class Pool:
                 self._slots.release()
             raise
         return await self._exchange(connection, data, deadline, timeout.sock_read)
+
+    async def post_streamed(self, endpoint: Endpoint, path: str, content_type: str, body: AsyncGenerator[bytes, None],
+                            length: int | None, timeout: ClientTimeout) -> Response:
+        """Send a request whose body is relayed as `body` yields it (an upload: never buffered whole),
+        on a new connection (a kept-alive one found closed could not be sent again). Stops sending
+        when the upstream answers first (a 4xx as it reads the head, say). Whatever stops it (the body
+        raising, the caller cancelled), the connection is closed and the slot given back."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout.total if timeout.total else None
+        waiting = timeout.connect or timeout.total
+        await self._slot(waiting)
+        try:
+            connection = await self._connect(endpoint, min(timeout.sock_connect or 30.0, waiting or 30.0))
+        except BaseException:
+            if self._slots is not None:
+                self._slots.release()
+            raise
+        response = connection.send(endpoint.streamed_head(path, content_type, length), deadline, None)
+        chunked = length is None
+        connection.unfinished = True  # until the body is sent whole: an answer that comes first ends the connection
+        try:
+            async for chunk in body:
+                if response.status or response._error is not None or connection.closed:
+                    break  # answered, failed or hung up before the body was whole: the rest is not wanted
+                if chunk:
+                    connection.write(b"%x\r\n%b\r\n" % (len(chunk), chunk) if chunked else chunk)
+                    await connection.drain()
+            else:
+                if chunked:
+                    connection.write(b"0\r\n\r\n")
+                connection.unfinished = False
+            await response.headers_in()
+        except BaseException:
+            response.release()
+            connection.close()
+            raise
+        finally:
+            await body.aclose()
+        return response
 
     async def _slot(self, waiting: float | None) -> None:
         slots = self._slots
@@ -245,7 +293,8 @@ class Connection(asyncio.Protocol):
     """One kept-alive connection; it carries one request and its answer at a time."""
 
     __slots__ = ("pool", "key", "transport", "parser", "response", "closed", "idle_since", "holds_slot",
-                 "answered", "_framed", "_timer", "_deadline", "_between", "_last", "_loop")
+                 "answered", "_framed", "_timer", "_deadline", "_between", "_last", "_loop", "_drained",
+                 "unfinished")
 
     def __init__(self, pool: Pool, key: tuple[Any, ...]) -> None:
         self.pool = pool
@@ -263,6 +312,28 @@ class Connection(asyncio.Protocol):
         self._between: float | None = None
         self._last = 0.0
         self._loop = asyncio.get_running_loop()
+        self._drained: asyncio.Future[None] | None = None  # set while the transport's buffer is full
+        self.unfinished = False  # its request's body was cut short: not kept for another request
+
+    def write(self, data: bytes) -> None:
+        """A request's body, after send(); nothing once the upstream has closed (its answer, or the lack
+        of one, says why)."""
+        if not self.closed and self.transport is not None:
+            self.transport.write(data)
+
+    async def drain(self) -> None:
+        """Wait while the transport's buffer is above its high-water mark (the upstream reads slower)."""
+        if self._drained is not None:
+            await self._drained
+
+    def pause_writing(self) -> None:
+        if self._drained is None:
+            self._drained = self._loop.create_future()
+
+    def resume_writing(self) -> None:
+        drained, self._drained = self._drained, None
+        if drained is not None and not drained.done():
+            drained.set_result(None)
 
     def send(self, data: bytes, deadline: float | None, between: float | None) -> Response:
         response = self.response = Response(self)
@@ -319,6 +390,7 @@ class Connection(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         self.closed = True
         self.pool._lost(self)
+        self.resume_writing()
         response = self.response
         if response is None:
             return
@@ -353,7 +425,7 @@ class Connection(asyncio.Protocol):
             return
         self._disarm()
         self.response = None
-        reusable = self.parser.should_keep_alive() and self._framed
+        reusable = self.parser.should_keep_alive() and self._framed and not self.unfinished
         response._finish()
         self.pool._done_with(self, reusable)
 

@@ -193,3 +193,12 @@ def image_count(body: dict[str, Any]) -> int:
     """The images an /images/generations request asks for (`n`, 1 when left out), as LiteLLM prices them."""
     count = body.get("n")
     return count if isinstance(count, int) and count > 0 else 1
+
+
+def upfront_units(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
+    """What a media request is priced by that is known before it is sent: the characters /audio/speech
+    will speak, and the one search unit a rerank costs at least."""
+    if endpoint == "audio/speech":
+        text = body.get("input")
+        return (len(text) if isinstance(text, str) else 0), 0
+    return 0, 1 if endpoint == "rerank" else 0
