@@ -3,10 +3,11 @@ that decides what happens when the two differ.
 
 Inbound, every route speaks OpenAI's API but /v1/messages and /v1/messages/count_tokens, which speak
 Anthropic's. Upstream, every provider speaks OpenAI's but `anthropic/`, which speaks Anthropic's Messages
-API. When both sides speak one API the answer is relayed as the upstream sent it; when they differ it is
-translated (gateway/crossing.py): the Messages API to an OpenAI-compatible deployment's chat completions,
-and chat completions to an `anthropic/` deployment's Messages API. Any other route to a deployment of the
-other API is refused here, naming the deployment, before anything is sent.
+API, and `bedrock/`, which speaks AWS Bedrock's own. When both sides speak one API the answer is relayed as
+the upstream sent it; when they differ it is translated (gateway/crossing.py): the Messages API to an
+OpenAI-compatible deployment's chat completions, chat completions to an `anthropic/` deployment's Messages
+API, and both to a Bedrock deployment's Converse (or, for Claude's Messages, InvokeModel). Any other route
+to a deployment of another API is refused here, naming the deployment, before anything is sent.
 """
 
 from __future__ import annotations
@@ -25,10 +26,12 @@ class Api(enum.Enum):
 
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
+    BEDROCK = "bedrock"  # AWS Bedrock's Converse and InvokeModel: only ever reached across (gateway/crossing.py)
 
 
 ANTHROPIC_ROUTES = frozenset({"messages", "messages/count_tokens"})
-API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API"}
+API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API",
+             Api.BEDROCK: "AWS Bedrock's Converse and InvokeModel APIs"}
 
 
 def inbound(endpoint: str) -> Api:

@@ -20,6 +20,7 @@ from gateway.protocols import Api
 from gateway.providers import PROVIDERS, Provider, split_model, upstream_base
 
 if TYPE_CHECKING:
+    from gateway.bedrock.auth import Signer
     from gateway.upstream_http import Endpoint, Pool
 
 DEFAULT_TIMEOUT = 600.0
@@ -36,7 +37,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint", "protocol",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol", "signer",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -65,13 +66,21 @@ class Deployment:
         self.id = _deployment_id(self.declared, where)
         api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
                     or provider.default_api_base)
+        self.signer: Signer | None = None
+        api_key = params.api_key
+        if provider.protocol is Api.BEDROCK:
+            from gateway.bedrock.auth import bedrock_signer  # botocore: imported only when Bedrock is used
+            self.signer = bedrock_signer(params, f"{_dot(where)}litellm_params")
+            api_base = api_base or params.aws_bedrock_runtime_endpoint or os.environ.get(
+                "AWS_BEDROCK_RUNTIME_ENDPOINT") or f"https://bedrock-runtime.{self.signer.region}.amazonaws.com"
+            api_key = self.signer.bearer  # None when each request is signed instead
         if api_base is None and not provider.is_mock:
             raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an api_base")
         if api_base is not None and not api_base.startswith(("http://", "https://")):
             raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
         self.api_base = api_base or ""
         self.base_url = upstream_base(provider, api_base) if api_base else ""
-        self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
+        self.headers = _upstream_headers(provider, api_key, params.organization, params.extra_headers)
         mode = entry.model_info.get("mode", "chat")
         if mode not in MODES:
             raise ConfigError(f"{_dot(where)}model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -144,9 +153,12 @@ class Deployment:
     def public_params(self) -> dict[str, object]:
         """litellm_params as /model/info shows them: as declared, never the api_key or extra headers."""
         params: dict[str, object] = msgspec.to_builtins(self.declared.litellm_params)
-        params.pop("api_key", None)
-        params.pop("extra_headers", None)
+        for secret in SECRET_PARAMS:
+            params.pop(secret, None)
         return params
+
+
+SECRET_PARAMS = ("api_key", "extra_headers", "aws_secret_access_key", "aws_session_token")
 
 
 class CoolingDown(Exception):
@@ -436,7 +448,7 @@ def _capture(pattern: str, name: str) -> str:
 
 
 def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -> ModelEntry | None:
-    """The entry with its litellm_credential_name's api_key, api_base and api_version where it sets none
+    """The entry with its litellm_credential_name's api_key, api_base, api_version and AWS keys where it sets none
     itself (as LiteLLM fills them); None when that credential is not among `credentials`."""
     name = entry.litellm_params.litellm_credential_name
     if name is None:
@@ -450,7 +462,8 @@ def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -
     return msgspec.structs.replace(entry, litellm_params=msgspec.structs.replace(params, **filled)) if filled else entry
 
 
-CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version")
+CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version", "aws_access_key_id", "aws_secret_access_key",
+                     "aws_session_token", "aws_region_name")
 
 
 def _dot(where: str) -> str:
