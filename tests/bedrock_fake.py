@@ -295,6 +295,8 @@ class FakeBedrock:
                 if "toolResult" in block and block["toolResult"].get("toolUseId") not in called:
                     raise invalid(f"The toolResult blocks at messages.{index}.content must answer the toolUse "
                                   "blocks of the previous turn.")
+                if "cachePoint" in block and block["cachePoint"] != {"type": "default"}:
+                    raise invalid("cachePoint: type is required and must be 'default'")
                 if "image" in block:
                     base64.b64decode(block["image"]["source"]["bytes"], validate=True)
             called = answered
@@ -410,8 +412,8 @@ class FakeBedrock:
         events: list[dict[str, Any]] = [
             {"type": "message_start", "message": {"id": "msg_bdrk_01FAKE", "type": "message", "role": "assistant",
                                                   "model": model, "content": [], "stop_reason": None,
-                                                  "stop_sequence": None,
-                                                  "usage": {"input_tokens": usage["input_tokens"], "output_tokens": 1}}},
+                                                  "stop_sequence": None, "usage": {
+                                                      "input_tokens": usage["input_tokens"], "output_tokens": 1}}},
             {"type": "content_block_start", "index": 0, "content_block": {"type": "text", "text": ""}},
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": answer["text"][:6]}},
             {"type": "content_block_delta", "index": 0, "delta": {"type": "text_delta", "text": answer["text"][6:]}},
@@ -441,6 +443,8 @@ def _cached_prefix(system: list[dict[str, Any]], messages: list[dict[str, Any]])
     upto = 0
     for at, block in enumerate(system):
         if "cachePoint" in block:
+            if block["cachePoint"] != {"type": "default"}:
+                raise invalid("cachePoint: type is required and must be 'default'")
             upto = tokens(system[:at])
     for at, message in enumerate(messages):
         for block in message["content"]:

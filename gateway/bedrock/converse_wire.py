@@ -19,8 +19,8 @@ class Base(msgspec.Struct, omit_defaults=True):
 
 # Request
 
-class CachePoint(Base):
-    type: str = "default"
+class CachePoint(msgspec.Struct):
+    type: str = "default"  # required on the wire: written even though it is the default
 
 
 class Source(Base):

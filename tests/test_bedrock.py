@@ -1,0 +1,404 @@
+"""AWS Bedrock deployments through the gateway: the `openai` SDK's chat completions become Converse, the
+`anthropic` SDK's Messages go to Claude on InvokeModel (or to Converse for the others), each request signed
+with SigV4 and checked by a fake Bedrock that recomputes the signature with botocore's signer
+(tests/bedrock_fake.py). Streams come back as AWS event-stream frames cut across reads at odd places.
+Usage and cost are settled from what Bedrock reported, budgets apply, and Bedrock's errors reach the client
+in its API's shape with Bedrock's status, retried and cooled down as any upstream's.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import anthropic
+import openai
+import orjson
+import pytest
+
+from gateway.bedrock.auth import Signer
+from tests.bedrock_fake import ACCESS_KEY, BEARER, REGION, SECRET_KEY, SESSION_TOKEN, TEXT, FakeBedrock
+from tests.harness import Gateway, spend_record
+
+MASTER = "sk-bedrock-master"
+ADMIN = {"Authorization": f"Bearer {MASTER}"}
+IN_PRICE, OUT_PRICE = 0.000002, 0.00001
+PRICES = {"input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE,
+          "cache_read_input_token_cost": IN_PRICE, "cache_creation_input_token_cost": IN_PRICE}
+NOVA = "amazon.nova-pro-v1:0"
+CLAUDE = "anthropic.claude-sonnet-4-5-20250929-v1:0"
+HELLO: Any = [{"role": "user", "content": "hello"}]
+WEATHER: Any = {"type": "function", "function": {
+    "name": "get_weather", "description": "The weather in a city",
+    "parameters": {"type": "object", "properties": {"location": {"type": "string"}}, "required": ["location"]}}}
+
+
+def bedrock(name: str, model: str, fake: FakeBedrock, priced: bool = True, **params: Any) -> dict[str, Any]:
+    keys = {"aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
+    return {"model_name": name, "litellm_params": {
+        "model": f"bedrock/{model}", "aws_region_name": REGION, "aws_bedrock_runtime_endpoint": fake.endpoint,
+        **keys, **(PRICES if priced else {}), **params}}
+
+
+@pytest.fixture(scope="module")
+def fake() -> Iterator[FakeBedrock]:
+    found = FakeBedrock("bedrock", bearer=BEARER).start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(scope="module")
+def sts() -> Iterator[FakeBedrock]:
+    found = FakeBedrock("sts", session_token=SESSION_TOKEN, cut=3).start()
+    yield found
+    found.stop()
+
+
+@pytest.fixture(scope="module")
+def gateway(fake: FakeBedrock, sts: FakeBedrock) -> Iterator[Gateway]:
+    config = {
+        "model_list": [
+            bedrock("nova", NOVA, fake),
+            # The bundled price table's Bedrock entry, and api_base as the other way to reach the fake.
+            {"model_name": "nova-table", "litellm_params": {
+                "model": f"bedrock/{NOVA}", "aws_region_name": REGION, "api_base": fake.endpoint,
+                "aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}},
+            bedrock("claude", CLAUDE, fake),
+            bedrock("claude-converse", f"converse/{CLAUDE}", fake),
+            bedrock("claude-invoke", f"invoke/{CLAUDE}", fake),
+            bedrock("nova-sts", NOVA, sts, aws_session_token=SESSION_TOKEN),
+            bedrock("nova-wrong-secret", NOVA, fake, aws_secret_access_key="not-the-secret"),
+            {"model_name": "nova-bearer", "litellm_params": {
+                "model": f"bedrock/{NOVA}", "aws_region_name": REGION, "api_key": BEARER,
+                "aws_bedrock_runtime_endpoint": fake.endpoint, **PRICES}},
+            # No keys in the config: botocore's chain finds them in the environment.
+            {"model_name": "nova-env", "litellm_params": {
+                "model": f"bedrock/{NOVA}", "aws_bedrock_runtime_endpoint": fake.endpoint, **PRICES}},
+            bedrock("throttled", "fake.throttled", fake, num_retries=2),
+            bedrock("invalid", "fake.invalid", fake, num_retries=2),
+            bedrock("stream-throttled", "fake.stream-throttled", fake),
+            bedrock("pair", "fake.throttled", fake, weight=1000),
+            bedrock("pair", "amazon.nova-lite-v1:0", fake, weight=1),
+        ],
+        "router_settings": {"num_retries": 1, "cooldown_time": 600},
+        "general_settings": {"master_key": MASTER},
+    }
+    env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION,
+           "AWS_CONFIG_FILE": "/nonexistent/aws-config", "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds",
+           "AWS_EC2_METADATA_DISABLED": "true"}
+    gw = Gateway(config, env=env)
+    try:
+        yield gw.start()
+    finally:
+        gw.stop()
+
+
+@pytest.fixture
+def chat(gateway: Gateway) -> Iterator[openai.OpenAI]:
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=MASTER, max_retries=0, timeout=20) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+def messages(gateway: Gateway) -> Iterator[anthropic.Anthropic]:
+    with anthropic.Anthropic(base_url=gateway.url, api_key=MASTER, max_retries=0, timeout=20) as sdk:
+        yield sdk
+
+
+@pytest.fixture
+async def admin_http() -> AsyncIterator[aiohttp.ClientSession]:
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=30)) as session:
+        yield session
+
+
+def converse_usage(usage: dict[str, int]) -> tuple[int, int, int]:
+    """(prompt tokens as OpenAI counts them, output, cache read) from a Converse usage the fake reported."""
+    read = usage["cacheReadInputTokens"]
+    return usage["inputTokens"] + read + usage["cacheWriteInputTokens"], usage["outputTokens"], read
+
+
+async def assert_charged(http: aiohttp.ClientSession, gw: Gateway, request_id: str, prompt: int, output: int,
+                         in_price: float = IN_PRICE, out_price: float = OUT_PRICE) -> dict[str, Any]:
+    record = await spend_record(http, gw, request_id, ADMIN)
+    assert (record["prompt_tokens"], record["completion_tokens"]) == (prompt, output)
+    assert record["metadata"]["usage_estimated"] is False
+    assert record["spend"] == pytest.approx(prompt * in_price + output * out_price)
+    assert record["status"] == "success"
+    return record
+
+
+# Chat completions to Converse
+
+async def test_chat_becomes_a_signed_converse_call_and_is_charged_what_bedrock_reported(
+        chat: openai.OpenAI, fake: FakeBedrock, gateway: Gateway, admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    answer = chat.chat.completions.create(model="nova", messages=[{"role": "system", "content": "Be brief."},
+                                                                  *HELLO], max_tokens=50, temperature=0.2,
+                                          stop=["END"], extra_headers={"X-Request-ID": request_id})
+    seen = fake.seen[-1]
+    assert seen.path == "/model/amazon.nova-pro-v1:0/converse" and seen.model == NOVA
+    assert seen.headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+    assert seen.body == {"messages": [{"role": "user", "content": [{"text": "hello"}]}],
+                         "system": [{"text": "Be brief."}],
+                         "inferenceConfig": {"maxTokens": 50, "temperature": 0.2, "stopSequences": ["END"]}}
+    assert answer.choices[0].message.content == TEXT and answer.choices[0].finish_reason == "stop"
+    assert answer.model == NOVA
+    prompt, output, _ = converse_usage(seen.usage)
+    assert answer.usage is not None and (answer.usage.prompt_tokens, answer.usage.completion_tokens) == (prompt,
+                                                                                                       output)
+    await assert_charged(admin_http, gateway, request_id, prompt, output)
+
+
+async def test_a_stream_of_event_stream_frames_becomes_chat_chunks_with_usage(
+        chat: openai.OpenAI, fake: FakeBedrock, gateway: Gateway, admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    stream = chat.chat.completions.create(model="nova", messages=HELLO, stream=True,
+                                          stream_options={"include_usage": True},
+                                          extra_headers={"X-Request-ID": request_id})
+    chunks = list(stream)
+    seen = fake.seen[-1]
+    assert seen.path.endswith("/converse-stream")
+    text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
+    assert text == TEXT
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "stop"
+    prompt, output, _ = converse_usage(seen.usage)
+    assert chunks[-1].usage is not None
+    assert (chunks[-1].usage.prompt_tokens, chunks[-1].usage.completion_tokens) == (prompt, output)
+    await assert_charged(admin_http, gateway, request_id, prompt, output)
+
+
+def test_tools_round_trip_through_converse(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    asked: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
+    first = chat.chat.completions.create(model="claude", messages=asked, tools=[WEATHER], tool_choice="auto")
+    sent = fake.seen[-1].body
+    assert sent["toolConfig"] == {"tools": [{"toolSpec": {
+        "name": "get_weather", "inputSchema": {"json": WEATHER["function"]["parameters"]},
+        "description": "The weather in a city"}}], "toolChoice": {"auto": {}}}
+    call = first.choices[0].message.tool_calls
+    assert first.choices[0].finish_reason == "tool_calls" and call is not None and len(call) == 1
+    assert call[0].function.name == "get_weather" and json.loads(call[0].function.arguments) == {"location": "Paris"}
+    second = chat.chat.completions.create(model="claude", tools=[WEATHER], messages=[
+        *asked, first.choices[0].message.model_dump(exclude_none=True),
+        {"role": "tool", "tool_call_id": call[0].id, "content": "18C and sunny"}])
+    turns = fake.seen[-1].body["messages"]
+    assert turns[1]["content"][-1] == {"toolUse": {"toolUseId": call[0].id, "name": "get_weather",
+                                                   "input": {"location": "Paris"}}}
+    assert turns[2] == {"role": "user", "content": [{"toolResult": {"toolUseId": call[0].id,
+                                                                    "content": [{"text": "18C and sunny"}]}}]}
+    assert second.choices[0].message.content == "the tool said: 18C and sunny"
+
+
+def test_a_streamed_tool_call_and_reasoning_arrive_as_chat_deltas(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    chunks = list(chat.chat.completions.create(
+        model="claude", messages=[{"role": "user", "content": "Weather in Paris?"}], tools=[WEATHER],
+        reasoning_effort="low", stream=True))
+    assert fake.seen[-1].body["additionalModelRequestFields"] == {"thinking": {"type": "enabled",
+                                                                               "budget_tokens": 1024}}
+    deltas = [c.choices[0].delta for c in chunks if c.choices]
+    reasoning = "".join((d.model_extra or {}).get("reasoning_content") or "" for d in deltas)
+    assert reasoning == "Let me think about this."
+    calls = [t for d in deltas for t in d.tool_calls or []]
+    assert calls[0].function is not None and calls[0].function.name == "get_weather" and calls[0].id
+    assert json.loads("".join(t.function.arguments or "" for t in calls if t.function)) == {"location": "Paris"}
+    assert [c.choices[0].finish_reason for c in chunks if c.choices][-1] == "tool_calls"
+
+
+def test_prompt_caching_marks_a_cache_point_and_reports_cached_tokens(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    system = {"role": "system", "content": [{"type": "text", "text": "A long shared preamble. " * 20,
+                                             "cache_control": {"type": "ephemeral"}}]}
+    answer = chat.chat.completions.create(model="nova", messages=[system, *HELLO])  # type: ignore[list-item]
+    seen = fake.seen[-1]
+    assert seen.body["system"][-1] == {"cachePoint": {"type": "default"}}
+    prompt, _, read = converse_usage(seen.usage)
+    assert read > 0 and answer.usage is not None and answer.usage.prompt_tokens == prompt
+    assert answer.usage.prompt_tokens_details is not None and answer.usage.prompt_tokens_details.cached_tokens == read
+
+
+async def test_the_bundled_price_table_prices_a_bedrock_model(
+        chat: openai.OpenAI, fake: FakeBedrock, gateway: Gateway, admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    chat.chat.completions.create(model="nova-table", messages=HELLO, extra_headers={"X-Request-ID": request_id})
+    prompt, output, _ = converse_usage(fake.seen[-1].usage)
+    # amazon.nova-pro-v1:0 in gateway/data/model_prices.json: $0.80 in, $3.20 out per million tokens.
+    await assert_charged(admin_http, gateway, request_id, prompt, output, 8e-07, 3.2e-06)
+
+
+# Credentials
+
+def test_each_way_of_giving_credentials_signs_what_bedrock_accepts(
+        chat: openai.OpenAI, fake: FakeBedrock, sts: FakeBedrock) -> None:
+    for model, found_in in (("nova-env", fake), ("nova-bearer", fake), ("nova-sts", sts)):
+        answer = chat.chat.completions.create(model=model, messages=HELLO)
+        assert answer.choices[0].message.content == TEXT, model
+        assert found_in.seen[-1].status == 200
+    assert fake.seen[-2].headers["Authorization"].startswith(f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/")
+    assert fake.seen[-1].headers["Authorization"] == f"Bearer {BEARER}" and "X-Amz-Date" not in fake.seen[-1].headers
+    assert sts.seen[-1].headers["X-Amz-Security-Token"] == SESSION_TOKEN
+    assert "x-amz-security-token" in sts.seen[-1].headers["Authorization"]
+
+
+def test_a_wrong_secret_is_bedrocks_403_and_is_not_retried(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    before = len(fake.seen)
+    with pytest.raises(openai.PermissionDeniedError) as denied:
+        chat.chat.completions.create(model="nova-wrong-secret", messages=HELLO)
+    assert denied.value.status_code == 403
+    assert "signature we calculated does not match" in denied.value.message
+    assert len(fake.seen) == before + 1 and fake.seen[-1].status == 403
+
+
+def test_signing_is_cheap_enough_to_do_on_the_event_loop() -> None:
+    """Measured, not asserted (no timed assertions): the number README.md quotes comes from here."""
+    signer = Signer(REGION, ACCESS_KEY, SECRET_KEY, None, None, None, "test")
+    body = orjson.dumps({"messages": [{"role": "user", "content": [{"text": "hello " * 200}]}]})
+    url = f"https://bedrock-runtime.{REGION}.amazonaws.com/model/{NOVA.replace(':', '%3A')}/converse"
+    count = 2000
+    started = time.perf_counter()
+    for _ in range(count):
+        signed = signer.headers(url, body)
+    print(f"SigV4 signing: {(time.perf_counter() - started) / count * 1e6:.0f} µs a request")
+    assert signed.startswith(b"X-Amz-Date: ") and b"Signature=" in signed
+
+
+# Anthropic's Messages API
+
+async def test_messages_to_claude_go_to_invoke_model_with_bedrocks_body(
+        messages: anthropic.Anthropic, fake: FakeBedrock, gateway: Gateway,
+        admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    answer = messages.messages.create(model="claude", max_tokens=64, messages=HELLO, system="Be brief.",
+                                      extra_headers={"X-Request-ID": request_id,
+                                                     "anthropic-beta": "context-1m-2025-08-07"})
+    seen = fake.seen[-1]
+    assert seen.path == f"/model/{CLAUDE}/invoke"
+    assert seen.body == {"max_tokens": 64, "messages": HELLO, "system": "Be brief.",
+                         "anthropic_version": "bedrock-2023-05-31", "anthropic_beta": ["context-1m-2025-08-07"]}
+    assert answer.content[0].type == "text" and answer.content[0].text == TEXT
+    usage = seen.usage
+    assert (answer.usage.input_tokens, answer.usage.output_tokens) == (usage["input_tokens"], usage["output_tokens"])
+    await assert_charged(admin_http, gateway, request_id, usage["input_tokens"], usage["output_tokens"])
+
+
+async def test_a_claude_stream_from_invoke_model_reaches_the_anthropic_sdk(
+        messages: anthropic.Anthropic, fake: FakeBedrock, gateway: Gateway,
+        admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    tools: Any = [{"name": "get_weather", "description": "The weather in a city",
+                   "input_schema": WEATHER["function"]["parameters"]}]
+    with messages.messages.stream(model="claude", max_tokens=64, tools=tools,
+                                  messages=[{"role": "user", "content": "Weather in Paris?"}],
+                                  extra_headers={"X-Request-ID": request_id}) as stream:
+        text = "".join(stream.text_stream)
+        final = stream.get_final_message()
+    seen = fake.seen[-1]
+    assert seen.path.endswith("/invoke-with-response-stream") and "stream" not in seen.body
+    assert text == "I will call the tool."
+    use = final.content[-1]
+    assert use.type == "tool_use" and use.name == "get_weather" and use.input == {"location": "Paris"}
+    assert final.stop_reason == "tool_use"
+    usage = seen.usage
+    assert (final.usage.input_tokens, final.usage.output_tokens) == (usage["input_tokens"], usage["output_tokens"])
+    await assert_charged(admin_http, gateway, request_id, usage["input_tokens"], usage["output_tokens"])
+
+
+def test_messages_to_a_converse_model_stream_through_converse(
+        messages: anthropic.Anthropic, fake: FakeBedrock) -> None:
+    with messages.messages.stream(model="claude-converse", max_tokens=2048, messages=HELLO,
+                                  thinking={"type": "enabled", "budget_tokens": 1024}) as stream:
+        final = stream.get_final_message()
+    seen = fake.seen[-1]
+    assert seen.path == f"/model/{CLAUDE}/converse-stream"
+    assert seen.body["additionalModelRequestFields"] == {"thinking": {"type": "enabled", "budget_tokens": 1024}}
+    thinking, said = final.content
+    assert thinking.type == "thinking" and thinking.thinking == "Let me think about this."
+    assert thinking.signature == "sig-1"
+    assert said.type == "text" and said.text == TEXT
+    assert final.usage.output_tokens == seen.usage["outputTokens"]
+    answer = messages.messages.create(model="nova", max_tokens=32, messages=HELLO)
+    assert fake.seen[-1].path.endswith("/converse") and answer.content[0].type == "text"
+    assert answer.usage.input_tokens == fake.seen[-1].usage["inputTokens"]
+
+
+def test_chat_to_an_invoke_deployment_takes_claudes_own_body(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    answer = chat.chat.completions.create(model="claude-invoke", messages=HELLO, max_tokens=40)
+    seen = fake.seen[-1]
+    assert seen.path == f"/model/{CLAUDE}/invoke" and seen.body["anthropic_version"] == "bedrock-2023-05-31"
+    assert answer.choices[0].message.content == TEXT
+    chunks = list(chat.chat.completions.create(model="claude-invoke", messages=HELLO, stream=True))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == TEXT
+
+
+# Errors, retries, cooldowns, budgets
+
+def test_throttling_is_a_429_retried_as_configured(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    before = len([s for s in fake.seen if s.model == "fake.throttled"])
+    with pytest.raises(openai.RateLimitError) as throttled:
+        chat.chat.completions.create(model="throttled", messages=HELLO)
+    assert throttled.value.status_code == 429
+    assert "Too many requests, please wait before trying again." in throttled.value.message
+    body = throttled.value.body
+    assert isinstance(body, dict) and body["type"] == "rate_limit_error"
+    assert len([s for s in fake.seen if s.model == "fake.throttled"]) == before + 3  # num_retries: 2
+
+
+def test_a_validation_error_is_a_400_and_is_not_retried(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    before = len(fake.seen)
+    with pytest.raises(openai.BadRequestError) as invalid:
+        chat.chat.completions.create(model="invalid", messages=HELLO)
+    assert "Malformed input request" in invalid.value.message
+    assert len(fake.seen) == before + 1
+
+
+def test_a_throttled_deployment_rests_while_its_pair_answers(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    def throttled() -> int:
+        return len([s for s in fake.seen if s.model == "fake.throttled"])
+
+    before = throttled()
+    for _ in range(30):
+        assert chat.chat.completions.create(model="pair", messages=HELLO).choices[0].message.content == TEXT
+        if throttled() > before:
+            break
+    assert throttled() == before + 1  # tried once (weight 1000 to 1), then the other answered
+    for _ in range(5):
+        assert chat.chat.completions.create(model="pair", messages=HELLO).choices[0].message.content == TEXT
+    assert throttled() == before + 1  # cooling down: not tried again
+
+
+def test_an_exception_frame_mid_stream_ends_it_with_an_error(chat: openai.OpenAI) -> None:
+    stream = chat.chat.completions.create(model="stream-throttled", messages=HELLO, stream=True)
+    received: list[str] = []
+    with pytest.raises(openai.APIError) as failed:
+        for chunk in stream:
+            received.extend(c.delta.content or "" for c in chunk.choices)
+    assert "".join(received) == TEXT[:11]
+    assert "throttlingException" in failed.value.message
+
+
+async def test_budgets_apply_to_bedrock_models(chat: openai.OpenAI, fake: FakeBedrock, gateway: Gateway,
+                                               admin_http: aiohttp.ClientSession) -> None:
+    async with admin_http.post(f"{gateway.url}/key/generate", json={"max_budget": 0.000001}, headers=ADMIN) as r:
+        broke = str((await r.json())["key"])
+    before = len(fake.seen)
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=broke, max_retries=0) as sdk, \
+            pytest.raises(openai.RateLimitError) as over:
+        sdk.chat.completions.create(model="nova", messages=HELLO)
+    assert "Budget has been exceeded!" in over.value.message
+    assert len(fake.seen) == before  # refused before anything was sent
+    async with admin_http.post(f"{gateway.url}/key/generate", json={"max_budget": 10}, headers=ADMIN) as r:
+        funded = str((await r.json())["key"])
+    with openai.OpenAI(base_url=f"{gateway.url}/v1", api_key=funded, max_retries=0) as sdk:
+        sdk.chat.completions.create(model="nova", messages=HELLO)
+    prompt, output, _ = converse_usage(fake.seen[-1].usage)
+    deadline = time.monotonic() + 10
+    while True:
+        async with admin_http.get(f"{gateway.url}/key/info", params={"key": funded}, headers=ADMIN) as r:
+            spent = (await r.json())["info"]["spend"]
+        if spent or time.monotonic() > deadline:
+            break
+        await asyncio.sleep(0.05)
+    assert spent == pytest.approx(prompt * IN_PRICE + output * OUT_PRICE)
+
