@@ -19,7 +19,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any, Protocol
-from urllib.parse import quote
 
 import msgspec
 from multidict import CIMultiDictProxy
@@ -28,6 +27,7 @@ from gateway.anthropic.requests import check_headers, upstream_headers
 from gateway.bedrock.errors import bedrock_error
 from gateway.bedrock.from_converse import ConverseToMessagesStream, converse_to_message
 from gateway.bedrock.invoke import InvokeToMessagesStream, invoke_answer, invoke_body
+from gateway.bedrock.paths import operation_path, split_route
 from gateway.bedrock.to_converse import messages_to_converse
 from gateway.errors import ApiError, upstream_error
 from gateway.protocols import Api, untranslated
@@ -196,7 +196,7 @@ class ToBedrock(Crossing):
         self.stream = stream
         self.include_usage = include_usage
         self.body = body
-        self.path = f"model/{quote(model_id, safe='')}/{operation}"
+        self.path = operation_path(model_id, operation)
         assert deployment.signer is not None
         self.headers = deployment.signer.headers(f"{deployment.base_url}/{self.path}", body)
 
@@ -272,8 +272,7 @@ def bedrock_crossing(endpoint: str, inbound: Api, deployment: Deployment, body: 
     a bare `bedrock/<id>` takes Converse, but InvokeModel for the Messages API to a Claude model."""
     if (inbound, endpoint) not in ((Api.OPENAI, "chat/completions"), (Api.ANTHROPIC, "messages")):
         raise untranslated(endpoint, inbound, deployment, Api.BEDROCK)
-    head, sep, rest = str(body.get("model") or "").partition("/")
-    operation, model_id = (head, rest) if sep and head in ("converse", "invoke") else ("", f"{head}{sep}{rest}")
+    operation, model_id = split_route(str(body.get("model") or ""))
     claude = "anthropic." in model_id
     if operation == "invoke" or (not operation and claude and inbound is Api.ANTHROPIC):
         if not claude:

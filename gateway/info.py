@@ -10,11 +10,13 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from gateway import __version__
 from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
 from gateway.access_groups import AccessGroups
 from gateway.anthropic.requests import DEFAULT_VERSION
+from gateway.bedrock.paths import operation_path, split_route
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
 from gateway.openapi import Query, documented
@@ -225,6 +227,8 @@ class InfoRoutes:
             return entry, {"error": f"no answer within {self.health_timeout}s", "exception_status": 504}
         except aiohttp.ClientError as exc:
             return entry, {"error": f"unreachable: {type(exc).__name__}: {exc}", "exception_status": 502}
+        except ApiError as exc:  # a request that cannot be made: a Bedrock deployment without credentials
+            return entry, {"error": exc.message, "exception_status": exc.status}
 
     def _probe_request(self, deployment: Deployment) -> Any:
         """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
@@ -238,6 +242,8 @@ class InfoRoutes:
             # An image costs real money: that the deployment lists its models is proof enough.
             return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
+        if deployment.signer is not None:
+            return self._bedrock_probe(deployment, headers, timeout, tls)
         body: dict[str, object]
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
@@ -250,6 +256,18 @@ class InfoRoutes:
                 "model": model, "max_tokens": 1, "messages": [{"role": "user", "content": "ping"}]}
         return self.probes.post(f"{deployment.base_url}/{path}", data=orjson.dumps(body), headers=headers,
                                 timeout=timeout, ssl=tls)
+
+
+    def _bedrock_probe(self, deployment: Deployment, headers: dict[str, str], timeout: aiohttp.ClientTimeout,
+                       tls: Any) -> Any:
+        """A one-token Converse call, signed as every Bedrock request is; the URL is sent as signed (`encoded`:
+        yarl would otherwise write the model id's %3A back as `:`)."""
+        url = f"{deployment.base_url}/{operation_path(split_route(deployment.model_template)[1], 'converse')}"
+        payload = orjson.dumps({"messages": [{"role": "user", "content": [{"text": "ping"}]}],
+                                "inferenceConfig": {"maxTokens": 1}})
+        assert deployment.signer is not None
+        return self.probes.post(URL(url, encoded=True), data=payload, timeout=timeout, ssl=tls,
+                                headers={**headers, **deployment.signer.signed(url, payload)})
 
 
 def not_found(request: web.Request) -> ApiError:

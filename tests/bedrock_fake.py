@@ -20,7 +20,8 @@ said; thinking asked for, a reasoning block first; otherwise `TEXT`. Usage is co
 A cachePoint makes what comes before it read from the cache.
 
 Steering, by model id: `fake.throttled` always answers 429 ThrottlingException, `fake.invalid` 400
-ValidationException; `fake.stream-throttled` starts a stream and ends it with a throttlingException frame.
+ValidationException, `fake.too-long` Bedrock's 400 for a prompt over the context window;
+`fake.stream-throttled` starts a stream and ends it with a throttlingException frame.
 `fail_next` (a list of statuses) makes the next requests fail with those.
 """
 
@@ -198,6 +199,8 @@ class FakeBedrock:
                                    else "The server encountered an internal error.")
             if model == "fake.throttled":
                 raise BedrockError(429, "ThrottlingException", "Too many requests, please wait before trying again.")
+            if model == "fake.too-long":
+                raise invalid("Input is too long for requested model.")
             if model == "fake.invalid":
                 raise invalid("The model returned the following errors: Malformed input request, please reformat "
                               "your input and try again.")

@@ -82,10 +82,12 @@ def gateway(fake: FakeBedrock, sts: FakeBedrock) -> Iterator[Gateway]:
             bedrock("throttled", "fake.throttled", fake, num_retries=2),
             bedrock("invalid", "fake.invalid", fake, num_retries=2),
             bedrock("stream-throttled", "fake.stream-throttled", fake),
+            bedrock("too-long", "fake.too-long", fake),
             bedrock("pair", "fake.throttled", fake, weight=1000),
             bedrock("pair", "amazon.nova-lite-v1:0", fake, weight=1),
         ],
-        "router_settings": {"num_retries": 1, "cooldown_time": 600},
+        "router_settings": {"num_retries": 1, "cooldown_time": 600,
+                            "context_window_fallbacks": [{"too-long": ["nova"]}]},
         "general_settings": {"master_key": MASTER},
     }
     env = {"AWS_ACCESS_KEY_ID": ACCESS_KEY, "AWS_SECRET_ACCESS_KEY": SECRET_KEY, "AWS_REGION": REGION,
@@ -402,3 +404,34 @@ async def test_budgets_apply_to_bedrock_models(chat: openai.OpenAI, fake: FakeBe
         await asyncio.sleep(0.05)
     assert spent == pytest.approx(prompt * IN_PRICE + output * OUT_PRICE)
 
+
+
+def test_a_prompt_over_the_context_window_falls_back_as_configured(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    answer = chat.chat.completions.create(model="too-long", messages=HELLO)
+    assert answer.choices[0].message.content == TEXT
+    assert [s.model for s in fake.seen[-2:]] == ["fake.too-long", NOVA]
+
+
+async def test_health_probes_bedrock_with_a_signed_converse_call(
+        gateway: Gateway, fake: FakeBedrock, admin_http: aiohttp.ClientSession) -> None:
+    for model, healthy in (("nova", True), ("nova-wrong-secret", False)):
+        async with admin_http.get(f"{gateway.url}/health", params={"model": model}, headers=ADMIN) as r:
+            found = await r.json()
+        assert found["healthy_count"] == int(healthy), found
+        assert fake.seen[-1].path == "/model/amazon.nova-pro-v1:0/converse"
+        assert fake.seen[-1].body["inferenceConfig"] == {"maxTokens": 1}
+        if not healthy:
+            assert "signature we calculated does not match" in found["unhealthy_endpoints"][0]["error"]
+
+
+async def test_model_info_never_shows_the_aws_secrets(gateway: Gateway, admin_http: aiohttp.ClientSession) -> None:
+    async with admin_http.get(f"{gateway.url}/model/info", headers=ADMIN) as r:
+        shown = orjson.dumps(await r.json())
+    assert ACCESS_KEY.encode() in shown and SECRET_KEY.encode() not in shown and SESSION_TOKEN.encode() not in shown
+    assert b"not-the-secret" not in shown and BEARER.encode() not in shown
+
+
+def test_a_route_bedrock_does_not_serve_is_refused_naming_the_deployment(chat: openai.OpenAI) -> None:
+    with pytest.raises(openai.BadRequestError) as refused:
+        chat.embeddings.create(model="nova", input="hello")
+    assert "AWS Bedrock's Converse and InvokeModel APIs" in refused.value.message

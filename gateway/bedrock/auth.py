@@ -60,8 +60,12 @@ class Signer:
 
     def headers(self, url: str, body: bytes) -> bytes:
         """The header lines that sign this request (none for a bearer token, which the Endpoint sends)."""
+        return "".join(f"{name}: {value}\r\n" for name, value in self.signed(url, body).items()).encode("latin-1")
+
+    def signed(self, url: str, body: bytes) -> dict[str, str]:
+        """The headers that sign a POST of `body` (as application/json) to `url`, its path as sent."""
         if self.bearer is not None:
-            return b""
+            return {}
         credentials = self.credentials
         if credentials is None:
             raise ApiError(500, f"{self.where}: no AWS credentials for Bedrock: set aws_access_key_id and "
@@ -71,7 +75,7 @@ class Signer:
         request = AWSRequest(method="POST", url=url, data=body, headers=SIGNED_CONTENT_TYPE)
         SigV4Auth(credentials.get_frozen_credentials(), SIGNING_NAME, self.region).add_auth(request)
         signed = request.headers
-        return "".join(f"{name}: {signed[name]}\r\n" for name in SENT_HEADERS if name in signed).encode("latin-1")
+        return {name: signed[name] for name in SENT_HEADERS if name in signed}
 
 
 def bedrock_signer(params: LiteLLMParams, where: str) -> Signer:
