@@ -23,7 +23,7 @@ import pytest
 
 from gateway.bedrock.auth import Signer
 from tests.bedrock_fake import ACCESS_KEY, BEARER, REGION, SECRET_KEY, SESSION_TOKEN, TEXT, FakeBedrock
-from tests.harness import Gateway, spend_record
+from tests.harness import Gateway, run_cli, spend_record
 
 MASTER = "sk-bedrock-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -435,3 +435,13 @@ def test_a_route_bedrock_does_not_serve_is_refused_naming_the_deployment(chat: o
     with pytest.raises(openai.BadRequestError) as refused:
         chat.embeddings.create(model="nova", input="hello")
     assert "AWS Bedrock's Converse and InvokeModel APIs" in refused.value.message
+
+
+def test_a_profile_that_is_not_there_stops_the_start_naming_the_deployment() -> None:
+    config = {"model_list": [{"model_name": "x", "litellm_params": {
+        "model": f"bedrock/{NOVA}", "aws_profile_name": "no-such-profile", "aws_region_name": REGION}}]}
+    done = run_cli(config, env={"AWS_CONFIG_FILE": "/nonexistent/aws-config",
+                                "AWS_SHARED_CREDENTIALS_FILE": "/nonexistent/aws-creds"})
+    assert done.returncode != 0
+    assert "model_list[0].litellm_params: AWS credentials for Bedrock: The config profile (no-such-profile) could " \
+           "not be found" in done.stderr

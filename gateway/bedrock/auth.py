@@ -15,9 +15,10 @@ import os
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+from botocore.exceptions import BotoCoreError
 from botocore.session import Session
 
-from gateway.config import LiteLLMParams
+from gateway.config import ConfigError, LiteLLMParams
 from gateway.errors import ApiError
 
 SIGNING_NAME = "bedrock"  # the service's signingName in botocore's model of bedrock-runtime
@@ -56,7 +57,10 @@ class Signer:
         self.bearer = api_key or os.environ.get("AWS_BEARER_TOKEN_BEDROCK") or None
         if self.bearer is None:
             # Refreshable credentials (a role, SSO) refresh themselves when read near their expiry.
-            self.credentials = Session(profile=profile).get_credentials()
+            try:
+                self.credentials = Session(profile=profile).get_credentials()
+            except BotoCoreError as exc:  # a profile that is not there, a shared file that does not parse
+                raise ConfigError(f"{where}: AWS credentials for Bedrock: {exc}") from None
 
     def headers(self, url: str, body: bytes) -> bytes:
         """The header lines that sign this request (none for a bearer token, which the Endpoint sends)."""
