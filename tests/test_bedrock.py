@@ -20,9 +20,23 @@ import anthropic
 import openai
 import orjson
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from gateway.bedrock.auth import Signer
-from tests.bedrock_fake import ACCESS_KEY, BEARER, REGION, SECRET_KEY, SESSION_TOKEN, TEXT, FakeBedrock
+from gateway.bedrock.from_converse import ConverseToMessagesStream
+from gateway.bedrock.invoke import InvokeToMessagesStream
+from tests.bedrock_fake import (
+    ACCESS_KEY,
+    BEARER,
+    REGION,
+    SECRET_KEY,
+    SESSION_TOKEN,
+    TEXT,
+    FakeBedrock,
+    event,
+    frame,
+)
 from tests.harness import Gateway, run_cli, spend_record
 
 MASTER = "sk-bedrock-master"
@@ -445,3 +459,95 @@ def test_a_profile_that_is_not_there_stops_the_start_naming_the_deployment() -> 
     assert done.returncode != 0
     assert "model_list[0].litellm_params: AWS credentials for Bedrock: The config profile (no-such-profile) could " \
            "not be found" in done.stderr
+
+
+def test_an_image_goes_to_converse_as_bytes(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    pixel = "iVBORw0KGgoAAAANSUhEUgAAAAEAAAABCAYAAAAfFcSJAAAADUlEQVR42mP8z8BQDwAEhQGAhKmMIQAAAABJRU5ErkJggg=="
+    content: Any = [{"type": "text", "text": "What is this?"},
+                    {"type": "image_url", "image_url": {"url": f"data:image/png;base64,{pixel}"}}]
+    answer = chat.chat.completions.create(model="nova", messages=[{"role": "user", "content": content}])
+    assert answer.choices[0].message.content == TEXT
+    assert fake.seen[-1].body["messages"][0]["content"] == [
+        {"text": "What is this?"}, {"image": {"format": "png", "source": {"bytes": pixel}}}]
+
+
+# The event-stream reading, read by read
+
+STREAM = [
+    event("messageStart", {"role": "assistant"}),
+    event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"text": "Hmm, "}}}),
+    event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"reasoningContent": {"signature": "c2ln"}}}),
+    event("contentBlockStop", {"contentBlockIndex": 0}),
+    event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "Hello ✓ "}}),
+    event("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"text": "there"}}),
+    event("contentBlockStop", {"contentBlockIndex": 1}),
+    event("contentBlockStart", {"contentBlockIndex": 2, "start": {"toolUse": {"toolUseId": "t1", "name": "f"}}}),
+    event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": '{"a": '}}}),
+    event("contentBlockDelta", {"contentBlockIndex": 2, "delta": {"toolUse": {"input": "1}"}}}),
+    event("contentBlockStop", {"contentBlockIndex": 2}),
+    event("messageStop", {"stopReason": "tool_use"}),
+    event("metadata", {"usage": {"inputTokens": 11, "outputTokens": 7, "totalTokens": 25, "cacheReadInputTokens": 5,
+                                 "cacheWriteInputTokens": 2}, "metrics": {"latencyMs": 9}}),
+]
+
+
+def sse_events(sent: bytes) -> list[dict[str, Any]]:
+    """The events' JSON, message ids left out (each translator makes its own)."""
+    found = []
+    for line in sent.split(b"\n"):
+        if line.startswith(b"data: "):
+            parsed = orjson.loads(line[6:])
+            if parsed.get("type") == "message_start":
+                parsed["message"].pop("id")
+            found.append(parsed)
+    return found
+
+
+def translate_in_pieces(cuts: list[int]) -> tuple[bytes, ConverseToMessagesStream]:
+    data = b"".join(STREAM)
+    translator = ConverseToMessagesStream("m")
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    sent = b"".join(translator.feed(data[a:b]) for a, b in zip(points, points[1:])) + translator.flush()
+    return sent, translator
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.integers(min_value=0, max_value=10_000), max_size=40))
+def test_a_converse_stream_reads_the_same_however_it_is_cut(cuts: list[int]) -> None:
+    whole, _ = translate_in_pieces([])
+    sent, translator = translate_in_pieces(cuts)
+    assert sse_events(sent) == sse_events(whole)
+    assert translator.failure is None and translator.usage is not None
+    assert (translator.usage.prompt_tokens, translator.usage.completion_tokens) == (18, 7)
+    assert translator.usage.cache_read_tokens == 5 and translator.usage.cache_creation_tokens == 2
+    kinds = [e["type"] for e in sse_events(whole)]
+    assert kinds == ["message_start", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_stop", "content_block_start", "content_block_delta", "content_block_delta",
+                     "content_block_stop", "message_delta", "message_stop"]
+    assert sse_events(whole)[-2] == {"type": "message_delta", "delta": {"stop_reason": "tool_use",
+                                                                         "stop_sequence": None},
+                                     "usage": {"input_tokens": 11, "output_tokens": 7,
+                                               "cache_creation_input_tokens": 2, "cache_read_input_tokens": 5}}
+
+
+def test_a_frame_whose_checksum_is_wrong_ends_the_stream_as_the_upstreams_failure() -> None:
+    good = frame({":event-type": "messageStart", ":message-type": "event"}, b'{"role":"assistant"}')
+    broken = bytearray(event("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": "hi"}}))
+    broken[-6] ^= 0x01  # a payload byte: the message's CRC32 no longer matches
+    for translator in (ConverseToMessagesStream("m"), InvokeToMessagesStream()):
+        sent = translator.feed(good + bytes(broken))
+        assert sent.startswith(b"event: message_start\n") if isinstance(translator, ConverseToMessagesStream) \
+            else sent.startswith(b"event: error\n")  # the good frame is not a `chunk`: InvokeModel's stream skips it
+        assert sent.endswith(b"\n\n") and b"event: error" in sent
+        assert b"the upstream's event stream is broken: Checksum mismatch" in sent
+        assert translator.failure is not None and translator.failure.status == 502
+        assert translator.feed(b"more") == b"" and translator.flush() == b""
+
+
+def test_a_stream_cut_before_its_end_is_a_failure_not_a_made_up_end() -> None:
+    translator = ConverseToMessagesStream("m")
+    translator.feed(b"".join(STREAM[:6]))
+    tail = translator.flush()
+    assert b"event: error" in tail and b"ended before its answer was complete" in tail
+    assert translator.failure is not None and translator.usage is None
