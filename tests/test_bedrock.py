@@ -9,7 +9,9 @@ in its API's shape with Bedrock's status, retried and cooled down as any upstrea
 from __future__ import annotations
 
 import asyncio
+import binascii
 import json
+import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -20,10 +22,12 @@ import anthropic
 import openai
 import orjson
 import pytest
+from botocore.eventstream import EventStreamBuffer, ParserError
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gateway.bedrock.auth import Signer
+from gateway.bedrock.eventstream import Frame, FrameError, FrameReader
 from gateway.bedrock.from_converse import ConverseToMessagesStream
 from gateway.bedrock.invoke import InvokeToMessagesStream
 from tests.bedrock_fake import (
@@ -540,7 +544,7 @@ def test_a_frame_whose_checksum_is_wrong_ends_the_stream_as_the_upstreams_failur
         assert sent.startswith(b"event: message_start\n") if isinstance(translator, ConverseToMessagesStream) \
             else sent.startswith(b"event: error\n")  # the good frame is not a `chunk`: InvokeModel's stream skips it
         assert sent.endswith(b"\n\n") and b"event: error" in sent
-        assert b"the upstream's event stream is broken: Checksum mismatch" in sent
+        assert b"the upstream's event stream is broken: message checksum mismatch" in sent
         assert translator.failure is not None and translator.failure.status == 502
         assert translator.feed(b"more") == b"" and translator.flush() == b""
 
@@ -551,3 +555,70 @@ def test_a_stream_cut_before_its_end_is_a_failure_not_a_made_up_end() -> None:
     tail = translator.flush()
     assert b"event: error" in tail and b"ended before its answer was complete" in tail
     assert translator.failure is not None and translator.usage is None
+
+
+# The frame reader, against botocore's parser
+
+HEADER_VALUES = st.one_of(
+    st.tuples(st.just(0), st.just(b"")), st.tuples(st.just(1), st.just(b"")),
+    st.tuples(st.just(2), st.binary(min_size=1, max_size=1)), st.tuples(st.just(3), st.binary(min_size=2, max_size=2)),
+    st.tuples(st.just(4), st.binary(min_size=4, max_size=4)), st.tuples(st.just(5), st.binary(min_size=8, max_size=8)),
+    st.tuples(st.just(6), st.binary(max_size=40)), st.tuples(st.just(7), st.text(max_size=30).map(str.encode)),
+    st.tuples(st.just(8), st.binary(min_size=8, max_size=8)),
+    st.tuples(st.just(9), st.binary(min_size=16, max_size=16)))
+MESSAGE_TYPES = st.sampled_from([("event", ":event-type"), ("exception", ":exception-type"), ("error", ":error-code")])
+
+
+def encoded(headers: list[tuple[str, int, bytes]], payload: bytes) -> bytes:
+    head = b""
+    for name, kind, value in headers:
+        length = struct.pack(">H", len(value)) if kind in (6, 7) else b""
+        head += bytes([len(name.encode())]) + name.encode() + bytes([kind]) + length + value
+    prelude = struct.pack(">II", 16 + len(head) + len(payload), len(head))
+    message = prelude + struct.pack(">I", binascii.crc32(prelude)) + head + payload
+    return message + struct.pack(">I", binascii.crc32(message))
+
+
+@st.composite
+def messages_of_any_shape(draw: st.DrawFn) -> bytes:
+    message_type, kind_header = draw(MESSAGE_TYPES)
+    others = draw(st.lists(st.tuples(st.text(min_size=1, max_size=12).filter(lambda n: not n.startswith(":")),
+                                     HEADER_VALUES), max_size=4, unique_by=lambda header: header[0]))
+    headers = [(name, kind, value) for name, (kind, value) in others]
+    headers.insert(draw(st.integers(0, len(headers))), (":message-type", 7, message_type.encode()))
+    headers.insert(draw(st.integers(0, len(headers))), (kind_header, 7, draw(st.text(max_size=20)).encode()))
+    return encoded(headers, draw(st.binary(max_size=200)))
+
+
+def botocores(data: bytes) -> list[Frame]:
+    parser = EventStreamBuffer()
+    parser.add_data(data)
+    found = []
+    for message in parser:
+        headers = message.headers
+        kind = {"exception": ":exception-type", "error": ":error-code"}.get(headers[":message-type"], ":event-type")
+        found.append(Frame(headers[kind], headers[":message-type"] != "event", message.payload))
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(messages_of_any_shape(), min_size=1, max_size=5), st.lists(st.integers(0, 5000), max_size=20))
+def test_the_frame_reader_reads_what_botocores_parser_reads(messages: list[bytes], cuts: list[int]) -> None:
+    data = b"".join(messages)
+    reader = FrameReader()
+    points = sorted({c % (len(data) + 1) for c in cuts} | {0, len(data)})
+    found = [frame for a, b in zip(points, points[1:]) for frame in reader.feed(data[a:b])]
+    assert found == botocores(data)
+    assert reader.rest == b""
+
+
+@settings(max_examples=300, deadline=None)
+@given(messages_of_any_shape(), st.data())
+def test_a_corrupted_byte_fails_the_reader_as_it_fails_botocores(message: bytes, data: st.DataObject) -> None:
+    at = data.draw(st.integers(0, len(message) - 1))
+    corrupted = bytearray(message)
+    corrupted[at] ^= 1 << data.draw(st.integers(0, 7))
+    with pytest.raises(ParserError):
+        botocores(bytes(corrupted) + b"\x00" * 64)
+    with pytest.raises(FrameError):
+        list(FrameReader().feed(bytes(corrupted) + b"\x00" * 64))
