@@ -622,3 +622,28 @@ def test_a_corrupted_byte_fails_the_reader_as_it_fails_botocores(message: bytes,
         botocores(bytes(corrupted) + b"\x00" * 64)
     with pytest.raises(FrameError):
         list(FrameReader().feed(bytes(corrupted) + b"\x00" * 64))
+
+
+def test_the_endpoint_derives_from_the_region_as_litellm_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
+    from gateway.config import parse_config
+    from gateway.router import Router
+
+    monkeypatch.setenv("AWS_CONFIG_FILE", "/nonexistent/aws-config")
+    monkeypatch.delenv("AWS_DEFAULT_REGION", raising=False)
+    monkeypatch.delenv("AWS_BEDROCK_RUNTIME_ENDPOINT", raising=False)
+    keys = {"aws_access_key_id": ACCESS_KEY, "aws_secret_access_key": SECRET_KEY}
+
+    def base_url(**params: Any) -> str:
+        config = parse_config({"model_list": [{"model_name": "m", "litellm_params": {
+            "model": f"bedrock/{NOVA}", **keys, **params}}]})
+        return Router(config).deployments[0].base_url
+
+    monkeypatch.delenv("AWS_REGION", raising=False)
+    assert base_url() == "https://bedrock-runtime.us-west-2.amazonaws.com"  # LiteLLM's default
+    monkeypatch.setenv("AWS_REGION", "eu-central-1")
+    assert base_url() == "https://bedrock-runtime.eu-central-1.amazonaws.com"
+    assert base_url(aws_region_name="ap-northeast-1") == "https://bedrock-runtime.ap-northeast-1.amazonaws.com"
+    assert base_url(aws_bedrock_runtime_endpoint="https://vpce-1.bedrock-runtime.example/") == \
+        "https://vpce-1.bedrock-runtime.example"
+    monkeypatch.setenv("AWS_BEDROCK_RUNTIME_ENDPOINT", "http://127.0.0.1:9")
+    assert base_url() == "http://127.0.0.1:9"
