@@ -365,6 +365,14 @@ def test_throttling_is_a_429_retried_as_configured(chat: openai.OpenAI, fake: Fa
     assert len([s for s in fake.seen if s.model == "fake.throttled"]) == before + 3  # num_retries: 2
 
 
+def test_a_server_error_is_retried_and_the_retry_answers(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    before = len(fake.seen)
+    fake.fail_next.append(503)
+    answer = chat.chat.completions.create(model="nova", messages=HELLO)  # router_settings.num_retries: 1
+    assert answer.choices[0].message.content == TEXT
+    assert [s.status for s in fake.seen[before:]] == [503, 200]
+
+
 def test_a_validation_error_is_a_400_and_is_not_retried(chat: openai.OpenAI, fake: FakeBedrock) -> None:
     before = len(fake.seen)
     with pytest.raises(openai.BadRequestError) as invalid:
