@@ -49,6 +49,7 @@ IN_PRICE, OUT_PRICE = 0.000002, 0.00001
 PRICES = {"input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE,
           "cache_read_input_token_cost": IN_PRICE, "cache_creation_input_token_cost": IN_PRICE}
 NOVA = "amazon.nova-pro-v1:0"
+ARN = "arn:aws:bedrock:us-east-1:123456789012:application-inference-profile/a1b2c3d4e5f6"
 CLAUDE = "anthropic.claude-sonnet-4-5-20250929-v1:0"
 HELLO: Any = [{"role": "user", "content": "hello"}]
 WEATHER: Any = {"type": "function", "function": {
@@ -101,6 +102,7 @@ def gateway(fake: FakeBedrock, sts: FakeBedrock) -> Iterator[Gateway]:
             bedrock("invalid", "fake.invalid", fake, num_retries=2),
             bedrock("stream-throttled", "fake.stream-throttled", fake),
             bedrock("too-long", "fake.too-long", fake),
+            bedrock("profile-arn", ARN, fake),
             bedrock("pair", "fake.throttled", fake, weight=1000),
             bedrock("pair", "amazon.nova-lite-v1:0", fake, weight=1),
         ],
@@ -246,6 +248,13 @@ async def test_the_bundled_price_table_prices_a_bedrock_model(
     prompt, output, _ = converse_usage(fake.seen[-1].usage)
     # amazon.nova-pro-v1:0 in gateway/data/model_prices.json: $0.80 in, $3.20 out per million tokens.
     await assert_charged(admin_http, gateway, request_id, prompt, output, 8e-07, 3.2e-06)
+
+
+def test_an_inference_profile_arn_is_the_model_id_in_the_path(chat: openai.OpenAI, fake: FakeBedrock) -> None:
+    answer = chat.chat.completions.create(model="profile-arn", messages=HELLO)
+    assert answer.choices[0].message.content == TEXT
+    assert fake.seen[-1].model == ARN
+    assert fake.seen[-1].headers["Authorization"].startswith("AWS4-HMAC-SHA256")  # signed over the encoded path
 
 
 # Credentials
