@@ -13,15 +13,24 @@ client did not ask for) and delivered (the tail kept for the settlement).
   in pieces, the finish and usage chunks) through ChatToMessagesStream.
 - messages -> chat: an Anthropic stream (text deltas, a tool_use block with input_json_delta pieces,
   message_delta, message_stop) through MessagesToChatStream.
+- converse -> messages: a Bedrock ConverseStream in AWS event-stream frames (text deltas, a toolUse block
+  with its input in pieces, messageStop, metadata) through ConverseToMessagesStream: CRC checks, frame
+  parsing and one JSON decoding and encoding an event.
+- converse -> chat: the same stream on through MessagesToChatStream, as chat completions to a Bedrock
+  deployment take it (gateway/crossing.py's Chained): the second step's cost is the messages -> chat row's.
 """
 
 from __future__ import annotations
 
 import argparse
+import binascii
 import json
+import struct
 import time
 from collections.abc import Callable
 
+from gateway.bedrock.from_converse import ConverseToMessagesStream
+from gateway.crossing import Chained
 from gateway.stream_usage import StreamMeter
 from gateway.translate import ChatToMessagesStream, MessagesToChatStream
 
@@ -76,6 +85,32 @@ def messages_stream(events: int) -> list[bytes]:
     return frames
 
 
+def converse_stream(events: int) -> list[bytes]:
+    def frame(kind: str, payload: dict[str, object]) -> bytes:
+        body = json.dumps({**payload, "p": "abcdefgh"}, separators=(",", ":")).encode()
+        head = b"".join(bytes([len(name)]) + name.encode() + b"\x07" + struct.pack(">H", len(value)) + value.encode()
+                        for name, value in ((":event-type", kind), (":content-type", "application/json"),
+                                            (":message-type", "event")))
+        prelude = struct.pack(">II", 16 + len(head) + len(body), len(head))
+        message = prelude + struct.pack(">I", binascii.crc32(prelude)) + head + body
+        return message + struct.pack(">I", binascii.crc32(message))
+
+    frames = [frame("messageStart", {"role": "assistant"})]
+    texts = events - 11
+    frames += [frame("contentBlockDelta", {"contentBlockIndex": 0, "delta": {"text": WORDS[i % len(WORDS)]}})
+               for i in range(texts)]
+    frames.append(frame("contentBlockStop", {"contentBlockIndex": 0}))
+    frames.append(frame("contentBlockStart", {"contentBlockIndex": 1, "start": {"toolUse": {
+        "toolUseId": "tooluse_kZJMlvQmRJ6eAyJE5GIl7Q", "name": "get_weather"}}}))
+    for piece in ('{"location":', ' "San', " Francisco", ', CA"', ', "unit"', ': "celsius"}'):
+        frames.append(frame("contentBlockDelta", {"contentBlockIndex": 1, "delta": {"toolUse": {"input": piece}}}))
+    frames.append(frame("contentBlockStop", {"contentBlockIndex": 1}))
+    frames.append(frame("messageStop", {"stopReason": "tool_use"}))
+    frames.append(frame("metadata", {"usage": {"inputTokens": 472, "outputTokens": events, "totalTokens": 472 + events},
+                                     "metrics": {"latencyMs": 812}}))
+    return frames
+
+
 def reads(frames: list[bytes], one_event_a_read: bool) -> list[bytes]:
     if one_event_a_read:
         return frames
@@ -116,13 +151,32 @@ def to_chat(chunks: list[bytes]) -> None:
     assert translator.usage is not None
 
 
+def converse_to_messages(chunks: list[bytes]) -> None:
+    translator = ConverseToMessagesStream("amazon.nova-pro-v1:0")
+    for chunk in chunks:
+        translator.feed(chunk)
+    translator.flush()
+    assert translator.usage is not None and translator.failure is None
+
+
+def converse_to_chat(chunks: list[bytes]) -> None:
+    translator = Chained(ConverseToMessagesStream("amazon.nova-pro-v1:0"),
+                         MessagesToChatStream("amazon.nova-pro-v1:0", include_usage=True))
+    for chunk in chunks:
+        translator.feed(chunk)
+    translator.flush()
+    assert translator.usage is not None and translator.failure is None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--events", type=int, default=400, help="upstream events a stream")
     parser.add_argument("--rounds", type=int, default=200)
     args = parser.parse_args()
     streams = {"chat -> messages": (chat_stream(args.events), to_messages),
-               "messages -> chat": (messages_stream(args.events), to_chat)}
+               "messages -> chat": (messages_stream(args.events), to_chat),
+               "converse -> messages": (converse_stream(args.events), converse_to_messages),
+               "converse -> chat": (converse_stream(args.events), converse_to_chat)}
     print(f"{args.events} upstream events a stream, the least of {args.rounds} rounds, CPU µs an event\n")
     print("| stream | reads | bare relay | translated | translation's own cost |")
     print("|---|---|---|---|---|")
@@ -130,8 +184,11 @@ def main() -> None:
         events = len(frames)
         for label, one in (("one event a read", True), (f"{READ_SIZE // 1024} KiB reads", False)):
             chunks = reads(frames, one)
-            bare = per_event_us(relay, chunks, events, args.rounds)
             translated = per_event_us(translate, chunks, events, args.rounds)
+            if name.startswith("converse"):  # binary frames: never relayed untranslated, no bare relay to compare
+                print(f"| {name} | {label} | - | {translated:.2f} | {translated:.2f} |")
+                continue
+            bare = per_event_us(relay, chunks, events, args.rounds)
             print(f"| {name} | {label} | {bare:.2f} | {translated:.2f} | {translated - bare:+.2f} |")
 
 

@@ -80,6 +80,14 @@ class LiteLLMParams(Struct):
     vertex_ai_project: str | None = None
     vertex_ai_location: str | None = None
     vertex_ai_credentials: str | dict[str, Any] | None = None
+    # AWS Bedrock (gateway/bedrock/auth.py): SigV4 credentials, else api_key as a Bedrock API key, else
+    # botocore's chain (the AWS_* variables, the profile); the region names the endpoint unless one is given.
+    aws_access_key_id: str | None = None
+    aws_secret_access_key: str | None = None
+    aws_session_token: str | None = None
+    aws_region_name: str | None = None
+    aws_profile_name: str | None = None
+    aws_bedrock_runtime_endpoint: str | None = None
 
 
 class ModelEntry(Struct):

@@ -11,7 +11,11 @@ Two crossings are translated: Anthropic's Messages API to an OpenAI-compatible d
 OpenAI's chat completions to an `anthropic/` deployment (`ToMessages`). OpenAI's Responses API goes to a
 deployment that does not serve it as chat completions (`ResponsesToChat`), and to an `anthropic/` one
 through both (`ResponsesToMessages`: Responses to chat, chat to Messages, and the answer back the same
-way). Any other route to a deployment of the other API is refused before anything is sent.
+way). A `bedrock/` deployment speaks neither, and both chat completions and the Messages API come to it:
+`ToConverse` (Bedrock's Converse API, for chat completions and for the Messages API to a model other than
+Claude) and `ToInvoke` (InvokeModel with Claude's own Messages body). Their requests are signed here, once
+the body is known (gateway/bedrock/auth.py). Any other route to a deployment of another API is refused
+before anything is sent.
 """
 
 from __future__ import annotations
@@ -23,6 +27,11 @@ import msgspec
 from multidict import CIMultiDictProxy
 
 from gateway.anthropic.requests import check_headers, upstream_headers
+from gateway.bedrock.errors import bedrock_error
+from gateway.bedrock.from_converse import ConverseToMessagesStream, converse_to_message
+from gateway.bedrock.invoke import InvokeToMessagesStream, invoke_answer, invoke_body
+from gateway.bedrock.paths import operation_path, split_route
+from gateway.bedrock.to_converse import messages_to_converse
 from gateway.errors import ApiError, upstream_error
 from gateway.protocols import Api, untranslated
 from gateway.router import Deployment
@@ -51,10 +60,14 @@ _encode = msgspec.json.Encoder().encode
 
 
 class StreamTranslator(Protocol):
-    """ChatToMessagesStream or MessagesToChatStream: the stream in the caller's API, read by read."""
+    """ChatToMessagesStream, MessagesToChatStream or a Bedrock stream's: the stream in the caller's API, read
+    by read."""
 
-    answer_chars: int
-    failure: ApiError | None
+    @property
+    def answer_chars(self) -> int: ...
+
+    @property
+    def failure(self) -> ApiError | None: ...
 
     @property
     def usage(self) -> Usage | None: ...
@@ -213,35 +226,34 @@ class ResponsesToMessages(Crossing):
 
 
 class Chained:
-    """Two stream translations, one feeding the other: the usage is the first's (the upstream's own report)."""
+    """Two stream translations, one feeding the other (Anthropic's stream to chat completions', then to the
+    Responses API's; Bedrock's to the Messages API's, then to chat completions'): the usage and the length of
+    the answer are the first's, which reads the upstream."""
 
-    __slots__ = ("first", "second", "answer_chars", "failure")
+    __slots__ = ("first", "second")
 
     def __init__(self, first: StreamTranslator, second: StreamTranslator) -> None:
         self.first = first
         self.second = second
-        self.answer_chars = 0
-        self.failure: ApiError | None = None
 
     @property
     def usage(self) -> Usage | None:
         return self.first.usage or self.second.usage
 
+    @property
+    def answer_chars(self) -> int:
+        return self.first.answer_chars
+
+    @property
+    def failure(self) -> ApiError | None:
+        return self.first.failure or self.second.failure
+
     def feed(self, chunk: bytes) -> bytes:
         middle = self.first.feed(chunk)
-        out = self.second.feed(middle) if middle else b""
-        self._read()
-        return out
+        return self.second.feed(middle) if middle else b""
 
     def flush(self) -> bytes:
-        out = self.second.feed(self.first.flush())
-        out += self.second.flush()
-        self._read()
-        return out
-
-    def _read(self) -> None:
-        self.answer_chars = self.second.answer_chars
-        self.failure = self.first.failure or self.second.failure
+        return self.second.feed(self.first.flush()) + self.second.flush()
 
 
 def decode_responses_request(body: dict[str, Any]) -> ResponsesRequest:
@@ -252,11 +264,112 @@ def decode_responses_request(body: dict[str, Any]) -> ResponsesRequest:
                        "invalid_request_error") from None
 
 
+class ToBedrock(Crossing):
+    """Either API in, a Bedrock deployment out; the request is signed as soon as its body is made."""
+
+    __slots__ = ("inbound", "body", "include_usage")
+
+    def __init__(self, inbound: Api, deployment: Deployment, model_id: str, operation: str, body: bytes,
+                 stream: bool, include_usage: bool) -> None:
+        self.inbound = inbound
+        self.model = model_id
+        self.stream = stream
+        self.include_usage = include_usage
+        self.body = body
+        self.path = operation_path(model_id, operation)
+        assert deployment.signer is not None
+        self.headers = deployment.signer.headers(f"{deployment.base_url}/{self.path}", body)
+
+    def payload(self) -> bytes:
+        return self.body
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        return bedrock_error(status, raw)
+
+    def _in_callers_api(self, first: StreamTranslator) -> StreamTranslator:
+        if self.inbound is Api.OPENAI:
+            return Chained(first, MessagesToChatStream(self.model, self.include_usage))
+        return first
+
+
+class ToConverse(ToBedrock):
+    """Chat completions, or the Messages API to a model other than Claude, as Bedrock's Converse."""
+
+    __slots__ = ()
+
+    def __init__(self, inbound: Api, deployment: Deployment, model_id: str, body: dict[str, Any],
+                 include_usage: bool) -> None:
+        if inbound is Api.OPENAI:
+            messages = chat_request_to_messages(decode_chat_request(body))
+        else:
+            messages = decode_messages_request(body)
+        stream = bool(messages.stream)
+        payload = _encode(messages_to_converse(messages, model_id))
+        super().__init__(inbound, deployment, model_id, "converse-stream" if stream else "converse", payload,
+                         stream, include_usage)
+
+    def answer(self, raw: bytes) -> Translated:
+        message = converse_to_message(raw, self.model)
+        if self.inbound is Api.OPENAI:
+            return translate_messages_response(message.body, self.model)
+        return message
+
+    def translator(self) -> StreamTranslator:
+        return self._in_callers_api(ConverseToMessagesStream(self.model))
+
+
+class ToInvoke(ToBedrock):
+    """The Messages API (or chat completions translated to it) to Claude on Bedrock's InvokeModel."""
+
+    __slots__ = ()
+
+    def __init__(self, inbound: Api, deployment: Deployment, model_id: str, body: dict[str, Any],
+                 headers: CIMultiDictProxy[str], include_usage: bool) -> None:
+        if inbound is Api.OPENAI:
+            messages = chat_request_to_messages(decode_chat_request(body))
+            sent: dict[str, Any] = msgspec.to_builtins(messages)
+            payload = invoke_body(sent, None)
+        else:
+            messages = decode_messages_request(body)  # a bad body is the caller's 400, before anything is sent
+            check_headers(headers)
+            payload = invoke_body(body, headers)
+        stream = bool(messages.stream)
+        super().__init__(inbound, deployment, model_id, "invoke-with-response-stream" if stream else "invoke",
+                         payload, stream, include_usage)
+
+    def answer(self, raw: bytes) -> Translated:
+        if self.inbound is Api.OPENAI:
+            return translate_messages_response(raw, self.model)
+        return invoke_answer(raw)
+
+    def translator(self) -> StreamTranslator:
+        return self._in_callers_api(InvokeToMessagesStream())
+
+
+def bedrock_crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str, Any],
+                     headers: CIMultiDictProxy[str], include_usage: bool) -> Crossing:
+    """LiteLLM's routes within Bedrock: `bedrock/converse/<id>` and `bedrock/invoke/<id>` choose the API;
+    a bare `bedrock/<id>` takes Converse, but InvokeModel for the Messages API to a Claude model."""
+    if (inbound, endpoint) not in ((Api.OPENAI, "chat/completions"), (Api.ANTHROPIC, "messages")):
+        raise untranslated(endpoint, inbound, deployment, Api.BEDROCK)
+    operation, model_id = split_route(str(body.get("model") or ""))
+    claude = "anthropic." in model_id
+    if operation == "invoke" or (not operation and claude and inbound is Api.ANTHROPIC):
+        if not claude:
+            raise ApiError(400, f"model group {deployment.group!r}: bedrock/invoke/ is translated for Anthropic's "
+                           f"Claude models only, not {model_id!r}; use bedrock/converse/{model_id}",
+                           "invalid_request_error", "model")
+        return ToInvoke(inbound, deployment, model_id, body, headers, include_usage)
+    return ToConverse(inbound, deployment, model_id, body, include_usage)
+
+
 def crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str, Any],
              headers: CIMultiDictProxy[str], include_usage: bool) -> Crossing:
-    """The crossing for a request to a deployment of the other API (`include_usage`: the client's own
+    """The crossing for a request to a deployment of another API (`include_usage`: the client's own
     stream_options.include_usage); a 400 for a route that has no counterpart there, or a body that cannot
     be said in the deployment's API."""
+    if deployment.protocol is Api.BEDROCK:
+        return bedrock_crossing(endpoint, inbound, deployment, body, headers, include_usage)
     if inbound is Api.ANTHROPIC and endpoint == "messages":
         return ToChat(body, dialect_for(deployment.provider.name))
     if inbound is Api.OPENAI and endpoint == "chat/completions":

@@ -10,12 +10,14 @@ from typing import Any
 import aiohttp
 import orjson
 from aiohttp import web
+from yarl import URL
 
 from gateway import __version__
 from gateway.access import ALL_TEAM_MODELS, EVERY_MODEL, may_use
 from gateway.access_groups import AccessGroups
 from gateway.anthropic.requests import DEFAULT_VERSION
 from gateway.bearer import TokenUnavailable
+from gateway.bedrock.paths import operation_path, split_route
 from gateway.errors import ApiError
 from gateway.identity import Authenticator, Caller
 from gateway.media import RERANK_ONLY, rerank_path
@@ -231,6 +233,8 @@ class InfoRoutes:
             return entry, {"error": f"unreachable: {type(exc).__name__}: {exc}", "exception_status": 502}
         except TokenUnavailable as exc:
             return entry, {"error": f"no token: {exc}", "exception_status": 502}
+        except ApiError as exc:  # a request that cannot be made: a Bedrock deployment without credentials
+            return entry, {"error": exc.message, "exception_status": exc.status}
 
     async def _probe_request(self, deployment: Deployment) -> Any:
         """The cheapest call that proves the deployment serves: a one-token answer, or its model list."""
@@ -245,6 +249,8 @@ class InfoRoutes:
             # its models is proof enough.
             return self.probes.get(f"{deployment.base_url}/models", headers=headers, timeout=timeout, ssl=tls)
         model = deployment.model_template
+        if deployment.signer is not None:
+            return self._bedrock_probe(deployment, headers, timeout, tls)
         body: dict[str, object]
         if deployment.mode == "embedding":
             path, body = "embeddings", {"model": model, "input": "ping"}
@@ -263,6 +269,17 @@ class InfoRoutes:
             headers = {**headers, **_header_lines(lines)}
         return self.probes.post(f"{deployment.base_url}/{path}", data=data, headers=headers, timeout=timeout,
                                 ssl=tls)
+
+    def _bedrock_probe(self, deployment: Deployment, headers: dict[str, str], timeout: aiohttp.ClientTimeout,
+                       tls: Any) -> Any:
+        """A one-token Converse call, signed as every Bedrock request is; the URL is sent as signed (`encoded`:
+        yarl would otherwise write the model id's %3A back as `:`)."""
+        url = f"{deployment.base_url}/{operation_path(split_route(deployment.model_template)[1], 'converse')}"
+        payload = orjson.dumps({"messages": [{"role": "user", "content": [{"text": "ping"}]}],
+                                "inferenceConfig": {"maxTokens": 1}})
+        assert deployment.signer is not None
+        return self.probes.post(URL(url, encoded=True), data=payload, timeout=timeout, ssl=tls,
+                                headers={**headers, **deployment.signer.signed(url, payload)})
 
 
 def _header_lines(lines: bytes) -> dict[str, str]:

@@ -5,11 +5,12 @@ Inbound, every route speaks OpenAI's API but /v1/messages and /v1/messages/count
 Anthropic's, and /v1/responses, which speaks OpenAI's Responses API: relayed as it is to a deployment that
 serves it (`Deployment.serves_responses`), translated to chat completions for any other (and on to
 Anthropic's Messages API for an `anthropic/` one). Upstream, every provider speaks OpenAI's but
-`anthropic/`, which speaks Anthropic's Messages API. When both sides speak one API the answer is relayed as
-the upstream sent it; when they differ it is translated (gateway/crossing.py): the Messages API to an
-OpenAI-compatible deployment's chat completions, and chat completions to an `anthropic/` deployment's
-Messages API. Any other route to a deployment of the other API is refused here, naming the deployment,
-before anything is sent.
+`anthropic/`, which speaks Anthropic's Messages API, and `bedrock/`, which speaks AWS Bedrock's own. When
+both sides speak one API the answer is relayed as the upstream sent it; when they differ it is translated
+(gateway/crossing.py): the Messages API to an OpenAI-compatible deployment's chat completions, chat
+completions to an `anthropic/` deployment's Messages API, and both to a Bedrock deployment's Converse (or,
+for Claude's Messages, InvokeModel). Any other route to a deployment of another API is refused here, naming
+the deployment, before anything is sent.
 """
 
 from __future__ import annotations
@@ -29,11 +30,12 @@ class Api(enum.Enum):
     OPENAI = "openai"
     ANTHROPIC = "anthropic"
     RESPONSES = "responses"
+    BEDROCK = "bedrock"  # AWS Bedrock's Converse and InvokeModel: only ever reached across (gateway/crossing.py)
 
 
 ANTHROPIC_ROUTES = frozenset({"messages", "messages/count_tokens"})
 API_NAMES = {Api.OPENAI: "OpenAI's API", Api.ANTHROPIC: "Anthropic's Messages API",
-             Api.RESPONSES: "OpenAI's Responses API"}
+             Api.RESPONSES: "OpenAI's Responses API", Api.BEDROCK: "AWS Bedrock's Converse and InvokeModel APIs"}
 RESPONSES_ROUTE = "responses"
 
 

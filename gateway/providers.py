@@ -52,6 +52,8 @@ PROVIDERS = _table(
              protocol=Api.ANTHROPIC),
     Provider("anthropic_openai", "https://api.anthropic.com", "ANTHROPIC_API_KEY", "ANTHROPIC_API_BASE",
              append_v1=True),
+    # AWS Bedrock: its endpoint derives from the region, and each request is signed (gateway/bedrock/).
+    Provider("bedrock", None, protocol=Api.BEDROCK),
     Provider("mistral", "https://api.mistral.ai", "MISTRAL_API_KEY", "MISTRAL_API_BASE", append_v1=True),
     # Their URLs, keys and tokens are built by gateway/azure.py and gateway/vertex.py (router.SHAPES).
     Provider("azure", None),

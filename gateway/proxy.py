@@ -893,7 +893,8 @@ class UpstreamFailure(Exception):
 
 
 CONTEXT_WINDOW_WORDS = ("context_length_exceeded", "context length", "maximum context", "context window",
-                        "too many tokens", "prompt is too long")
+                        "too many tokens", "prompt is too long",
+                        "input is too long")  # Bedrock's ValidationException: "Input is too long for requested model."
 CONTENT_POLICY_WORDS = ("content_policy", "content_filter", "content policy", "safety system")
 
 

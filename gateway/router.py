@@ -23,6 +23,7 @@ from gateway.upstream_shape import Shape
 from gateway.vertex import vertex_shape
 
 if TYPE_CHECKING:
+    from gateway.bedrock.auth import Signer
     from gateway.upstream_http import Endpoint, Pool
 
 DEFAULT_TIMEOUT = 600.0
@@ -40,7 +41,7 @@ class Deployment:
         "failures", "failures_since", "cooldown_until", "alone", "cooldowns",
         "total_seconds", "stream_seconds", "connect_seconds", "rpm", "tpm", "limits", "limited_until",
         "pool_size", "ssl_verify", "endpoint", "pool", "usage_minute", "usage_tokens", "unit_cost",
-        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape", "serves_responses",
+        "num_retries", "declared", "from_store", "fingerprint", "protocol", "shape", "serves_responses", "signer",
     )
 
     def __init__(self, entry: ModelEntry, index: int | str, connect_timeout: float, default_timeout: float | None,
@@ -68,6 +69,7 @@ class Deployment:
         self.entry = entry
         self.group = entry.model_name
         self.id = _deployment_id(self.declared, where)
+        self.signer: Signer | None = None
         shaper = SHAPES.get(provider_name)
         self.shape: Shape | None = None
         if shaper is not None:
@@ -79,6 +81,13 @@ class Deployment:
         else:
             api_base = (params.api_base or (os.environ.get(provider.api_base_env) if provider.api_base_env else None)
                         or provider.default_api_base)
+            api_key = params.api_key
+            if provider.protocol is Api.BEDROCK:
+                from gateway.bedrock.auth import bedrock_signer  # botocore: imported only when Bedrock is used
+                self.signer = bedrock_signer(params, f"{_dot(where)}litellm_params")
+                api_base = api_base or params.aws_bedrock_runtime_endpoint or os.environ.get(
+                    "AWS_BEDROCK_RUNTIME_ENDPOINT") or f"https://bedrock-runtime.{self.signer.region}.amazonaws.com"
+                api_key = self.signer.bearer  # None when each request is signed instead
             if api_base is None and not provider.is_mock:
                 raise ConfigError(f"{_dot(where)}litellm_params.api_base: provider {provider_name!r} needs an "
                                   "api_base")
@@ -86,7 +95,7 @@ class Deployment:
                 raise ConfigError(f"{_dot(where)}litellm_params.api_base: {api_base!r} is not an http(s) URL")
             self.api_base = api_base or ""
             self.base_url = upstream_base(provider, api_base) if api_base else ""
-            self.headers = _upstream_headers(provider, params.api_key, params.organization, params.extra_headers)
+            self.headers = _upstream_headers(provider, api_key, params.organization, params.extra_headers)
         mode = entry.model_info.get("mode", "chat")
         if mode not in MODES:
             raise ConfigError(f"{_dot(where)}model_info.mode: {mode!r} is not one of {', '.join(MODES)}")
@@ -168,7 +177,7 @@ class Deployment:
 SHAPES: dict[str, Callable[[str, LiteLLMParams, dict[str, str], str], Shape]] = {
     "azure": azure_shape, "azure_ai": azure_ai_shape, "vertex_ai": vertex_shape}
 SECRET_PARAMS = ("api_key", "extra_headers", "azure_ad_token", "client_secret", "vertex_credentials",
-                 "vertex_ai_credentials")
+                 "vertex_ai_credentials", "aws_secret_access_key", "aws_session_token")
 
 
 class CoolingDown(Exception):
@@ -467,8 +476,8 @@ def _capture(pattern: str, name: str) -> str:
 
 def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -> ModelEntry | None:
     """The entry with its litellm_credential_name's settings (api_key, api_base, api_version and the clouds'
-    own) where it sets none itself (as LiteLLM fills them); None when that credential is not among
-    `credentials`."""
+    own: Azure's, Vertex's and AWS's) where it sets none itself (as LiteLLM fills them); None when that
+    credential is not among `credentials`."""
     name = entry.litellm_params.litellm_credential_name
     if name is None:
         return entry
@@ -482,7 +491,8 @@ def with_credential(entry: ModelEntry, credentials: dict[str, dict[str, Any]]) -
 
 
 CREDENTIAL_FIELDS = ("api_key", "api_base", "api_version", "azure_ad_token", "tenant_id", "client_id", "client_secret",
-                     "vertex_project", "vertex_location", "vertex_credentials")
+                     "vertex_project", "vertex_location", "vertex_credentials", "aws_access_key_id",
+                     "aws_secret_access_key", "aws_session_token", "aws_region_name")
 
 
 def _dot(where: str) -> str:
