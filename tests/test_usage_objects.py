@@ -93,12 +93,16 @@ def test_cost_is_never_negative_and_without_part_prices_is_the_plain_one(
         hour: float | None, reasoning: float | None) -> None:
     usage = from_object(raw)
     assert usage is not None
-    price = Price(given_in, given_out, "config", 0.0, read, write, hour, reasoning)
+    price = Price(given_in, given_out, "config", cache_read_input_token_cost=read,
+                  cache_creation_input_token_cost=write, cache_creation_input_token_cost_above_1hr=hour,
+                  output_cost_per_reasoning_token=reasoning)
     assert price.cost(usage) >= 0
     plain = Price(given_in, given_out, "config")
     expected = usage.prompt_tokens * given_in + usage.completion_tokens * given_out
     assert plain.cost(usage) == pytest.approx(expected, rel=1e-9, abs=1e-12)
-    same = Price(given_in, given_out, "config", 0.0, given_in, given_in, given_in, given_out)
+    same = Price(given_in, given_out, "config", cache_read_input_token_cost=given_in,
+                 cache_creation_input_token_cost=given_in, cache_creation_input_token_cost_above_1hr=given_in,
+                 output_cost_per_reasoning_token=given_out)
     assert same.cost(usage) == pytest.approx(expected, rel=1e-9, abs=1e-12)
 
 
