@@ -29,13 +29,14 @@ from aiohttp.web_protocol import RequestPayloadError
 
 from gateway import media_usage, multipart, timeouts
 from gateway.access_log import AccessLog
+from gateway.bearer import TokenUnavailable
 from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.errors import ApiError, bad_request, upstream_error
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
-from gateway.protocols import Api
+from gateway.protocols import API_NAMES, Api
 from gateway.proxy import InFlight, ProxyEndpoint, UpstreamFailure, _abort, _no_estimate, _no_usage, _retry_after
 from gateway.router import CoolingDown, Deployment, Route, Router
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
@@ -137,10 +138,12 @@ class MediaEndpoint(ProxyEndpoint):
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
+            path, lines = self.endpoint, b""
+            if deployment.shape is not None:  # Azure's deployment path and token (gateway/upstream_shape.py)
+                path, _, lines = await deployment.shape.prepare(path, b"", b"", route.upstream_model)
             try:
-                upstream = await deployment.pool.post_streamed(deployment.endpoint, self.endpoint,
-                                                               upload.content_type, upload.chunks(prefix), length,
-                                                               limit)
+                upstream = await deployment.pool.post_streamed(deployment.endpoint, path, upload.content_type,
+                                                               upload.chunks(prefix), length, limit, lines)
             except UploadBroken as exc:
                 transport = ctx.request.transport
                 ctx.client_left = transport is None or transport.is_closing()
@@ -168,7 +171,7 @@ class MediaEndpoint(ProxyEndpoint):
                             "its seconds are not charged", self.endpoint, deployment.id[:12])
             ctx.usage, ctx.cost = charge.usage, charge.cost
             return self._answer(ctx, payload, upstream)
-        except (CertificateUnverified, UpstreamUnreachable, TimeoutError) as exc:
+        except (CertificateUnverified, UpstreamUnreachable, TimeoutError, TokenUnavailable) as exc:
             raise _unreachable(deployment, ctx.requested_model, exc) from None
         finally:
             deployment.in_flight -= 1
@@ -186,7 +189,10 @@ class MediaEndpoint(ProxyEndpoint):
         deployment.in_flight += 1
         ctx.sent_at = time.perf_counter()
         try:
-            upstream = await deployment.pool.post(deployment.endpoint, path, orjson.dumps(body), limit)
+            payload, lines = orjson.dumps(body), b""
+            if deployment.shape is not None:
+                path, payload, lines = await deployment.shape.prepare(path, payload, lines, route.upstream_model)
+            upstream = await deployment.pool.post(deployment.endpoint, path, payload, limit, lines)
             try:
                 ctx.upstream_headers_at = time.perf_counter()
                 if upstream.status >= 400:
@@ -205,7 +211,7 @@ class MediaEndpoint(ProxyEndpoint):
             charge = media_usage.rerank(price, payload)
             ctx.usage, ctx.cost = charge.usage, charge.cost
             return self._answer(ctx, payload, upstream)
-        except (CertificateUnverified, UpstreamUnreachable, TimeoutError) as exc:
+        except (CertificateUnverified, UpstreamUnreachable, TimeoutError, TokenUnavailable) as exc:
             raise _unreachable(deployment, ctx.requested_model, exc) from None
         finally:
             deployment.in_flight -= 1
@@ -300,8 +306,8 @@ def served(endpoint: str, deployment: Deployment) -> None:
                        "this route", "invalid_request_error", "model")
     if deployment.protocol is not Api.OPENAI:
         raise ApiError(400, f"/{endpoint}: deployment {deployment.id[:12]} ({deployment.provider.name}/"
-                       f"{deployment.model_template}) speaks Anthropic's Messages API, which has no such route",
-                       "invalid_request_error", "model")
+                       f"{deployment.model_template}) speaks {API_NAMES[deployment.protocol]}, which has no such "
+                       "route", "invalid_request_error", "model")
     if endpoint != "rerank" and deployment.provider.name in RERANK_ONLY:
         raise ApiError(400, f"/{endpoint}: {deployment.provider.name}/ deployments serve /rerank only",
                        "invalid_request_error", "model")
@@ -339,6 +345,9 @@ def _unreachable(deployment: Deployment, requested: str | None, exc: Exception) 
     if isinstance(exc, CertificateUnverified):
         error = ApiError(502, f"upstream {deployment.api_base} for model {requested!r} presented a TLS certificate "
                          f"that could not be verified ({exc.certificate_error})", "api_connection_error")
+    elif isinstance(exc, TokenUnavailable):
+        error = ApiError(502, f"no access token for upstream {deployment.api_base} for model {requested!r}: {exc}",
+                         "api_connection_error")
     elif isinstance(exc, TimeoutError):
         error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} did not answer in time",
                          "timeout_error")

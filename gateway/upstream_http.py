@@ -60,11 +60,11 @@ class Endpoint:
                                 if name.lower() != "content-type").encode("latin-1")
         self._starts: dict[str, bytes] = {}
 
-    def streamed_head(self, endpoint: str, content_type: str, length: int | None) -> bytes:
+    def streamed_head(self, endpoint: str, content_type: str, length: int | None, headers: bytes = b"") -> bytes:
         """The head of a request whose body follows as it arrives: the caller's Content-Type (a multipart
-        boundary), its length when known, else chunked."""
+        boundary), its length when known, else chunked; `headers` as for `request`."""
         framing = f"Content-Length: {length}" if length is not None else "Transfer-Encoding: chunked"
-        return (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1") + self._untyped
+        return (f"POST {self._path}/{endpoint} HTTP/1.1\r\n".encode("latin-1") + self._untyped + headers
                 + f"Content-Type: {content_type}\r\n{framing}\r\n\r\n".encode("latin-1"))
 
     def request(self, endpoint: str, body: bytes, headers: bytes = b"") -> bytes:
@@ -149,7 +149,7 @@ class Pool:
         return await self._exchange(connection, data, deadline, timeout.sock_read)
 
     async def post_streamed(self, endpoint: Endpoint, path: str, content_type: str, body: AsyncGenerator[bytes, None],
-                            length: int | None, timeout: ClientTimeout) -> Response:
+                            length: int | None, timeout: ClientTimeout, headers: bytes = b"") -> Response:
         """Send a request whose body is relayed as `body` yields it (an upload: never buffered whole),
         on a new connection (a kept-alive one found closed could not be sent again). Stops sending
         when the upstream answers first (a 4xx as it reads the head, say). Whatever stops it (the body
@@ -164,7 +164,7 @@ class Pool:
             if self._slots is not None:
                 self._slots.release()
             raise
-        response = connection.send(endpoint.streamed_head(path, content_type, length), deadline, None)
+        response = connection.send(endpoint.streamed_head(path, content_type, length, headers), deadline, None)
         chunked = length is None
         connection.unfinished = True  # until the body is sent whole: an answer that comes first ends the connection
         try:

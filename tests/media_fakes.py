@@ -112,6 +112,9 @@ class MediaUpstream:
         app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         app.router.add_post("/v1/audio/translations", self._transcribe)
         app.router.add_post("/v1/audio/speech", self._speech)
+        # Azure OpenAI's paths (the deployment in the path, ?api-version= after it; Upload.path keeps the query)
+        app.router.add_post("/openai/deployments/{deployment}/audio/transcriptions", self._transcribe)
+        app.router.add_post("/openai/deployments/{deployment}/audio/speech", self._speech)
         app.router.add_post("/v1/rerank", self._rerank)
         app.router.add_post("/v2/rerank", self._rerank)
         app.router.add_get("/v1/models", self._models)
@@ -130,7 +133,7 @@ class MediaUpstream:
             for name in ("whisper-1", "gpt-4o-transcribe", "tts-1")]})
 
     async def _transcribe(self, request: web.Request) -> web.StreamResponse:
-        upload = Upload(request.path, dict(request.headers))
+        upload = Upload(request.path_qs, dict(request.headers))
         self.uploads.append(upload)
         received = bytearray()
         try:
@@ -205,7 +208,7 @@ class MediaUpstream:
 
     async def _speech(self, request: web.Request) -> web.StreamResponse:
         body = orjson.loads(await request.read())
-        call = Call(request.path, dict(request.headers), body)
+        call = Call(request.path_qs, dict(request.headers), body)
         self.calls.append(call)
         audio = speech_audio(body["input"])
         piece = -(-len(audio) // SPEECH_PIECES)

@@ -28,6 +28,7 @@ ADMIN = {"Authorization": f"Bearer {MASTER}"}
 PREFIX = "/olla/litellm"
 WHISPER_PER_SECOND = 0.0001  # whisper-1 in the bundled price table
 TTS_PER_CHARACTER = 1.5e-05  # tts-1 in the bundled price table
+AZURE_KEY = "azure-audio-key"
 GPT4O_TRANSCRIBE_IN, GPT4O_TRANSCRIBE_OUT = 2.5e-06, 1e-05  # gpt-4o-transcribe's token prices in the table
 IMAGE_PRICE = 0.04
 RATE = 16_000
@@ -67,6 +68,12 @@ def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
             deployment("transcribe", media.base_url, model="openai/gpt-4o-transcribe",
                        model_info={"mode": "audio_transcription"}),
             deployment("tts", media.base_url, model="openai/tts-1", model_info={"mode": "audio_speech"}),
+            {"model_name": "az-whisper", "litellm_params": {
+                "model": "azure/my-whisper", "api_base": media.root_url, "api_key": AZURE_KEY,
+                "api_version": "2024-06-01", "input_cost_per_second": WHISPER_PER_SECOND}},
+            {"model_name": "az-tts", "litellm_params": {
+                "model": "azure/my-tts", "api_base": media.root_url, "api_key": AZURE_KEY,
+                "api_version": "2024-06-01", "input_cost_per_character": TTS_PER_CHARACTER}},
             deployment("img", upstream.base_url, output_cost_per_image=IMAGE_PRICE,
                        model_info={"mode": "image_generation"}),
             deployment("mod", upstream.base_url, model_info={"mode": "moderation"}),
@@ -147,6 +154,35 @@ async def test_transcription_upload_is_relayed_as_it_arrives(gateway: Gateway, m
     record = await spend_record(http, gateway, request_id, ADMIN)
     assert record["call_type"] == "audio/transcriptions" and record["status"] == "success"
     assert record["spend"] == pytest.approx(AUDIO_SECONDS * WHISPER_PER_SECOND, rel=1e-9)
+
+
+async def test_azure_deployments_get_audio_at_their_deployment_paths(gateway: Gateway, media: MediaUpstream,
+                                                                       http: aiohttp.ClientSession) -> None:
+    """An upload and a speech request to `azure/` deployments: Azure's path, api-version and api-key, the
+    upload still relayed as it arrives, each charged as any other."""
+    request_id = uuid.uuid4().hex
+    audio = wav(4.0, seed=5)
+    async with client(gateway, request_id=request_id) as sdk:
+        result = await sdk.audio.transcriptions.create(model="az-whisper", file=("a.wav", audio, "audio/wav"),
+                                                       response_format="verbose_json")
+    assert result.duration == pytest.approx(4.0)
+    seen = media.uploads[-1]
+    assert seen.path == "/openai/deployments/my-whisper/audio/transcriptions?api-version=2024-06-01"
+    assert seen.headers["api-key"] == AZURE_KEY and "Authorization" not in seen.headers
+    assert seen.fields["model"] == "my-whisper" and seen.files["file"][1] == audio
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["spend"] == pytest.approx(4.0 * WHISPER_PER_SECOND, rel=1e-9)
+
+    request_id = uuid.uuid4().hex
+    async with client(gateway, request_id=request_id) as sdk:
+        async with sdk.audio.speech.with_streaming_response.create(model="az-tts", voice="alloy",
+                                                                   input="Color is light.") as spoken:
+            assert len(await spoken.read()) > 0
+    call = media.calls[-1]
+    assert call.path == "/openai/deployments/my-tts/audio/speech?api-version=2024-06-01"
+    assert call.headers["api-key"] == AZURE_KEY and call.body["model"] == "my-tts"
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["spend"] == pytest.approx(len("Color is light.") * TTS_PER_CHARACTER, rel=1e-9)
 
 
 # The SDK marks audio.translations deprecated; OpenAI still serves it, and so does LiteLLM.
