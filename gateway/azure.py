@@ -26,7 +26,8 @@ from gateway.upstream_shape import Shape
 DEFAULT_API_VERSION = "2024-10-21"  # Azure OpenAI's latest GA data-plane version
 DEFAULT_AUTHORITY = "https://login.microsoftonline.com"
 DEFAULT_SCOPE = "https://cognitiveservices.azure.com/.default"
-NOT_UNDER_DEPLOYMENT = frozenset({"responses"})  # Azure serves these at /openai/{endpoint}, model in the body
+# Azure serves these at /openai/{endpoint} (and a stored response at /openai/responses/{id}), model in the body
+NOT_UNDER_DEPLOYMENT = frozenset({"responses"})
 TOKEN_TIMEOUT = aiohttp.ClientTimeout(total=30)
 MAX_PATHS = 256  # a wildcard deployment's paths are per model a client names: kept bounded
 
@@ -55,10 +56,11 @@ class Azure(Shape):
         return path, payload, lines + await self.token.header()
 
     def path(self, endpoint: str, model: str) -> str:
-        """Under `{api_base}/openai`."""
-        if endpoint in NOT_UNDER_DEPLOYMENT:
-            return f"{endpoint}{self.query}"
-        return f"deployments/{model}/{endpoint}{self.query}"
+        """Under `{api_base}/openai`; `endpoint` may carry a query of the client's (`responses/{id}?...`)."""
+        query = self.query if "?" not in endpoint else "&" + self.query[1:]
+        if endpoint.partition("?")[0].partition("/")[0] in NOT_UNDER_DEPLOYMENT:
+            return f"{endpoint}{query}"
+        return f"deployments/{model}/{endpoint}{query}"
 
 
 class AzureAI(Shape):

@@ -12,6 +12,7 @@ import logging
 from aiohttp import ClientTimeout, web
 
 from gateway.access import check_model_access
+from gateway.bearer import TokenUnavailable
 from gateway.errors import ApiError
 from gateway.identity import Authenticator
 from gateway.openapi import Operation, Query, describe
@@ -63,13 +64,20 @@ class StoredResponses:
         if request.query_string:
             path += "?" + request.query_string
         try:
-            upstream = await deployment.pool.send(deployment.endpoint, deployment.endpoint.bodiless(method, path),
+            lines = b""
+            if deployment.shape is not None:  # Azure's path, api-version and token (gateway/upstream_shape.py)
+                path, _, lines = await deployment.shape.prepare(path, b"", lines, deployment.model_template)
+            data = deployment.endpoint.bodiless(method, path, lines)
+            upstream = await deployment.pool.send(deployment.endpoint, data,
                                                   ClientTimeout(total=None, connect=deployment.total_seconds,
                                                                 sock_read=deployment.stream_seconds
                                                                 or deployment.total_seconds))
         except UpstreamUnreachable as exc:
             raise ApiError(502, f"upstream {deployment.api_base} is unreachable: {exc}", "api_connection_error") \
                 from None
+        except TokenUnavailable as exc:
+            raise ApiError(502, f"no access token for upstream {deployment.api_base}: {exc}",
+                           "api_connection_error") from None
         except TimeoutError:
             raise ApiError(504, f"upstream {deployment.api_base} did not answer in time", "timeout_error") from None
         headers = {"Content-Type": upstream.header(b"content-type") or "application/json"}

@@ -79,10 +79,10 @@ class Endpoint:
             return b"%b%b%b%d\r\n\r\n%b" % (start[:-len(CONTENT_LENGTH)], headers, CONTENT_LENGTH, len(body), body)
         return b"%b%d\r\n\r\n%b" % (start, len(body), body)
 
-    def bodiless(self, method: str, path: str) -> bytes:
+    def bodiless(self, method: str, path: str, headers: bytes = b"") -> bytes:
         """A request without a body (GET, DELETE) to `path` (with its query) under the base URL; not cached,
-        as the path names one object."""
-        return (f"{method} {self._path}/{path} HTTP/1.1\r\n".encode("latin-1") + self._head
+        as the path names one object. `headers` as for `request`."""
+        return (f"{method} {self._path}/{path} HTTP/1.1\r\n".encode("latin-1") + self._head + headers
                 + CONTENT_LENGTH + b"0\r\n\r\n")
 
 

@@ -122,6 +122,9 @@ class FakeAzure(Loopback):
     def routes(self, app: web.Application) -> None:
         app.router.add_post("/openai/deployments/{deployment}/{endpoint:.+}", self._data_plane)
         app.router.add_post("/openai/responses", self._data_plane)
+        app.router.add_get("/openai/responses/{response_id}", self._stored)
+        app.router.add_delete("/openai/responses/{response_id}", self._stored)
+        app.router.add_get("/openai/responses/{response_id}/input_items", self._stored)
         app.router.add_post("/{tenant}/oauth2/v2.0/token", self._token)
 
     @property
@@ -196,6 +199,29 @@ class FakeAzure(Loopback):
             "choices": [{"index": 0, "finish_reason": "stop", "logprobs": None, "content_filter_results": SAFE,
                          "message": {"role": "assistant", "content": "Color is light.", "refusal": None}}],
             "usage": self.usage})
+
+    async def _stored(self, request: web.Request) -> web.Response:
+        """A response the fake made, read back or deleted, as Azure's data plane answers."""
+        seen = AzureSeen(request.path, dict(request.query), dict(request.headers), {})
+        self.seen.append(seen)
+        key = request.headers.get("api-key")
+        bearer = request.headers.get("Authorization", "").removeprefix("Bearer ")
+        if request.query.get("api-version") != self.api_version or (key != AZURE_KEY and bearer not in self.issued):
+            return web.json_response({"error": {"code": "401", "message": "Access denied"}}, status=401)
+        response_id = request.match_info["response_id"]
+        made = next((s for s in reversed(self.seen) if s.sent and orjson.loads(s.sent).get("id") == response_id),
+                    None)
+        if made is None:
+            return web.json_response({"error": {"code": "404", "message": f"Response with id '{response_id}' "
+                                                "not found."}}, status=404)
+        if request.method == "DELETE":
+            return self._json(seen, {"id": response_id, "object": "response", "deleted": True})
+        if request.path.endswith("/input_items"):
+            return self._json(seen, {"object": "list", "data": [
+                {"id": "msg_input_1", "type": "message", "role": "user", "status": "completed",
+                 "content": [{"type": "input_text", "text": made.body["input"]}]}],
+                "first_id": "msg_input_1", "last_id": "msg_input_1", "has_more": False})
+        return web.Response(body=made.sent, content_type="application/json")
 
     def _json(self, seen: AzureSeen, answer: dict[str, Any]) -> web.Response:
         seen.sent = orjson.dumps(answer)

@@ -109,6 +109,18 @@ async def test_the_responses_api_goes_to_azures_own_path_untouched(
     record = await spend_record(http, gateway, raw.headers["x-request-id"], ADMIN)
     assert (record["prompt_tokens"], record["completion_tokens"]) == (36, 87)
     assert record["spend"] == pytest.approx(36 * IN_PRICE + 87 * OUT_PRICE)
+    made = raw.parse()
+    async with sdk(gateway) as client:  # stored at Azure: read back, listed and deleted there
+        assert (await client.responses.retrieve(made.id)).output_text == "Color is light."
+        items = await client.responses.input_items.list(made.id, limit=5)  # a query of the client's own
+        assert [item.id for item in items.data] == ["msg_input_1"]
+        deleted = await client.responses.with_raw_response.delete(made.id)
+        assert deleted.status_code == 200
+    paths = [(s.path, s.query) for s in fake.seen[-3:]]
+    assert paths == [(f"/openai/responses/{made.id}", {"api-version": "2024-10-21"}),
+                     (f"/openai/responses/{made.id}/input_items", {"limit": "5", "api-version": "2024-10-21"}),
+                     (f"/openai/responses/{made.id}", {"api-version": "2024-10-21"})]
+    assert all(s.headers["api-key"] == AZURE_KEY for s in fake.seen[-3:])
 
 
 async def test_api_version_from_the_config_and_from_the_environment(
