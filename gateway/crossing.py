@@ -346,6 +346,36 @@ class ToInvoke(ToBedrock):
         return self._in_callers_api(InvokeToMessagesStream())
 
 
+class ResponsesToBedrock(Crossing):
+    """OpenAI's Responses API in, a Bedrock deployment out, by way of chat completions (and on from there as
+    chat goes to Bedrock: Converse, or Claude's own body on InvokeModel)."""
+
+    __slots__ = ("inner", "shell")
+
+    def __init__(self, body: dict[str, Any], deployment: Deployment, headers: CIMultiDictProxy[str]) -> None:
+        request = decode_responses_request(body)
+        chat = responses_request_to_chat(request, GENERIC)
+        self.inner = bedrock_crossing("chat/completions", Api.OPENAI, deployment, msgspec.to_builtins(chat),
+                                      headers, True)
+        self.path, self.headers, self.model, self.stream = (self.inner.path, self.inner.headers,
+                                                            self.inner.model, self.inner.stream)
+        self.shell = Shell(request, chat.model)
+
+    def payload(self) -> bytes:
+        return self.inner.payload()
+
+    def answer(self, raw: bytes) -> Translated:
+        chat = self.inner.answer(raw)
+        body, usage = translate_chat_answer(chat.body, self.shell)
+        return Translated(body, chat.usage or usage)
+
+    def translator(self) -> StreamTranslator:
+        return Chained(self.inner.translator(), ChatToResponsesStream(self.shell))
+
+    def error(self, status: int, raw: bytes) -> ApiError:
+        return self.inner.error(status, raw)
+
+
 def bedrock_crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str, Any],
                      headers: CIMultiDictProxy[str], include_usage: bool) -> Crossing:
     """LiteLLM's routes within Bedrock: `bedrock/converse/<id>` and `bedrock/invoke/<id>` choose the API;
@@ -369,6 +399,8 @@ def crossing(endpoint: str, inbound: Api, deployment: Deployment, body: dict[str
     stream_options.include_usage); a 400 for a route that has no counterpart there, or a body that cannot
     be said in the deployment's API."""
     if deployment.protocol is Api.BEDROCK:
+        if inbound is Api.RESPONSES:
+            return ResponsesToBedrock(body, deployment, headers)
         return bedrock_crossing(endpoint, inbound, deployment, body, headers, include_usage)
     if inbound is Api.ANTHROPIC and endpoint == "messages":
         return ToChat(body, dialect_for(deployment.provider.name))

@@ -194,6 +194,28 @@ async def test_a_stream_of_event_stream_frames_becomes_chat_chunks_with_usage(
     await assert_charged(admin_http, gateway, request_id, prompt, output)
 
 
+async def test_the_responses_api_reaches_converse_through_chat_completions(
+        chat: openai.OpenAI, fake: FakeBedrock, gateway: Gateway, admin_http: aiohttp.ClientSession) -> None:
+    request_id = uuid.uuid4().hex
+    response = chat.responses.create(model="nova", instructions="Be brief.", input="hello", max_output_tokens=50,
+                                     extra_headers={"X-Request-ID": request_id})
+    seen = fake.seen[-1]
+    assert seen.path == "/model/amazon.nova-pro-v1:0/converse"
+    assert seen.body["system"] == [{"text": "Be brief."}] and seen.body["inferenceConfig"]["maxTokens"] == 50
+    assert response.output_text == TEXT and response.status == "completed"
+    prompt, output, _ = converse_usage(seen.usage)
+    assert response.usage is not None and (response.usage.input_tokens, response.usage.output_tokens) == (prompt,
+                                                                                                         output)
+    await assert_charged(admin_http, gateway, request_id, prompt, output)
+
+    request_id = uuid.uuid4().hex
+    with chat.responses.stream(model="nova", input="hello", extra_headers={"X-Request-ID": request_id}) as stream:
+        final = stream.get_final_response()
+    assert fake.seen[-1].path.endswith("/converse-stream") and final.output_text == TEXT
+    prompt, output, _ = converse_usage(fake.seen[-1].usage)
+    await assert_charged(admin_http, gateway, request_id, prompt, output)
+
+
 def test_tools_round_trip_through_converse(chat: openai.OpenAI, fake: FakeBedrock) -> None:
     asked: Any = [{"role": "user", "content": "What is the weather in Paris?"}]
     first = chat.chat.completions.create(model="claude", messages=asked, tools=[WEATHER], tool_choice="auto")
