@@ -28,7 +28,8 @@ class ContentIn(msgspec.Struct):
 
 
 class ItemIn(msgspec.Struct):
-    """message, function_call, function_call_output or reasoning (the kinds a chat deployment can be told)."""
+    """message, function_call, function_call_output, custom_tool_call, custom_tool_call_output or reasoning (the
+    kinds a chat deployment can be told)."""
 
     type: str = "message"
     role: str | None = None
@@ -38,17 +39,27 @@ class ItemIn(msgspec.Struct):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    input: str | None = None  # a custom tool call's raw input
     output: str | list[ContentIn] | None = None
     summary: Any = None
     encrypted_content: Any = None
 
 
-class ToolIn(msgspec.Struct):
+class CustomFormat(msgspec.Struct):
+    """A custom tool's input: free text, or text in a grammar (`syntax` lark or regex)."""
+
+    type: str = "text"
+    syntax: str | None = None
+    definition: str | None = None
+
+
+class ToolIn(msgspec.Struct, omit_defaults=True):
     type: str
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    format: CustomFormat | None = None  # custom tools
 
 
 class ToolChoiceIn(msgspec.Struct):
@@ -88,6 +99,7 @@ class ResponsesRequest(msgspec.Struct, forbid_unknown_fields=True):
     store: bool | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
+    client_metadata: dict[str, str] | None = None
     user: str | None = None
     reasoning: Reasoning | None = None
     text: TextConfig | None = None
@@ -128,7 +140,15 @@ class FunctionCallOut(msgspec.Struct, tag="function_call", tag_field="type", kw_
     status: str
 
 
-OutputItem = MessageOut | FunctionCallOut
+class CustomToolCallOut(msgspec.Struct, tag="custom_tool_call", tag_field="type", kw_only=True):
+    id: str
+    call_id: str
+    name: str
+    input: str
+    status: str
+
+
+OutputItem = MessageOut | FunctionCallOut | CustomToolCallOut
 
 
 class InputDetails(msgspec.Struct):
@@ -247,6 +267,18 @@ class ArgumentsDone(ResponseEvent, tag="response.function_call_arguments.done"):
     arguments: str
 
 
+class CustomInputDelta(ResponseEvent, tag="response.custom_tool_call_input.delta"):
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class CustomInputDone(ResponseEvent, tag="response.custom_tool_call_input.done"):
+    item_id: str
+    output_index: int
+    input: str
+
+
 class ErrorEvent(ResponseEvent, tag="error"):
     code: str | None
     message: str
@@ -268,4 +300,5 @@ class ArgumentsDelta(ResponseEvent, tag="response.function_call_arguments.delta"
 
 
 StreamEvent = (Created | InProgress | Completed | Incomplete | ItemAdded | ItemDone | PartAdded | PartDone
-               | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | ErrorEvent)
+               | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | CustomInputDelta | CustomInputDone
+               | ErrorEvent)
