@@ -2,7 +2,7 @@
 Responses API's own `error` event (openai-python's ResponseErrorEvent), which the SDK raises and Codex reports:
 
     event: error
-    data: {"type":"error","sequence_number":N,"code":...,"message":...,"param":null}
+    data: {"type":"error","code":...,"message":...,"param":null,"sequence_number":N}
 
 N follows the last event the client was sent, read from the stream's tail; 0 when none is known.
 """

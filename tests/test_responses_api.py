@@ -17,6 +17,7 @@ import aiohttp
 import msgspec
 import openai
 import pytest
+from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent
 import pytest_asyncio
 
 from gateway.providers import PROVIDERS
@@ -29,11 +30,14 @@ from gateway.translate.responses_wire import ResponsesRequest
 from tests.anthropic_fake import KEY as ANTHROPIC_KEY
 from tests.anthropic_fake import FakeAnthropic
 from tests.harness import Gateway, spend_record
-from tests.responses_fake import CHAT_USAGE, USAGE, ChatOnlyUpstream, ResponsesUpstream
+from tests.responses_fake import BREAK_AT, CHAT_USAGE, PATCH, USAGE, ChatOnlyUpstream, ResponsesUpstream
 
 MASTER = "sk-responses-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 PRICES = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
+CODEX_REQUEST = Path(__file__).parent / "fixtures" / "codex" / "request.json"  # Codex 0.171.0's first turn
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files. This is a FREEFORM tool.",
+               "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
@@ -195,6 +199,23 @@ async def test_a_streamed_response_is_found_though_its_first_event_came_in_piece
     assert events[0].type == "response.created"
     found = await client.responses.retrieve(events[0].response.id)
     assert found.output_text == "Hello from the Responses API. [alpha]"
+
+
+async def test_a_stream_broken_off_ends_with_the_responses_apis_error_event(
+        gateway: Gateway, client: openai.AsyncOpenAI, http: aiohttp.ClientSession) -> None:
+    """Relayed as it came until the upstream's connection is lost; then an `error` event numbered after the last
+    event sent, which the SDK gives as a ResponseErrorEvent (not the chat stream's `data: {"error": ...}`)."""
+    events = [event async for event in await client.responses.create(model="solo", input="break", stream=True)]
+    assert [e.sequence_number for e in events] == list(range(BREAK_AT + 1))
+    error = events[-1]
+    assert isinstance(error, ResponseErrorEvent)
+    assert error.code == "api_connection_error" and "broke off the stream" in error.message and error.param is None
+    async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
+                         json={"model": "solo", "input": "break", "stream": True}) as r:
+        last = (await r.read()).rstrip(b"\n").rsplit(b"\n\n", 1)[1]
+    kind, data = last.split(b"\n")
+    assert kind == b"event: error" and data.startswith(b"data: ")
+    assert list(json.loads(data[6:])) == ["type", "code", "message", "param", "sequence_number"]
 
 
 async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession,
@@ -369,6 +390,67 @@ async def test_untranslatable_requests_are_refused_naming_what(client: openai.As
     assert "web_search" in refused.value.message
     with pytest.raises(openai.BadRequestError):
         await client.responses.create(model="vllm-chat", input=123)  # type: ignore[arg-type]
+
+
+async def test_a_custom_tool_is_a_function_of_one_string_and_its_call_comes_back_raw(
+        client: openai.AsyncOpenAI, chat_only: ChatOnlyUpstream) -> None:
+    """Codex's apply_patch: offered as a function taking `input` (its grammar in that argument's description),
+    called with the patch as that string, given back as a custom_tool_call holding the patch as it is; the call
+    and its output go up again as the assistant's tool call and a tool message."""
+    first = await client.responses.create(model="vllm-chat", input="Add hello.txt", tools=[APPLY_PATCH])
+    offered = chat_only.seen[-1].body["tools"][0]["function"]
+    assert offered["name"] == "apply_patch" and offered["parameters"]["required"] == ["input"]
+    assert "start: begin_patch hunk+ end_patch" in offered["parameters"]["properties"]["input"]["description"]
+    call = first.output[0]
+    assert isinstance(call, ResponseCustomToolCall) and (call.name, call.input) == ("apply_patch", PATCH)
+    second = await client.responses.create(model="vllm-chat", tools=[APPLY_PATCH], input=[
+        {"role": "user", "content": "Add hello.txt"},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch", "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}])
+    assert second.output_text == "The tool said: Done!"
+    assert chat_only.seen[-1].body["messages"][1:] == [
+        {"role": "assistant", "tool_calls": [{"id": call.call_id, "type": "function", "function": {
+            "name": "apply_patch", "arguments": json.dumps({"input": PATCH}, separators=(",", ":"))}}]},
+        {"role": "tool", "tool_call_id": call.call_id, "content": "Done!"}]
+
+    stream = await client.responses.create(model="vllm-chat", input="Add hello.txt", tools=[APPLY_PATCH],
+                                           stream=True)
+    events = [event async for event in stream]
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[-4:] == ["response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+                          "response.output_item.done", "response.completed"]
+    done = events[-1]
+    assert done.type == "response.completed"
+    item = done.response.output[0]
+    assert isinstance(item, ResponseCustomToolCall) and item.input == PATCH
+
+
+async def test_codexs_request_is_translated_and_what_a_chat_server_cannot_use_is_left_out(
+        client: openai.AsyncOpenAI, chat_only: ChatOnlyUpstream, http: aiohttp.ClientSession,
+        gateway: Gateway) -> None:
+    """The request Codex 0.171.0 sends (recorded): developer messages, function tools and apply_patch,
+    reasoning, include of encrypted reasoning with store off, prompt_cache_key, client_metadata,
+    text.verbosity. The chat server gets what it can use."""
+    body = {**json.loads(CODEX_REQUEST.read_bytes()), "model": "vllm-chat"}
+    async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN, json=body) as r:
+        assert r.status == 200, await r.text()
+        await r.read()
+    sent = chat_only.seen[-1].body
+    assert sorted(sent) == ["messages", "model", "parallel_tool_calls", "reasoning_effort", "stream",
+                            "stream_options", "tool_choice", "tools"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "system", "user", "user"]
+    assert [t["function"]["name"] for t in sent["tools"]] == [t["name"] for t in body["tools"]]
+    for kind, setting in (({"type": "web_search", "external_web_access": True}, "web_search"),
+                          ({"type": "tool_search", "execution": "client"}, "[agents] enabled = false")):
+        async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
+                             json={**body, "tools": [*body["tools"], kind]}) as r:
+            refused = await r.json()
+        assert r.status == 400 and refused["error"]["param"] == f"tools[{len(body['tools'])}]"
+        assert repr(kind["type"]) in refused["error"]["message"] and setting in refused["error"]["message"]
+    with pytest.raises(openai.BadRequestError) as refused_include:
+        await client.responses.create(model="vllm-chat", input="hi", include=["file_search_call.results"])
+    assert refused_include.value.param == "include[0]"
 
 
 # Budgets and rate limits

@@ -44,6 +44,10 @@ def responses_request_to_chat(request: r.ResponsesRequest, dialect: Dialect) -> 
         raise bad_request("previous_response_id: this model's deployment speaks chat completions and its answers "
                           "are not stored, so there is no earlier response to continue; send the conversation "
                           "as input items instead", "previous_response_id")
+    for at, asked in enumerate(request.include or ()):
+        if asked not in HONOURED_INCLUDES:
+            raise bad_request(f"include[{at}]: {asked!r} is not translated to chat completions (this model's "
+                              "deployment speaks only those)", f"include[{at}]")
     messages: list[o.ChatMessage] = []
     if request.instructions:
         messages.append(o.SystemMessage(request.instructions))
@@ -161,8 +165,9 @@ def _tool(tool: r.ToolIn, at: int) -> o.ChatTool:
         return o.ChatTool("function", o.FunctionDef(tool.name, tool.description, _custom_parameters(tool.format)))
     if tool.type != "function" or not tool.name:
         raise bad_request(f"tools[{at}]: tools of type {tool.type!r} are not translated to chat completions; "
-                          "function and custom tools are (in Codex, `web_search = \"disabled\"` leaves out its "
-                          "web search)", f"tools[{at}]")
+                          "function and custom tools are (Codex leaves out its web_search with "
+                          "`web_search = \"disabled\"`, and its tool_search or namespace of agent tools with "
+                          "`[agents] enabled = false`)", f"tools[{at}]")
     return o.ChatTool("function", o.FunctionDef(tool.name, tool.description, tool.parameters, tool.strict))
 
 
