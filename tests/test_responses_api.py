@@ -17,8 +17,8 @@ import aiohttp
 import msgspec
 import openai
 import pytest
-from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent
 import pytest_asyncio
+from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent
 
 from gateway.providers import PROVIDERS
 from gateway.responses_store import ResponseRoutes
