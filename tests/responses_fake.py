@@ -88,6 +88,16 @@ class _Threaded:
         await runner.cleanup()
 
 
+def _last_said(body: dict[str, Any]) -> str | None:
+    """The input when it is text, else the text of its last item (how Codex sends its prompt)."""
+    given = body.get("input")
+    if isinstance(given, str) or not given:
+        return given
+    content = given[-1].get("content") if isinstance(given[-1], dict) else None
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict)) \
+        if isinstance(content, list) else content if isinstance(content, str) else None
+
+
 def _error(status: int, message: str, param: str | None, code: str | None) -> web.Response:
     body = {"error": {"message": message, "type": "invalid_request_error", "param": param, "code": code}}
     return web.Response(status=status, body=orjson.dumps(body, option=orjson.OPT_INDENT_2),
@@ -180,7 +190,7 @@ class ResponsesUpstream(_Threaded):
             frame = b"event: %b\ndata: %b\n\n" % (kind.encode(), orjson.dumps(
                 {"type": kind, "sequence_number": number, **data}))
             seen.sent += frame
-            if number == BREAK_AT and body.get("input") == "break":  # the connection lost mid-answer
+            if number == BREAK_AT and _last_said(body) == "break":  # the connection lost mid-answer
                 assert request.transport is not None
                 request.transport.abort()
                 return response

@@ -253,6 +253,16 @@ async def test_codex_on_a_deployment_serving_the_responses_api(
     assert await spend_reaches(admin, gateway, key, spent) == pytest.approx(spent)
 
 
+async def test_a_stream_broken_off_reaches_codex_as_the_responses_apis_error(
+        codex: list[str], gateway: Gateway, native: ResponsesUpstream, admin: aiohttp.ClientSession) -> None:
+    """The upstream's connection lost mid-answer: the gateway's `response.failed` after its `error` event ends the
+    stream and Codex reports its message, rather than a stream that closed without response.completed."""
+    key = await new_key(admin, gateway)
+    run = await asyncio.to_thread(run_codex, codex, gateway, key, NATIVE, "break")
+    said = run.stdout + run.stderr
+    assert run.returncode != 0 and "broke off the stream" in said, said
+
+
 @pytest.mark.parametrize("model", [CHAT, OPEN])
 async def test_codex_on_a_chat_deployment_runs_a_command(
         codex: list[str], gateway: Gateway, vllm: CodexVllm, admin: aiohttp.ClientSession, model: str) -> None:

@@ -18,7 +18,7 @@ import msgspec
 import openai
 import pytest
 import pytest_asyncio
-from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent
+from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent, ResponseFailedEvent
 
 from gateway.providers import PROVIDERS
 from gateway.responses_store import ResponseRoutes
@@ -201,21 +201,26 @@ async def test_a_streamed_response_is_found_though_its_first_event_came_in_piece
     assert found.output_text == "Hello from the Responses API. [alpha]"
 
 
-async def test_a_stream_broken_off_ends_with_the_responses_apis_error_event(
+async def test_a_stream_broken_off_ends_with_the_responses_apis_error_events(
         gateway: Gateway, client: openai.AsyncOpenAI, http: aiohttp.ClientSession) -> None:
     """Relayed as it came until the upstream's connection is lost; then an `error` event numbered after the last
-    event sent, which the SDK gives as a ResponseErrorEvent (not the chat stream's `data: {"error": ...}`)."""
+    event sent, which the SDK gives as a ResponseErrorEvent (not the chat stream's `data: {"error": ...}`), and
+    `response.failed` with that error in the response, as Codex reads it."""
     events = [event async for event in await client.responses.create(model="solo", input="break", stream=True)]
-    assert [e.sequence_number for e in events] == list(range(BREAK_AT + 1))
-    error = events[-1]
-    assert isinstance(error, ResponseErrorEvent)
+    assert [e.sequence_number for e in events] == list(range(BREAK_AT + 2))
+    error, failed = events[-2:]
+    assert isinstance(error, ResponseErrorEvent) and isinstance(failed, ResponseFailedEvent)
     assert error.code == "api_connection_error" and "broke off the stream" in error.message and error.param is None
+    assert failed.response.status == "failed" and failed.response.error is not None
+    assert (failed.response.error.code, failed.response.error.message) == (error.code, error.message)
+    assert failed.response.id == events[0].response.id  # the stream is short: its first event is in the tail
     async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
                          json={"model": "solo", "input": "break", "stream": True}) as r:
-        last = (await r.read()).rstrip(b"\n").rsplit(b"\n\n", 1)[1]
-    kind, data = last.split(b"\n")
+        said, ended = (await r.read()).rstrip(b"\n").rsplit(b"\n\n", 2)[1:]
+    kind, data = said.split(b"\n")
     assert kind == b"event: error" and data.startswith(b"data: ")
     assert list(json.loads(data[6:])) == ["type", "code", "message", "param", "sequence_number"]
+    assert ended.startswith(b"event: response.failed\ndata: {")
 
 
 async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession,
@@ -530,9 +535,13 @@ def test_a_translated_stream_in_order_with_sequence_numbers() -> None:
                              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}
 
 
-def test_a_chat_stream_cut_short_ends_with_an_error_event() -> None:
-    events = _stream(CHAT_FRAMES[:2], None)
-    assert events.rstrip().rsplit(b"\n\n", 1)[1].startswith(b"event: error\ndata: {\"type\":\"error\"")
+def test_a_chat_stream_cut_short_ends_with_an_error_event_and_the_response_failed() -> None:
+    said, ended = _stream(CHAT_FRAMES[:2], None).rstrip().rsplit(b"\n\n", 2)[1:]
+    assert said.startswith(b"event: error\ndata: {\"type\":\"error\"")
+    assert ended.startswith(b"event: response.failed\ndata: {\"type\":\"response.failed\"")
+    failed = json.loads(ended.split(b"data: ", 1)[1])
+    assert failed["response"]["status"] == "failed" and failed["response"]["error"]["code"] == "api_error"
+    assert failed["sequence_number"] == json.loads(said.split(b"data: ", 1)[1])["sequence_number"] + 1
 
 
 async def test_the_routes_of_stored_responses_on_each_store(store: Store) -> None:

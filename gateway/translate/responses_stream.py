@@ -8,7 +8,8 @@ custom_tool_call item whose raw input, read from the whole arguments at the end,
 says nothing more is coming, every open item is closed and `response.completed` (or `response.incomplete`,
 for an answer cut at its token limit) carries the whole response and its usage: the chat stream's last
 chunk, asked for with stream_options.include_usage. Every event has its sequence number, from 0. An
-upstream error in the stream, or a stream that ends before its finish_reason, ends it with an `error` event.
+upstream error in the stream, or a stream that ends before its finish_reason, ends it with an `error` event and
+`response.failed` (the response with its error: Codex reads that one, the SDK either).
 """
 
 from __future__ import annotations
@@ -34,7 +35,7 @@ _encode = msgspec.json.Encoder().encode
 DONE = b"[DONE]"
 # Each event's first bytes, `event: <type>` then the start of its data line.
 NAMES = {kind: b"event: %b\ndata: " % str(kind.__struct_config__.tag).encode()
-         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.ItemAdded, r.ItemDone, r.PartAdded,
+         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.Failed, r.ItemAdded, r.ItemDone, r.PartAdded,
                       r.PartDone, r.TextDelta, r.TextDone, r.ArgumentsDelta, r.ArgumentsDone, r.CustomInputDelta,
                       r.CustomInputDone, r.ErrorEvent)}
 
@@ -208,4 +209,8 @@ class ChatToResponsesStream:
     def _error(self, out: list[bytes], message: str, code: str | None = None) -> None:
         self.ended = True
         self.failure = ApiError(502, message, "api_error")
-        self._event(out, r.ErrorEvent, code=code or "api_error", message=message)
+        code = code or "api_error"
+        self._event(out, r.ErrorEvent, code=code, message=message)
+        failed = self.shell.response("failed", self.output, responses_usage(self.reported))
+        failed.error = r.ResponseError(code, message)
+        self._event(out, r.Failed, response=failed)

@@ -179,13 +179,18 @@ class IncompleteDetails(msgspec.Struct):
     reason: str
 
 
+class ResponseError(msgspec.Struct):
+    code: str
+    message: str
+
+
 class ResponseObject(msgspec.Struct, kw_only=True):
     id: str
     object: str = "response"
     created_at: int
     status: str
     background: bool = False
-    error: None = None
+    error: ResponseError | None = None
     incomplete_details: IncompleteDetails | None = None
     instructions: str | None
     max_output_tokens: int | None
@@ -226,6 +231,25 @@ class Completed(ResponseEvent, tag="response.completed"):
 
 class Incomplete(ResponseEvent, tag="response.incomplete"):
     response: ResponseObject
+
+
+class Failed(ResponseEvent, tag="response.failed"):
+    response: ResponseObject
+
+
+class FailedResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What the gateway knows of a relayed response that failed: its id when it still has it, and the error."""
+
+    id: str | None = None
+    object: str
+    status: str
+    error: ResponseError
+
+
+class RelayFailed(ResponseEvent, tag="response.failed"):
+    """response.failed for a relayed stream cut short."""
+
+    response: FailedResponse
 
 
 class ItemAdded(ResponseEvent, tag="response.output_item.added"):
@@ -299,6 +323,6 @@ class ArgumentsDelta(ResponseEvent, tag="response.function_call_arguments.delta"
     delta: str
 
 
-StreamEvent = (Created | InProgress | Completed | Incomplete | ItemAdded | ItemDone | PartAdded | PartDone
+StreamEvent = (Created | InProgress | Completed | Incomplete | Failed | ItemAdded | ItemDone | PartAdded | PartDone
                | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | CustomInputDelta | CustomInputDone
                | ErrorEvent)
