@@ -35,9 +35,9 @@ _encode = msgspec.json.Encoder().encode
 DONE = b"[DONE]"
 # Each event's first bytes, `event: <type>` then the start of its data line.
 NAMES = {kind: b"event: %b\ndata: " % str(kind.__struct_config__.tag).encode()
-         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.Failed, r.ItemAdded, r.ItemDone, r.PartAdded,
-                      r.PartDone, r.TextDelta, r.TextDone, r.ArgumentsDelta, r.ArgumentsDone, r.CustomInputDelta,
-                      r.CustomInputDone, r.ErrorEvent)}
+         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.Failed, r.ItemAdded, r.ItemDone,
+                      r.PartAdded, r.PartDone, r.TextDelta, r.TextDone, r.ArgumentsDelta, r.ArgumentsDone,
+                      r.CustomInputDelta, r.CustomInputDone, r.ErrorEvent)}
 
 
 class ToolState:
