@@ -21,6 +21,7 @@ import pytest_asyncio
 from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent, ResponseFailedEvent
 
 from gateway.providers import PROVIDERS
+from gateway.responses_errors import last_seen
 from gateway.responses_store import ResponseRoutes
 from gateway.router import serves_responses
 from gateway.store.store import Store
@@ -221,6 +222,26 @@ async def test_a_stream_broken_off_ends_with_the_responses_apis_error_events(
     assert kind == b"event: error" and data.startswith(b"data: ")
     assert list(json.loads(data[6:])) == ["type", "code", "message", "param", "sequence_number"]
     assert ended.startswith(b"event: response.failed\ndata: {")
+
+
+async def test_a_translated_stream_broken_off_ends_the_same_way(client: openai.AsyncOpenAI) -> None:
+    """The chat upstream's connection lost after its first text: the events translated so far, then `error` and
+    `response.failed` numbered after them, the failed response the one created."""
+    events = [event async for event in await client.responses.create(model="vllm-chat", input="break", stream=True)]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events][-3:] == ["response.output_text.delta", "error", "response.failed"]
+    failed = events[-1]
+    assert isinstance(failed, ResponseFailedEvent) and failed.response.id == events[0].response.id
+    assert failed.response.error is not None and failed.response.error.code == "api_connection_error"
+
+
+def test_the_next_sequence_number_is_read_from_the_tail_however_it_was_cut() -> None:
+    frames = b"".join(b"event: e\ndata: %b\n\n" % json.dumps({"type": "e", "sequence_number": n}).encode()
+                      for n in range(40, 43))
+    assert last_seen(frames[7:]) == (43, None)  # the first event cut: the others say
+    assert last_seen(b"") == (0, None)
+    assert last_seen(b'data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1"}}\n\n') \
+        == (1, "resp_1")
 
 
 async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession,
