@@ -35,7 +35,7 @@ from gateway.bedrock.to_converse import messages_to_converse
 from gateway.errors import ApiError, upstream_error
 from gateway.protocols import Api, untranslated
 from gateway.router import Deployment
-from gateway.stream_usage import StreamMeter
+from gateway.stream_usage import StreamMeter, Tail
 from gateway.translate import (
     GENERIC,
     ChatToMessagesStream,
@@ -422,6 +422,7 @@ class TranslatedMeter(StreamMeter):
     def __init__(self, translator: StreamTranslator, keep_output: int,
                  estimate: Callable[[dict[str, Any], int], Usage]) -> None:
         super().__init__(False, False, keep_output)
+        self.tail = Tail()  # the client's bytes, not the upstream's: an error event follows their last
         self.translator = translator
         self.feed = translator.feed
         self.estimate = estimate

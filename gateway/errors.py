@@ -52,7 +52,8 @@ class ErrorShape:
                  request_id: str | None = None) -> web.Response:
         return error.response(headers)
 
-    def stream_event(self, error: ApiError, request_id: str | None = None) -> bytes:
+    def stream_event(self, error: ApiError, request_id: str | None = None, sent: bytes = b"") -> bytes:
+        """The stream's last event; `sent` is the end of what the client was sent before it."""
         return b"data: " + error.body() + b"\n\n"
 
 

@@ -49,6 +49,7 @@ from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
 from gateway.protocols import Api, inbound
+from gateway.responses_errors import RESPONSES_ERRORS
 from gateway.responses_store import ResponseRoutes, response_id
 from gateway.router import MIN_LIMITED, CoolingDown, Deployment, Route, Router
 from gateway.settlement import CLIENT_LEFT, Settlement
@@ -129,7 +130,8 @@ class ProxyEndpoint:
         self.header_prefix = header_prefix
         self.inbound = inbound(endpoint)
         anthropic = self.inbound is Api.ANTHROPIC
-        self.errors: ErrorShape = anthropic_errors.ANTHROPIC_ERRORS if anthropic else OPENAI_ERRORS
+        self.errors: ErrorShape = anthropic_errors.ANTHROPIC_ERRORS if anthropic else \
+            RESPONSES_ERRORS if self.inbound is Api.RESPONSES else OPENAI_ERRORS
         self.check = anthropic_requests.check_body if anthropic else \
             check_responses_body if self.inbound is Api.RESPONSES else check_body
         self.estimate: Callable[[dict[str, Any], int], Usage] = anthropic_requests.estimate if anthropic \
@@ -645,7 +647,8 @@ class ProxyEndpoint:
                                  f"stream: {exc}", "api_connection_error")
             ctx.error = error
             # The client learns of it as a last event; never as a made-up end.
-            rest = meter.broken() + self.errors.stream_event(error, ctx.request_id)
+            owed = meter.broken()
+            rest = owed + self.errors.stream_event(error, ctx.request_id, meter.sent_tail() + owed)
         else:
             rest = meter.flush()
         if rest:

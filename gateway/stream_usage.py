@@ -229,6 +229,10 @@ class StreamMeter:
     def output(self) -> bytes | None:
         return b"".join(self.kept) if self.kept is not None else None
 
+    def sent_tail(self) -> bytes:
+        """The end of what the client was sent, when it is measured."""
+        return self.tail.bytes() if self.tail is not None else b""
+
     def reported(self) -> Usage | None:
         """The upstream's own usage, if it sent one (to the gateway, or to the client that asked)."""
         if self.stripper is not None and self.stripper.usage is not None:

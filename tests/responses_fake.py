@@ -8,7 +8,8 @@ OpenAI's 400 when it does not hold that response. Usage is `usage_of()`: 11 inpu
 output (2 reasoning).
 
 `ChatOnlyUpstream` serves chat completions only (as vLLM does), answering as OpenAI's chat API writes: with
-tools given and no tool result in the conversation, it calls the first tool; after a tool result it says
+tools given and no tool result in the conversation, it calls the first tool (a function of one string
+`input`, as a custom tool is offered, with PATCH); after a tool result it says
 what the tool returned; else it says hello. Streams send usage last when asked
 (`stream_options.include_usage`). Both record every request and the exact bytes they answered.
 """
@@ -28,6 +29,8 @@ CREATED_AT = 1751642570
 TEXT_PIECES = ["Hello", " from", " the", " Responses", " API."]
 USAGE = {"input_tokens": 11, "input_tokens_details": {"cached_tokens": 3}, "output_tokens": 7,
          "output_tokens_details": {"reasoning_tokens": 2}, "total_tokens": 18}
+PATCH = "*** Begin Patch\n*** Add File: hello.txt\n+hello\n*** End Patch\n"  # what a custom tool is called with
+BREAK_AT = 6  # `input: "break"`: the stream's connection is cut before this event
 CHAT_USAGE = {"prompt_tokens": 13, "completion_tokens": 6, "total_tokens": 19,
               "prompt_tokens_details": {"cached_tokens": 4}, "completion_tokens_details": {"reasoning_tokens": 0}}
 
@@ -83,6 +86,16 @@ class _Threaded:
         self._ready.set()
         await self._stop_event.wait()
         await runner.cleanup()
+
+
+def _last_said(body: dict[str, Any]) -> str | None:
+    """The input when it is text, else the text of its last item (how Codex sends its prompt)."""
+    given = body.get("input")
+    if isinstance(given, str) or not given:
+        return given
+    content = given[-1].get("content") if isinstance(given[-1], dict) else None
+    return "".join(part.get("text", "") for part in content if isinstance(part, dict)) \
+        if isinstance(content, list) else content if isinstance(content, str) else None
 
 
 def _error(status: int, message: str, param: str | None, code: str | None) -> web.Response:
@@ -177,6 +190,10 @@ class ResponsesUpstream(_Threaded):
             frame = b"event: %b\ndata: %b\n\n" % (kind.encode(), orjson.dumps(
                 {"type": kind, "sequence_number": number, **data}))
             seen.sent += frame
+            if number == BREAK_AT and _last_said(body) == "break":  # the connection lost mid-answer
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             if number == 0 and body.get("input") == "split":  # the first event cut inside its id
                 cut = frame.index(b"resp_") + 7
                 await response.write(frame[:cut])
@@ -233,8 +250,11 @@ class ChatOnlyUpstream(_Threaded):
             text: str | None = f"The tool said: {results[-1]['content']}"
         elif tools:
             text = None
-            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": tools[0]["function"]["name"],
-                    "arguments": '{"city": "Paris"}'}
+            function = tools[0]["function"]
+            # A custom tool, offered as a function of one string: its raw input.
+            one_string = list((function.get("parameters") or {}).get("properties") or {}) == ["input"]
+            call = {"id": f"call_{uuid.uuid4().hex[:24]}", "name": function["name"],
+                    "arguments": orjson.dumps({"input": PATCH}).decode() if one_string else '{"city": "Paris"}'}
         else:
             text = "Hello from chat."
         finish = "tool_calls" if call else "stop"
@@ -264,7 +284,9 @@ class ChatOnlyUpstream(_Threaded):
                        "function": {"name": call["name"], "arguments": ""}}
             chunks.append({**head, "choices": [{"index": 0, "delta": {"tool_calls": [opening]}, "logprobs": None,
                                                 "finish_reason": None}]})
-            for piece in ('{"city', '": "Par', 'is"}'):
+            arguments = call["arguments"]
+            third = len(arguments) // 3
+            for piece in (arguments[:third], arguments[third:2 * third], arguments[2 * third:]):
                 chunks.append({**head, "choices": [{"index": 0, "delta": {"tool_calls": [{
                     "index": 0, "function": {"arguments": piece}}]}, "logprobs": None, "finish_reason": None}]})
         chunks.append({**head, "choices": [{"index": 0, "delta": {}, "logprobs": None, "finish_reason": finish}]})
@@ -272,7 +294,12 @@ class ChatOnlyUpstream(_Threaded):
             chunks.append({**head, "choices": [], "usage": CHAT_USAGE})
         response = web.StreamResponse(headers={"Content-Type": "text/event-stream"})
         await response.prepare(request)
-        for chunk in chunks:
+        cut = messages[-1]["content"] == "break"  # the connection lost after the first text
+        for at, chunk in enumerate(chunks):
+            if cut and at == 2:
+                assert request.transport is not None
+                request.transport.abort()
+                return response
             frame = b"data: " + orjson.dumps(chunk) + b"\n\n"
             seen.sent += frame
             await response.write(frame)

@@ -18,8 +18,10 @@ import msgspec
 import openai
 import pytest
 import pytest_asyncio
+from openai.types.responses import ResponseCustomToolCall, ResponseErrorEvent, ResponseFailedEvent
 
 from gateway.providers import PROVIDERS
+from gateway.responses_errors import last_seen
 from gateway.responses_store import ResponseRoutes
 from gateway.router import serves_responses
 from gateway.store.store import Store
@@ -29,11 +31,14 @@ from gateway.translate.responses_wire import ResponsesRequest
 from tests.anthropic_fake import KEY as ANTHROPIC_KEY
 from tests.anthropic_fake import FakeAnthropic
 from tests.harness import Gateway, spend_record
-from tests.responses_fake import CHAT_USAGE, USAGE, ChatOnlyUpstream, ResponsesUpstream
+from tests.responses_fake import BREAK_AT, CHAT_USAGE, PATCH, USAGE, ChatOnlyUpstream, ResponsesUpstream
 
 MASTER = "sk-responses-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
 PRICES = {"input_cost_per_token": 0.001, "output_cost_per_token": 0.002}
+CODEX_REQUEST = Path(__file__).parent / "fixtures" / "codex" / "request.json"  # Codex 0.171.0's first turn
+APPLY_PATCH = {"type": "custom", "name": "apply_patch", "description": "Edit files. This is a FREEFORM tool.",
+               "format": {"type": "grammar", "syntax": "lark", "definition": "start: begin_patch hunk+ end_patch"}}
 WEATHER = {"type": "function", "name": "get_weather", "description": "The weather in a city",
            "parameters": {"type": "object", "properties": {"city": {"type": "string"}}, "required": ["city"]}}
 
@@ -195,6 +200,48 @@ async def test_a_streamed_response_is_found_though_its_first_event_came_in_piece
     assert events[0].type == "response.created"
     found = await client.responses.retrieve(events[0].response.id)
     assert found.output_text == "Hello from the Responses API. [alpha]"
+
+
+async def test_a_stream_broken_off_ends_with_the_responses_apis_error_events(
+        gateway: Gateway, client: openai.AsyncOpenAI, http: aiohttp.ClientSession) -> None:
+    """Relayed as it came until the upstream's connection is lost; then an `error` event numbered after the last
+    event sent, which the SDK gives as a ResponseErrorEvent (not the chat stream's `data: {"error": ...}`), and
+    `response.failed` with that error in the response, as Codex reads it."""
+    events = [event async for event in await client.responses.create(model="solo", input="break", stream=True)]
+    assert [e.sequence_number for e in events] == list(range(BREAK_AT + 2))
+    error, failed = events[-2:]
+    assert isinstance(error, ResponseErrorEvent) and isinstance(failed, ResponseFailedEvent)
+    assert error.code == "api_connection_error" and "broke off the stream" in error.message and error.param is None
+    assert failed.response.status == "failed" and failed.response.error is not None
+    assert (failed.response.error.code, failed.response.error.message) == (error.code, error.message)
+    assert failed.response.id == events[0].response.id  # the stream is short: its first event is in the tail
+    async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
+                         json={"model": "solo", "input": "break", "stream": True}) as r:
+        said, ended = (await r.read()).rstrip(b"\n").rsplit(b"\n\n", 2)[1:]
+    kind, data = said.split(b"\n")
+    assert kind == b"event: error" and data.startswith(b"data: ")
+    assert list(json.loads(data[6:])) == ["type", "code", "message", "param", "sequence_number"]
+    assert ended.startswith(b"event: response.failed\ndata: {")
+
+
+async def test_a_translated_stream_broken_off_ends_the_same_way(client: openai.AsyncOpenAI) -> None:
+    """The chat upstream's connection lost after its first text: the events translated so far, then `error` and
+    `response.failed` numbered after them, the failed response the one created."""
+    events = [event async for event in await client.responses.create(model="vllm-chat", input="break", stream=True)]
+    assert [e.sequence_number for e in events] == list(range(len(events)))
+    assert [e.type for e in events][-3:] == ["response.output_text.delta", "error", "response.failed"]
+    failed = events[-1]
+    assert isinstance(failed, ResponseFailedEvent) and failed.response.id == events[0].response.id
+    assert failed.response.error is not None and failed.response.error.code == "api_connection_error"
+
+
+def test_the_next_sequence_number_is_read_from_the_tail_however_it_was_cut() -> None:
+    frames = b"".join(b"event: e\ndata: %b\n\n" % json.dumps({"type": "e", "sequence_number": n}).encode()
+                      for n in range(40, 43))
+    assert last_seen(frames[7:]) == (43, None)  # the first event cut: the others say
+    assert last_seen(b"") == (0, None)
+    assert last_seen(b'data: {"type":"response.created","sequence_number":0,"response":{"id":"resp_1"}}\n\n') \
+        == (1, "resp_1")
 
 
 async def test_unknown_ids_are_refused_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession,
@@ -371,6 +418,67 @@ async def test_untranslatable_requests_are_refused_naming_what(client: openai.As
         await client.responses.create(model="vllm-chat", input=123)  # type: ignore[arg-type]
 
 
+async def test_a_custom_tool_is_a_function_of_one_string_and_its_call_comes_back_raw(
+        client: openai.AsyncOpenAI, chat_only: ChatOnlyUpstream) -> None:
+    """Codex's apply_patch: offered as a function taking `input` (its grammar in that argument's description),
+    called with the patch as that string, given back as a custom_tool_call holding the patch as it is; the call
+    and its output go up again as the assistant's tool call and a tool message."""
+    first = await client.responses.create(model="vllm-chat", input="Add hello.txt", tools=[APPLY_PATCH])
+    offered = chat_only.seen[-1].body["tools"][0]["function"]
+    assert offered["name"] == "apply_patch" and offered["parameters"]["required"] == ["input"]
+    assert "start: begin_patch hunk+ end_patch" in offered["parameters"]["properties"]["input"]["description"]
+    call = first.output[0]
+    assert isinstance(call, ResponseCustomToolCall) and (call.name, call.input) == ("apply_patch", PATCH)
+    second = await client.responses.create(model="vllm-chat", tools=[APPLY_PATCH], input=[
+        {"role": "user", "content": "Add hello.txt"},
+        {"type": "custom_tool_call", "call_id": call.call_id, "name": "apply_patch", "input": call.input},
+        {"type": "custom_tool_call_output", "call_id": call.call_id, "output": "Done!"}])
+    assert second.output_text == "The tool said: Done!"
+    assert chat_only.seen[-1].body["messages"][1:] == [
+        {"role": "assistant", "tool_calls": [{"id": call.call_id, "type": "function", "function": {
+            "name": "apply_patch", "arguments": json.dumps({"input": PATCH}, separators=(",", ":"))}}]},
+        {"role": "tool", "tool_call_id": call.call_id, "content": "Done!"}]
+
+    stream = await client.responses.create(model="vllm-chat", input="Add hello.txt", tools=[APPLY_PATCH],
+                                           stream=True)
+    events = [event async for event in stream]
+    kinds = [e.type for e in events]
+    assert "response.function_call_arguments.delta" not in kinds
+    assert kinds[-4:] == ["response.custom_tool_call_input.delta", "response.custom_tool_call_input.done",
+                          "response.output_item.done", "response.completed"]
+    done = events[-1]
+    assert done.type == "response.completed"
+    item = done.response.output[0]
+    assert isinstance(item, ResponseCustomToolCall) and item.input == PATCH
+
+
+async def test_codexs_request_is_translated_and_what_a_chat_server_cannot_use_is_left_out(
+        client: openai.AsyncOpenAI, chat_only: ChatOnlyUpstream, http: aiohttp.ClientSession,
+        gateway: Gateway) -> None:
+    """The request Codex 0.171.0 sends (recorded): developer messages, function tools and apply_patch,
+    reasoning, include of encrypted reasoning with store off, prompt_cache_key, client_metadata,
+    text.verbosity. The chat server gets what it can use."""
+    body = {**json.loads(CODEX_REQUEST.read_bytes()), "model": "vllm-chat"}
+    async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN, json=body) as r:
+        assert r.status == 200, await r.text()
+        await r.read()
+    sent = chat_only.seen[-1].body
+    assert sorted(sent) == ["messages", "model", "parallel_tool_calls", "reasoning_effort", "stream",
+                            "stream_options", "tool_choice", "tools"]
+    assert [m["role"] for m in sent["messages"]] == ["system", "system", "user", "user"]
+    assert [t["function"]["name"] for t in sent["tools"]] == [t["name"] for t in body["tools"]]
+    for kind, setting in (({"type": "web_search", "external_web_access": True}, "web_search"),
+                          ({"type": "tool_search", "execution": "client"}, "[agents] enabled = false")):
+        async with http.post(f"{gateway.url}/v1/responses", headers=ADMIN,
+                             json={**body, "tools": [*body["tools"], kind]}) as r:
+            refused = await r.json()
+        assert r.status == 400 and refused["error"]["param"] == f"tools[{len(body['tools'])}]"
+        assert repr(kind["type"]) in refused["error"]["message"] and setting in refused["error"]["message"]
+    with pytest.raises(openai.BadRequestError) as refused_include:
+        await client.responses.create(model="vllm-chat", input="hi", include=["file_search_call.results"])
+    assert refused_include.value.param == "include[0]"
+
+
 # Budgets and rate limits
 
 async def test_budgets_and_rate_limits_refuse_in_openai_shape(gateway: Gateway, http: aiohttp.ClientSession) -> None:
@@ -448,9 +556,13 @@ def test_a_translated_stream_in_order_with_sequence_numbers() -> None:
                              "output_tokens_details": {"reasoning_tokens": 0}, "total_tokens": 13}
 
 
-def test_a_chat_stream_cut_short_ends_with_an_error_event() -> None:
-    events = _stream(CHAT_FRAMES[:2], None)
-    assert events.rstrip().rsplit(b"\n\n", 1)[1].startswith(b"event: error\ndata: {\"type\":\"error\"")
+def test_a_chat_stream_cut_short_ends_with_an_error_event_and_the_response_failed() -> None:
+    said, ended = _stream(CHAT_FRAMES[:2], None).rstrip().rsplit(b"\n\n", 2)[1:]
+    assert said.startswith(b"event: error\ndata: {\"type\":\"error\"")
+    assert ended.startswith(b"event: response.failed\ndata: {\"type\":\"response.failed\"")
+    failed = json.loads(ended.split(b"data: ", 1)[1])
+    assert failed["response"]["status"] == "failed" and failed["response"]["error"]["code"] == "api_error"
+    assert failed["sequence_number"] == json.loads(said.split(b"data: ", 1)[1])["sequence_number"] + 1
 
 
 async def test_the_routes_of_stored_responses_on_each_store(store: Store) -> None:

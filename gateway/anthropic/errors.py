@@ -79,7 +79,7 @@ class AnthropicErrors(ErrorShape):
         return web.Response(status=error.status, body=body(error, request_id), content_type="application/json",
                             headers={**(error.headers or {}), **(headers or {})})
 
-    def stream_event(self, error: ApiError, request_id: str | None = None) -> bytes:
+    def stream_event(self, error: ApiError, request_id: str | None = None, sent: bytes = b"") -> bytes:
         # Always one compact line: an upstream's own error body may span several.
         return b"event: error\ndata: " + _shaped(error, request_id) + b"\n\n"
 

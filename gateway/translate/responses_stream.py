@@ -2,11 +2,14 @@
 
 The response is created and in progress at the first chunk; text opens a message item (its content part,
 then `response.output_text.delta` per piece), each tool call a function_call item
-(`response.function_call_arguments.delta` per piece of its arguments). When `[DONE]` or the stream's end
+(`response.function_call_arguments.delta` per piece of its arguments); a call of a custom tool is a
+custom_tool_call item whose raw input, read from the whole arguments at the end, comes as one
+`response.custom_tool_call_input.delta`. When `[DONE]` or the stream's end
 says nothing more is coming, every open item is closed and `response.completed` (or `response.incomplete`,
 for an answer cut at its token limit) carries the whole response and its usage: the chat stream's last
 chunk, asked for with stream_options.include_usage. Every event has its sequence number, from 0. An
-upstream error in the stream, or a stream that ends before its finish_reason, ends it with an `error` event.
+upstream error in the stream, or a stream that ends before its finish_reason, ends it with an `error` event and
+`response.failed` (the response with its error: Codex reads that one, the SDK either).
 """
 
 from __future__ import annotations
@@ -16,7 +19,14 @@ import msgspec
 from gateway.errors import ApiError
 from gateway.translate import openai_wire as o
 from gateway.translate import responses_wire as r
-from gateway.translate.responses_to_chat import Shell, incomplete_reason, new_id, responses_usage, settled_usage
+from gateway.translate.responses_to_chat import (
+    Shell,
+    custom_input,
+    incomplete_reason,
+    new_id,
+    responses_usage,
+    settled_usage,
+)
 from gateway.translate.sse_reader import DataReader
 from gateway.usage import Usage
 
@@ -25,14 +35,15 @@ _encode = msgspec.json.Encoder().encode
 DONE = b"[DONE]"
 # Each event's first bytes, `event: <type>` then the start of its data line.
 NAMES = {kind: b"event: %b\ndata: " % str(kind.__struct_config__.tag).encode()
-         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.ItemAdded, r.ItemDone, r.PartAdded,
-                      r.PartDone, r.TextDelta, r.TextDone, r.ArgumentsDelta, r.ArgumentsDone, r.ErrorEvent)}
+         for kind in (r.Created, r.InProgress, r.Completed, r.Incomplete, r.Failed, r.ItemAdded, r.ItemDone,
+                      r.PartAdded, r.PartDone, r.TextDelta, r.TextDone, r.ArgumentsDelta, r.ArgumentsDone,
+                      r.CustomInputDelta, r.CustomInputDone, r.ErrorEvent)}
 
 
 class ToolState:
     __slots__ = ("index", "item", "arguments")
 
-    def __init__(self, index: int, item: r.FunctionCallOut) -> None:
+    def __init__(self, index: int, item: r.FunctionCallOut | r.CustomToolCallOut) -> None:
         self.index = index
         self.item = item
         self.arguments: list[str] = []
@@ -159,9 +170,8 @@ class ChatToResponsesStream:
         state = self.tools.get(key)
         if state is None:
             self._close_message(out)  # a message item ends before the calls that follow it start
-            item = r.FunctionCallOut(id=new_id("fc"), call_id=call.id or new_id("call"),
-                                     name=function.name or "" if function is not None else "", arguments="",
-                                     status="in_progress")
+            item = self.shell.call(call.id or new_id("call"), function.name or "" if function is not None else "",
+                                   "", "in_progress")
             state = self.tools[key] = ToolState(len(self.output), item)
             self.output.append(item)
             self._event(out, r.ItemAdded, output_index=state.index, item=item)
@@ -169,7 +179,9 @@ class ChatToResponsesStream:
         if arguments:
             self.answer_chars += len(arguments)
             state.arguments.append(arguments)
-            self._event(out, r.ArgumentsDelta, item_id=state.item.id, output_index=state.index, delta=arguments)
+            if isinstance(state.item, r.FunctionCallOut):  # a custom tool's input is read whole at the end
+                self._event(out, r.ArgumentsDelta, item_id=state.item.id, output_index=state.index,
+                            delta=arguments)
 
     def _end(self, out: list[bytes]) -> None:
         self.ended = True
@@ -179,10 +191,15 @@ class ChatToResponsesStream:
         self._close_message(out)
         for state in self.tools.values():
             item = state.item
-            item.arguments = "".join(state.arguments)
             item.status = "completed"
-            self._event(out, r.ArgumentsDone, item_id=item.id, output_index=state.index, name=item.name,
-                        arguments=item.arguments)
+            if isinstance(item, r.FunctionCallOut):
+                item.arguments = "".join(state.arguments)
+                self._event(out, r.ArgumentsDone, item_id=item.id, output_index=state.index, name=item.name,
+                            arguments=item.arguments)
+            else:
+                item.input = custom_input("".join(state.arguments))
+                self._event(out, r.CustomInputDelta, item_id=item.id, output_index=state.index, delta=item.input)
+                self._event(out, r.CustomInputDone, item_id=item.id, output_index=state.index, input=item.input)
             self._event(out, r.ItemDone, output_index=state.index, item=item)
         reason = incomplete_reason(self.finish)
         response = self.shell.response("incomplete" if reason else "completed", self.output,
@@ -192,4 +209,8 @@ class ChatToResponsesStream:
     def _error(self, out: list[bytes], message: str, code: str | None = None) -> None:
         self.ended = True
         self.failure = ApiError(502, message, "api_error")
-        self._event(out, r.ErrorEvent, code=code or "api_error", message=message)
+        code = code or "api_error"
+        self._event(out, r.ErrorEvent, code=code, message=message)
+        failed = self.shell.response("failed", self.output, responses_usage(self.reported))
+        failed.error = r.ResponseError(code, message)
+        self._event(out, r.Failed, response=failed)

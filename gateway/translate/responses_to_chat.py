@@ -4,9 +4,14 @@ Mapped: `instructions` (a system message first), `input` as text or items (messa
 and image parts, `function_call` items as the assistant's tool calls, `function_call_output` items as tool
 messages; `reasoning` items are left out), function tools and `tool_choice`, `max_output_tokens`,
 `temperature`, `top_p`, `parallel_tool_calls`, `user`, `reasoning.effort`, `text.format` (JSON schema or
-object). Refused with a 400 naming it: other tool types (web search, file search, ...), other item kinds,
-file inputs, and `previous_response_id` (a translated answer is not stored upstream, so there is nothing to
-continue; the client sends the conversation as items instead).
+object). A `custom` tool (free text in, as Codex's apply_patch) becomes a function tool with one string
+argument, `input`, its grammar told in that argument's description; its calls come back as
+`custom_tool_call` items carrying the raw string, and `custom_tool_call` / `custom_tool_call_output` items
+go up as the call and its tool message. Refused with a 400 naming it: other tool types (web search, file
+search, tool search, namespaces, ...), other item kinds, file inputs, an `include` other than
+`reasoning.encrypted_content` (there is no reasoning to encrypt, so that one asks for nothing), and
+`previous_response_id` (a translated answer is not stored upstream, so there is nothing to continue; the
+client sends the conversation as items instead).
 """
 
 from __future__ import annotations
@@ -15,6 +20,7 @@ import secrets
 import time
 
 import msgspec
+import orjson
 
 from gateway.errors import ApiError, bad_request
 from gateway.translate import openai_wire as o
@@ -24,6 +30,9 @@ from gateway.usage import Usage
 
 _ANSWER = msgspec.json.Decoder(o.ChatCompletionIn)
 _encode = msgspec.json.Encoder().encode
+CUSTOM_INPUT = "input"  # the one argument a custom tool's function takes
+# What a chat deployment answers without: reasoning it does not return cannot be returned encrypted.
+HONOURED_INCLUDES = frozenset({"reasoning.encrypted_content"})
 
 
 def new_id(prefix: str) -> str:
@@ -35,6 +44,10 @@ def responses_request_to_chat(request: r.ResponsesRequest, dialect: Dialect) -> 
         raise bad_request("previous_response_id: this model's deployment speaks chat completions and its answers "
                           "are not stored, so there is no earlier response to continue; send the conversation "
                           "as input items instead", "previous_response_id")
+    for at, asked in enumerate(request.include or ()):
+        if asked not in HONOURED_INCLUDES:
+            raise bad_request(f"include[{at}]: {asked!r} is not translated to chat completions (this model's "
+                              "deployment speaks only those)", f"include[{at}]")
     messages: list[o.ChatMessage] = []
     if request.instructions:
         messages.append(o.SystemMessage(request.instructions))
@@ -93,19 +106,32 @@ def _add_item(messages: list[o.ChatMessage], item: r.ItemIn, at: int) -> None:
     elif kind == "function_call":
         if not item.call_id or item.name is None:
             raise bad_request(f"{where}: a function_call item needs its call_id and name", where)
-        call = o.ToolCall(item.call_id, o.FunctionCall(item.name, item.arguments or ""))
-        last = messages[-1] if messages else None
-        if isinstance(last, o.AssistantMessage):
-            last.tool_calls = [*(last.tool_calls or []), call]  # one assistant turn, however many calls
-        else:
-            messages.append(o.AssistantMessage(tool_calls=[call]))
+        _add_call(messages, o.ToolCall(item.call_id, o.FunctionCall(item.name, item.arguments or "")))
     elif kind == "function_call_output":
         if not item.call_id:
             raise bad_request(f"{where}: a function_call_output item needs its call_id", where)
         output = item.output if isinstance(item.output, str) else _text_of(item.output or [], where)
         messages.append(o.ToolMessage(item.call_id, output))
+    elif kind == "custom_tool_call":
+        if not item.call_id or item.name is None or item.input is None:
+            raise bad_request(f"{where}: a custom_tool_call item needs its call_id, name and input", where)
+        _add_call(messages, o.ToolCall(item.call_id, o.FunctionCall(
+            item.name, orjson.dumps({CUSTOM_INPUT: item.input}).decode())))
+    elif kind == "custom_tool_call_output":
+        if not item.call_id:
+            raise bad_request(f"{where}: a custom_tool_call_output item needs its call_id", where)
+        output = item.output if isinstance(item.output, str) else _text_of(item.output or [], where)
+        messages.append(o.ToolMessage(item.call_id, output))
     elif kind != "reasoning":  # earlier reasoning is the model's own business; chat servers take none
         raise bad_request(f"{where}: items of type {kind!r} are not translated to chat completions", where)
+
+
+def _add_call(messages: list[o.ChatMessage], call: o.ToolCall) -> None:
+    last = messages[-1] if messages else None
+    if isinstance(last, o.AssistantMessage):
+        last.tool_calls = [*(last.tool_calls or []), call]  # one assistant turn, however many calls
+    else:
+        messages.append(o.AssistantMessage(tool_calls=[call]))
 
 
 def _parts(content: str | list[r.ContentIn] | None, where: str) -> str | list[o.Part]:
@@ -135,10 +161,33 @@ def _text_of(content: list[r.ContentIn], where: str) -> str:
 
 
 def _tool(tool: r.ToolIn, at: int) -> o.ChatTool:
+    if tool.type == "custom" and tool.name:
+        return o.ChatTool("function", o.FunctionDef(tool.name, tool.description, _custom_parameters(tool.format)))
     if tool.type != "function" or not tool.name:
         raise bad_request(f"tools[{at}]: tools of type {tool.type!r} are not translated to chat completions; "
-                          "only function tools are", f"tools[{at}]")
+                          "function and custom tools are (Codex leaves out its web_search with "
+                          "`web_search = \"disabled\"`, and its tool_search or namespace of agent tools with "
+                          "`[agents] enabled = false`)", f"tools[{at}]")
     return o.ChatTool("function", o.FunctionDef(tool.name, tool.description, tool.parameters, tool.strict))
+
+
+def _custom_parameters(form: r.CustomFormat | None) -> dict[str, object]:
+    said = "The tool's whole input, as free text."
+    if form is not None and form.type == "grammar" and form.definition:
+        said = f"The tool's whole input, text in this {form.syntax or 'lark'} grammar:\n{form.definition}"
+    return {"type": "object", "properties": {CUSTOM_INPUT: {"type": "string", "description": said}},
+            "required": [CUSTOM_INPUT], "additionalProperties": False}
+
+
+def custom_input(arguments: str) -> str:
+    """A custom tool's raw input from its function's arguments; the arguments as they are when they are not
+    the one-string object the tool was offered as."""
+    try:
+        parsed = orjson.loads(arguments)
+    except orjson.JSONDecodeError:
+        return arguments
+    found = parsed.get(CUSTOM_INPUT) if isinstance(parsed, dict) else None
+    return found if isinstance(found, str) else arguments
 
 
 # The answer
@@ -146,13 +195,21 @@ def _tool(tool: r.ToolIn, at: int) -> o.ChatTool:
 class Shell:
     """What every response object of one request repeats from the request: made once, filled per object."""
 
-    __slots__ = ("id", "created_at", "request", "model")
+    __slots__ = ("id", "created_at", "request", "model", "custom")
 
     def __init__(self, request: r.ResponsesRequest, model: str) -> None:
         self.id = new_id("resp")
         self.created_at = int(time.time())
         self.request = request
         self.model = model
+        self.custom = frozenset(tool.name for tool in request.tools or () if tool.type == "custom" and tool.name)
+
+    def call(self, call_id: str, name: str, arguments: str, status: str) -> r.FunctionCallOut | r.CustomToolCallOut:
+        """A tool call as its item: a custom tool's carries its raw input."""
+        if name in self.custom:
+            return r.CustomToolCallOut(id=new_id("ctc"), call_id=call_id, name=name, input=custom_input(arguments),
+                                       status=status)
+        return r.FunctionCallOut(id=new_id("fc"), call_id=call_id, name=name, arguments=arguments, status=status)
 
     def response(self, status: str, output: list[r.OutputItem], usage: r.ResponseUsage | None,
                  incomplete: str | None = None) -> r.ResponseObject:
@@ -214,9 +271,8 @@ def translate_chat_answer(raw: bytes, shell: Shell) -> tuple[bytes, Usage | None
         output.append(r.MessageOut(id=new_id("msg"), status="completed", content=[r.OutputText(text)]))
     for call in message.tool_calls or ():
         function = call.function or o.FunctionCallIn()
-        output.append(r.FunctionCallOut(id=new_id("fc"), call_id=call.id or new_id("call"),
-                                        name=function.name or "", arguments=function.arguments or "",
-                                        status="completed"))
+        output.append(shell.call(call.id or new_id("call"), function.name or "", function.arguments or "",
+                                 "completed"))
     usage = responses_usage(completion.usage)
     reason = incomplete_reason(choice.finish_reason)
     answer = shell.response("incomplete" if reason else "completed", output, usage, reason)

@@ -28,7 +28,8 @@ class ContentIn(msgspec.Struct):
 
 
 class ItemIn(msgspec.Struct):
-    """message, function_call, function_call_output or reasoning (the kinds a chat deployment can be told)."""
+    """message, function_call, function_call_output, custom_tool_call, custom_tool_call_output or reasoning (the
+    kinds a chat deployment can be told)."""
 
     type: str = "message"
     role: str | None = None
@@ -38,17 +39,27 @@ class ItemIn(msgspec.Struct):
     call_id: str | None = None
     name: str | None = None
     arguments: str | None = None
+    input: str | None = None  # a custom tool call's raw input
     output: str | list[ContentIn] | None = None
     summary: Any = None
     encrypted_content: Any = None
 
 
-class ToolIn(msgspec.Struct):
+class CustomFormat(msgspec.Struct):
+    """A custom tool's input: free text, or text in a grammar (`syntax` lark or regex)."""
+
+    type: str = "text"
+    syntax: str | None = None
+    definition: str | None = None
+
+
+class ToolIn(msgspec.Struct, omit_defaults=True):
     type: str
     name: str | None = None
     description: str | None = None
     parameters: dict[str, Any] | None = None
     strict: bool | None = None
+    format: CustomFormat | None = None  # custom tools
 
 
 class ToolChoiceIn(msgspec.Struct):
@@ -88,6 +99,7 @@ class ResponsesRequest(msgspec.Struct, forbid_unknown_fields=True):
     store: bool | None = None
     previous_response_id: str | None = None
     metadata: dict[str, str] | None = None
+    client_metadata: dict[str, str] | None = None
     user: str | None = None
     reasoning: Reasoning | None = None
     text: TextConfig | None = None
@@ -128,7 +140,15 @@ class FunctionCallOut(msgspec.Struct, tag="function_call", tag_field="type", kw_
     status: str
 
 
-OutputItem = MessageOut | FunctionCallOut
+class CustomToolCallOut(msgspec.Struct, tag="custom_tool_call", tag_field="type", kw_only=True):
+    id: str
+    call_id: str
+    name: str
+    input: str
+    status: str
+
+
+OutputItem = MessageOut | FunctionCallOut | CustomToolCallOut
 
 
 class InputDetails(msgspec.Struct):
@@ -159,13 +179,18 @@ class IncompleteDetails(msgspec.Struct):
     reason: str
 
 
+class ResponseError(msgspec.Struct):
+    code: str
+    message: str
+
+
 class ResponseObject(msgspec.Struct, kw_only=True):
     id: str
     object: str = "response"
     created_at: int
     status: str
     background: bool = False
-    error: None = None
+    error: ResponseError | None = None
     incomplete_details: IncompleteDetails | None = None
     instructions: str | None
     max_output_tokens: int | None
@@ -208,6 +233,25 @@ class Incomplete(ResponseEvent, tag="response.incomplete"):
     response: ResponseObject
 
 
+class Failed(ResponseEvent, tag="response.failed"):
+    response: ResponseObject
+
+
+class FailedResponse(msgspec.Struct, omit_defaults=True, kw_only=True):
+    """What the gateway knows of a relayed response that failed: its id when it still has it, and the error."""
+
+    id: str | None = None
+    object: str
+    status: str
+    error: ResponseError
+
+
+class RelayFailed(ResponseEvent, tag="response.failed"):
+    """response.failed for a relayed stream cut short."""
+
+    response: FailedResponse
+
+
 class ItemAdded(ResponseEvent, tag="response.output_item.added"):
     output_index: int
     item: OutputItem
@@ -247,6 +291,18 @@ class ArgumentsDone(ResponseEvent, tag="response.function_call_arguments.done"):
     arguments: str
 
 
+class CustomInputDelta(ResponseEvent, tag="response.custom_tool_call_input.delta"):
+    item_id: str
+    output_index: int
+    delta: str
+
+
+class CustomInputDone(ResponseEvent, tag="response.custom_tool_call_input.done"):
+    item_id: str
+    output_index: int
+    input: str
+
+
 class ErrorEvent(ResponseEvent, tag="error"):
     code: str | None
     message: str
@@ -267,5 +323,6 @@ class ArgumentsDelta(ResponseEvent, tag="response.function_call_arguments.delta"
     delta: str
 
 
-StreamEvent = (Created | InProgress | Completed | Incomplete | ItemAdded | ItemDone | PartAdded | PartDone
-               | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | ErrorEvent)
+StreamEvent = (Created | InProgress | Completed | Incomplete | Failed | ItemAdded | ItemDone | PartAdded | PartDone
+               | TextDelta | TextDone | ArgumentsDelta | ArgumentsDone | CustomInputDelta | CustomInputDone
+               | ErrorEvent)
