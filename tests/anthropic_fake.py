@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -38,6 +37,8 @@ from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.loopback import Loopback
 
 KEY = "sk-ant-upstream-secret"
 MESSAGE_FIELDS = frozenset({
@@ -84,38 +85,28 @@ class Seen:
 
 
 @dataclass
-class FakeAnthropic:
+class FakeAnthropic(Loopback):
     name: str = "claude"
     key: str = KEY
     always_status: int | None = None  # answer every message with this error (an upstream that is down)
     seen: list[Seen] = field(default_factory=list, repr=False)
     port: int = 0
+    handler_cancellation = True
+    client_max_size = 64 * 1024 * 1024
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis prints a test's fixtures with every dataclass field, what was seen too (tens of kB)."""
         printer.text(repr(self))
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loopback(f"anthropic-{self.name}")
         self._gates: dict[str, asyncio.Event] = {}
         self._cached: set[bytes] = set()
         self._signatures: set[str] = set()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"anthropic-{self.name}", daemon=True)
 
     @property
     def api_base(self) -> str:
         return f"http://127.0.0.1:{self.port}"
-
-    def start(self) -> FakeAnthropic:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake Anthropic did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
 
     def open_gate(self, name: str) -> None:
         self._loop.call_soon_threadsafe(self._gate(name).set)
@@ -130,26 +121,9 @@ class FakeAnthropic:
     def _gate(self, name: str) -> asyncio.Event:
         return self._gates.setdefault(name, asyncio.Event())
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application(client_max_size=64 * 1024 * 1024)
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/messages", self._messages)
         app.router.add_post("/v1/messages/count_tokens", self._count_tokens)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     # requests
 

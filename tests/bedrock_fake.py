@@ -27,12 +27,10 @@ ValidationException, `fake.too-long` Bedrock's 400 for a prompt over the context
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import binascii
 import hmac
 import struct
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import unquote
@@ -42,6 +40,8 @@ from aiohttp import web
 from botocore.auth import SigV4Auth
 from botocore.awsrequest import AWSRequest
 from botocore.credentials import Credentials
+
+from tests.loopback import Loopback
 
 ACCESS_KEY = "AKIAFAKEBEDROCK00001"
 SECRET_KEY = "fake/bedrock+secret/key/0123456789abcdefgh"
@@ -126,7 +126,7 @@ def tokens(value: Any) -> int:
 
 
 @dataclass
-class FakeBedrock:
+class FakeBedrock(Loopback):
     name: str = "bedrock"
     access_key: str = ACCESS_KEY
     secret_key: str = SECRET_KEY
@@ -139,9 +139,7 @@ class FakeBedrock:
     port: int = 0
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"bedrock-{self.name}", daemon=True)
+        self._loopback(f"bedrock-{self.name}")
 
     def __repr__(self) -> str:
         return f"FakeBedrock({self.name!r}, port={self.port})"
@@ -150,35 +148,8 @@ class FakeBedrock:
     def endpoint(self) -> str:
         return f"http://127.0.0.1:{self.port}"
 
-    def start(self) -> FakeBedrock:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake Bedrock did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/model/{model}/{operation}", self._handle)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         raw = await request.read()

@@ -22,9 +22,7 @@
 
 from __future__ import annotations
 
-import asyncio
 import base64
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -37,6 +35,7 @@ from cryptography.hazmat.primitives.asymmetric import padding, rsa
 
 from tests.anthropic_fake import FakeAnthropic, Invalid
 from tests.fakes import FakeUpstream
+from tests.loopback import Loopback
 
 AZURE_KEY = "azure-upstream-secret"
 TENANT = "72f988bf-86f1-41af-91ab-2d7cd011db47"
@@ -48,53 +47,6 @@ PROMPT_FILTER = [{"prompt_index": 0, "content_filter_results": SAFE}]
 AZURE_MODEL = "gpt-4o-2024-08-06"
 GOOGLE_SCOPE = "https://www.googleapis.com/auth/cloud-platform"
 GOOGLE_AUDIENCE = "https://oauth2.googleapis.com/token"
-
-
-class Loopback:
-    """An aiohttp app served on 127.0.0.1 from a thread of its own."""
-
-    def __init__(self, name: str) -> None:
-        self.port = 0
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=name, daemon=True)
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self.port}"
-
-    def routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
-    def start(self) -> Loopback:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop = asyncio.Event()
-        app = web.Application()
-        self.routes(app)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop.wait()
-        await runner.cleanup()
 
 
 @dataclass
@@ -353,19 +305,9 @@ class FakeVertexGemini(FakeUpstream):
     google: FakeGoogle | None = None
     paths: list[str] = field(default_factory=list)
 
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/projects/{project}/locations/{location}/endpoints/openapi/chat/completions",
                             self._vertex_chat)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _vertex_chat(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)
@@ -390,19 +332,9 @@ class FakeVertexClaude(FakeAnthropic):
     google: FakeGoogle | None = None
     paths: list[str] = field(default_factory=list)
 
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/projects/{project}/locations/{location}/publishers/anthropic/models/{call}",
                             self._vertex)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _vertex(self, request: web.Request) -> web.StreamResponse:
         self.paths.append(request.path)

@@ -7,16 +7,16 @@ with invalid_grant, as a provider does for a code it no longer knows."""
 
 from __future__ import annotations
 
-import asyncio
 import base64
 import hashlib
 import secrets
-import threading
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlencode
 
 from aiohttp import web
+
+from tests.loopback import Loopback
 
 
 @dataclass
@@ -27,7 +27,7 @@ class Grant:
 
 
 @dataclass
-class FakeOidc:
+class FakeOidc(Loopback):
     client_id: str = "gateway-ui"
     client_secret: str = "oidc-client-secret"
     port: int = 0
@@ -39,8 +39,7 @@ class FakeOidc:
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     def __post_init__(self) -> None:
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="fake-oidc", daemon=True)
+        self._loopback("fake-oidc")
 
     @property
     def issuer(self) -> str:
@@ -54,38 +53,10 @@ class FakeOidc:
                 "GENERIC_USERINFO_ENDPOINT": f"{self.issuer}/userinfo", "GENERIC_SCOPE": "openid email profile",
                 **extra}
 
-    def start(self) -> FakeOidc:
-        self._loop = asyncio.new_event_loop()
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake OIDC provider did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_get("/authorize", self._authorize)
         app.router.add_post("/token", self._token)
         app.router.add_get("/userinfo", self._userinfo)
-        runner = web.AppRunner(app, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _authorize(self, request: web.Request) -> web.Response:
         query = dict(request.query)

@@ -15,7 +15,6 @@ It records every request it receives and how each stream ended.
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -25,6 +24,7 @@ import orjson
 from aiohttp import web
 
 from tests.anthropic_fake import SCRIPTS
+from tests.loopback import Loopback
 from tests.stream_corpus import SHAPES
 
 SHAPES_BY_NAME = {shape.name: shape for shape in SHAPES}
@@ -42,34 +42,23 @@ class Seen:
 
 
 @dataclass
-class FakeUpstream:
+class FakeUpstream(Loopback):
     name: str = "fake"
     seen: list[Seen] = field(default_factory=list, repr=False)
     port: int = 0
+    handler_cancellation = True
 
     def _repr_pretty_(self, printer: Any, cycle: bool) -> None:
         """Hypothesis prints a test's fixtures with every dataclass field, what was seen too (tens of kB)."""
         printer.text(repr(self))
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loopback(f"upstream-{self.name}")
         self._gates: dict[str, asyncio.Event] = {}
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"upstream-{self.name}", daemon=True)
 
     @property
     def base_url(self) -> str:
         return f"http://127.0.0.1:{self.port}/v1"
-
-    def start(self) -> FakeUpstream:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
 
     def open_gate(self, name: str) -> None:
         self._loop.call_soon_threadsafe(self._gate(name).set)
@@ -96,30 +85,13 @@ class FakeUpstream:
     def _gate(self, name: str) -> asyncio.Event:
         return self._gates.setdefault(name, asyncio.Event())
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
         app.router.add_post("/v1/completions", self._completions)
         app.router.add_post("/v1/embeddings", self._embeddings)
         app.router.add_post("/v1/moderations", self._moderations)
         app.router.add_post("/v1/images/generations", self._images)
         app.router.add_get("/v1/models", self._models)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _record(self, request: web.Request) -> tuple[Seen, dict[str, Any]]:
         raw = await request.read()

@@ -30,6 +30,8 @@ from typing import Any
 import orjson
 from aiohttp import web
 
+from tests.loopback import Loopback
+
 SPEECH_PIECES = 8
 STRICT_LIMIT = 1 << 20  # what the `whisper-strict` model takes before it refuses the upload
 
@@ -53,19 +55,18 @@ class Call:
 
 
 @dataclass
-class MediaUpstream:
+class MediaUpstream(Loopback):
     name: str = "media"
     uploads: list[Upload] = field(default_factory=list, repr=False)
     calls: list[Call] = field(default_factory=list, repr=False)
     port: int = 0
     receiving_after: int = 1 << 20  # bytes of an upload in before `receiving` is set
+    handler_cancellation = True
 
     def __post_init__(self) -> None:
-        self._loop = asyncio.new_event_loop()
+        self._loopback(f"upstream-{self.name}")
         self._gates: dict[str, asyncio.Event] = {}
-        self._ready = threading.Event()
         self.receiving = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"upstream-{self.name}", daemon=True)
 
     @property
     def root_url(self) -> str:
@@ -74,16 +75,6 @@ class MediaUpstream:
     @property
     def base_url(self) -> str:
         return f"{self.root_url}/v1"
-
-    def start(self) -> MediaUpstream:
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
-        return self
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
 
     def open_gate(self, name: str) -> None:
         self._loop.call_soon_threadsafe(self._gate(name).set)
@@ -99,16 +90,7 @@ class MediaUpstream:
     def _gate(self, name: str) -> asyncio.Event:
         return self._gates.setdefault(name, asyncio.Event())
 
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/audio/transcriptions", self._transcribe)
         app.router.add_post("/v1/audio/translations", self._transcribe)
         app.router.add_post("/v1/audio/speech", self._speech)
@@ -118,14 +100,6 @@ class MediaUpstream:
         app.router.add_post("/v1/rerank", self._rerank)
         app.router.add_post("/v2/rerank", self._rerank)
         app.router.add_get("/v1/models", self._models)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
 
     async def _models(self, request: web.Request) -> web.Response:
         return web.json_response({"object": "list", "data": [

@@ -17,13 +17,14 @@ what the tool returned; else it says hello. Streams send usage last when asked
 from __future__ import annotations
 
 import asyncio
-import threading
 import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
 import orjson
 from aiohttp import web
+
+from tests.loopback import Loopback
 
 CREATED_AT = 1751642570
 TEXT_PIECES = ["Hello", " from", " the", " Responses", " API."]
@@ -43,49 +44,20 @@ class Seen:
     sent: bytes = b""
 
 
-class _Threaded:
+class _Threaded(Loopback):
+    """A fake that serves as soon as it is made."""
+
     name: str
     seen: list[Seen]
-    port: int
+    handler_cancellation = True
 
     def _start(self) -> None:
-        self._loop = asyncio.new_event_loop()
-        self._ready = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"upstream-{self.name}", daemon=True)
-        self._thread.start()
-        if not self._ready.wait(10):
-            raise RuntimeError("fake upstream did not start")
+        self._loopback(f"upstream-{self.name}")
+        self.start()
 
     @property
     def base_url(self) -> str:
-        return f"http://127.0.0.1:{self.port}/v1"
-
-    def stop(self) -> None:
-        self._loop.call_soon_threadsafe(self._stop_event.set)
-        self._thread.join(10)
-
-    def _run(self) -> None:
-        asyncio.set_event_loop(self._loop)
-        try:
-            self._loop.run_until_complete(self._serve())
-        finally:
-            self._loop.close()
-
-    def _routes(self, app: web.Application) -> None:
-        raise NotImplementedError
-
-    async def _serve(self) -> None:
-        self._stop_event = asyncio.Event()
-        app = web.Application()
-        self._routes(app)
-        runner = web.AppRunner(app, handler_cancellation=True, access_log=None)
-        await runner.setup()
-        site = web.TCPSite(runner, "127.0.0.1", 0)
-        await site.start()
-        self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-        self._ready.set()
-        await self._stop_event.wait()
-        await runner.cleanup()
+        return f"{self.url}/v1"
 
 
 def _last_said(body: dict[str, Any]) -> str | None:
@@ -115,7 +87,7 @@ class ResponsesUpstream(_Threaded):
     def __post_init__(self) -> None:
         self._start()
 
-    def _routes(self, app: web.Application) -> None:
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/responses", self._create)
         app.router.add_get("/v1/responses/{id}", self._retrieve)
         app.router.add_delete("/v1/responses/{id}", self._delete)
@@ -235,7 +207,7 @@ class ChatOnlyUpstream(_Threaded):
     def __post_init__(self) -> None:
         self._start()
 
-    def _routes(self, app: web.Application) -> None:
+    def routes(self, app: web.Application) -> None:
         app.router.add_post("/v1/chat/completions", self._chat)
 
     async def _chat(self, request: web.Request) -> web.StreamResponse:
