@@ -37,7 +37,15 @@ from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
 from gateway.protocols import API_NAMES, Api
-from gateway.proxy import InFlight, ProxyEndpoint, UpstreamFailure, _abort, _no_estimate, _no_usage, _retry_after
+from gateway.proxy import (
+    InFlight,
+    ProxyEndpoint,
+    UpstreamFailure,
+    abort_connection,
+    no_estimate,
+    no_usage,
+    retry_after_seconds,
+)
 from gateway.router import CoolingDown, Deployment, Route, Router
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
 
@@ -66,7 +74,7 @@ class MediaEndpoint(ProxyEndpoint):
         self.max_bytes = max_bytes
         self.text = False
         self.check = check_body
-        self.estimate, self.body_usage = _no_estimate, _no_usage
+        self.estimate, self.body_usage = no_estimate, no_usage
         self.unmeasured: set[str] = set()  # deployments already warned of answers without a duration
 
     async def _serve(self, ctx: Ctx) -> web.StreamResponse:
@@ -218,7 +226,7 @@ class MediaEndpoint(ProxyEndpoint):
 
     async def _failure(self, upstream: Response) -> UpstreamFailure:
         error = upstream_error(upstream.status, await upstream.read())
-        wait = _retry_after(upstream.header(b"retry-after"))
+        wait = retry_after_seconds(upstream.header(b"retry-after"))
         if upstream.status == 429 and wait is None:
             wait = self.router.cooldown_time
         return UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
@@ -259,7 +267,7 @@ class MediaEndpoint(ProxyEndpoint):
                     return response
         except (UpstreamUnreachable, TimeoutError) as exc:
             ctx.error = _unreachable(deployment, ctx.requested_model, exc).error
-            _abort(ctx.request)
+            abort_connection(ctx.request)
         return response
 
 

@@ -138,7 +138,7 @@ class ProxyEndpoint:
             else estimate
         self.body_usage: Callable[[bytes], Usage | None] = anthropic_usage if anthropic else from_json_body
         if endpoint == COUNT_TOKENS:
-            self.estimate, self.body_usage = _no_estimate, _no_usage
+            self.estimate, self.body_usage = no_estimate, no_usage
 
     @property
     def needs_usage(self) -> bool:
@@ -175,7 +175,7 @@ class ProxyEndpoint:
                     if ctx.response is None:
                         response = self.errors.response(ctx.error, self._headers(ctx), ctx.request_id)
                     else:
-                        _abort(request)  # the answer had started: no second one, and no made-up end
+                        abort_connection(request)  # the answer had started: no second one, and no made-up end
             finally:
                 self._settle(ctx, response)
             if response is None or ctx.client_left:
@@ -472,7 +472,7 @@ class ProxyEndpoint:
                     else:
                         error = upstream_error(upstream.status, raw) if speaks is not Api.ANTHROPIC else \
                             anthropic_errors.from_upstream(upstream.status, raw)
-                    wait = _retry_after(upstream.header(b"retry-after"))
+                    wait = retry_after_seconds(upstream.header(b"retry-after"))
                     if upstream.status == 429 and wait is None:
                         wait = self.router.cooldown_time  # rate limited upstream: let it rest either way
                     raise UpstreamFailure(error, upstream.status == 429 or upstream.status >= 500, wait)
@@ -745,11 +745,11 @@ async def _write(ctx: Ctx, response: web.StreamResponse, meter: StreamMeter, dat
     return True
 
 
-def _no_estimate(body: dict[str, Any], completion_chars: int) -> Usage:
+def no_estimate(body: dict[str, Any], completion_chars: int) -> Usage:
     return NO_USAGE
 
 
-def _no_usage(payload: bytes) -> Usage:
+def no_usage(payload: bytes) -> Usage:
     return NO_USAGE
 
 
@@ -758,7 +758,7 @@ async def _replay(events: list[bytes]) -> AsyncIterator[bytes]:
         yield event
 
 
-def _abort(request: web.Request) -> None:
+def abort_connection(request: web.Request) -> None:
     transport = request.transport
     if transport is not None:
         transport.abort()
@@ -912,7 +912,7 @@ def _failure_kind(error: ApiError) -> str | None:
     return None
 
 
-def _retry_after(value: str | None) -> float | None:
+def retry_after_seconds(value: str | None) -> float | None:
     try:
         return max(0.0, float(value)) if value is not None else None
     except ValueError:
