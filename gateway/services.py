@@ -140,8 +140,10 @@ async def open_services(config: Config, router: Router) -> Services:
         await node.start()
     if redis is not None:
         probe = probe_key(settings.redis_key_prefix)
+        pool = getattr(redis, "connection_pool", None)  # a Cluster client keeps a pool a node, and mends them
         link = SharedLink("Redis", lambda: redis.get(probe), settings.redis_timeout, settings.fail_open,
-                          explain=refusal)
+                          explain=refusal,
+                          on_found=(lambda: pool.disconnect(inuse_connections=False)) if pool is not None else None)
         link.check(lambda: TimedRedis(redis, tallies, "check", link).get(probe))  # timed and counted
         # The scripts that admit and settle requests go over a connection of the gateway's own (one
         # server, TLS or not: Sentinel and Cluster stay on redis-py).

@@ -38,12 +38,17 @@ def reported(exc: BaseException) -> bool:
 
 
 class SharedLink:
-    __slots__ = ("name", "probe", "timeout", "fail_open", "down", "_probe", "probe_interval", "explain", "_check")
+    __slots__ = ("name", "probe", "timeout", "fail_open", "down", "_probe", "probe_interval", "explain", "_check",
+                 "on_found")
 
     def __init__(self, name: str, probe: Callable[[], Awaitable[object]], timeout: float, fail_open: bool,
                  probe_interval: float = PROBE_INTERVAL,
-                 explain: Callable[[BaseException], str | None] | None = None) -> None:
+                 explain: Callable[[BaseException], str | None] | None = None,
+                 on_found: Callable[[], Awaitable[object]] | None = None) -> None:
+        """`on_found`: run when the link answers again, before requests use it (a pool drops the idle
+        connections it made before the outage, which may lead to a master that failed over)."""
         self.name = name
+        self.on_found = on_found
         self.probe = probe
         self.timeout = timeout
         self.fail_open = fail_open
@@ -93,6 +98,11 @@ class SharedLink:
                 raise
             except Exception:  # noqa: BLE001 - still unreachable; ask again
                 continue
+            if self.on_found is not None:
+                try:
+                    await self.on_found()
+                except Exception as exc:  # noqa: BLE001 - the link answers; a stale connection fails once
+                    log.warning("%s: dropping the connections made before the outage failed: %s", self.name, exc)
             self.down = False
             self._probe = None
             log.info("%s reachable again: limits and budgets are shared through it", self.name)
