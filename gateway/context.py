@@ -46,7 +46,7 @@ class Ctx:
         "upstream_headers_at", "first_byte_at", "ended", "_client_ip", "trusted", "reached", "caller",
         "plugin_state", "usage", "cost", "started_wall", "output", "sent_at", "admission",
         "budgets", "_reserved", "meter", "response", "client_left", "mock", "retries", "fallbacks",
-        "timeout_s", "end_user", "max_retries", "claims", "pinned", "stored",
+        "timeout_s", "end_user", "max_retries", "claims", "pinned", "stored", "whole",
     )
 
     def __init__(self, request: web.Request, endpoint: str, trusted: tuple[IPNetwork, ...], plugins: int) -> None:
@@ -90,6 +90,7 @@ class Ctx:
         self.meter: StreamMeter | None = None  # once a stream's headers are out
         self.response: web.StreamResponse | None = None  # once prepared: the answer has started
         self.client_left = False
+        self.whole = False  # the client has had the whole answer (a translated stream's end before the upstream's)
         self.end_user: EndUser | None = None  # the customer the request names, once the end_user plugin ran
 
     def reserved_tokens(self) -> tuple[int, int]:

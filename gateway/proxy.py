@@ -79,6 +79,7 @@ REQUIRED_FIELD = {"chat/completions": "messages", "completions": "prompt", "embe
 NOT_TEXT = frozenset({"moderations", "images/generations"})
 NO_USAGE = Usage()
 MAX_ID_HEAD = 8192  # a Responses stream's id is in its first event; past this much, none is looked for
+CHAT_STREAM_END = b"data: [DONE]\n\n"
 COUNT_TOKENS = anthropic_requests.COUNT_TOKENS  # free: its answer is a count, never charged
 
 
@@ -166,7 +167,7 @@ class ProxyEndpoint:
                         headers["x-should-retry"] = "false"
                     response = self.errors.response(error, headers, ctx.request_id)
                 except asyncio.CancelledError:
-                    ctx.client_left = True
+                    ctx.client_left = not ctx.whole
                     raise
                 except Exception:
                     log.exception("unhandled error serving %s", ctx.request_id)
@@ -623,6 +624,9 @@ class ProxyEndpoint:
             meter = MessagesMeter(self.needs_usage, keep)
         ctx.meter = meter
         feed = meter.feed
+        # A translated chat stream is whole at its `[DONE]`, which the translator writes at the upstream's last
+        # event, before the upstream's end of stream: a client that leaves after it has had the whole answer.
+        ends = CHAT_STREAM_END if translator is not None and self.inbound is Api.OPENAI else None
         try:
             async for chunk in chunks:
                 if ctx.first_byte_at is None:
@@ -638,6 +642,8 @@ class ProxyEndpoint:
                         ctx.client_left = True
                         return response
                     meter.delivered(out)
+                    if ends is not None and out.endswith(ends):
+                        ctx.whole = True
         except (UpstreamUnreachable, TimeoutError) as exc:
             if isinstance(exc, TimeoutError):
                 error = ApiError(504, f"upstream {deployment.api_base} for model {requested!r} stalled: no data "

@@ -370,6 +370,8 @@ class FakeAnthropic(Loopback):
                 await response.write(frame)
                 if steer.get("writes") == "split":
                     await asyncio.sleep(0.002)  # each piece its own TCP segment
+            if "end_gate" in steer:  # every event sent, the end of the body held back
+                await self._gate(steer["end_gate"]).wait()
             await response.write_eof()
             seen.outcome = "completed"
         except (asyncio.CancelledError, ConnectionResetError):

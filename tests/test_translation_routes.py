@@ -385,6 +385,21 @@ async def test_a_chat_stream_from_an_anthropic_deployment_is_charged_either_way(
     await charged(admin, gateway, headers["X-Request-ID"], prompt, completion, "chat/completions")
 
 
+async def test_a_client_that_leaves_at_the_translated_done_had_the_whole_answer(
+        chat: openai.OpenAI, claude: FakeAnthropic, gateway: Gateway, admin: aiohttp.ClientSession) -> None:
+    """The translation writes `[DONE]` at Anthropic's message_stop, before Anthropic ends its body; a client
+    that closes on `[DONE]` (as the SDKs do) is settled as answered, not as gone mid-answer."""
+    headers = rid()
+    gate = uuid.uuid4().hex
+    chunks = list(chat.chat.completions.create(model="claude", messages=HELLO, stream=True,
+                                               stream_options={"include_usage": True}, extra_headers=headers,
+                                               user=steer(end_gate=gate)["user_id"]))
+    assert chunks[-1].usage is not None
+    claude.open_gate(gate)
+    prompt, completion, _ = messages_usage(claude.seen[-1].sent)
+    await charged(admin, gateway, headers["X-Request-ID"], prompt, completion, "chat/completions")
+
+
 @pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
 async def test_tool_calls_from_an_anthropic_deployment_and_the_results_back(
         chat: openai.OpenAI, claude: FakeAnthropic, gateway: Gateway, admin: aiohttp.ClientSession,
