@@ -420,9 +420,12 @@ class TranslatedMeter(StreamMeter):
     __slots__ = ("translator", "estimate")
 
     def __init__(self, translator: StreamTranslator, keep_output: int,
-                 estimate: Callable[[dict[str, Any], int], Usage]) -> None:
+                 estimate: Callable[[dict[str, Any], int], Usage], keep_tail: bool = False) -> None:
+        """`keep_tail`: keep the end of the client's bytes, for an error event that continues their last (the
+        Responses API's numbers its events); other routes' error events do not read it."""
         super().__init__(False, False, keep_output)
-        self.tail = Tail()  # the client's bytes, not the upstream's: an error event follows their last
+        if keep_tail:
+            self.tail = Tail()
         self.translator = translator
         self.feed = translator.feed
         self.estimate = estimate

@@ -617,7 +617,7 @@ class ProxyEndpoint:
         ctx.response = response
         keep = MAX_OUTPUT_BYTES if self.chain.needs_output else 0
         if translator is not None:
-            meter: StreamMeter = TranslatedMeter(translator, keep, self.estimate)
+            meter: StreamMeter = TranslatedMeter(translator, keep, self.estimate, self.inbound is Api.RESPONSES)
         elif deployment.protocol is Api.OPENAI:
             meter = StreamMeter(strip_usage and self.needs_usage, self.needs_usage, keep)
         else:
