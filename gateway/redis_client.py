@@ -37,7 +37,7 @@ from gateway.config import Config, ConfigError, RedisConnection
 from gateway.redis_keys import shared_key
 from gateway.redis_tls import NAMES as TLS_NAMES
 from gateway.redis_tls import RedisTls, read_tls, shared_context, tls_context
-from gateway.shared_link import UNREACHABLE
+from gateway.shared_link import unreachable
 
 REDIS_CONNECTIONS = 64
 SENTINEL_PORT = 26379
@@ -399,8 +399,12 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any], tls: s
                             if self._initialize:
                                 await self._load_slots()
                     yield
-                except UNREACHABLE:
+                except Exception as exc:
+                    if not unreachable(exc):
+                        raise
                     self._initialize = True
+                    if isinstance(exc, RuntimeError):  # a write to a node's closed connection, under uvloop
+                        raise RedisConnectionError(f"Connection closed: {exc}") from exc
                     raise
                 finally:
                     _HOLDING.reset(holding)
@@ -411,7 +415,7 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any], tls: s
             except RedisClusterException as exc:
                 # No startup node answered (down, or turned the gateway away): an outage to the link
                 # and to fail_open, not a fault of the request.
-                if isinstance(exc.__cause__, UNREACHABLE):
+                if exc.__cause__ is not None and unreachable(exc.__cause__):
                     raise RedisConnectionError(str(exc)) from exc.__cause__
                 raise
 

@@ -28,13 +28,20 @@ PROBE_INTERVAL = 0.5
 UNREACHABLE = (RedisConnectionError, RedisTimeoutError, OSError, TimeoutError)
 
 
+def unreachable(exc: BaseException) -> bool:
+    """Whether a command failed for want of its server. Under uvloop, writing to a connection the
+    server has just closed raises RuntimeError ("... the handler is closed") where asyncio's own loop
+    would raise nothing or OSError, and redis-py passes it on as it is (a Cluster master killed)."""
+    return isinstance(exc, UNREACHABLE) or (isinstance(exc, RuntimeError) and "the handler is closed" in str(exc))
+
+
 class SharedStateDown(Exception):
     """The shared counters (Redis, or the node's) were found unreachable and have not answered since."""
 
 
 def reported(exc: BaseException) -> bool:
     """Whether a failure is an outage its link has logged already, rather than one to log where it struck."""
-    return isinstance(exc, (SharedStateDown, *UNREACHABLE))
+    return isinstance(exc, SharedStateDown) or unreachable(exc)
 
 
 class SharedLink:
@@ -75,7 +82,7 @@ class SharedLink:
 
     def failed(self, exc: BaseException) -> None:
         """A command failed; if for want of Redis, stop asking it until a ping answers."""
-        if self.down or not isinstance(exc, UNREACHABLE):
+        if self.down or not unreachable(exc):
             return
         self.down = True
         policy = ("limits and budgets are kept by this process until then (fail_open: true)" if self.fail_open
