@@ -91,8 +91,9 @@ class SharedLink:
         if explained is not None:
             log.error("%s; %s", explained, policy)
         else:
-            log.warning("%s unreachable (%s: %s); %s", self.name, type(exc).__name__, exc or "no answer in time",
-                        policy)
+            cause = f"connection closed: {exc}" if isinstance(exc, RuntimeError) else \
+                f"{type(exc).__name__}: {exc or 'no answer in time'}"
+            log.warning("%s unreachable (%s); %s", self.name, cause, policy)
         self._probe = asyncio.get_running_loop().create_task(self._find_again(), name="redis-probe")
 
     async def _find_again(self) -> None:

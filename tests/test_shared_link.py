@@ -4,12 +4,13 @@ a fault logged where it struck."""
 from __future__ import annotations
 
 import asyncio
+import logging
 
 import pytest
 import uvloop
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from gateway.shared_link import reported, unreachable
+from gateway.shared_link import SharedLink, reported, unreachable
 
 
 def _write_after_close() -> BaseException:
@@ -48,3 +49,18 @@ def test_other_faults_are_not_outages(exc: BaseException) -> None:
 def test_connection_errors_are_outages() -> None:
     for exc in (RedisConnectionError("gone"), ConnectionResetError(), TimeoutError()):
         assert unreachable(exc)
+
+
+async def test_the_link_goes_down_on_it_and_names_it_a_closed_connection(caplog: pytest.LogCaptureFixture) -> None:
+    async def never_answers() -> None:
+        await asyncio.sleep(3600)
+
+    link = SharedLink("Redis", never_answers, 0.1, fail_open=True, probe_interval=3600)
+    with caplog.at_level(logging.WARNING, logger="gateway.shared"):
+        link.failed(RuntimeError("unable to perform operation on <TCPTransport closed=True>; the handler is closed"))
+    try:
+        assert link.down
+        assert "Redis unreachable (connection closed: unable to perform" in caplog.text
+        assert "RuntimeError" not in caplog.text
+    finally:
+        await link.close()
