@@ -319,9 +319,10 @@ class FakeAnthropic(Loopback):
             usage["output_tokens_details"] = {"thinking_tokens": len(THOUGHT) // 4}
         return message, blocks, usage
 
-    def _input_usage(self, body: dict[str, Any]) -> dict[str, int]:
+    def _input_usage(self, body: dict[str, Any]) -> dict[str, Any]:
         """The prompt's tokens, the prefix up to the last block marked cache_control counted apart: written
-        to the cache the first time this fake sees it, read from it after."""
+        to the cache the first time this fake sees it, read from it after; a write is kept an hour where
+        that block's cache_control says `"ttl": "1h"`, else five minutes, and `cache_creation` splits it."""
         parts: list[Any] = list(body.get("tools") or [])
         system = body.get("system")
         parts += [{"type": "text", "text": system}] if isinstance(system, str) else list(system or [])
@@ -331,16 +332,20 @@ class FakeAnthropic(Loopback):
         marked = [i for i, part in enumerate(parts) if isinstance(part, dict) and "cache_control" in part]
         total = _prompt_tokens(body)
         written = read = 0
+        hour = False
         if marked:
             prefix = orjson.dumps(parts[:marked[-1] + 1])
             cached = len(prefix) // 4
+            hour = parts[marked[-1]]["cache_control"].get("ttl") == "1h"
             if prefix in self._cached:
                 read = cached
             else:
                 self._cached.add(prefix)
                 written = cached
         return {"input_tokens": max(1, total - written - read), "cache_creation_input_tokens": written,
-                "cache_read_input_tokens": read}
+                "cache_read_input_tokens": read,
+                "cache_creation": {"ephemeral_5m_input_tokens": 0 if hour else written,
+                                   "ephemeral_1h_input_tokens": written if hour else 0}}
 
     async def _stream(self, request: web.Request, seen: Seen, steer: dict[str, Any], message: dict[str, Any],
                       blocks: list[dict[str, Any]], usage: dict[str, Any]) -> web.StreamResponse:
@@ -422,7 +427,7 @@ def _pieces(text: str, size: int) -> list[str]:
 def _events(message: dict[str, Any], blocks: list[dict[str, Any]], usage: dict[str, Any]) -> list[tuple[str, bytes]]:
     """The documented sequence, as (event name, data) with the API's compact JSON."""
     start_usage = {name: usage[name] for name in ("input_tokens", "cache_creation_input_tokens",
-                                                  "cache_read_input_tokens")}
+                                                  "cache_read_input_tokens", "cache_creation")}
     found = [("message_start", {"type": "message_start",
                                 "message": {**message, "usage": {**start_usage, "output_tokens": 1,
                                                                  "service_tier": "standard"}}})]

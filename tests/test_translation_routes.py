@@ -32,6 +32,10 @@ ADMIN = {"Authorization": f"Bearer {MASTER}"}
 IN_PRICE, OUT_PRICE = 0.000002, 0.000010
 PRICES = {"input_cost_per_token": IN_PRICE, "output_cost_per_token": OUT_PRICE}
 HELLO = [{"role": "user", "content": "hello"}]
+# Anthropic's ratios to the input price: a cache read 0.1x, a five-minute write 1.25x, an hour's write 2x.
+READ_PRICE, WRITE_PRICE, WRITE_HOUR_PRICE = IN_PRICE * 0.1, IN_PRICE * 1.25, IN_PRICE * 2
+CACHE_PRICES = {"cache_read_input_token_cost": READ_PRICE, "cache_creation_input_token_cost": WRITE_PRICE,
+                "cache_creation_input_token_cost_above_1hr": WRITE_HOUR_PRICE}
 WEATHER = {"name": "get_weather", "description": "The weather in a city",
            "input_schema": {"type": "object", "properties": {"location": {"type": "string"}},
                             "required": ["location"]}}
@@ -86,6 +90,7 @@ def gateway(vllm: VllmUpstream, claude: FakeAnthropic, overloaded: FakeAnthropic
             native("pair", overloaded), vllm_deployment("pair", vllm),
             vllm_deployment("qwen-gone", nowhere, num_retries=0),
             {"model_name": "mocked", "litellm_params": {"model": "mock/mocked", **PRICES}},
+            native("claude-cache-priced", claude, **CACHE_PRICES),
         ],
         "router_settings": {"num_retries": 1, "retry_after": 0,
                             "fallbacks": [{"claude-busy": ["qwen"]}, {"qwen-gone": ["claude"]}]},
@@ -133,18 +138,23 @@ def chat_usage(sent: bytes) -> tuple[int, int, int]:
     return usage["prompt_tokens"], usage["completion_tokens"], usage["prompt_tokens_details"]["cached_tokens"]
 
 
+def anthropic_usage_sent(sent: bytes) -> dict[str, Any]:
+    """The fake Anthropic's usage as it sent it, message_start's and message_delta's merged for a stream."""
+    if sent.startswith(b"{"):
+        return dict(orjson.loads(sent)["usage"])
+    usage: dict[str, Any] = {}
+    for line in sent.split(b"\n"):
+        event = orjson.loads(line[6:]) if line.startswith(b"data: {") else {}
+        if event.get("type") == "message_start":
+            usage.update(event["message"]["usage"])
+        elif event.get("type") == "message_delta":
+            usage.update(event["usage"])
+    return usage
+
+
 def messages_usage(sent: bytes) -> tuple[int, int, int]:
     """(prompt as OpenAI counts it, output, cache read) as the fake Anthropic reported them."""
-    usage: dict[str, Any] = {}
-    if sent.startswith(b"{"):
-        usage = orjson.loads(sent)["usage"]
-    else:
-        for line in sent.split(b"\n"):
-            event = orjson.loads(line[6:]) if line.startswith(b"data: {") else {}
-            if event.get("type") == "message_start":
-                usage.update(event["message"]["usage"])
-            elif event.get("type") == "message_delta":
-                usage.update(event["usage"])
+    usage = anthropic_usage_sent(sent)
     read = usage.get("cache_read_input_tokens") or 0
     prompt = usage["input_tokens"] + read + (usage.get("cache_creation_input_tokens") or 0)
     return prompt, usage["output_tokens"], read
@@ -460,6 +470,55 @@ async def test_prompt_caching_through_cache_control_reaches_openai_clients_as_ca
         found.append(read)
     assert claude.seen[-1].body["system"][0]["cache_control"] == {"type": "ephemeral"}
     assert found[0] == 0 and found[1] > 0
+
+
+@pytest.mark.parametrize("route", ["chat", "messages"])
+@pytest.mark.parametrize("streamed", [False, True], ids=["json", "stream"])
+@pytest.mark.parametrize("ttl", ["5m", "1h"])
+async def test_cache_writes_and_reads_are_charged_at_their_own_prices(
+        chat: openai.OpenAI, client: anthropic.Anthropic, claude: FakeAnthropic, gateway: Gateway,
+        admin: aiohttp.ClientSession, route: str, streamed: bool, ttl: str) -> None:
+    """A prompt cached for five minutes or an hour: written at its own price the first time, read at the
+    read price the second, whether an OpenAI client reaches Anthropic through translation or an Anthropic
+    client through the byte-for-byte relay."""
+    marker = {"type": "ephemeral", **({"ttl": "1h"} if ttl == "1h" else {})}
+    text = f"You know {uuid.uuid4().hex}. " * 40
+    seen = []
+    for _ in range(2):
+        headers = rid()
+        if route == "chat":
+            system = {"role": "system", "content": [{"type": "text", "text": text, "cache_control": marker}]}
+            if streamed:
+                list(chat.chat.completions.create(model="claude-cache-priced", messages=[system, *HELLO],
+                                                  stream=True, extra_headers=headers))
+            else:
+                chat.chat.completions.create(model="claude-cache-priced", messages=[system, *HELLO],
+                                             extra_headers=headers)
+            call_type = "chat/completions"
+        else:
+            blocks: Any = [{"type": "text", "text": text, "cache_control": marker}]
+            if streamed:
+                with client.messages.stream(model="claude-cache-priced", max_tokens=64, system=blocks,
+                                            messages=HELLO, extra_headers=headers) as stream:
+                    stream.until_done()
+            else:
+                client.messages.create(model="claude-cache-priced", max_tokens=64, system=blocks, messages=HELLO,
+                                       extra_headers=headers)
+            call_type = "messages"
+        usage = anthropic_usage_sent(claude.seen[-1].sent)
+        record = await spend_record(admin, gateway, headers["X-Request-ID"], ADMIN)
+        seen.append((usage, record))
+    (written, first), (read, second) = seen
+    hour_written = written["cache_creation"]["ephemeral_1h_input_tokens"]
+    assert written["cache_creation_input_tokens"] > 0 and written["cache_read_input_tokens"] == 0
+    assert hour_written == (written["cache_creation_input_tokens"] if ttl == "1h" else 0)
+    assert read["cache_read_input_tokens"] == written["cache_creation_input_tokens"]
+    write_price = WRITE_HOUR_PRICE if ttl == "1h" else WRITE_PRICE
+    assert first["spend"] == pytest.approx(written["input_tokens"] * IN_PRICE + written["output_tokens"] * OUT_PRICE
+                                           + written["cache_creation_input_tokens"] * write_price)
+    assert second["spend"] == pytest.approx(read["input_tokens"] * IN_PRICE + read["output_tokens"] * OUT_PRICE
+                                            + read["cache_read_input_tokens"] * READ_PRICE)
+    assert first["call_type"] == second["call_type"] == call_type
 
 
 def test_reasoning_effort_is_a_thinking_budget_and_signed_thinking_goes_back(

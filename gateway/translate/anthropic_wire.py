@@ -306,11 +306,19 @@ class OutputDetailsIn(msgspec.Struct):
     thinking_tokens: int | None = None
 
 
+class CacheCreationIn(msgspec.Struct):
+    """Of the cache writes, those kept five minutes and those kept an hour (priced apart)."""
+
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class UsageIn(msgspec.Struct):
     input_tokens: int | None = None
     output_tokens: int | None = None
     cache_creation_input_tokens: int | None = None
     cache_read_input_tokens: int | None = None
+    cache_creation: CacheCreationIn | None = None
     output_tokens_details: OutputDetailsIn | None = None
 
 

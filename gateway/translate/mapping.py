@@ -54,10 +54,10 @@ def usage_of_chat(usage: o.ChatUsageIn) -> Usage:
 class AnthropicCount:
     """An Anthropic upstream's usage as it arrives: message_start's, then message_delta's cumulative counts."""
 
-    __slots__ = ("input", "output", "cache_read", "cache_creation", "thinking", "seen")
+    __slots__ = ("input", "output", "cache_read", "cache_creation", "cache_creation_1h", "thinking", "seen")
 
     def __init__(self) -> None:
-        self.input = self.output = self.cache_read = self.cache_creation = self.thinking = 0
+        self.input = self.output = self.cache_read = self.cache_creation = self.cache_creation_1h = self.thinking = 0
         self.seen = False
 
     def update(self, usage: a.UsageIn | None) -> None:
@@ -72,13 +72,18 @@ class AnthropicCount:
             self.cache_read = usage.cache_read_input_tokens
         if usage.cache_creation_input_tokens is not None:
             self.cache_creation = usage.cache_creation_input_tokens
+        if usage.cache_creation is not None and usage.cache_creation.ephemeral_1h_input_tokens is not None:
+            self.cache_creation_1h = usage.cache_creation.ephemeral_1h_input_tokens
         details = usage.output_tokens_details
         if details is not None and details.thinking_tokens is not None:
             self.thinking = details.thinking_tokens
 
     def chat_usage(self) -> o.ChatUsage:
         prompt = self.input + self.cache_read + self.cache_creation
-        return o.ChatUsage(prompt, self.output, prompt + self.output, o.PromptDetails(self.cache_read),
+        by_ttl = o.CacheCreationDetails(self.cache_creation - self.cache_creation_1h, self.cache_creation_1h) \
+            if self.cache_creation_1h else None
+        return o.ChatUsage(prompt, self.output, prompt + self.output,
+                           o.PromptDetails(self.cache_read, cache_creation_token_details=by_ttl),
                            o.CompletionDetails(self.thinking) if self.thinking else None,
                            cache_creation_input_tokens=self.cache_creation,
                            cache_read_input_tokens=self.cache_read)
@@ -88,7 +93,8 @@ class AnthropicCount:
             return None
         prompt = self.input + self.cache_read + self.cache_creation
         return Usage(prompt, self.output, prompt + self.output, cache_read_tokens=self.cache_read,
-                     cache_creation_tokens=self.cache_creation, reasoning_tokens=self.thinking)
+                     cache_creation_tokens=self.cache_creation, reasoning_tokens=self.thinking,
+                     cache_creation_1h_tokens=min(self.cache_creation_1h, self.cache_creation))
 
 
 def message_id(upstream_id: str) -> str:

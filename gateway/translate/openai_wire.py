@@ -221,10 +221,18 @@ class ChatUsageIn(msgspec.Struct):
     cache_creation_input_tokens: int | None = None  # LiteLLM's
 
 
+class CacheCreationDetails(msgspec.Struct, omit_defaults=True):
+    """LiteLLM's split of the cache writes by how long they last, as Anthropic reports it."""
+
+    ephemeral_5m_input_tokens: int | None = None
+    ephemeral_1h_input_tokens: int | None = None
+
+
 class PromptDetails(msgspec.Struct, omit_defaults=True):
     cached_tokens: int | None = None
     cache_creation_tokens: int | None = None  # LiteLLM's
     cache_write_tokens: int | None = None  # OpenRouter's
+    cache_creation_token_details: CacheCreationDetails | None = None  # LiteLLM's
 
 
 class CompletionDetails(msgspec.Struct, omit_defaults=True):
