@@ -15,6 +15,7 @@ import struct
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -291,6 +292,33 @@ def test_each_way_of_giving_credentials_signs_what_bedrock_accepts(
     assert fake.seen[-1].headers["Authorization"] == f"Bearer {BEARER}" and "X-Amz-Date" not in fake.seen[-1].headers
     assert sts.seen[-1].headers["X-Amz-Security-Token"] == SESSION_TOKEN
     assert "x-amz-security-token" in sts.seen[-1].headers["Authorization"]
+
+
+def test_a_profile_and_the_bedrock_api_key_variable_sign_what_bedrock_accepts(
+        fake: FakeBedrock, tmp_path: Path) -> None:
+    """A named profile in the shared files (its keys and its region), and AWS_BEARER_TOKEN_BEDROCK in the
+    environment, each a gateway of its own: with that variable set, any deployment without keys of its own
+    sends the Bedrock API key."""
+    (tmp_path / "credentials").write_text(
+        f"[work]\naws_access_key_id = {ACCESS_KEY}\naws_secret_access_key = {SECRET_KEY}\n")
+    (tmp_path / "config").write_text(f"[profile work]\nregion = {REGION}\n")
+    isolated = {"AWS_CONFIG_FILE": str(tmp_path / "config"),
+                "AWS_SHARED_CREDENTIALS_FILE": str(tmp_path / "credentials"), "AWS_EC2_METADATA_DISABLED": "true"}
+    deployment = {"model_name": "nova", "litellm_params": {
+        "model": f"bedrock/{NOVA}", "aws_bedrock_runtime_endpoint": fake.endpoint, **PRICES}}
+    profiled = {**deployment, "litellm_params": {**deployment["litellm_params"], "aws_profile_name": "work"}}
+    for config, env, authorization in (
+            ({"model_list": [profiled]}, isolated, f"AWS4-HMAC-SHA256 Credential={ACCESS_KEY}/"),
+            ({"model_list": [deployment]}, {**isolated, "AWS_BEARER_TOKEN_BEDROCK": BEARER,
+                                            "AWS_REGION": REGION}, f"Bearer {BEARER}")):
+        with Gateway({**config, "general_settings": {"master_key": MASTER}}, env=env) as gw, \
+                openai.OpenAI(base_url=f"{gw.url}/v1", api_key=MASTER, max_retries=0) as client:
+            answer = client.chat.completions.create(model="nova", messages=HELLO)
+            assert answer.choices[0].message.content == TEXT
+            seen = fake.seen[-1]
+            assert seen.status == 200 and seen.headers["Authorization"].startswith(authorization)
+            if authorization.startswith("AWS4"):
+                assert f"/{REGION}/bedrock/aws4_request" in seen.headers["Authorization"]
 
 
 def test_a_wrong_secret_is_bedrocks_403_and_is_not_retried(chat: openai.OpenAI, fake: FakeBedrock) -> None:
