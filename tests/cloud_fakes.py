@@ -236,8 +236,9 @@ def _b64(part: str) -> bytes:
 class FakeGoogle(Loopback):
     """Google's OAuth token endpoint for one service account."""
 
-    def __init__(self) -> None:
+    def __init__(self, token_lifetime: int = 3599) -> None:
         super().__init__("fake-google")
+        self.token_lifetime = token_lifetime
         self.public_key: Any = None
         self.email = ""
         self.issued: list[str] = []
@@ -267,7 +268,7 @@ class FakeGoogle(Loopback):
             return web.json_response({"error": "invalid_grant", "error_description": problem}, status=400)
         token = f"ya29.fake-{len(self.issued) + 1}"
         self.issued.append(token)
-        return web.json_response({"access_token": token, "expires_in": 3599, "token_type": "Bearer"})
+        return web.json_response({"access_token": token, "expires_in": self.token_lifetime, "token_type": "Bearer"})
 
     def _check(self, grant: object, assertion: object) -> str | None:
         if grant != "urn:ietf:params:oauth:grant-type:jwt-bearer" or not isinstance(assertion, str):

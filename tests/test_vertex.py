@@ -180,6 +180,36 @@ async def test_one_google_token_serves_every_request_of_both_deployments(
     assert claims["exp"] - claims["iat"] == 3600
 
 
+async def test_a_google_token_near_expiry_is_used_while_a_new_one_is_fetched() -> None:
+    """Tokens issued for 200 s are inside the last five minutes from the start: the first request waits for one;
+    the next goes with it at once while google-auth refreshes on its thread, and later ones carry the new one."""
+    google = FakeGoogle(token_lifetime=200)
+    google.start()
+    gemini = FakeVertexGemini(name="gemini-refresh", google=google)
+    gemini.start()
+    try:
+        config = {"model_list": [{"model_name": "gemini", "litellm_params": {
+            "model": "vertex_ai/gemini-2.0-flash", "api_base": f"http://127.0.0.1:{gemini.port}",
+            "vertex_project": PROJECT, "vertex_location": LOCATION,
+            "vertex_credentials": orjson.dumps(google.account(PROJECT)).decode(), **PRICES}}],
+            "general_settings": {"master_key": MASTER}}
+        with Gateway(config) as gw:
+            async with sdk(gw) as client:
+                for _ in range(2):
+                    await client.chat.completions.create(model="gemini", messages=HELLO)  # type: ignore[arg-type]
+                assert [s.headers["Authorization"] for s in gemini.seen] == ["Bearer ya29.fake-1"] * 2
+                for _ in range(50):
+                    if gemini.seen[-1].headers["Authorization"] != "Bearer ya29.fake-1":
+                        break
+                    await client.chat.completions.create(model="gemini", messages=HELLO)  # type: ignore[arg-type]
+        used = [s.headers["Authorization"].removeprefix("Bearer ") for s in gemini.seen]
+        assert used[-1] == "ya29.fake-2"
+        assert used == sorted(used, key=google.issued.index)  # never back to an older token
+    finally:
+        gemini.stop()
+        google.stop()
+
+
 @pytest.mark.parametrize("model", ["gemini", "claude"])
 async def test_budgets_hold_what_the_upstream_reported(model: str, gateway: Gateway,
                                                        http: aiohttp.ClientSession) -> None:
