@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -126,6 +127,50 @@ async def test_sign_out_ends_the_session_in_the_store(gateway: Gateway) -> None:
     async with browser_like() as stale:  # the old cookie, sent again after signing out
         async with stale.get(f"{ui}/keys", headers={"Cookie": session}, allow_redirects=False) as r:
             assert r.status == 303 and r.headers["Location"] == "login"
+
+
+def session_cookie(answer: aiohttp.ClientResponse) -> str:
+    return cookie_header(answer, "gw_ui_session").split(";")[0]
+
+
+async def sessions_kept(gw: Gateway, cookies: dict[str, str]) -> dict[str, bool]:
+    """Which of these session cookies `gw` still lets in; one it does not goes to the sign-in page."""
+    kept = {}
+    async with browser_like() as http:
+        for name, cookie in cookies.items():
+            async with http.get(f"{gw.url}/ui/keys", headers={"Cookie": cookie}, allow_redirects=False) as r:
+                assert r.status in (200, 303), name
+                assert r.status == 200 or r.headers["Location"] == "login", name
+                kept[name] = r.status == 200
+    return kept
+
+
+async def test_a_changed_master_key_or_ui_password_ends_the_sessions_it_made(tmp_path: Path) -> None:
+    """Sessions live in the store and outlast a restart; one made with the master key ends when the gateway
+    comes back with another, one made with UI_PASSWORD when that changes."""
+    database = {"database_url": f"sqlite:///{tmp_path / 'store.db'}"}
+
+    def gateway(master: str, password: str) -> Gateway:
+        return Gateway({"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+                        "general_settings": {"master_key": master, **database}},
+                       env={"UI_USERNAME": UI_USERNAME, "UI_PASSWORD": password})
+
+    cookies = {}
+    with gateway(MASTER, UI_PASSWORD) as gw:
+        async with browser_like() as http:
+            cookies["master"] = session_cookie(await sign_in(http, f"{gw.url}/ui", MASTER))
+        async with browser_like() as http:
+            cookies["password"] = session_cookie(await sign_in(http, f"{gw.url}/ui", UI_PASSWORD, UI_USERNAME))
+        assert await sessions_kept(gw, cookies) == {"master": True, "password": True}
+    with gateway(MASTER, UI_PASSWORD) as gw:
+        assert await sessions_kept(gw, cookies) == {"master": True, "password": True}
+    with gateway("sk-ui-master-rotated", UI_PASSWORD) as gw:
+        assert await sessions_kept(gw, cookies) == {"master": False, "password": True}
+        async with browser_like() as http:
+            assert (await sign_in(http, f"{gw.url}/ui", MASTER)).status == 401
+            cookies["rotated"] = session_cookie(await sign_in(http, f"{gw.url}/ui", "sk-ui-master-rotated"))
+    with gateway("sk-ui-master-rotated", "ui-secret-pass-2") as gw:
+        assert await sessions_kept(gw, cookies) == {"master": False, "password": False, "rotated": True}
 
 
 async def secure_sign_in(http: aiohttp.ClientSession, ui: str) -> aiohttp.ClientResponse:

@@ -9,10 +9,12 @@ import shutil
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 import aiohttp
 import pytest
+from aiohttp import web
 
 from gateway.accounts import hash_key
 from gateway.spend.record import SpendRecord
@@ -273,3 +275,130 @@ async def test_a_key_that_is_not_an_admins_sees_its_own_key_spend_and_models(gat
     await page.get_by_role("link", name="Spend").click()
     await page.get_by_role("heading", name="Spend of your key").wait_for()
     await page.locator("#top-spenders", has_text="cheap").wait_for(timeout=PATIENCE_MS)
+
+
+async def key_state(http: aiohttp.ClientSession, gw: Gateway, alias: str) -> tuple[int, bool]:
+    """How many keys carry `alias`, and whether any of them is blocked."""
+    async with http.get(f"{gw.url}/key/list", params={"key_alias": alias, "return_full_object": "true"},
+                        headers=ADMIN) as r:
+        found = await r.json()
+    return found["total_count"], any(key.get("blocked") for key in found["keys"])
+
+
+@asynccontextmanager
+async def attacker(block_url: str, create_url: str) -> AsyncIterator[int]:
+    """A page on another port that, once loaded, fetches a key's creation then posts a form blocking a key,
+    neither with a CSRF token; the port it is served on."""
+    html = f"""<!doctype html><title>Elsewhere</title>
+        <form method="post" action="{block_url}"><input type="hidden" name="reason" value="forged"></form>
+        <script>
+          fetch("{create_url}", {{method: "POST", mode: "no-cors", credentials: "include",
+                                  body: new URLSearchParams({{key_alias: "csrf-elsewhere"}})}})
+            .finally(() => document.forms[0].submit());
+        </script>"""
+
+    async def serve(request: web.Request) -> web.Response:
+        return web.Response(text=html, content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/", serve)
+    runner = web.AppRunner(app, access_log=None)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    try:
+        yield site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    finally:
+        await runner.cleanup()
+
+
+async def signed_in_page(browser: Any, ui: str) -> tuple[Any, Any]:
+    """A context of its own (its own cookies) and a page in it signed in as the admin, accepting every
+    confirmation."""
+    context = await browser.new_context()
+    page = await context.new_page()
+    page.on("dialog", lambda dialog: asyncio.ensure_future(dialog.accept()))
+    await sign_in(page, ui, MASTER)
+    return context, page
+
+
+async def new_key(http: aiohttp.ClientSession, gw: Gateway, alias: str) -> str:
+    """A key made through the JSON API; its id in the UI's addresses."""
+    async with http.post(f"{gw.url}/key/generate", headers=ADMIN, json={"key_alias": alias}) as r:
+        return str((await r.json())["token_id"])
+
+
+async def test_a_form_posted_without_its_csrf_token_changes_nothing(gateway: Gateway, browser: Any,
+                                                                    http: aiohttp.ClientSession) -> None:
+    target = await new_key(http, gateway, "csrf-target")
+    ui = f"{gateway.url}/ui"
+    context, page = await signed_in_page(browser, ui)
+
+    # The create form with its hidden token taken out of the page: refused, on the UI's own page.
+    await page.goto(f"{ui}/keys/new")
+    await page.get_by_label("Alias").fill("csrf-removed")
+    create = page.get_by_role("button", name="Create key")
+    await create.evaluate("button => button.form.querySelector('input[name=csrf]').remove()")
+    async with page.expect_navigation() as refused:
+        await create.click()
+    assert (await refused.value).status == 403
+    assert await page.get_by_role("heading", name="Refused").count() == 1
+    assert "CSRF token is missing or wrong" in await page.get_by_role("alert").inner_text()
+    assert await key_state(http, gateway, "csrf-removed") == (0, False)
+
+    # The block form with its token altered by one character.
+    await page.goto(f"{ui}/keys/{target}")
+    block = page.get_by_role("button", name="Block")
+    await block.evaluate("button => { const field = button.form.querySelector('input[name=csrf]');"
+                         " field.value = field.value.slice(0, -1) + (field.value.endsWith('A') ? 'B' : 'A'); }")
+    async with page.expect_navigation() as refused:
+        await block.click()
+    assert (await refused.value).status == 403
+    assert "CSRF token is missing or wrong" in await page.get_by_role("alert").inner_text()
+    assert await key_state(http, gateway, "csrf-target") == (1, False)
+
+    # A script on the page posts with the session's cookie but without the token.
+    status, text = await page.evaluate(
+        "async url => { const r = await fetch(url, {method: 'POST', body: new URLSearchParams("
+        "{key_alias: 'csrf-fetched'})}); return [r.status, await r.text()]; }", f"{ui}/keys/new")
+    assert status == 403 and "CSRF token is missing or wrong" in text
+    assert await key_state(http, gateway, "csrf-fetched") == (0, False)
+
+    # The form, untouched, goes through: the session was not what failed.
+    await page.goto(f"{ui}/keys/{target}")
+    await page.get_by_role("button", name="Block").click()
+    await page.get_by_text("The key is blocked").wait_for()
+    assert await key_state(http, gateway, "csrf-target") == (1, True)
+    await context.close()
+
+
+async def test_a_post_from_another_page_changes_nothing(gateway: Gateway, browser: Any,
+                                                        http: aiohttp.ClientSession) -> None:
+    """Pages elsewhere post a form and a fetch at the gateway while the admin is signed in. From another port
+    of the same host (the same site to a browser) the session's cookie goes along and the missing token
+    refuses both; from another site (localhost) the cookie stays home (SameSite=Strict) and the form lands on
+    the sign-in page. Either way the fetch's answer is withheld from that page (Cross-Origin-Resource-Policy)."""
+    target = await new_key(http, gateway, "csrf-cross-target")
+    ui = f"{gateway.url}/ui"
+    context, page = await signed_in_page(browser, ui)
+    answered: list[tuple[str, int]] = []
+    withheld: list[tuple[str, str]] = []
+    page.on("response", lambda response: answered.append((f"{response.request.method} {response.url}",
+                                                           response.status)))
+    page.on("requestfailed", lambda request: withheld.append((f"{request.method} {request.url}",
+                                                              request.failure or "")))
+    block_url, create_url = f"{ui}/keys/{target}/block", f"{ui}/keys/new"
+    async with attacker(block_url, create_url) as port:
+        for host, status, landing in (("127.0.0.1", 403, "Refused"), ("localhost", 303, "Sign in")):
+            answered.clear()
+            withheld.clear()
+            await page.goto(f"http://{host}:{port}/")
+            await page.wait_for_url(block_url if status == 403 else f"{ui}/login")
+            await page.get_by_role("heading", name=landing).wait_for()
+            assert (f"POST {block_url}", status) in answered, host
+            assert withheld == [(f"POST {create_url}", "net::ERR_BLOCKED_BY_RESPONSE.NotSameOrigin")], host
+    assert await key_state(http, gateway, "csrf-cross-target") == (1, False)
+    assert await key_state(http, gateway, "csrf-elsewhere") == (0, False)
+    await page.goto(f"{ui}/keys")  # still signed in
+    assert page.url == f"{ui}/keys"
+    await context.close()
