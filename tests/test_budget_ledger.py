@@ -65,6 +65,17 @@ async def test_zero_budget_admits_nothing(ledger: Any) -> None:
     assert isinstance(await ledger.reserve([counter("proxy:all", 0.0)], 0.0), Denied)
 
 
+async def test_a_spent_budget_admits_nothing_even_at_no_cost(ledger: Any) -> None:
+    """LiteLLM refuses at spend >= max_budget: a request estimated at 0 (an upload charged by the second)
+    is refused too, once the budget is spent; before that it goes on, however little is left."""
+    budget = counter("key:spent:all", 0.3, baseline=0.1)
+    assert await ledger.reserve([budget], 0.0) == [pytest.approx(0.1)]
+    assert await ledger.reserve([budget], 0.2) == [pytest.approx(0.1)]
+    await ledger.settle([budget.name], 0.2, 0.2)
+    denied = await ledger.reserve([budget], 0.0)
+    assert isinstance(denied, Denied) and denied.spent == pytest.approx(0.3)
+
+
 async def test_baseline_is_taken_once(ledger: Any) -> None:
     first = counter("user:u:all", 5.0, baseline=4.0)
     assert await ledger.reserve([first], 0.5) == [4.0]

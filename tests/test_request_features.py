@@ -31,6 +31,7 @@ def gateway(upstream: FakeUpstream, upstream_b: FakeUpstream) -> Iterator[Gatewa
             deployment("mod", upstream.base_url, model_info={"mode": "moderation"}),
             deployment("img", upstream.base_url, output_cost_per_image=IMAGE_PRICE,
                        model_info={"mode": "image_generation"}),
+            deployment("dalle", upstream.base_url, model="openai/dall-e-3", model_info={"mode": "image_generation"}),
             deployment("img-tokens", upstream.base_url, input_cost_per_token=PRICE_IN,
                        output_cost_per_token=PRICE_OUT),
             deployment("flaky", upstream.base_url, num_retries=2),
@@ -103,6 +104,18 @@ async def test_images_are_priced_per_image(gateway: Gateway, upstream: FakeUpstr
     record = await spend_record(http, gateway, request_id, ADMIN)
     assert record["spend"] == pytest.approx(2 * IMAGE_PRICE) and record["call_type"] == "images/generations"
     assert record["total_tokens"] == 0 and record["metadata"]["usage_estimated"] is False
+
+
+async def test_images_of_a_known_model_are_priced_from_the_bundled_table(gateway: Gateway, upstream: FakeUpstream,
+                                                                         http: aiohttp.ClientSession) -> None:
+    """dall-e-3 with no price in the config: the table's $0.04 an image (1024x1024, standard quality)."""
+    request_id = uuid.uuid4().hex
+    status, body, _ = await post(http, f"{gateway.url}/v1/images/generations",
+                                 {"model": "dalle", "prompt": "a red cat", "n": 2}, MASTER, request_id)
+    assert status == 200, body
+    assert upstream.seen[-1].body["model"] == "dall-e-3"
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["spend"] == pytest.approx(2 * 0.04) and record["call_type"] == "images/generations"
 
 
 async def test_image_usage_from_the_answer_is_priced(gateway: Gateway, http: aiohttp.ClientSession) -> None:

@@ -5,11 +5,11 @@ type byte, a value: Bedrock's are strings, `:event-type`, `:message-type`, `:exc
 `:content-type`), the payload, and a CRC32 of everything before it. Both checksums and the lengths are
 checked; a message cut across reads is kept until it is whole.
 
-Why not botocore's `EventStreamBuffer`, which boto3 reads Bedrock with: it costs about 8 µs a message
-(generic header decoding call by call, a copy of the buffer at each step), five times what translating
-the event costs after it (benchmarks/translate_cost.py). This reader does the same checks with one
+Why not botocore's `EventStreamBuffer`, which boto3 reads Bedrock with: it costs about 7.5 µs a message
+(generic header decoding call by call, a copy of the buffer at each step), two to three times what translating
+the event costs after it (2.5-4 µs, benchmarks/translate_cost.py). This reader does the same checks with one
 struct read for the prelude, two crc32 calls over memoryview slices, and each distinct header block
-parsed once (a stream repeats a handful), at about 1.5 µs. It follows the
+parsed once (a stream repeats a handful), at about 1.8 µs (README's figures). It follows the
 format's definition, and tests/test_bedrock.py checks it against botocore's parser on generated messages
 (every header type, payloads of any bytes, cuts anywhere, corrupted bytes).
 """

@@ -60,8 +60,10 @@ TOLERANCE = 1e-9
 
 
 def _over(limit: float, spent: float, reserved: float, amount: float) -> bool:
-    # A budget of 0 admits nothing at all, not even a free request: LiteLLM's kill switch.
-    return limit <= 0 or spent + reserved + amount > limit * (1 + TOLERANCE)
+    # A budget of 0 admits nothing at all, not even a free request: LiteLLM's kill switch. Nor does a spent
+    # one (LiteLLM refuses at spend >= max_budget), though the request's estimate is 0: a free model, or an
+    # upload charged by the second, which is not known before the answer.
+    return limit <= 0 or spent >= limit * (1 - TOLERANCE) or spent + reserved + amount > limit * (1 + TOLERANCE)
 
 
 class LocalLedger:
@@ -151,7 +153,7 @@ for i, key in ipairs(KEYS) do
   end
   local spent = tonumber(redis.call('HGET', key, 'spent'))
   local reserved = tonumber(redis.call('HGET', key, 'reserved'))
-  if limit <= 0 or spent + reserved + amount > limit * (1 + 1e-9) then
+  if limit <= 0 or spent >= limit * (1 - 1e-9) or spent + reserved + amount > limit * (1 + 1e-9) then
     return {i, tostring(spent), tostring(reserved)}
   end
 end
