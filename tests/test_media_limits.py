@@ -21,6 +21,7 @@ import aiohttp
 import orjson
 import pytest
 
+from tests.conftest import scratch_prefix
 from tests.fakes import FakeUpstream
 from tests.harness import Gateway, deployment, spend_record
 from tests.media_fakes import MediaUpstream
@@ -105,14 +106,26 @@ def entries(suffix: str, media: MediaUpstream, upstream: FakeUpstream, **limits:
     ]
 
 
+def media_gateway(media: MediaUpstream, upstream: FakeUpstream, **settings: Any) -> Gateway:
+    return Gateway({
+        "model_list": entries("", media, upstream) + entries("-rpm", media, upstream, rpm=2),
+        "general_settings": {"master_key": MASTER}, **settings,
+    })
+
+
 @pytest.fixture(scope="module")
 def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
-    config = {
-        "model_list": entries("", media, upstream) + entries("-rpm", media, upstream, rpm=2),
-        "general_settings": {"master_key": MASTER},
-    }
-    with Gateway(config) as gw:
+    with media_gateway(media, upstream) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+async def redis_gateway(media: MediaUpstream, upstream: FakeUpstream, redis_base: str) -> AsyncIterator[Gateway]:
+    """The same, with its limits and budgets kept in Redis: admitted by the one-round-trip script."""
+    async with scratch_prefix(redis_base) as prefix:
+        with media_gateway(media, upstream, router_settings={"redis_url": redis_base},
+                           gateway_settings={"redis_key_prefix": prefix}) as gw:
+            yield gw
 
 
 def upstream_calls(route: Route, media: MediaUpstream, upstream: FakeUpstream) -> int:
@@ -231,7 +244,19 @@ async def test_a_spent_budget_refuses_the_next_request(gateway: Gateway, media: 
                                                        name: str) -> None:
     """A key whose max_budget is one request's cost: that request is served and charged; the next is
     refused as chat's are (429 budget_exceeded), is not sent upstream, and costs nothing."""
-    route = BY_NAME[name]
+    await spent_budget_refuses(gateway, media, upstream, http, BY_NAME[name])
+
+
+@pytest.mark.parametrize("name", ROUTE_NAMES)
+async def test_a_spent_budget_in_redis_refuses_the_next_request(redis_gateway: Gateway, media: MediaUpstream,
+                                                                upstream: FakeUpstream, http: aiohttp.ClientSession,
+                                                                name: str) -> None:
+    """The same with the budget in Redis, checked by the one script that admits a request."""
+    await spent_budget_refuses(redis_gateway, media, upstream, http, BY_NAME[name])
+
+
+async def spent_budget_refuses(gateway: Gateway, media: MediaUpstream, upstream: FakeUpstream,
+                               http: aiohttp.ClientSession, route: Route) -> None:
     spender = route if route.cost > 0 else BY_NAME["images"]
     key = await new_key(http, gateway, max_budget=spender.cost)
     served_id = uuid.uuid4().hex

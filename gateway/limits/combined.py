@@ -93,7 +93,9 @@ for i = 1, nc do
     state = {ARGV[at + 1], '0'}
   end
   local s, r = tonumber(state[1]), tonumber(state[2])
-  if limit <= 0 or s + r + amount > limit * (1 + 1e-9) then return refuse(3, {i, tostring(s), tostring(r)}) end
+  if limit <= 0 or s >= limit * (1 - 1e-9) or s + r + amount > limit * (1 + 1e-9) then
+    return refuse(3, {i, tostring(s), tostring(r)})
+  end
   spent[i] = state[1]
 end
 for i = 1, nc do
