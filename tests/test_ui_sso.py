@@ -6,6 +6,7 @@ test_ui_browser_orgs.py."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -36,6 +37,21 @@ def gateway(oidc: FakeOidc) -> Iterator[Gateway]:
               "gateway_settings": {"path_prefixes": [PREFIX]}}
     with Gateway(config, env=oidc.env(PROXY_ADMIN_ID="ada")) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+def restricted(oidc: FakeOidc) -> Iterator[Gateway]:
+    """Two domains in LiteLLM's comma list, and the client id in the token request's body ("True": LiteLLM
+    lowers the value before it compares it with "true")."""
+    config = {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+              "general_settings": {"master_key": MASTER}}
+    with Gateway(config, env=oidc.env(ALLOWED_EMAIL_DOMAINS="example.com,corp.example.org",
+                                      GENERIC_INCLUDE_CLIENT_ID="True")) as gw:
+        yield gw
+
+
+def basic(oidc: FakeOidc) -> str:
+    return "Basic " + base64.b64encode(f"{oidc.client_id}:{oidc.client_secret}".encode()).decode()
 
 
 async def to_provider(browser: aiohttp.ClientSession, ui: str) -> str:
@@ -78,7 +94,10 @@ async def test_a_generic_oidc_sign_in_from_start_to_pages(gateway: Gateway, oidc
         assert 'http-equiv="refresh" content="0;url=keys"' in html
         form = oidc.token_forms[-1]
         assert form["grant_type"] == "authorization_code" and form["redirect_uri"] == sent["redirect_uri"]
-        assert len(form["code_verifier"]) >= 43 and "client_secret" not in form
+        # Without GENERIC_INCLUDE_CLIENT_ID, LiteLLM (fastapi-sso with include_client_id=False) sends the
+        # client by HTTP Basic alone: neither its id nor its secret in the body.
+        assert sorted(form) == ["code", "code_verifier", "grant_type", "redirect_uri"]
+        assert len(form["code_verifier"]) >= 43 and oidc.token_auths[-1] == basic(oidc)
         # Signed in as a new internal_user_viewer: their own pages, not an admin's.
         status, html = await page(browser, f"{ui}/keys")
         assert status == 200 and "internal_user_viewer" in html
@@ -182,6 +201,27 @@ async def test_litellm_start_address_leads_to_the_provider(gateway: Gateway, oid
             assert r.status == 303 and URL(gateway.url).join(URL(r.headers["Location"])).path == "/ui/sso-login"
 
 
+async def sign_in_as(gateway: Gateway, oidc: FakeOidc, browser: aiohttp.ClientSession,
+                     claims: dict[str, str]) -> tuple[int, str]:
+    oidc.next_claims = claims
+    status, html, _ = await finish(browser, await back_from_provider(browser, await to_provider(
+        browser, f"{gateway.url}/ui")))
+    return status, html
+
+
+async def test_include_client_id_sends_the_id_in_the_body_beside_basic(restricted: Gateway,
+                                                                       oidc: FakeOidc) -> None:
+    async with browser_like() as browser:
+        status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": "ivy",
+                                                                    "email": "ivy@example.com"})
+        assert status == 200, text_of(html)
+    # fastapi-sso's token request as LiteLLM makes it: HTTP Basic always, include_client_id adds the id to
+    # the body, never the secret (two ways of authenticating in one request, which RFC 6749 forbids).
+    form = oidc.token_forms[-1]
+    assert sorted(form) == ["client_id", "code", "code_verifier", "grant_type", "redirect_uri"]
+    assert form["client_id"] == oidc.client_id and oidc.token_auths[-1] == basic(oidc)
+
+
 def test_the_environment_read_as_litellm_reads_it() -> None:
     assert read({}) is None
     assert read({"GENERIC_CLIENT_ID": "x"}) == SsoMisconfigured("generic", (
@@ -196,6 +236,10 @@ def test_the_environment_read_as_litellm_reads_it() -> None:
     assert microsoft.authorization_endpoint == "https://login.microsoftonline.com/t1/oauth2/v2.0/authorize"
     generic = read({**FakeOidc(port=1).env(), "GENERIC_USER_ID_ATTRIBUTE": "sub", "GENERIC_CLIENT_USE_PKCE": "false"})
     assert isinstance(generic, SsoConfig) and generic.id_attribute == "sub" and not generic.pkce
+    assert not generic.include_client_id and generic.allowed_domains is None
+    for flag, included in (("true", True), ("TRUE", True), ("false", False), ("", False)):
+        config = read(FakeOidc(port=1).env(GENERIC_INCLUDE_CLIENT_ID=flag))
+        assert isinstance(config, SsoConfig) and config.include_client_id is included
 
 
 async def test_sso_off_is_a_page_saying_so() -> None:
