@@ -14,6 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from gateway.ui.security import SESSION_COOKIE
 from gateway.ui.sso_config import SsoConfig, SsoMisconfigured, read
 from tests.fake_oidc import FakeOidc
 from tests.harness import Gateway
@@ -209,6 +210,40 @@ async def sign_in_as(gateway: Gateway, oidc: FakeOidc, browser: aiohttp.ClientSe
     return status, html
 
 
+async def test_a_user_of_an_allowed_domain_signs_in(restricted: Gateway, oidc: FakeOidc,
+                                                    http: aiohttp.ClientSession) -> None:
+    # Each domain of the list; the email's domain in another case is the same domain (LiteLLM compares
+    # them as typed, which refuses Amy@EXAMPLE.com; domain names have no case).
+    for user_id, email in (("amy", "amy@example.com"), ("zed", "Zed@Corp.Example.ORG")):
+        async with browser_like() as browser:
+            status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": user_id,
+                                                                        "email": email})
+            assert status == 200, text_of(html)
+            assert (await page(browser, f"{restricted.url}/ui/keys"))[0] == 200
+        user = await api(http, restricted, "/user/info", method="GET", params={"user_id": user_id})
+        assert user["user_info"]["user_email"] == email and len(user["keys"]) == 1
+
+
+async def test_a_user_of_another_domain_is_refused_and_nothing_is_made(restricted: Gateway, oidc: FakeOidc,
+                                                                       http: aiohttp.ClientSession) -> None:
+    keys = (await api(http, restricted, "/key/list", method="GET"))["total_count"]
+    # Another domain, a subdomain of an allowed one (LiteLLM matches the whole domain), a name that only
+    # ends like one.
+    for user_id, email in (("mal", "mal@other.com"), ("sub", "sub@mail.example.com"),
+                           ("ends", "ends@notexample.com")):
+        async with browser_like() as browser:
+            status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": user_id,
+                                                                        "email": email})
+            domain = email.partition("@")[2]
+            assert status == 401 and "Not allowed" in html, text_of(html)
+            assert f"The email domain {domain} is not one allowed to sign in here" in text_of(html)
+            assert "Traceback" not in html
+            assert SESSION_COOKIE not in {cookie.key for cookie in browser.cookie_jar}
+            assert (await page(browser, f"{restricted.url}/ui/keys"))[0] == 303
+        await api(http, restricted, "/user/info", method="GET", params={"user_id": user_id}, status=404)
+    assert (await api(http, restricted, "/key/list", method="GET"))["total_count"] == keys
+
+
 async def test_include_client_id_sends_the_id_in_the_body_beside_basic(restricted: Gateway,
                                                                        oidc: FakeOidc) -> None:
     async with browser_like() as browser:
@@ -240,6 +275,8 @@ def test_the_environment_read_as_litellm_reads_it() -> None:
     for flag, included in (("true", True), ("TRUE", True), ("false", False), ("", False)):
         config = read(FakeOidc(port=1).env(GENERIC_INCLUDE_CLIENT_ID=flag))
         assert isinstance(config, SsoConfig) and config.include_client_id is included
+    restricted = read(FakeOidc(port=1).env(ALLOWED_EMAIL_DOMAINS="example.com, corp.example.org,"))
+    assert isinstance(restricted, SsoConfig) and restricted.allowed_domains == {"example.com", "corp.example.org"}
 
 
 async def test_sso_off_is_a_page_saying_so() -> None:
