@@ -1,9 +1,11 @@
 """An OpenID Connect provider on 127.0.0.1 for the admin UI's single sign-on: the authorization endpoint
 signs in whoever `next_claims` names and sends the browser back with a code (and the state it was given),
 the token endpoint trades the code for an access token as RFC 6749 and RFC 7636 say (client credentials
-by HTTP Basic, the code once, the same redirect_uri, the PKCE verifier that hashes to the challenge), and
-the userinfo endpoint answers the claims for that token. `fail_token` makes the token endpoint refuse
-with invalid_grant, as a provider does for a code it no longer knows."""
+by HTTP Basic and by nothing else, a client_id in the body only if it is the same client's, the code once,
+the same redirect_uri, the PKCE verifier that hashes to the challenge), and the userinfo endpoint answers
+the claims for that token. Each token request's form and Authorization header are kept, in order.
+`fail_token` makes the token endpoint refuse with invalid_grant, as a provider does for a code it no
+longer knows."""
 
 from __future__ import annotations
 
@@ -35,6 +37,7 @@ class FakeOidc(Loopback):
     fail_token: bool = False
     authorize_queries: list[dict[str, str]] = field(default_factory=list, repr=False)
     token_forms: list[dict[str, str]] = field(default_factory=list, repr=False)
+    token_auths: list[str | None] = field(default_factory=list, repr=False)
     codes: dict[str, Grant] = field(default_factory=dict, repr=False)
     tokens: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
@@ -75,9 +78,14 @@ class FakeOidc(Loopback):
     async def _token(self, request: web.Request) -> web.Response:
         form = {k: str(v) for k, v in (await request.post()).items()}
         self.token_forms.append(form)
+        self.token_auths.append(request.headers.get("Authorization"))
         expected = "Basic " + base64.b64encode(f"{self.client_id}:{self.client_secret}".encode()).decode()
         if request.headers.get("Authorization") != expected:
             return self._error("invalid_client", "client authentication failed", 401)
+        if "client_secret" in form:  # RFC 6749 2.3: one authentication method a request, as Okta holds to
+            return self._error("invalid_request", "Cannot supply multiple client credentials.")
+        if form.get("client_id", self.client_id) != self.client_id:
+            return self._error("invalid_client", "client_id differs from the authenticated client", 401)
         if self.fail_token:
             return self._error("invalid_grant", "The authorization code is invalid or has expired.")
         grant = self.codes.pop(form.get("code", ""), None)  # a code is good once

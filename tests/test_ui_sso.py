@@ -6,6 +6,7 @@ test_ui_browser_orgs.py."""
 
 from __future__ import annotations
 
+import base64
 from collections.abc import Iterator
 from urllib.parse import parse_qs, urlsplit
 
@@ -13,6 +14,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
+from gateway.ui.security import SESSION_COOKIE
 from gateway.ui.sso_config import SsoConfig, SsoMisconfigured, read
 from tests.fake_oidc import FakeOidc
 from tests.harness import Gateway
@@ -36,6 +38,21 @@ def gateway(oidc: FakeOidc) -> Iterator[Gateway]:
               "gateway_settings": {"path_prefixes": [PREFIX]}}
     with Gateway(config, env=oidc.env(PROXY_ADMIN_ID="ada")) as gw:
         yield gw
+
+
+@pytest.fixture(scope="module")
+def restricted(oidc: FakeOidc) -> Iterator[Gateway]:
+    """Two domains in LiteLLM's comma list, and the client id in the token request's body ("True": LiteLLM
+    lowers the value before it compares it with "true")."""
+    config = {"model_list": [{"model_name": "echo", "litellm_params": {"model": "mock/echo"}}],
+              "general_settings": {"master_key": MASTER}}
+    with Gateway(config, env=oidc.env(ALLOWED_EMAIL_DOMAINS="example.com,corp.example.org",
+                                      GENERIC_INCLUDE_CLIENT_ID="True")) as gw:
+        yield gw
+
+
+def basic(oidc: FakeOidc) -> str:
+    return "Basic " + base64.b64encode(f"{oidc.client_id}:{oidc.client_secret}".encode()).decode()
 
 
 async def to_provider(browser: aiohttp.ClientSession, ui: str) -> str:
@@ -78,7 +95,10 @@ async def test_a_generic_oidc_sign_in_from_start_to_pages(gateway: Gateway, oidc
         assert 'http-equiv="refresh" content="0;url=keys"' in html
         form = oidc.token_forms[-1]
         assert form["grant_type"] == "authorization_code" and form["redirect_uri"] == sent["redirect_uri"]
-        assert len(form["code_verifier"]) >= 43 and "client_secret" not in form
+        # Without GENERIC_INCLUDE_CLIENT_ID, LiteLLM (fastapi-sso with include_client_id=False) sends the
+        # client by HTTP Basic alone: neither its id nor its secret in the body.
+        assert sorted(form) == ["code", "code_verifier", "grant_type", "redirect_uri"]
+        assert len(form["code_verifier"]) >= 43 and oidc.token_auths[-1] == basic(oidc)
         # Signed in as a new internal_user_viewer: their own pages, not an admin's.
         status, html = await page(browser, f"{ui}/keys")
         assert status == 200 and "internal_user_viewer" in html
@@ -182,6 +202,61 @@ async def test_litellm_start_address_leads_to_the_provider(gateway: Gateway, oid
             assert r.status == 303 and URL(gateway.url).join(URL(r.headers["Location"])).path == "/ui/sso-login"
 
 
+async def sign_in_as(gateway: Gateway, oidc: FakeOidc, browser: aiohttp.ClientSession,
+                     claims: dict[str, str]) -> tuple[int, str]:
+    oidc.next_claims = claims
+    status, html, _ = await finish(browser, await back_from_provider(browser, await to_provider(
+        browser, f"{gateway.url}/ui")))
+    return status, html
+
+
+async def test_a_user_of_an_allowed_domain_signs_in(restricted: Gateway, oidc: FakeOidc,
+                                                    http: aiohttp.ClientSession) -> None:
+    # Each domain of the list; the email's domain in another case is the same domain (LiteLLM compares
+    # them as typed, which refuses Amy@EXAMPLE.com; domain names have no case).
+    for user_id, email in (("amy", "amy@example.com"), ("zed", "Zed@Corp.Example.ORG")):
+        async with browser_like() as browser:
+            status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": user_id,
+                                                                        "email": email})
+            assert status == 200, text_of(html)
+            assert (await page(browser, f"{restricted.url}/ui/keys"))[0] == 200
+        user = await api(http, restricted, "/user/info", method="GET", params={"user_id": user_id})
+        assert user["user_info"]["user_email"] == email and len(user["keys"]) == 1
+
+
+async def test_a_user_of_another_domain_is_refused_and_nothing_is_made(restricted: Gateway, oidc: FakeOidc,
+                                                                       http: aiohttp.ClientSession) -> None:
+    keys = (await api(http, restricted, "/key/list", method="GET"))["total_count"]
+    # Another domain, a subdomain of an allowed one (LiteLLM matches the whole domain), a name that only
+    # ends like one.
+    for user_id, email in (("mal", "mal@other.com"), ("sub", "sub@mail.example.com"),
+                           ("ends", "ends@notexample.com")):
+        async with browser_like() as browser:
+            status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": user_id,
+                                                                        "email": email})
+            domain = email.partition("@")[2]
+            assert status == 401 and "Not allowed" in html, text_of(html)
+            assert f"The email domain {domain} is not one allowed to sign in here" in text_of(html)
+            assert "Traceback" not in html
+            assert SESSION_COOKIE not in {cookie.key for cookie in browser.cookie_jar}
+            assert (await page(browser, f"{restricted.url}/ui/keys"))[0] == 303
+        await api(http, restricted, "/user/info", method="GET", params={"user_id": user_id}, status=404)
+    assert (await api(http, restricted, "/key/list", method="GET"))["total_count"] == keys
+
+
+async def test_include_client_id_sends_the_id_in_the_body_beside_basic(restricted: Gateway,
+                                                                       oidc: FakeOidc) -> None:
+    async with browser_like() as browser:
+        status, html = await sign_in_as(restricted, oidc, browser, {"preferred_username": "ivy",
+                                                                    "email": "ivy@example.com"})
+        assert status == 200, text_of(html)
+    # fastapi-sso's token request as LiteLLM makes it: HTTP Basic always, include_client_id adds the id to
+    # the body, never the secret (two ways of authenticating in one request, which RFC 6749 forbids).
+    form = oidc.token_forms[-1]
+    assert sorted(form) == ["client_id", "code", "code_verifier", "grant_type", "redirect_uri"]
+    assert form["client_id"] == oidc.client_id and oidc.token_auths[-1] == basic(oidc)
+
+
 def test_the_environment_read_as_litellm_reads_it() -> None:
     assert read({}) is None
     assert read({"GENERIC_CLIENT_ID": "x"}) == SsoMisconfigured("generic", (
@@ -196,6 +271,12 @@ def test_the_environment_read_as_litellm_reads_it() -> None:
     assert microsoft.authorization_endpoint == "https://login.microsoftonline.com/t1/oauth2/v2.0/authorize"
     generic = read({**FakeOidc(port=1).env(), "GENERIC_USER_ID_ATTRIBUTE": "sub", "GENERIC_CLIENT_USE_PKCE": "false"})
     assert isinstance(generic, SsoConfig) and generic.id_attribute == "sub" and not generic.pkce
+    assert not generic.include_client_id and generic.allowed_domains is None
+    for flag, included in (("true", True), ("TRUE", True), ("false", False), ("", False)):
+        config = read(FakeOidc(port=1).env(GENERIC_INCLUDE_CLIENT_ID=flag))
+        assert isinstance(config, SsoConfig) and config.include_client_id is included
+    restricted = read(FakeOidc(port=1).env(ALLOWED_EMAIL_DOMAINS="example.com, corp.example.org,"))
+    assert isinstance(restricted, SsoConfig) and restricted.allowed_domains == {"example.com", "corp.example.org"}
 
 
 async def test_sso_off_is_a_page_saying_so() -> None:

@@ -173,8 +173,10 @@ async def _identity(config: SsoConfig, ui: AdminUi, request: web.Request, verifi
             "redirect_uri": redirect_uri(config, ui, request)}
     if config.pkce:
         form["code_verifier"] = verifier
-    if config.include_client_id or config.provider != "generic":
-        form.update(client_id=config.client_id, client_secret=config.client_secret)
+    # As fastapi-sso under LiteLLM: the client authenticates by HTTP Basic alone (RFC 6749 2.3 allows one
+    # method a request), and include_client_id names it in the body as well.
+    if config.include_client_id:
+        form["client_id"] = config.client_id
     auth = aiohttp.BasicAuth(config.client_id, config.client_secret)
     timeout = aiohttp.ClientTimeout(total=PROVIDER_SECONDS)
     async with aiohttp.ClientSession(timeout=timeout) as http:
