@@ -107,16 +107,19 @@ async def password_redis(workdir: Path) -> AsyncIterator[RedisProcess]:
 
 
 class Sentinels:
-    """A master and its replica, each asking for PASSWORD, and a sentinel asking for its own."""
+    """A master and its replica, each asking for PASSWORD, and a sentinel asking for its own. With `tls`
+    all three listen for TLS only, and the replica and the sentinel reach the master over TLS."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.master = RedisProcess(workdir, "--repl-diskless-sync-delay", "0", password=PASSWORD)
-        self.replica = RedisProcess(workdir, "--replicaof", "127.0.0.1", str(self.master.port), password=PASSWORD)
-        config = workdir / "secured-sentinel.conf"
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
+        outgoing = ("--tls-replication", "yes") if tls is not None else ()
+        self.master = RedisProcess(workdir, "--repl-diskless-sync-delay", "0", password=PASSWORD, tls=tls)
+        self.replica = RedisProcess(workdir, "--replicaof", "127.0.0.1", str(self.master.port), *outgoing,
+                                    password=PASSWORD, tls=tls)
+        self.sentinel = RedisProcess(workdir, "--sentinel", *outgoing, password=SENTINEL_PASSWORD, tls=tls)
+        config = workdir / f"sentinel-{self.sentinel.port}.conf"  # the sentinel rewrites its own
         config.write_text(f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} 1\n"
                           f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
                           f"sentinel down-after-milliseconds {SERVICE} 1000\n")
-        self.sentinel = RedisProcess(workdir, "--sentinel", password=SENTINEL_PASSWORD)
         self.config = config
 
     async def start(self) -> None:
@@ -142,6 +145,17 @@ class Sentinels:
 @pytest.fixture(scope="module")
 async def sentinels(workdir: Path) -> AsyncIterator[Sentinels]:
     started = Sentinels(workdir)
+    try:
+        await started.start()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+async def tls_sentinels(workdir: Path, tls_files: TlsFiles, tls_redis: RedisProcess) -> AsyncIterator[Sentinels]:
+    """After tls_redis: skipped with it."""
+    started = Sentinels(workdir, tls=tls_files)
     try:
         await started.start()
         yield started
