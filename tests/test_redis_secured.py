@@ -349,6 +349,38 @@ async def test_sentinel_with_passwords(sentinels: Sentinels, postgres_url: str, 
             gw.stop()
 
 
+async def test_sentinel_over_tls(tls_sentinels: Sentinels, tls_files: TlsFiles, postgres_url: str,
+                                 http: aiohttp.ClientSession) -> None:
+    """The sentinel, the master it names and the replica speak TLS only and ask for a client
+    certificate: the gateway reaches the sentinel and then the master with the same settings."""
+    port = tls_sentinels.sentinel.port
+    quoted = PASSWORD.replace(":", "%3A").replace("@", "%40")
+    query = "&".join(f"{name}={value}" for name, value in tls_settings(tls_files).items())
+    url = f"rediss+sentinel://:{quoted}@127.0.0.1:{port}/{SERVICE}?sentinel_password={SENTINEL_PASSWORD}&{query}"
+    cache = {"litellm_settings": {"cache_params": {
+        "type": "redis", "service_name": SERVICE, "sentinel_nodes": [["127.0.0.1", port]], "password": PASSWORD,
+        "sentinel_password": SENTINEL_PASSWORD, "ssl": True, **tls_settings(tls_files)}}}
+    first, second = gateway(postgres_url, "sentinel-tls", {"router_settings": {"redis_url": url}}), \
+        gateway(postgres_url, "sentinel-tls", cache)
+    try:
+        start_together(first, second)
+        for gw in (first, second):
+            assert f"Redis master '{SERVICE}' through Sentinel 127.0.0.1:{port} (" in gw.log(), gw.log()
+            assert ", TLS)" in gw.log()
+            # Sentinel's TLS connection class is an SSLConnection, but it names no master to connect to.
+            assert "pipelined on a connection of the gateway's own" not in gw.log()
+        await shared_limits_hold(http, (first, second))
+        await change_reaches(http, first, second)
+        assert "Traceback" not in first.log() + second.log()
+    finally:
+        first.stop()
+        second.stop()
+    async with tls_sentinels.master.client() as client:
+        kinds = {k.split(":")[1] + ":" + k.split(":")[2]
+                 async for k in client.scan_iter(match=shared_key("sentinel-tls", "*"), count=1000)}
+    assert {"bucket:rpm", "budget:key", "budget:team"} <= kinds, kinds
+
+
 async def test_cluster_with_passwords(cluster: list[RedisProcess], postgres_url: str,
                                       http: aiohttp.ClientSession) -> None:
     nodes = [{"host": "127.0.0.1", "port": node.port} for node in cluster]
