@@ -1,11 +1,11 @@
 """Redis that asks who the gateway is, each started here on loopback ports: TLS with a client
 certificate (`rediss://` and LiteLLM's `ssl` / `ssl_*` settings), one server with a password and an
 ACL user, Sentinel with a password on the master, the replica and the sentinel, and a Cluster with a
-password on every node. Two gateways, naming it two of LiteLLM's ways, hold one rpm limit and one
-budget exactly between them. A certificate the gateway does not trust, or a wrong password, is said at
-start as what to fix (no traceback), and `fail_open` decides what requests get. A Cluster master that
-stalls while more settlement pipelines wait than `max_connections` allows: they wait for a place,
-and every one lands."""
+password on every node, Sentinel and Cluster each plain and TLS-only. Two gateways, naming it two of
+LiteLLM's ways, hold one rpm limit and one budget exactly between them. A certificate the gateway does
+not trust, or a wrong password, is said at start as what to fix (no traceback), and `fail_open` decides
+what requests get. A Cluster master that stalls while more settlement pipelines wait than
+`max_connections` allows: they wait for a place, and every one lands."""
 
 from __future__ import annotations
 
