@@ -26,6 +26,7 @@ from typing import Any, cast
 
 from redis._parsers.base import BaseParser
 from redis.asyncio.connection import Connection, SSLConnection
+from redis.asyncio.sentinel import SentinelManagedConnection
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
@@ -217,7 +218,10 @@ class RedisWire:
         """The wire to the Redis a redis-py pool connects to, over TLS with `tls` where the pool's is TLS;
         None where redis-py must stay (a unix socket, Sentinel, Cluster)."""
         connection_class = getattr(pool, "connection_class", None)
-        secure = isinstance(connection_class, type) and issubclass(connection_class, SSLConnection)
+        if not isinstance(connection_class, type) or issubclass(connection_class, SentinelManagedConnection):
+            # Sentinel's TLS class is an SSLConnection too, but its pool holds no master's address.
+            return None
+        secure = issubclass(connection_class, SSLConnection)
         if not (connection_class is Connection or (secure and tls is not None)):
             return None
         kwargs = pool.connection_kwargs

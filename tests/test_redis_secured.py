@@ -1,11 +1,11 @@
 """Redis that asks who the gateway is, each started here on loopback ports: TLS with a client
 certificate (`rediss://` and LiteLLM's `ssl` / `ssl_*` settings), one server with a password and an
 ACL user, Sentinel with a password on the master, the replica and the sentinel, and a Cluster with a
-password on every node. Two gateways, naming it two of LiteLLM's ways, hold one rpm limit and one
-budget exactly between them. A certificate the gateway does not trust, or a wrong password, is said at
-start as what to fix (no traceback), and `fail_open` decides what requests get. A Cluster master that
-stalls while more settlement pipelines wait than `max_connections` allows: they wait for a place,
-and every one lands."""
+password on every node, Sentinel and Cluster each plain and TLS-only. Two gateways, naming it two of
+LiteLLM's ways, hold one rpm limit and one budget exactly between them. A certificate the gateway does
+not trust, or a wrong password, is said at start as what to fix (no traceback), and `fail_open` decides
+what requests get. A Cluster master that stalls while more settlement pipelines wait than
+`max_connections` allows: they wait for a place, and every one lands."""
 
 from __future__ import annotations
 
@@ -107,16 +107,19 @@ async def password_redis(workdir: Path) -> AsyncIterator[RedisProcess]:
 
 
 class Sentinels:
-    """A master and its replica, each asking for PASSWORD, and a sentinel asking for its own."""
+    """A master and its replica, each asking for PASSWORD, and a sentinel asking for its own. With `tls`
+    all three listen for TLS only, and the replica and the sentinel reach the master over TLS."""
 
-    def __init__(self, workdir: Path) -> None:
-        self.master = RedisProcess(workdir, "--repl-diskless-sync-delay", "0", password=PASSWORD)
-        self.replica = RedisProcess(workdir, "--replicaof", "127.0.0.1", str(self.master.port), password=PASSWORD)
-        config = workdir / "secured-sentinel.conf"
+    def __init__(self, workdir: Path, tls: TlsFiles | None = None) -> None:
+        outgoing = ("--tls-replication", "yes") if tls is not None else ()
+        self.master = RedisProcess(workdir, "--repl-diskless-sync-delay", "0", password=PASSWORD, tls=tls)
+        self.replica = RedisProcess(workdir, "--replicaof", "127.0.0.1", str(self.master.port), *outgoing,
+                                    password=PASSWORD, tls=tls)
+        self.sentinel = RedisProcess(workdir, "--sentinel", *outgoing, password=SENTINEL_PASSWORD, tls=tls)
+        config = workdir / f"sentinel-{self.sentinel.port}.conf"  # the sentinel rewrites its own
         config.write_text(f"sentinel monitor {SERVICE} 127.0.0.1 {self.master.port} 1\n"
                           f"sentinel auth-pass {SERVICE} {PASSWORD}\n"
                           f"sentinel down-after-milliseconds {SERVICE} 1000\n")
-        self.sentinel = RedisProcess(workdir, "--sentinel", password=SENTINEL_PASSWORD)
         self.config = config
 
     async def start(self) -> None:
@@ -142,6 +145,17 @@ class Sentinels:
 @pytest.fixture(scope="module")
 async def sentinels(workdir: Path) -> AsyncIterator[Sentinels]:
     started = Sentinels(workdir)
+    try:
+        await started.start()
+        yield started
+    finally:
+        started.stop()
+
+
+@pytest.fixture(scope="module")
+async def tls_sentinels(workdir: Path, tls_files: TlsFiles, tls_redis: RedisProcess) -> AsyncIterator[Sentinels]:
+    """After tls_redis: skipped with it."""
+    started = Sentinels(workdir, tls=tls_files)
     try:
         await started.start()
         yield started
@@ -333,6 +347,38 @@ async def test_sentinel_with_passwords(sentinels: Sentinels, postgres_url: str, 
     finally:
         for gw in (first, second, refused):
             gw.stop()
+
+
+async def test_sentinel_over_tls(tls_sentinels: Sentinels, tls_files: TlsFiles, postgres_url: str,
+                                 http: aiohttp.ClientSession) -> None:
+    """The sentinel, the master it names and the replica speak TLS only and ask for a client
+    certificate: the gateway reaches the sentinel and then the master with the same settings."""
+    port = tls_sentinels.sentinel.port
+    quoted = PASSWORD.replace(":", "%3A").replace("@", "%40")
+    query = "&".join(f"{name}={value}" for name, value in tls_settings(tls_files).items())
+    url = f"rediss+sentinel://:{quoted}@127.0.0.1:{port}/{SERVICE}?sentinel_password={SENTINEL_PASSWORD}&{query}"
+    cache = {"litellm_settings": {"cache_params": {
+        "type": "redis", "service_name": SERVICE, "sentinel_nodes": [["127.0.0.1", port]], "password": PASSWORD,
+        "sentinel_password": SENTINEL_PASSWORD, "ssl": True, **tls_settings(tls_files)}}}
+    first, second = gateway(postgres_url, "sentinel-tls", {"router_settings": {"redis_url": url}}), \
+        gateway(postgres_url, "sentinel-tls", cache)
+    try:
+        start_together(first, second)
+        for gw in (first, second):
+            assert f"Redis master '{SERVICE}' through Sentinel 127.0.0.1:{port} (" in gw.log(), gw.log()
+            assert ", TLS)" in gw.log()
+            # Sentinel's TLS connection class is an SSLConnection, but it names no master to connect to.
+            assert "pipelined on a connection of the gateway's own" not in gw.log()
+        await shared_limits_hold(http, (first, second))
+        await change_reaches(http, first, second)
+        assert "Traceback" not in first.log() + second.log()
+    finally:
+        first.stop()
+        second.stop()
+    async with tls_sentinels.master.client() as client:
+        kinds = {k.split(":")[1] + ":" + k.split(":")[2]
+                 async for k in client.scan_iter(match=shared_key("sentinel-tls", "*"), count=1000)}
+    assert {"bucket:rpm", "budget:key", "budget:team"} <= kinds, kinds
 
 
 async def test_cluster_with_passwords(cluster: list[RedisProcess], postgres_url: str,
