@@ -217,6 +217,16 @@ async def test_image_budget_counts_the_images(gateway: Gateway, http: aiohttp.Cl
     assert status == 200
 
 
+async def test_image_budget_holds_the_price_of_the_size_asked(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """$0.10 covers a standard 1024x1024 dall-e-3 image ($0.04) but not an hd 1024x1792 one ($0.12)."""
+    key = await new_key(http, gateway, max_budget=0.1)
+    tall = {"model": "dalle", "prompt": "a", "size": "1024x1792", "quality": "hd"}
+    status, body, _ = await post(http, f"{gateway.url}/v1/images/generations", tall, key)
+    assert status == 429 and body["error"]["type"] == "budget_exceeded", body
+    status, body, _ = await post(http, f"{gateway.url}/v1/images/generations", {"model": "dalle", "prompt": "a"}, key)
+    assert status == 200, body
+
+
 # num_retries
 
 
