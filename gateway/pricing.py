@@ -9,6 +9,7 @@ from typing import Any
 
 import msgspec
 
+from gateway.image_prices import ImageAsk, PixelPrices, pixel_prices, sized_price
 from gateway.router import Deployment
 from gateway.usage import Usage
 
@@ -31,14 +32,19 @@ class Price(msgspec.Struct, frozen=True):
     cache_creation_input_token_cost: float | None = None
     cache_creation_input_token_cost_above_1hr: float | None = None
     output_cost_per_reasoning_token: float | None = None
+    pixel_prices: PixelPrices = ()  # the table's, by size and quality: they come before cost_per_image
 
-    def cost(self, usage: Usage, images: int = 0) -> float:
+    def cost(self, usage: Usage, images: ImageAsk | None = None) -> float:
         if usage.cache_read_tokens or usage.cache_creation_tokens or usage.reasoning_tokens:
             tokens = self._itemised(usage)
         else:
             tokens = (usage.prompt_tokens * self.input_cost_per_token
                       + usage.completion_tokens * self.output_cost_per_token)
-        return tokens + images * self.cost_per_image if images else tokens
+        return tokens + self.image_cost(images) if images is not None else tokens
+
+    def image_cost(self, ask: ImageAsk) -> float:
+        sized = sized_price(self.pixel_prices, ask)
+        return ask.count * (self.cost_per_image if sized is None else sized)
 
     @property
     def by_units(self) -> bool:
@@ -87,7 +93,8 @@ def bundled_table() -> dict[str, dict[str, Any]]:
 def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_info: dict[str, Any],
               table: dict[str, dict[str, Any]]) -> Price:
     """Config first (litellm_params, then model_info, as LiteLLM reads them), then the table. A config
-    that prices only cached or reasoning tokens changes those on the table's price."""
+    that prices only cached or reasoning tokens changes those on the table's price. An image model's
+    table price carries the table's per-pixel prices by size and quality; a config price has none."""
     parts: dict[str, float] = {}
     for source in (params, model_info):
         given_in = _number(source.get("input_cost_per_token"))
@@ -95,15 +102,19 @@ def price_for(upstream_model: str, provider: str, params: dict[str, Any], model_
         per_image = _image_price(source)
         units = _unit_prices(source)
         if given_in is not None or given_out is not None or per_image or units:
-            return Price(given_in or 0.0, given_out or 0.0, "config", per_image, **units, **_part_prices(source))
+            return Price(given_in or 0.0, given_out or 0.0, "config", per_image, **units, **_part_prices(source),
+                         pixel_prices=())
         parts = _part_prices(source) | parts
     base = model_info.get("base_model")
-    for name in (upstream_model, base, f"{provider}/{upstream_model}", upstream_model.rsplit("/", 1)[-1]):
-        entry = table.get(name) if isinstance(name, str) else None
+    names = (upstream_model, base, f"{provider}/{upstream_model}", upstream_model.rsplit("/", 1)[-1])
+    for name in (name for name in names if isinstance(name, str)):
+        entry = table.get(name)
         if entry is not None:
+            per_image = _image_price(entry)
             return Price(_number(entry.get("input_cost_per_token")) or 0.0,
-                         _number(entry.get("output_cost_per_token")) or 0.0, "table", _image_price(entry),
-                         **_unit_prices(entry), **(_part_prices(entry) | parts))
+                         _number(entry.get("output_cost_per_token")) or 0.0, "table", per_image,
+                         **_unit_prices(entry), **(_part_prices(entry) | parts),
+                         pixel_prices=pixel_prices(table, name) if per_image else ())
     return FREE
 
 

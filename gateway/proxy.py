@@ -45,6 +45,7 @@ from gateway.context import Ctx, IPNetwork
 from gateway.cors import Cors
 from gateway.crossing import Crossing, ResponsesToChat, StreamTranslator, ToChat, TranslatedMeter, crossing
 from gateway.errors import OPENAI_ERRORS, ApiError, ErrorShape, bad_request, retry_cannot_help, upstream_error
+from gateway.image_prices import read_ask
 from gateway.limits.deployments import DeploymentLimits
 from gateway.plugin import Chain
 from gateway.pricing import Pricing
@@ -56,7 +57,7 @@ from gateway.settlement import CLIENT_LEFT, Settlement
 from gateway.stream_usage import StreamMeter
 from gateway.translate import dialect_for
 from gateway.upstream_http import CertificateUnverified, Response, UpstreamUnreachable
-from gateway.usage import Usage, estimate, from_json_body, image_count
+from gateway.usage import Usage, estimate, from_json_body
 
 log = logging.getLogger("gateway")
 
@@ -210,7 +211,7 @@ class ProxyEndpoint:
                 ctx.usage = self.estimate(ctx.body or {}, 0)  # left before any answer: the prompt was read
             if ctx.usage is not None and ctx.deployment is not None:
                 price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
-                ctx.cost = price.cost(ctx.usage, image_count(ctx.body or {}) if self.images else 0)
+                ctx.cost = price.cost(ctx.usage, read_ask(ctx.body or {}) if self.images else None)
         usage, cost = ctx.usage, ctx.cost
         if meter is not None:
             ctx.output = meter.output()
@@ -592,7 +593,7 @@ class ProxyEndpoint:
             ctx.usage = self.body_usage(payload) or (self.estimate(body, len(payload)) if self.text else NO_USAGE)
         if ctx.usage is not None and ctx.deployment is not None:
             price = self.pricing.price(ctx.deployment, ctx.upstream_model or "")
-            ctx.cost = price.cost(ctx.usage) if not self.images else price.cost(ctx.usage, image_count(body))
+            ctx.cost = price.cost(ctx.usage, read_ask(body) if self.images else None)
         if self.chain.needs_output:
             ctx.output = payload
         merged = self._headers(ctx, upstream)  # after usage and cost are known: plugins report them

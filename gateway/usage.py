@@ -189,12 +189,6 @@ def estimate(body: dict[str, Any], completion_chars: int) -> Usage:
     return Usage(prompt, completion, prompt + completion, estimated=True)
 
 
-def image_count(body: dict[str, Any]) -> int:
-    """The images an /images/generations request asks for (`n`, 1 when left out), as LiteLLM prices them."""
-    count = body.get("n")
-    return count if isinstance(count, int) and count > 0 else 1
-
-
 def upfront_units(endpoint: str, body: dict[str, Any]) -> tuple[int, int]:
     """What a media request is priced by that is known before it is sent: the characters /audio/speech
     will speak, and the one search unit a rerank costs at least."""

@@ -25,11 +25,12 @@ from gateway.budget.ledger import Counter, Denied, Ledger, LocalLedger
 from gateway.context import BudgetStanding, Ctx
 from gateway.end_users import end_user_counter, exceeded_message
 from gateway.errors import ApiError, shared_state_unreachable
+from gateway.image_prices import read_ask
 from gateway.plugin import Plugin, takes_no_settings
 from gateway.services import Services
 from gateway.settlement import Settlement
 from gateway.shared_link import reported
-from gateway.usage import image_count, upfront_units
+from gateway.usage import upfront_units
 
 log = logging.getLogger("gateway.budget")
 NO_TEXT_OUTPUT = frozenset({"embeddings", "moderations", "images/generations", "audio/transcriptions",
@@ -140,19 +141,18 @@ class Budget(Plugin):
             limit = deployment.entry.model_info.get("max_output_tokens")
             output = asked or (
                 limit if isinstance(limit, int) and limit > 0 else self.reserve_output_tokens)
-            images = 0
             units = 0.0
             if ctx.endpoint in NO_TEXT_OUTPUT:
                 output = 0
                 if ctx.endpoint == "images/generations":
-                    images = image_count(ctx.body or {})
+                    units = price.image_cost(read_ask(ctx.body or {}))
                 elif price.by_units:
                     # Known before the answer: speech's characters, a rerank's first search unit. An
                     # upload's seconds are not: it is held to its tokens' worth only.
                     characters, queries = upfront_units(ctx.endpoint, ctx.body or {})
                     units = price.units_cost(characters=characters, queries=queries)
             highest = max(highest, prompt_tokens * price.input_cost_per_token
-                          + output * price.output_cost_per_token + images * price.cost_per_image + units)
+                          + output * price.output_cost_per_token + units)
         return highest
 
     def exceeded(self, ctx: Ctx, denied: Denied, amount: float) -> ApiError:

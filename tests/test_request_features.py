@@ -20,6 +20,11 @@ PREFIX = "/olla/litellm"
 IMAGE_PRICE = 0.04
 PRICE_IN, PRICE_OUT = 0.001, 0.002
 CHAT = [{"role": "user", "content": "hello"}]
+# LiteLLM's per-pixel prices (gateway/data/model_prices.json), by quality and size.
+DALL_E_3_HD_TALL = 6.539e-08
+DALL_E_3_STANDARD_SQUARE = 3.81469e-08
+DALL_E_2_SMALL = 2.4414e-07
+DALL_E_2_LARGE = 1.9e-08
 
 
 @pytest.fixture(scope="module")
@@ -32,6 +37,9 @@ def gateway(upstream: FakeUpstream, upstream_b: FakeUpstream) -> Iterator[Gatewa
             deployment("img", upstream.base_url, output_cost_per_image=IMAGE_PRICE,
                        model_info={"mode": "image_generation"}),
             deployment("dalle", upstream.base_url, model="openai/dall-e-3", model_info={"mode": "image_generation"}),
+            deployment("dalle-2", upstream.base_url, model="openai/dall-e-2", model_info={"mode": "image_generation"}),
+            deployment("dalle-priced", upstream.base_url, model="openai/dall-e-3",
+                       output_cost_per_image=IMAGE_PRICE * 10, model_info={"mode": "image_generation"}),
             deployment("img-tokens", upstream.base_url, input_cost_per_token=PRICE_IN,
                        output_cost_per_token=PRICE_OUT),
             deployment("flaky", upstream.base_url, num_retries=2),
@@ -108,14 +116,44 @@ async def test_images_are_priced_per_image(gateway: Gateway, upstream: FakeUpstr
 
 async def test_images_of_a_known_model_are_priced_from_the_bundled_table(gateway: Gateway, upstream: FakeUpstream,
                                                                          http: aiohttp.ClientSession) -> None:
-    """dall-e-3 with no price in the config: the table's $0.04 an image (1024x1024, standard quality)."""
+    """dall-e-3 with no price in the config and no size or quality asked: 1024x1024 standard, about $0.04."""
     request_id = uuid.uuid4().hex
     status, body, _ = await post(http, f"{gateway.url}/v1/images/generations",
                                  {"model": "dalle", "prompt": "a red cat", "n": 2}, MASTER, request_id)
     assert status == 200, body
     assert upstream.seen[-1].body["model"] == "dall-e-3"
     record = await spend_record(http, gateway, request_id, ADMIN)
-    assert record["spend"] == pytest.approx(2 * 0.04) and record["call_type"] == "images/generations"
+    assert record["spend"] == pytest.approx(2 * 1024 * 1024 * DALL_E_3_STANDARD_SQUARE, rel=1e-9)
+    assert record["call_type"] == "images/generations"
+
+
+@pytest.mark.parametrize(("model", "asked", "expected"), [
+    ("dalle", {"n": 1, "size": "1024x1792", "quality": "hd"}, 1024 * 1792 * DALL_E_3_HD_TALL),
+    ("dalle", {"size": "1792x1024", "quality": "hd"}, 1792 * 1024 * DALL_E_3_HD_TALL),
+    ("dalle", {"quality": "standard"}, 1024 * 1024 * DALL_E_3_STANDARD_SQUARE),
+    ("dalle-2", {"n": 3, "size": "256x256"}, 3 * 256 * 256 * DALL_E_2_SMALL),
+    ("dalle-2", {"n": 2}, 2 * 1024 * 1024 * DALL_E_2_LARGE),
+    # dall-e-2 has one quality: LiteLLM's key without it is the one that matches.
+    ("dalle-2", {"size": "256x256", "quality": "hd"}, 256 * 256 * DALL_E_2_SMALL),
+    # No entry for the size: the model's one-image price, the plain entry LiteLLM's lookup ends on.
+    ("dalle", {"n": 2, "size": "512x512"}, 2 * 0.04),
+    ("dalle", {"size": "auto"}, 0.04),
+    # A price in the config wins over the table's, whatever the size and quality.
+    ("dalle-priced", {"n": 2, "size": "1024x1792", "quality": "hd"}, 2 * IMAGE_PRICE * 10),
+], ids=["dall-e-3-hd-1024x1792", "dall-e-3-hd-1792x1024", "dall-e-3-default-size", "dall-e-2-256x256-n3",
+        "dall-e-2-default-size", "dall-e-2-quality-ignored", "dall-e-3-unknown-size", "dall-e-3-size-auto",
+        "config-price-wins"])
+async def test_images_are_priced_by_size_and_quality(gateway: Gateway, upstream: FakeUpstream,
+                                                     http: aiohttp.ClientSession, model: str,
+                                                     asked: dict[str, Any], expected: float) -> None:
+    request_id = uuid.uuid4().hex
+    status, body, headers = await post(http, f"{gateway.url}/v1/images/generations",
+                                       {"model": model, "prompt": "a red cat", **asked}, MASTER, request_id)
+    assert status == 200, body
+    assert {k: upstream.seen[-1].body.get(k) for k in asked} == asked
+    assert float(headers["x-litellm-response-cost"]) == pytest.approx(expected, rel=1e-9)
+    record = await spend_record(http, gateway, request_id, ADMIN)
+    assert record["spend"] == pytest.approx(expected, rel=1e-9)
 
 
 async def test_image_usage_from_the_answer_is_priced(gateway: Gateway, http: aiohttp.ClientSession) -> None:
@@ -177,6 +215,16 @@ async def test_image_budget_counts_the_images(gateway: Gateway, http: aiohttp.Cl
     status, _, _ = await post(http, f"{gateway.url}/v1/images/generations", {"model": "img", "prompt": "a", "n": 3},
                               key)
     assert status == 200
+
+
+async def test_image_budget_holds_the_price_of_the_size_asked(gateway: Gateway, http: aiohttp.ClientSession) -> None:
+    """$0.10 covers a standard 1024x1024 dall-e-3 image ($0.04) but not an hd 1024x1792 one ($0.12)."""
+    key = await new_key(http, gateway, max_budget=0.1)
+    tall = {"model": "dalle", "prompt": "a", "size": "1024x1792", "quality": "hd"}
+    status, body, _ = await post(http, f"{gateway.url}/v1/images/generations", tall, key)
+    assert status == 429 and body["error"]["type"] == "budget_exceeded", body
+    status, body, _ = await post(http, f"{gateway.url}/v1/images/generations", {"model": "dalle", "prompt": "a"}, key)
+    assert status == 200, body
 
 
 # num_retries
