@@ -146,6 +146,14 @@ async def spend_record(http: aiohttp.ClientSession, gw: Gateway, request_id: str
         await asyncio.sleep(0.05)
 
 
+async def new_virtual_key(http: aiohttp.ClientSession, gw: Gateway, admin: dict[str, str], **fields: Any) -> str:
+    """A key from /key/generate with these fields."""
+    async with http.post(f"{gw.url}/key/generate", json=fields, headers=admin) as r:
+        assert r.status == 200, await r.text()
+        key: str = (await r.json())["key"]
+        return key
+
+
 def deployment(name: str, base_url: str, model: str | None = None, model_info: dict[str, Any] | None = None,
                **params: Any) -> dict[str, Any]:
     """A model_list entry for an OpenAI-style upstream; the upstream sees `<name>-upstream` unless told."""

@@ -20,7 +20,7 @@ import orjson
 import pytest
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment, free_port, spend_record
+from tests.harness import Gateway, deployment, free_port, new_virtual_key, spend_record
 from tests.media_fakes import MediaUpstream, speech_audio, transcript_input_tokens
 
 MASTER = "sk-audio-master"
@@ -87,10 +87,7 @@ def gateway(media: MediaUpstream, upstream: FakeUpstream) -> Iterator[Gateway]:
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> str:
-    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        key: str = (await r.json())["key"]
-        return key
+    return await new_virtual_key(http, gw, ADMIN, **fields)
 
 
 def client(gw: Gateway, key: str = MASTER, base: str = "/v1", request_id: str | None = None) -> openai.AsyncOpenAI:

@@ -23,7 +23,7 @@ import pytest
 
 from tests.conftest import scratch_prefix
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment, spend_record
+from tests.harness import Gateway, deployment, new_virtual_key, spend_record
 from tests.media_fakes import MediaUpstream
 
 MASTER = "sk-media-limits-master"
@@ -180,10 +180,7 @@ async def held_upload(http: aiohttp.ClientSession, gw: Gateway, route: Route, ke
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> str:
-    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        key: str = (await r.json())["key"]
-        return key
+    return await new_virtual_key(http, gw, ADMIN, **fields)
 
 
 async def key_spend(http: aiohttp.ClientSession, gw: Gateway, key: str) -> float:

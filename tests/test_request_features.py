@@ -12,7 +12,7 @@ import orjson
 import pytest
 
 from tests.fakes import FakeUpstream
-from tests.harness import Gateway, deployment, free_port, spend_record
+from tests.harness import Gateway, deployment, free_port, new_virtual_key, spend_record
 
 MASTER = "sk-features-master"
 ADMIN = {"Authorization": f"Bearer {MASTER}"}
@@ -57,10 +57,7 @@ def gateway(upstream: FakeUpstream, upstream_b: FakeUpstream) -> Iterator[Gatewa
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> str:
-    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        key: str = (await r.json())["key"]
-        return key
+    return await new_virtual_key(http, gw, ADMIN, **fields)
 
 
 async def post(http: aiohttp.ClientSession, url: str, payload: Any, key: str,

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.harness import Gateway, free_port, spend_record
+from tests.harness import Gateway, free_port, new_virtual_key, spend_record
 from tests.media_fakes import MediaUpstream, rerank_tokens
 
 MASTER = "sk-rerank-master"
@@ -69,10 +69,7 @@ async def rerank(http: aiohttp.ClientSession, url: str, payload: dict[str, Any],
 
 
 async def new_key(http: aiohttp.ClientSession, gw: Gateway, **fields: Any) -> str:
-    async with http.post(f"{gw.url}/key/generate", json=fields, headers=ADMIN) as r:
-        assert r.status == 200, await r.text()
-        key: str = (await r.json())["key"]
-        return key
+    return await new_virtual_key(http, gw, ADMIN, **fields)
 
 
 async def test_cohere_v1_is_charged_per_search_unit(gateway: Gateway, media: MediaUpstream,
