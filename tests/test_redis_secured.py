@@ -237,6 +237,14 @@ def tls_settings(files: TlsFiles, ca: Path | None = None) -> dict[str, str]:
             "ssl_keyfile": str(files.client_key)}
 
 
+async def they_share(http: aiohttp.ClientSession, first: Gateway, second: Gateway) -> None:
+    """Two gateways on one Redis: limits and a budget hold exactly across both, a change made on one reaches
+    the other, and neither logged a traceback."""
+    await shared_limits_hold(http, (first, second))
+    await change_reaches(http, first, second)
+    assert "Traceback" not in first.log() + second.log()
+
+
 async def test_two_gateways_share_limits_over_tls(tls_redis: RedisProcess, tls_files: TlsFiles, postgres_url: str,
                                                   http: aiohttp.ClientSession) -> None:
     prefix = "tls"
@@ -252,9 +260,7 @@ async def test_two_gateways_share_limits_over_tls(tls_redis: RedisProcess, tls_f
             assert f"Redis at 127.0.0.1:{tls_redis.port} (" in gw.log() and ", TLS)" in gw.log()
             # The one-round-trip path: admission and settlement scripts on the gateway's own TLS connection.
             assert "its scripts pipelined on a connection of the gateway's own" in gw.log()
-        await shared_limits_hold(http, (first, second))
-        await change_reaches(http, first, second)
-        assert "Traceback" not in first.log() + second.log()
+        await they_share(http, first, second)
     finally:
         first.stop()
         second.stop()
@@ -291,9 +297,7 @@ async def test_one_server_with_a_password_and_an_acl_user(password_redis: RedisP
         start_together(first, second)
         for gw in (first, second):
             assert "its scripts pipelined on a connection of the gateway's own" in gw.log()
-        await shared_limits_hold(http, (first, second))
-        await change_reaches(http, first, second)
-        assert "Traceback" not in first.log() + second.log()
+        await they_share(http, first, second)
     finally:
         first.stop()
         second.stop()
@@ -337,9 +341,7 @@ async def test_sentinel_with_passwords(sentinels: Sentinels, postgres_url: str, 
     refused = gateway(postgres_url, "sentinel-refused", wrong, fail_open=False)
     try:
         start_together(first, second, refused)
-        await shared_limits_hold(http, (first, second))
-        await change_reaches(http, first, second)
-        assert "Traceback" not in first.log() + second.log()
+        await they_share(http, first, second)
         await eventually(lambda: asyncio.sleep(0, REFUSED in refused.log()), patience=10)
         status, body = await chat(http, refused, (await new_key(http, refused, max_budget=10.0))["key"])
         assert status == 503 and SHARED_STATE_DOWN in body["error"]["message"], body
@@ -369,9 +371,7 @@ async def test_sentinel_over_tls(tls_sentinels: Sentinels, tls_files: TlsFiles, 
             assert ", TLS)" in gw.log()
             # Sentinel's TLS connection class is an SSLConnection, but it names no master to connect to.
             assert "pipelined on a connection of the gateway's own" not in gw.log()
-        await shared_limits_hold(http, (first, second))
-        await change_reaches(http, first, second)
-        assert "Traceback" not in first.log() + second.log()
+        await they_share(http, first, second)
     finally:
         first.stop()
         second.stop()
@@ -392,9 +392,7 @@ async def test_cluster_with_passwords(cluster: list[RedisProcess], postgres_url:
     refused = gateway(postgres_url, "cluster-refused", {}, wrong, fail_open=False)
     try:
         start_together(first, second, refused)
-        await shared_limits_hold(http, (first, second))
-        await change_reaches(http, first, second)
-        assert "Traceback" not in first.log() + second.log()
+        await they_share(http, first, second)
         await eventually(lambda: asyncio.sleep(0, REFUSED in refused.log()), patience=10)
         status, body = await chat(http, refused, (await new_key(http, refused, max_budget=10.0))["key"])
         assert status == 503 and SHARED_STATE_DOWN in body["error"]["message"], body
