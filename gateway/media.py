@@ -118,7 +118,7 @@ class MediaEndpoint(ProxyEndpoint):
                 response = await self._upload(ctx, current, upload, asked)
             except UpstreamFailure as exc:
                 self._release(ctx, 0.0)
-                self.router.record_failure(current.deployment, exc.retry_after)
+                await self.router.record_failure(current.deployment, exc.retry_after)
                 attempt += 1
                 following: Route | None = None
                 if exc.retryable and not upload.started and attempt <= ctx.max_retries:

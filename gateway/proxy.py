@@ -389,7 +389,7 @@ class ProxyEndpoint:
                 except UpstreamFailure as exc:
                     failure = exc
                     self._release(ctx, 0.0)  # the request counts; it used no tokens there
-                    router.record_failure(current.deployment, exc.retry_after)
+                    await router.record_failure(current.deployment, exc.retry_after)
                     current = None
                     attempt += 1
                     if exc.kind is not None or not exc.retryable or attempt > ctx.max_retries:

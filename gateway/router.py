@@ -252,8 +252,9 @@ STRATEGIES: dict[str, Strategy] = {
 class FailurePeers(Protocol):
     """The other processes of the node, when there are: failures are counted for all of them at once."""
 
-    def failure(self, deployment: Deployment, retry_after: float | None) -> bool:
-        """Passed on to the node's count: True, or False if the node cannot be told."""
+    async def failure(self, deployment: Deployment, retry_after: float | None) -> bool:
+        """Counted by the node, once every process has any cooldown it caused: True; False if the node
+        cannot be told (or does not answer in time)."""
 
     def success(self, deployment: Deployment) -> None: ...
 
@@ -391,13 +392,20 @@ class Router:
         return any(d.protocol is api and d.id not in exclude and d.cooldown_until <= now and d.limited_until <= now
                    for d in self.groups.get(name, ()))
 
-    def record_failure(self, deployment: Deployment, retry_after: float | None) -> None:
-        """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down."""
+    async def record_failure(self, deployment: Deployment, retry_after: float | None) -> None:
+        """An upstream failed: past `allowed_fails` in a minute, or when it asked us to wait, it cools down.
+        With peers, this returns once every process has the cooldown, so that the failed request's answer
+        cannot reach the client before the next request could reach the deployment again."""
+        # The node's parent knows only the config's deployments: a stored one is counted per process.
+        if self.peers is not None and not deployment.alone and not deployment.from_store \
+                and await self.peers.failure(deployment, retry_after):
+            return
+        self.count_failure(deployment, retry_after)
+
+    def count_failure(self, deployment: Deployment, retry_after: float | None) -> None:
+        """A failure counted in this process (the node's, or one without peers)."""
         if deployment.alone:
             return  # as in LiteLLM: cooling the only deployment of a group would only turn errors into 503s
-        # The node's parent knows only the config's deployments: a stored one is counted per process.
-        if self.peers is not None and not deployment.from_store and self.peers.failure(deployment, retry_after):
-            return  # the node counts it, and tells every process of a cooldown (`cool_down`)
         now = self.clock()
         if now - deployment.failures_since > FAILURE_WINDOW:
             deployment.failures, deployment.failures_since = 0, now

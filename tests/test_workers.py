@@ -8,6 +8,7 @@ import asyncio
 import os
 import re
 import shutil
+import socket
 import tempfile
 import time
 import uuid
@@ -15,10 +16,12 @@ from collections.abc import Iterator
 from typing import Any
 
 import aiohttp
+import msgspec
 import pytest
 
 from gateway.config import parse_config
 from gateway.limits.buckets import Bucket, SlotsFull
+from gateway.node import wire
 from gateway.node.client import NodeClient, NodeLimiter
 from gateway.node.server import NodeServer
 from gateway.router import Router
@@ -168,6 +171,40 @@ async def test_cooldown_counts_failures_of_the_node(node: tuple[Gateway, FakeUps
     statuses = [await fresh_chat(gw, MASTER, "pair") for _ in range(40)]
     assert statuses.count(502) == 3, statuses
     assert statuses[-20:] == [200] * 20
+
+
+async def test_a_failure_report_returns_once_every_worker_has_the_cooldown() -> None:
+    """The failing request's answer waits for the report, so the client's next request, on whichever
+    worker, cannot reach the deployment again: when the report returns, the cooldown is already in the
+    other worker's socket (here a bare one, read without waiting), and in the reporter's router."""
+    config = parse_config({
+        "model_list": [{"model_name": "pair", "litellm_params": {"model": "mock/a"}, "model_info": {"id": "a"}},
+                       {"model_name": "pair", "litellm_params": {"model": "mock/b"}, "model_info": {"id": "b"}}],
+        "router_settings": {"allowed_fails": 0, "cooldown_time": 600}})
+    folder = tempfile.mkdtemp(prefix="gwnode-")
+    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
+    server.start()
+    other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    other.settimeout(5)
+    other.connect(server.path)
+    other.sendall(wire.frame(wire.Ping(1)))
+    frames = wire.Frames(msgspec.msgpack.Decoder(wire.ToWorker))
+    assert frames.feed(other.recv(4096)) == [wire.Reply(1, True)]  # the node has taken its connection
+    failing = Router(config)
+    client = NodeClient(server.path, failing, timeout=5.0, fail_open=True)
+    await client.start()
+    try:
+        await failing.record_failure(failing.by_id["a"], None)
+        other.setblocking(False)
+        pushed = frames.feed(other.recv(4096))
+        assert [(type(m), m.deployment) for m in pushed] == [(wire.Cooldown, "a")]
+        assert pushed[0].until > time.monotonic() + 500
+        assert failing.by_id["a"].cooldown_until == pushed[0].until
+    finally:
+        await client.close()
+        other.close()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 async def test_a_worker_that_loses_the_node_follows_the_policy_and_finds_it_again() -> None:

@@ -137,10 +137,10 @@ class NodeClient(asyncio.Protocol):
 
     # FailurePeers
 
-    def failure(self, deployment: Deployment, retry_after: float | None) -> bool:
+    async def failure(self, deployment: Deployment, retry_after: float | None) -> bool:
         try:
-            self.cast(wire.Failure(deployment.id, retry_after))
-        except SharedStateDown:
+            await self.call(lambda id: wire.Failure(id, deployment.id, retry_after))
+        except (SharedStateDown, OSError, TimeoutError):
             return False
         return True
 

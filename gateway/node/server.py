@@ -23,7 +23,7 @@ from gateway.server import event_loop_factory
 
 log = logging.getLogger("gateway.node")
 
-CASTS = frozenset({wire.Give, wire.Release, wire.Settle, wire.Success, wire.Failure})
+CASTS = frozenset({wire.Give, wire.Release, wire.Settle, wire.Success})
 
 
 class NodeState:
@@ -100,11 +100,13 @@ class NodeState:
             self._broadcast(wire.frame(wire.Failing(m.deployment, False)))
 
     def _failure(self, m: wire.Failure, sender: Worker) -> None:
+        """The Cooldown frames are written to every worker before the sender's Reply, which is written
+        after this returns: the sender answers its client only once every worker knows."""
         deployment = self.router.by_id.get(m.deployment)
         if deployment is None:
             return
         was_failing, was_until = deployment.failures > 0, deployment.cooldown_until
-        self.router.record_failure(deployment, m.retry_after)
+        self.router.count_failure(deployment, m.retry_after)
         if deployment.cooldown_until != was_until:
             until = deployment.cooldown_until
             counted = was_until <= self.router.clock()

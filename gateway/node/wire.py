@@ -76,6 +76,8 @@ class Copy(msgspec.Struct, tag="copy", array_like=True):
 
 
 class Failure(msgspec.Struct, tag="failure", array_like=True):
+    """A call: the node answers once it has sent any cooldown this failure caused to every worker."""
+    id: int
     deployment: str
     retry_after: float | None
 
