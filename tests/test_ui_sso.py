@@ -175,7 +175,8 @@ async def test_a_token_endpoint_error_is_a_page_saying_so(gateway: Gateway, oidc
         async with browser_like() as browser:
             status, html, _ = await finish(browser, await back_from_provider(browser, await to_provider(browser, ui)))
             assert status == 502 and "Sign-in failed" in html
-            assert "token endpoint answered 400: invalid_grant - The authorization code is invalid" in text_of(html)
+            assert "token endpoint answered 400: invalid_grant - The authorization code is invalid or has " \
+                "expired. " in text_of(html) + " "  # one full stop, not the provider's and another
             assert "Traceback" not in html
             status, _ = await page(browser, f"{ui}/keys")
             assert status == 303

@@ -210,7 +210,8 @@ async def _answer(call: Any, what: str) -> dict[str, Any]:
         if isinstance(parsed, dict):
             detail = ": " + " - ".join(str(parsed[k])[:200] for k in ("error", "error_description") if parsed.get(k))
         log.warning("SSO %s answered %s%s", what, status, detail)
-        raise Refused(502, "Sign-in failed", f"The identity provider's {what} answered {status}{detail}.")
+        said = f"The identity provider's {what} answered {status}{detail}"
+        raise Refused(502, "Sign-in failed", said if said.endswith(".") else said + ".")
     return parsed
 
 
