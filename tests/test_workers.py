@@ -207,6 +207,36 @@ async def test_a_failure_report_returns_once_every_worker_has_the_cooldown() -> 
         shutil.rmtree(folder, ignore_errors=True)
 
 
+async def test_a_worker_that_connects_late_learns_the_cooldowns_still_running() -> None:
+    """A worker that starts, or finds the node again, after a deployment was put to rest: the node tells it
+    at once, rather than at the cooldown's next change, so it does not send the deployment more requests."""
+    config = parse_config({
+        "model_list": [{"model_name": "pair", "litellm_params": {"model": "mock/a"}, "model_info": {"id": "a"}},
+                       {"model_name": "pair", "litellm_params": {"model": "mock/b"}, "model_info": {"id": "b"}}],
+        "router_settings": {"allowed_fails": 0, "cooldown_time": 600}})
+    folder = tempfile.mkdtemp(prefix="gwnode-")
+    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
+    server.start()
+    first, late = Router(config), Router(config)
+    reporter = NodeClient(server.path, first, timeout=5.0, fail_open=True)
+    newcomer = NodeClient(server.path, late, timeout=5.0, fail_open=True)
+    await reporter.start()
+    try:
+        await first.record_failure(first.by_id["a"], None)
+        assert first.by_id["a"].cooldown_until > time.monotonic() + 500
+        await newcomer.start()
+        deadline = time.monotonic() + 5
+        while late.by_id["a"].cooldown_until != first.by_id["a"].cooldown_until:
+            assert time.monotonic() < deadline, "the late worker was not told of the cooldown"
+            await asyncio.sleep(0.01)
+        assert late.by_id["b"].cooldown_until <= time.monotonic()
+    finally:
+        await newcomer.close()
+        await reporter.close()
+        server.stop()
+        shutil.rmtree(folder, ignore_errors=True)
+
+
 async def test_a_worker_that_loses_the_node_follows_the_policy_and_finds_it_again() -> None:
     """The node's counters behind the same guard as Redis: a lost connection marks them down, calls
     then fail at once (SharedStateDown: the caller applies fail_open), and a probe reconnects."""

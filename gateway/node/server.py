@@ -119,6 +119,16 @@ class NodeState:
         for worker in self.workers:
             worker.send(framed)
 
+    def standing(self) -> bytes:
+        """What a worker that connects (a new one, or one that lost the node) must be told at once: the
+        cooldowns still running and the deployments counting failures, which it would otherwise learn only
+        at their next change."""
+        now = self.router.clock()
+        frames = [wire.frame(wire.Cooldown(d.id, d.cooldown_until, False))
+                  for d in self.router.by_id.values() if d.cooldown_until > now]
+        frames += [wire.frame(wire.Failing(d.id, True)) for d in self.router.by_id.values() if d.failures > 0]
+        return b"".join(frames)
+
 
 class Worker(asyncio.Protocol):
     """One worker's connection."""
@@ -132,6 +142,9 @@ class Worker(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self.transport = transport  # type: ignore[assignment]  # uvloop's is not an asyncio.Transport
         self.state.workers.add(self)
+        standing = self.state.standing()
+        if standing:
+            self.send(standing)
 
     def connection_lost(self, exc: Exception | None) -> None:
         """A worker that dies leaves its requests' parallel slots to the others at once, not after
