@@ -400,11 +400,8 @@ def _cluster(target: RedisTarget, timeout: float, common: dict[str, Any], tls: s
                                 await self._load_slots()
                     yield
                 except Exception as exc:
-                    if not unreachable(exc):
-                        raise
-                    self._initialize = True
-                    if isinstance(exc, RuntimeError):  # a write to a node's closed connection, under uvloop
-                        raise RedisConnectionError(f"Connection closed: {exc}") from exc
+                    if unreachable(exc):
+                        self._initialize = True
                     raise
                 finally:
                     _HOLDING.reset(holding)

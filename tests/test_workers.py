@@ -173,24 +173,36 @@ async def test_cooldown_counts_failures_of_the_node(node: tuple[Gateway, FakeUps
     assert statuses[-20:] == [200] * 20
 
 
+PAIR = parse_config({
+    "model_list": [{"model_name": "pair", "litellm_params": {"model": "mock/a"}, "model_info": {"id": "a"}},
+                   {"model_name": "pair", "litellm_params": {"model": "mock/b"}, "model_info": {"id": "b"}}],
+    "router_settings": {"allowed_fails": 0, "cooldown_time": 600}})
+
+
+def pair_node() -> NodeServer:
+    """A node for PAIR's two deployments (the first failure cools one down), on a socket in a folder of its own."""
+    server = NodeServer(os.path.join(tempfile.mkdtemp(prefix="gwnode-"), "counters.sock"), Router(PAIR))
+    server.start()
+    return server
+
+
+def stop_node(server: NodeServer) -> None:
+    server.stop()
+    shutil.rmtree(os.path.dirname(server.path), ignore_errors=True)
+
+
 async def test_a_failure_report_returns_once_every_worker_has_the_cooldown() -> None:
     """The failing request's answer waits for the report, so the client's next request, on whichever
     worker, cannot reach the deployment again: when the report returns, the cooldown is already in the
     other worker's socket (here a bare one, read without waiting), and in the reporter's router."""
-    config = parse_config({
-        "model_list": [{"model_name": "pair", "litellm_params": {"model": "mock/a"}, "model_info": {"id": "a"}},
-                       {"model_name": "pair", "litellm_params": {"model": "mock/b"}, "model_info": {"id": "b"}}],
-        "router_settings": {"allowed_fails": 0, "cooldown_time": 600}})
-    folder = tempfile.mkdtemp(prefix="gwnode-")
-    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
-    server.start()
+    server = pair_node()
     other = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     other.settimeout(5)
     other.connect(server.path)
     other.sendall(wire.frame(wire.Ping(1)))
     frames = wire.Frames(msgspec.msgpack.Decoder(wire.ToWorker))
     assert frames.feed(other.recv(4096)) == [wire.Reply(1, True)]  # the node has taken its connection
-    failing = Router(config)
+    failing = Router(PAIR)
     client = NodeClient(server.path, failing, timeout=5.0, fail_open=True)
     await client.start()
     try:
@@ -203,21 +215,14 @@ async def test_a_failure_report_returns_once_every_worker_has_the_cooldown() -> 
     finally:
         await client.close()
         other.close()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        stop_node(server)
 
 
 async def test_a_worker_that_connects_late_learns_the_cooldowns_still_running() -> None:
     """A worker that starts, or finds the node again, after a deployment was put to rest: the node tells it
     at once, rather than at the cooldown's next change, so it does not send the deployment more requests."""
-    config = parse_config({
-        "model_list": [{"model_name": "pair", "litellm_params": {"model": "mock/a"}, "model_info": {"id": "a"}},
-                       {"model_name": "pair", "litellm_params": {"model": "mock/b"}, "model_info": {"id": "b"}}],
-        "router_settings": {"allowed_fails": 0, "cooldown_time": 600}})
-    folder = tempfile.mkdtemp(prefix="gwnode-")
-    server = NodeServer(os.path.join(folder, "counters.sock"), Router(config))
-    server.start()
-    first, late = Router(config), Router(config)
+    server = pair_node()
+    first, late = Router(PAIR), Router(PAIR)
     reporter = NodeClient(server.path, first, timeout=5.0, fail_open=True)
     newcomer = NodeClient(server.path, late, timeout=5.0, fail_open=True)
     await reporter.start()
@@ -233,8 +238,7 @@ async def test_a_worker_that_connects_late_learns_the_cooldowns_still_running() 
     finally:
         await newcomer.close()
         await reporter.close()
-        server.stop()
-        shutil.rmtree(folder, ignore_errors=True)
+        stop_node(server)
 
 
 async def test_a_worker_that_loses_the_node_follows_the_policy_and_finds_it_again() -> None:
